@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Provisions what the tests need (PostgreSQL, MNIST), runs every test of the solution, stops what it started.
+# Extra arguments go to `dotnet test` (e.g. --filter "FullyQualifiedName~Surgery").
+set -euo pipefail
+source "$(dirname "$0")/lib/provision.sh"
+cd "$ROOT"
+
+ensure_prerequisites
+ensure_mnist
+trap stop_postgres EXIT
+# Tests use their own cluster so they can run beside a service started by run.sh; durability is not needed.
+PG_FSYNC=off start_postgres "$DATA_DIR/postgres-test"
+export SURGERY_MNIST_DIR="$MNIST_DIR"
+
+dotnet build SurgeryService.sln -c Release -nologo -v quiet
+dotnet test SurgeryService.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@"

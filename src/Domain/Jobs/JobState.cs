@@ -1,0 +1,10 @@
+namespace SurgeryService.Domain.Jobs;
+
+public enum JobState
+{
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}

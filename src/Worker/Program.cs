@@ -1,0 +1,26 @@
+using Hangfire;
+using SurgeryService.Domain.Hosting;
+using SurgeryService.Worker;
+
+var builder = Host.CreateApplicationBuilder(args);
+
+builder.Services.AddOptions<WorkerOptions>()
+    .BindConfiguration(WorkerOptions.Section)
+    .ValidateDataAnnotations()
+    .ValidateOnStart();
+
+var options = builder.Configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions();
+builder.Services.AddSurgeryPersistence(builder.Configuration);
+builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));
+builder.Services.AddHangfireServer(server =>
+{
+    server.Queues = options.Queues;
+    server.WorkerCount = options.WorkerCount;
+    server.ServerName = Environment.MachineName; // Hangfire adds the process id and a guid
+    server.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds);
+});
+// The host waits longer than Hangfire so a running job can reach its next checkpoint and stop cleanly.
+builder.Services.Configure<HostOptions>(host =>
+    host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds + 15));
+
+builder.Build().Run();

@@ -1,0 +1,20 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace SurgeryService.Worker;
+
+/// <summary>Settings of the job worker, section <c>Worker</c>.</summary>
+public sealed class WorkerOptions
+{
+    public const string Section = "Worker";
+
+    /// <summary>Hangfire queues this worker takes jobs from, in priority order (<c>gpu</c>, <c>cpu</c>, <c>default</c>).</summary>
+    [MinLength(1)]
+    public string[] Queues { get; set; } = ["cpu", "default"];
+
+    /// <summary>Jobs run at once. Training uses every core, so one per machine is the useful default.</summary>
+    [Range(1, 64)]
+    public int WorkerCount { get; set; } = 1;
+
+    [Range(1, 3600)]
+    public int ShutdownTimeoutSeconds { get; set; } = 30;
+}

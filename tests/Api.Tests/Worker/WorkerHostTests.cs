@@ -1,0 +1,34 @@
+using SurgeryService.Api.Tests.Infrastructure;
+
+namespace SurgeryService.Api.Tests.Worker;
+
+public sealed class WorkerHostTests : IAsyncLifetime
+{
+    private TestDatabase _db = null!;
+
+    public async Task InitializeAsync() => _db = await TestDatabase.CreateAsync("worker");
+
+    public async Task DisposeAsync() => await _db.DisposeAsync();
+
+    [Fact]
+    public async Task WorkerProcessRegistersItsHangfireServerInPostgres()
+    {
+        using var worker = WorkerProcess.Start(_db.ConnectionString,
+            new Dictionary<string, string> { ["Worker__Queues__0"] = "gpu", ["Worker__Queues__1"] = "cpu" });
+
+        var registered = await Eventually.TrueAsync(async () =>
+            !worker.HasExited && await ServerCount(worker.Id) == 1, TimeSpan.FromSeconds(60));
+
+        Assert.True(registered, "no Hangfire server row for the worker; its output:\n" + worker.Output);
+        var queues = await _db.ScalarAsync<string>(
+            $"SELECT data FROM hangfire.server WHERE id LIKE '%:{worker.Id}:%'");
+        Assert.Contains("\"gpu\"", queues);
+    }
+
+    private async Task<long> ServerCount(int pid)
+    {
+        var schemaExists = await _db.ScalarAsync<bool>(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables WHERE table_schema = 'hangfire' AND table_name = 'server')");
+        return schemaExists ? await _db.ScalarAsync<long>($"SELECT count(*) FROM hangfire.server WHERE id LIKE '%:{pid}:%'") : 0;
+    }
+}
