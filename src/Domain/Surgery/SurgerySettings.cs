@@ -1,0 +1,166 @@
+using System.Text.Json.Serialization;
+using System.Text.RegularExpressions;
+
+namespace SurgeryService.Domain.Surgery;
+
+[JsonConverter(typeof(JsonStringEnumConverter<SurgeryMethod>))]
+public enum SurgeryMethod
+{
+    /// <summary>Dynamic Network Surgery (Guo et al. 2016): prune and splice inside one retraining run.</summary>
+    Dns,
+
+    /// <summary>Han et al. 2015: iterative prune-then-retrain with fixed masks, no splicing.</summary>
+    Magnitude,
+}
+
+/// <summary>Caffe's learning-rate policies.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<LearningRatePolicy>))]
+public enum LearningRatePolicy
+{
+    /// <summary><c>lr</c>.</summary>
+    Fixed,
+
+    /// <summary><c>lr * lr_gamma ^ floor(iter / lr_step)</c>.</summary>
+    Step,
+
+    /// <summary><c>lr * (1 + lr_gamma * iter) ^ (-lr_power)</c>.</summary>
+    Inv,
+}
+
+[JsonConverter(typeof(JsonStringEnumConverter<PruningPhases>))]
+public enum PruningPhases
+{
+    /// <summary>Every prunable layer from the first iteration.</summary>
+    All,
+
+    /// <summary>Convolutions during the first half of the iterations, fully connected layers in the second.</summary>
+    ConvThenFc,
+}
+
+[JsonConverter(typeof(JsonStringEnumConverter<DeviceChoice>))]
+public enum DeviceChoice
+{
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+/// <summary>
+/// Overrides for the layers whose name matches <see cref="Pattern"/>: the exact layer or parameter name, or a glob with
+/// <c>*</c> (e.g. <c>conv*</c>). The first matching entry wins.
+/// </summary>
+public sealed record LayerSettings
+{
+    public required string Pattern { get; init; }
+    public double? CRate { get; init; }
+    public int? IterStop { get; init; }
+    public double? Gamma { get; init; }
+    public double? Power { get; init; }
+
+    public bool Matches(string layerName, string weightParameter)
+    {
+        var regex = "^" + Regex.Escape(Pattern).Replace("\\*", ".*") + "$";
+        return Regex.IsMatch(layerName, regex) || Regex.IsMatch(weightParameter, regex);
+    }
+}
+
+/// <summary>
+/// Every setting of one surgery (dns-spec.md, "Defaults and settings"). Serialises to JSON as the Api's request body.
+/// </summary>
+public sealed record SurgerySettings
+{
+    public SurgeryMethod Method { get; init; } = SurgeryMethod.Dns;
+
+    /// <summary>Default c_rate: threshold = mean|w| + c_rate * std|w|.</summary>
+    public double CRate { get; init; } = 3;
+
+    /// <summary>Probability schedule of a mask update: sigma(iter) = (1 + gamma * iter) ^ (-power).</summary>
+    public double Gamma { get; init; } = 0.001;
+
+    public double Power { get; init; } = 1;
+
+    /// <summary>Iteration after which convolution masks are frozen.</summary>
+    public int ConvIterStop { get; init; } = 10000;
+
+    /// <summary>Iteration after which fully connected masks are frozen.</summary>
+    public int FcIterStop { get; init; } = 8000;
+
+    public IReadOnlyList<LayerSettings> Layers { get; init; } = [];
+
+    public int Iterations { get; init; } = 20000;
+    public int BatchSize { get; init; } = 64;
+    public double LearningRate { get; init; } = 0.01;
+    public LearningRatePolicy LrPolicy { get; init; } = LearningRatePolicy.Inv;
+    public double LrGamma { get; init; } = 1e-4;
+    public double LrPower { get; init; } = 0.75;
+    public int LrStepSize { get; init; } = 10000;
+    public double Momentum { get; init; } = 0.9;
+    public double WeightDecay { get; init; } = 5e-4;
+    public bool PruneBiases { get; init; }
+    public PruningPhases Phases { get; init; } = PruningPhases.All;
+
+    /// <summary>Magnitude method only: prune-then-retrain rounds; the threshold multiplier grows to c_rate over them.</summary>
+    public int MagnitudeRounds { get; init; } = 5;
+
+    public int EvalInterval { get; init; } = 1000;
+    public int Seed { get; init; } = 1;
+    public DeviceChoice Device { get; init; } = DeviceChoice.Auto;
+
+    /// <summary>Throws a <see cref="SurgeryException"/> that names every bad setting.</summary>
+    public void Validate()
+    {
+        var errors = ValidationErrors();
+        if (errors.Count > 0)
+        {
+            throw new SurgerySettingsException(errors);
+        }
+    }
+
+    /// <summary>Setting name -> problem, empty when valid.</summary>
+    public IReadOnlyDictionary<string, string> ValidationErrors()
+    {
+        var errors = new Dictionary<string, string>();
+        void Check(bool ok, string name, string problem)
+        {
+            if (!ok) errors.TryAdd(name, problem);
+        }
+
+        Check(double.IsFinite(CRate), "cRate", "must be a finite number");
+        Check(double.IsFinite(Gamma) && Gamma >= 0, "gamma", "must be >= 0");
+        Check(double.IsFinite(Power) && Power >= 0, "power", "must be >= 0");
+        Check(ConvIterStop >= 0, "convIterStop", "must be >= 0");
+        Check(FcIterStop >= 0, "fcIterStop", "must be >= 0");
+        Check(Iterations is > 0 and <= 10_000_000, "iterations", "must be between 1 and 10000000");
+        Check(BatchSize is > 0 and <= 65536, "batchSize", "must be between 1 and 65536");
+        Check(double.IsFinite(LearningRate) && LearningRate > 0, "learningRate", "must be > 0");
+        Check(double.IsFinite(LrGamma) && LrGamma >= 0, "lrGamma", "must be >= 0");
+        Check(double.IsFinite(LrPower) && LrPower >= 0, "lrPower", "must be >= 0");
+        Check(LrStepSize > 0, "lrStepSize", "must be > 0");
+        Check(double.IsFinite(Momentum) && Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
+        Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weightDecay", "must be >= 0");
+        Check(MagnitudeRounds is > 0 and <= 100, "magnitudeRounds", "must be between 1 and 100");
+        Check(EvalInterval > 0, "evalInterval", "must be > 0");
+        Check(Enum.IsDefined(Method), "method", "must be 'dns' or 'magnitude'");
+        Check(Enum.IsDefined(LrPolicy), "lrPolicy", "must be 'fixed', 'step' or 'inv'");
+        Check(Enum.IsDefined(Phases), "phases", "must be 'all' or 'convThenFc'");
+        Check(Enum.IsDefined(Device), "device", "must be 'auto', 'cpu' or 'cuda'");
+        for (var i = 0; i < Layers.Count; i++)
+        {
+            var layer = Layers[i];
+            Check(!string.IsNullOrWhiteSpace(layer.Pattern), $"layers[{i}].pattern", "is required");
+            Check(layer.CRate is null || double.IsFinite(layer.CRate.Value), $"layers[{i}].cRate", "must be a finite number");
+            Check(layer.IterStop is null or >= 0, $"layers[{i}].iterStop", "must be >= 0");
+            Check(layer.Gamma is null || layer.Gamma >= 0, $"layers[{i}].gamma", "must be >= 0");
+            Check(layer.Power is null || layer.Power >= 0, $"layers[{i}].power", "must be >= 0");
+        }
+        return errors;
+    }
+}
+
+/// <summary>Invalid settings: <see cref="Errors"/> maps each bad setting's name to its problem.</summary>
+public sealed class SurgerySettingsException(IReadOnlyDictionary<string, string> errors)
+    : SurgeryException("Invalid surgery settings",
+        string.Join("; ", errors.Select(e => $"{e.Key} {e.Value}")), 422)
+{
+    public IReadOnlyDictionary<string, string> Errors { get; } = errors;
+}
