@@ -1,12 +1,93 @@
+using SurgeryService.Domain.Surgery;
+
 namespace SurgeryService.Domain.Jobs;
 
-/// <summary>A surgery job as stored in PostgreSQL: what was asked and where it stands.</summary>
+/// <summary>A surgery job as stored in PostgreSQL: what was asked, where it stands, and what it produced.</summary>
 public sealed class SurgeryJob
 {
     public Guid Id { get; set; }
+    public required string TenantId { get; set; }
+
+    /// <summary>Null once the model is deleted after the job finished.</summary>
+    public Guid? ModelId { get; set; }
+
+    public Guid? DatasetId { get; set; }
+    public required SurgerySettings Settings { get; set; }
+    public required JobPreprocessing Preprocessing { get; set; }
+
+    /// <summary>Hangfire queue: <c>cpu</c> or <c>gpu</c>.</summary>
+    public required string Queue { get; set; }
+
+    /// <summary>Iterations between checkpoints (and so the most work a lost worker costs).</summary>
+    public int CheckpointInterval { get; set; }
+
     public JobState State { get; set; }
+    public string? HangfireJobId { get; set; }
+
+    /// <summary>Set by the cancel endpoint; the running job polls it and stops at the next iteration.</summary>
+    public bool CancelRequested { get; set; }
+
+    /// <summary>How many times a worker started this job (more than one after a lost worker or a retry).</summary>
+    public int Attempts { get; set; }
+
+    public int Iteration { get; set; }
+    public int TotalIterations { get; set; }
+    public double? Loss { get; set; }
+    public long? Kept { get; set; }
+    public long? Total { get; set; }
+    public double? LastTop1 { get; set; }
+    public double? LastTop5 { get; set; }
+    public double? Top1Before { get; set; }
+    public double? Top1After { get; set; }
+
+    /// <summary>Prunable layers in the order of the per-layer arrays of <see cref="JobMetric"/>.</summary>
+    public List<string> LayerNames { get; set; } = [];
+
+    public Guid? CheckpointArtifactId { get; set; }
+    public int CheckpointIteration { get; set; }
+
+    /// <summary>The checkpoint iteration the latest attempt resumed from, when it did.</summary>
+    public int? ResumedFromIteration { get; set; }
+
+    public Guid? ResultOnnxArtifactId { get; set; }
+    public Guid? ResultOnnxSparseArtifactId { get; set; }
+    public Guid? ResultTorchSharpArtifactId { get; set; }
+
+    public string? Error { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
     public DateTimeOffset? StartedAt { get; set; }
     public DateTimeOffset? FinishedAt { get; set; }
-    public string? Error { get; set; }
+    public DateTimeOffset UpdatedAt { get; set; }
+
+    public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+}
+
+/// <summary>How dataset inputs become model inputs: <c>x' = (x * scale - mean[c]) / std[c]</c>, reshaped to the model's input.</summary>
+public sealed record JobPreprocessing
+{
+    /// <summary>Multiplier applied first; by default 1/255 for uint8 inputs and 1 otherwise.</summary>
+    public double? Scale { get; init; }
+
+    /// <summary>One value, or one per channel (dimension 1 of an image batch).</summary>
+    public IReadOnlyList<double> Mean { get; init; } = [];
+
+    public IReadOnlyList<double> Std { get; init; } = [];
+
+    /// <summary>Use only the first N training samples (quick trials); all when null.</summary>
+    public int? TrainLimit { get; init; }
+
+    /// <summary>Use only the first N test samples; all when null.</summary>
+    public int? TestLimit { get; init; }
+
+    public IReadOnlyDictionary<string, string> ValidationErrors()
+    {
+        var errors = new Dictionary<string, string>();
+        if (Scale is { } scale && (!double.IsFinite(scale) || scale == 0)) errors["preprocessing.scale"] = "must be a finite nonzero number";
+        if (Mean.Any(m => !double.IsFinite(m))) errors["preprocessing.mean"] = "must hold finite numbers";
+        if (Std.Any(s => !double.IsFinite(s) || s <= 0)) errors["preprocessing.std"] = "must hold numbers > 0";
+        if (Mean.Count > 1 && Std.Count > 1 && Mean.Count != Std.Count) errors["preprocessing.std"] = "must have as many values as mean";
+        if (TrainLimit is <= 0) errors["preprocessing.trainLimit"] = "must be > 0";
+        if (TestLimit is <= 0) errors["preprocessing.testLimit"] = "must be > 0";
+        return errors;
+    }
 }

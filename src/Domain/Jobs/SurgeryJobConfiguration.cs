@@ -1,5 +1,9 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Persistence;
 
 namespace SurgeryService.Domain.Jobs;
 
@@ -8,8 +12,57 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
     public void Configure(EntityTypeBuilder<SurgeryJob> job)
     {
         job.ToTable("jobs");
+        job.Property(j => j.TenantId).HasMaxLength(64);
         job.Property(j => j.State).HasConversion<string>().HasMaxLength(16);
+        job.Property(j => j.Queue).HasMaxLength(32);
+        job.Property(j => j.HangfireJobId).HasMaxLength(64);
         job.Property(j => j.Error).HasMaxLength(4000);
-        job.HasIndex(j => new { j.State, j.CreatedAt });
+        job.Property(j => j.Settings).HasJsonConversion();
+        job.Property(j => j.Preprocessing).HasJsonConversion();
+        job.Ignore(j => j.IsFinished);
+        job.HasOne<ModelEntry>().WithMany().HasForeignKey(j => j.ModelId).OnDelete(DeleteBehavior.SetNull);
+        job.HasOne<DatasetEntry>().WithMany().HasForeignKey(j => j.DatasetId).OnDelete(DeleteBehavior.SetNull);
+        foreach (var artifact in new[]
+                 {
+                     nameof(SurgeryJob.CheckpointArtifactId), nameof(SurgeryJob.ResultOnnxArtifactId),
+                     nameof(SurgeryJob.ResultOnnxSparseArtifactId), nameof(SurgeryJob.ResultTorchSharpArtifactId),
+                 })
+        {
+            job.HasOne<Artifact>().WithMany().HasForeignKey(artifact).OnDelete(DeleteBehavior.SetNull);
+        }
+        job.HasIndex(j => new { j.TenantId, j.CreatedAt });
+        job.HasIndex(j => new { j.TenantId, j.State, j.CreatedAt });
+    }
+}
+
+internal sealed class JobMetricConfiguration : IEntityTypeConfiguration<JobMetric>
+{
+    public void Configure(EntityTypeBuilder<JobMetric> metric)
+    {
+        metric.ToTable("job_metrics");
+        metric.HasKey(m => new { m.JobId, m.Iteration });
+        metric.HasOne<SurgeryJob>().WithMany().HasForeignKey(m => m.JobId).OnDelete(DeleteBehavior.Cascade);
+    }
+}
+
+internal sealed class JobEvaluationConfiguration : IEntityTypeConfiguration<JobEvaluation>
+{
+    public void Configure(EntityTypeBuilder<JobEvaluation> evaluation)
+    {
+        evaluation.ToTable("job_evaluations");
+        evaluation.HasKey(e => new { e.JobId, e.Iteration });
+        evaluation.HasOne<SurgeryJob>().WithMany().HasForeignKey(e => e.JobId).OnDelete(DeleteBehavior.Cascade);
+    }
+}
+
+internal sealed class JobLayerResultConfiguration : IEntityTypeConfiguration<JobLayerResult>
+{
+    public void Configure(EntityTypeBuilder<JobLayerResult> layer)
+    {
+        layer.ToTable("job_layer_results");
+        layer.HasKey(l => new { l.JobId, l.Layer });
+        layer.Property(l => l.Layer).HasMaxLength(256);
+        layer.Property(l => l.Kind).HasConversion<string>().HasMaxLength(32);
+        layer.HasOne<SurgeryJob>().WithMany().HasForeignKey(l => l.JobId).OnDelete(DeleteBehavior.Cascade);
     }
 }

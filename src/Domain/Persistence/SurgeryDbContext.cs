@@ -1,5 +1,8 @@
 using Microsoft.EntityFrameworkCore;
+using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
+using SurgeryService.Domain.Models;
 
 namespace SurgeryService.Domain.Persistence;
 
@@ -10,6 +13,12 @@ namespace SurgeryService.Domain.Persistence;
 public sealed class SurgeryDbContext(DbContextOptions<SurgeryDbContext> options) : DbContext(options)
 {
     public DbSet<SurgeryJob> Jobs => Set<SurgeryJob>();
+    public DbSet<JobMetric> JobMetrics => Set<JobMetric>();
+    public DbSet<JobEvaluation> JobEvaluations => Set<JobEvaluation>();
+    public DbSet<JobLayerResult> JobLayerResults => Set<JobLayerResult>();
+    public DbSet<ModelEntry> Models => Set<ModelEntry>();
+    public DbSet<DatasetEntry> Datasets => Set<DatasetEntry>();
+    public DbSet<Artifact> Artifacts => Set<Artifact>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(SurgeryDbContext).Assembly);
