@@ -23,78 +23,15 @@ public sealed class ArtifactStore(SurgeryDbContext db)
         string? tenantId, ArtifactKind kind, string fileName, string contentType, Stream content,
         long maxBytes = long.MaxValue, CancellationToken cancellationToken = default)
     {
-        var artifact = new Artifact
-        {
-            Id = Guid.CreateVersion7(),
-            TenantId = tenantId,
-            Kind = kind,
-            FileName = fileName.Length > 256 ? fileName[..256] : fileName,
-            ContentType = contentType,
-            Sha256 = new string('0', 64),
-            CreatedAt = DateTimeOffset.UtcNow,
-        };
-
+        var artifact = New(tenantId, kind, fileName, contentType);
         await db.Database.OpenConnectionAsync(cancellationToken);
         var ownTransaction = db.Database.CurrentTransaction is null
             ? await db.Database.BeginTransactionAsync(cancellationToken)
             : null;
         try
         {
-            var connection = (NpgsqlConnection)db.Database.GetDbConnection();
-            var transaction = (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction();
-            await using (var insert = new NpgsqlCommand(
-                """
-                INSERT INTO artifacts ("Id", "TenantId", "Kind", "FileName", "ContentType", "Size", "Sha256", "ChunkCount", "CreatedAt")
-                VALUES (@id, @tenant, @kind, @name, @type, 0, @sha, 0, @created)
-                """, connection, transaction))
-            {
-                insert.Parameters.AddWithValue("id", artifact.Id);
-                insert.Parameters.AddWithValue("tenant", (object?)tenantId ?? DBNull.Value);
-                insert.Parameters.AddWithValue("kind", kind.ToString());
-                insert.Parameters.AddWithValue("name", artifact.FileName);
-                insert.Parameters.AddWithValue("type", contentType);
-                insert.Parameters.AddWithValue("sha", artifact.Sha256);
-                insert.Parameters.AddWithValue("created", artifact.CreatedAt);
-                await insert.ExecuteNonQueryAsync(cancellationToken);
-            }
-
-            using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            await using var chunkInsert = new NpgsqlCommand(
-                """INSERT INTO artifact_chunks ("ArtifactId", "Index", "Data") VALUES (@id, @index, @data)""",
-                connection, transaction);
-            chunkInsert.Parameters.AddWithValue("id", artifact.Id);
-            var indexParameter = chunkInsert.Parameters.Add("index", NpgsqlDbType.Integer);
-            var dataParameter = chunkInsert.Parameters.Add("data", NpgsqlDbType.Bytea);
-            var buffer = new byte[ChunkSize];
-            while (true)
-            {
-                var filled = await content.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken);
-                if (filled == 0) break;
-                artifact.Size += filled;
-                if (artifact.Size > maxBytes)
-                {
-                    throw new SurgeryException("Upload too large",
-                        $"the file is larger than the limit of {maxBytes} bytes (setting Api:MaxUploadBytes)", 413);
-                }
-                hash.AppendData(buffer, 0, filled);
-                indexParameter.Value = artifact.ChunkCount++;
-                dataParameter.Value = new ArraySegment<byte>(buffer, 0, filled);
-                await chunkInsert.ExecuteNonQueryAsync(cancellationToken);
-                if (filled < buffer.Length) break;
-            }
-
-            artifact.Sha256 = Convert.ToHexStringLower(hash.GetHashAndReset());
-            await using (var update = new NpgsqlCommand(
-                """UPDATE artifacts SET "Size" = @size, "Sha256" = @sha, "ChunkCount" = @chunks WHERE "Id" = @id""",
-                connection, transaction))
-            {
-                update.Parameters.AddWithValue("id", artifact.Id);
-                update.Parameters.AddWithValue("size", artifact.Size);
-                update.Parameters.AddWithValue("sha", artifact.Sha256);
-                update.Parameters.AddWithValue("chunks", artifact.ChunkCount);
-                await update.ExecuteNonQueryAsync(cancellationToken);
-            }
-
+            await WriteAsync((NpgsqlConnection)db.Database.GetDbConnection(),
+                (NpgsqlTransaction)db.Database.CurrentTransaction!.GetDbTransaction(), artifact, content, maxBytes, cancellationToken);
             if (ownTransaction is not null) await ownTransaction.CommitAsync(cancellationToken);
             return artifact;
         }
@@ -103,6 +40,83 @@ public sealed class ArtifactStore(SurgeryDbContext db)
             if (ownTransaction is not null) await ownTransaction.DisposeAsync();
             await db.Database.CloseConnectionAsync();
         }
+    }
+
+    /// <summary>A new artifact's row and chunks on a connection the caller holds, inside the caller's transaction.</summary>
+    public static async Task<Artifact> SaveAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, string? tenantId, ArtifactKind kind, string fileName,
+        string contentType, Stream content, CancellationToken cancellationToken = default)
+    {
+        var artifact = New(tenantId, kind, fileName, contentType);
+        await WriteAsync(connection, transaction, artifact, content, long.MaxValue, cancellationToken);
+        return artifact;
+    }
+
+    private static Artifact New(string? tenantId, ArtifactKind kind, string fileName, string contentType) => new()
+    {
+        Id = Guid.CreateVersion7(),
+        TenantId = tenantId,
+        Kind = kind,
+        FileName = fileName.Length > 256 ? fileName[..256] : fileName,
+        ContentType = contentType,
+        Sha256 = new string('0', 64),
+        CreatedAt = DateTimeOffset.UtcNow,
+    };
+
+    private static async Task WriteAsync(
+        NpgsqlConnection connection, NpgsqlTransaction transaction, Artifact artifact, Stream content, long maxBytes,
+        CancellationToken cancellationToken)
+    {
+        await using (var insert = new NpgsqlCommand(
+            """
+            INSERT INTO artifacts ("Id", "TenantId", "Kind", "FileName", "ContentType", "Size", "Sha256", "ChunkCount", "CreatedAt")
+            VALUES (@id, @tenant, @kind, @name, @type, 0, @sha, 0, @created)
+            """, connection, transaction))
+        {
+            insert.Parameters.AddWithValue("id", artifact.Id);
+            insert.Parameters.AddWithValue("tenant", (object?)artifact.TenantId ?? DBNull.Value);
+            insert.Parameters.AddWithValue("kind", artifact.Kind.ToString());
+            insert.Parameters.AddWithValue("name", artifact.FileName);
+            insert.Parameters.AddWithValue("type", artifact.ContentType);
+            insert.Parameters.AddWithValue("sha", artifact.Sha256);
+            insert.Parameters.AddWithValue("created", artifact.CreatedAt);
+            await insert.ExecuteNonQueryAsync(cancellationToken);
+        }
+
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        await using var chunkInsert = new NpgsqlCommand(
+            """INSERT INTO artifact_chunks ("ArtifactId", "Index", "Data") VALUES (@id, @index, @data)""",
+            connection, transaction);
+        chunkInsert.Parameters.AddWithValue("id", artifact.Id);
+        var indexParameter = chunkInsert.Parameters.Add("index", NpgsqlDbType.Integer);
+        var dataParameter = chunkInsert.Parameters.Add("data", NpgsqlDbType.Bytea);
+        var buffer = new byte[ChunkSize];
+        while (true)
+        {
+            var filled = await content.ReadAtLeastAsync(buffer, buffer.Length, throwOnEndOfStream: false, cancellationToken);
+            if (filled == 0) break;
+            artifact.Size += filled;
+            if (artifact.Size > maxBytes)
+            {
+                throw new SurgeryException("Upload too large",
+                    $"the file is larger than the limit of {maxBytes} bytes (setting Api:MaxUploadBytes)", 413);
+            }
+            hash.AppendData(buffer, 0, filled);
+            indexParameter.Value = artifact.ChunkCount++;
+            dataParameter.Value = new ArraySegment<byte>(buffer, 0, filled);
+            await chunkInsert.ExecuteNonQueryAsync(cancellationToken);
+            if (filled < buffer.Length) break;
+        }
+
+        artifact.Sha256 = Convert.ToHexStringLower(hash.GetHashAndReset());
+        await using var update = new NpgsqlCommand(
+            """UPDATE artifacts SET "Size" = @size, "Sha256" = @sha, "ChunkCount" = @chunks WHERE "Id" = @id""",
+            connection, transaction);
+        update.Parameters.AddWithValue("id", artifact.Id);
+        update.Parameters.AddWithValue("size", artifact.Size);
+        update.Parameters.AddWithValue("sha", artifact.Sha256);
+        update.Parameters.AddWithValue("chunks", artifact.ChunkCount);
+        await update.ExecuteNonQueryAsync(cancellationToken);
     }
 
     /// <summary>A stream over the artifact's content on a connection of its own; dispose it to release the connection.</summary>

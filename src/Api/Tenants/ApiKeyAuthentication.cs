@@ -1,0 +1,83 @@
+using System.Net.Http.Headers;
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+
+namespace SurgeryService.Api.Tenants;
+
+/// <summary>
+/// Authenticates a request by its <c>X-Api-Key</c> header, or, for browsers on the Hangfire dashboard, by HTTP Basic
+/// credentials whose password is the key. The principal carries the tenant as <see cref="TenantClaim"/>.
+/// </summary>
+public sealed class ApiKeyAuthenticationHandler(
+    IOptionsMonitor<AuthenticationSchemeOptions> options,
+    ILoggerFactory logger,
+    UrlEncoder encoder,
+    IOptions<TenantsOptions> tenants)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string Scheme = "ApiKey";
+    public const string HeaderName = "X-Api-Key";
+    public const string TenantClaim = "tenant";
+
+    private readonly Dictionary<string, string> _tenantByKeyHash = tenants.Value.Tenants
+        .SelectMany(t => t.Value.ApiKeys.Select(key => (Hash: Hash(key), Tenant: t.Key)))
+        .ToDictionary(k => k.Hash, k => k.Tenant, StringComparer.Ordinal);
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        var key = Request.Headers[HeaderName].FirstOrDefault() ?? BasicPassword();
+        if (string.IsNullOrEmpty(key))
+        {
+            return Task.FromResult(AuthenticateResult.NoResult());
+        }
+        if (!_tenantByKeyHash.TryGetValue(Hash(key), out var tenant))
+        {
+            return Task.FromResult(AuthenticateResult.Fail("unknown API key"));
+        }
+        var identity = new ClaimsIdentity([new Claim(TenantClaim, tenant), new Claim(ClaimTypes.Name, tenant)], Scheme);
+        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme)));
+    }
+
+    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        // Lets a browser on the dashboard prompt for the key (user name: anything, password: the key).
+        Response.Headers.WWWAuthenticate = Request.Path.StartsWithSegments("/hangfire")
+            ? "Basic realm=\"surgery\", charset=\"UTF-8\""
+            : $"ApiKey header=\"{HeaderName}\"";
+        return Task.CompletedTask;
+    }
+
+    private string? BasicPassword()
+    {
+        if (!AuthenticationHeaderValue.TryParse(Request.Headers.Authorization, out var header)
+            || !"Basic".Equals(header.Scheme, StringComparison.OrdinalIgnoreCase) || header.Parameter is null)
+        {
+            return null;
+        }
+        try
+        {
+            var credentials = Encoding.UTF8.GetString(Convert.FromBase64String(header.Parameter));
+            var colon = credentials.IndexOf(':');
+            return colon < 0 ? null : credentials[(colon + 1)..];
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    private static string Hash(string key) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
+}
+
+public static class TenantPrincipal
+{
+    /// <summary>The tenant of an authenticated request (endpoints under /api require authentication).</summary>
+    public static string TenantId(this ClaimsPrincipal user) =>
+        user.FindFirstValue(ApiKeyAuthenticationHandler.TenantClaim)
+        ?? throw new InvalidOperationException("the request is not authenticated");
+}

@@ -1,0 +1,25 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace SurgeryService.Domain.Jobs;
+
+/// <summary>How workers run surgery jobs, section <c>Jobs</c>.</summary>
+public sealed class JobOptions
+{
+    public const string Section = "Jobs";
+
+    /// <summary>Metric rows written per database round trip at most.</summary>
+    [Range(1, 100_000)]
+    public int MetricBatchSize { get; set; } = 1000;
+
+    /// <summary>Progress (and the cancel flag) is written and read at least this often while a job runs.</summary>
+    [Range(50, 60_000)]
+    public int FlushIntervalMilliseconds { get; set; } = 1000;
+
+    /// <summary>Checkpoint interval of a job that does not set one.</summary>
+    [Range(1, 10_000_000)]
+    public int DefaultCheckpointInterval { get; set; } = 1000;
+
+    /// <summary>A job started this many times without finishing (lost workers, crashes) is failed.</summary>
+    [Range(1, 100)]
+    public int MaxAttempts { get; set; } = 5;
+}

@@ -1,0 +1,242 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Npgsql;
+using NpgsqlTypes;
+using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Domain.Jobs;
+
+/// <summary>
+/// The engine's observer for a job. The training thread only enqueues; one background loop writes the queue in order:
+/// metric rows in batches (binary COPY into a staging table, then INSERT .. ON CONFLICT DO NOTHING so a replayed
+/// iteration can never appear twice), evaluations, the job's progress fields, and checkpoints, each checkpoint only
+/// after every metric before it. Each write also reads the job's cancel flag.
+/// </summary>
+public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
+{
+    private readonly Channel<object> _queue = Channel.CreateUnbounded<object>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly string _connectionString;
+    private readonly Guid _jobId;
+    private readonly string _tenantId;
+    private readonly JobOptions _options;
+    private readonly CancellationTokenSource _cancelRequested = new();
+    private readonly List<IterationMetrics> _metrics = [];
+    private readonly List<EvaluationMetrics> _evaluations = [];
+    private Guid? _checkpointArtifactId;
+    private IReadOnlyList<string>? _layerNames;
+    private Task? _loop;
+
+    public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options)
+    {
+        _connectionString = connectionString;
+        _jobId = jobId;
+        _tenantId = tenantId;
+        _checkpointArtifactId = checkpointArtifactId;
+        _options = options;
+    }
+
+    /// <summary>Cancelled once the job's cancel flag is seen set in the database.</summary>
+    public CancellationToken CancelRequested => _cancelRequested.Token;
+
+    public int CheckpointsWritten { get; private set; }
+
+    public void Start() => _loop = Task.Run(WriteLoopAsync);
+
+    public void OnIteration(IterationMetrics metrics) => _queue.Writer.TryWrite(metrics);
+
+    public void OnEvaluation(EvaluationMetrics metrics) => _queue.Writer.TryWrite(metrics);
+
+    public void OnCheckpointDue(SurgeryTrainer trainer) => Checkpoint(trainer);
+
+    /// <summary>Snapshots the trainer now (on the training thread); the bytes are written after the metrics before them.</summary>
+    public void Checkpoint(SurgeryTrainer trainer)
+    {
+        var memory = new MemoryStream();
+        trainer.SaveCheckpoint(memory);
+        _queue.Writer.TryWrite(new CheckpointData(trainer.Iteration, memory.ToArray()));
+    }
+
+    /// <summary>Writes everything still queued and stops; rethrows a failure of the write loop.</summary>
+    public async Task CompleteAsync()
+    {
+        _queue.Writer.TryComplete();
+        if (_loop is not null) await _loop;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        if (_loop is not null)
+        {
+            try { await _loop; } catch { /* already reported by CompleteAsync, or the job is failing anyway */ }
+        }
+        _cancelRequested.Dispose();
+    }
+
+    private sealed record CheckpointData(int Iteration, byte[] Bytes);
+
+    private async Task WriteLoopAsync()
+    {
+        await using var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using (var staging = new NpgsqlCommand(
+            "CREATE TEMP TABLE metric_staging (LIKE job_metrics) ON COMMIT DELETE ROWS", connection))
+        {
+            await staging.ExecuteNonQueryAsync();
+        }
+
+        var interval = TimeSpan.FromMilliseconds(_options.FlushIntervalMilliseconds);
+        var sinceFlush = Stopwatch.StartNew();
+        var open = true;
+        while (open)
+        {
+            using (var wait = new CancellationTokenSource(interval))
+            {
+                try
+                {
+                    open = await _queue.Reader.WaitToReadAsync(wait.Token);
+                }
+                catch (OperationCanceledException)
+                {
+                    // Nothing arrived within the interval: still write progress and read the cancel flag below.
+                }
+            }
+            while (_queue.Reader.TryRead(out var item))
+            {
+                switch (item)
+                {
+                    case IterationMetrics metrics:
+                        _metrics.Add(metrics);
+                        if (_metrics.Count >= _options.MetricBatchSize) await FlushAsync(connection);
+                        break;
+                    case EvaluationMetrics evaluation:
+                        _evaluations.Add(evaluation);
+                        break;
+                    case CheckpointData checkpoint:
+                        await FlushAsync(connection);
+                        await WriteCheckpointAsync(connection, checkpoint);
+                        break;
+                }
+            }
+            if (!open || sinceFlush.Elapsed >= interval)
+            {
+                await FlushAsync(connection);
+                sinceFlush.Restart();
+            }
+        }
+    }
+
+    private async Task FlushAsync(NpgsqlConnection connection)
+    {
+        await using var transaction = await connection.BeginTransactionAsync();
+        if (_metrics.Count > 0)
+        {
+            _layerNames ??= _metrics[0].Layers.Select(l => l.Layer).ToList();
+            await using (var import = await connection.BeginBinaryImportAsync(
+                """
+                COPY metric_staging ("JobId", "Iteration", "Loss", "LearningRate", "Kept", "Total", "LayerKept", "LayerPruned", "LayerSpliced")
+                FROM STDIN (FORMAT BINARY)
+                """))
+            {
+                foreach (var m in _metrics)
+                {
+                    await import.StartRowAsync();
+                    await import.WriteAsync(_jobId, NpgsqlDbType.Uuid);
+                    await import.WriteAsync(m.Iteration, NpgsqlDbType.Integer);
+                    await import.WriteAsync(m.Loss, NpgsqlDbType.Double);
+                    await import.WriteAsync(m.LearningRate, NpgsqlDbType.Double);
+                    await import.WriteAsync(m.Kept, NpgsqlDbType.Bigint);
+                    await import.WriteAsync(m.Total, NpgsqlDbType.Bigint);
+                    await import.WriteAsync(m.Layers.Select(l => l.Kept).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                    await import.WriteAsync(m.Layers.Select(l => l.Pruned).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                    await import.WriteAsync(m.Layers.Select(l => l.Spliced).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                }
+                await import.CompleteAsync();
+            }
+            await using var insert = new NpgsqlCommand(
+                "INSERT INTO job_metrics SELECT * FROM metric_staging ON CONFLICT DO NOTHING", connection, transaction);
+            await insert.ExecuteNonQueryAsync();
+        }
+        if (_evaluations.Count > 0)
+        {
+            await using var insert = new NpgsqlCommand(
+                """
+                INSERT INTO job_evaluations ("JobId", "Iteration", "Loss", "Top1", "Top5")
+                SELECT @job, e.* FROM unnest(@iteration, @loss, @top1, @top5) AS e
+                ON CONFLICT DO NOTHING
+                """, connection, transaction);
+            insert.Parameters.AddWithValue("job", _jobId);
+            insert.Parameters.AddWithValue("iteration", _evaluations.Select(e => e.Iteration).ToArray());
+            insert.Parameters.AddWithValue("loss", _evaluations.Select(e => e.Loss).ToArray());
+            insert.Parameters.AddWithValue("top1", _evaluations.Select(e => e.Top1).ToArray());
+            insert.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Array | NpgsqlDbType.Double)
+            {
+                Value = _evaluations.Select(e => (object?)e.Top5 ?? DBNull.Value).ToArray(),
+            });
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        var last = _metrics.Count > 0 ? _metrics[^1] : null;
+        var evaluation = _evaluations.Count > 0 ? _evaluations[^1] : null;
+        await using (var update = new NpgsqlCommand(
+            """
+            UPDATE jobs SET
+                "Iteration" = COALESCE(@iteration, "Iteration"),
+                "Loss" = COALESCE(@loss, "Loss"),
+                "Kept" = COALESCE(@kept, "Kept"),
+                "Total" = COALESCE(@total, "Total"),
+                "LastTop1" = COALESCE(@top1, "LastTop1"),
+                "LastTop5" = COALESCE(@top5, "LastTop5"),
+                "Top1Before" = COALESCE("Top1Before", @before),
+                "LayerNames" = COALESCE(@layers, "LayerNames"),
+                "UpdatedAt" = now()
+            WHERE "Id" = @id
+            RETURNING "CancelRequested"
+            """, connection, transaction))
+        {
+            update.Parameters.AddWithValue("id", _jobId);
+            update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer) { Value = last is null ? DBNull.Value : last.Iteration + 1 });
+            update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
+            update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
+            update.Parameters.Add(new NpgsqlParameter("total", NpgsqlDbType.Bigint) { Value = (object?)last?.Total ?? DBNull.Value });
+            update.Parameters.Add(new NpgsqlParameter("top1", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top1 ?? DBNull.Value });
+            update.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top5 ?? DBNull.Value });
+            var before = _evaluations.FirstOrDefault(e => e.Iteration == 0);
+            update.Parameters.Add(new NpgsqlParameter("before", NpgsqlDbType.Double) { Value = (object?)before?.Top1 ?? DBNull.Value });
+            update.Parameters.Add(new NpgsqlParameter("layers", NpgsqlDbType.Array | NpgsqlDbType.Text)
+            {
+                Value = (object?)_layerNames?.ToArray() ?? DBNull.Value,
+            });
+            if (await update.ExecuteScalarAsync() is true) _cancelRequested.Cancel();
+        }
+        await transaction.CommitAsync();
+        _metrics.Clear();
+        _evaluations.Clear();
+    }
+
+    private async Task WriteCheckpointAsync(NpgsqlConnection connection, CheckpointData checkpoint)
+    {
+        await using var transaction = await connection.BeginTransactionAsync();
+        var artifact = await ArtifactStore.SaveAsync(connection, transaction, _tenantId, ArtifactKind.Checkpoint,
+            $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", new MemoryStream(checkpoint.Bytes));
+        await using (var update = new NpgsqlCommand(
+            """UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration WHERE "Id" = @id""",
+            connection, transaction))
+        {
+            update.Parameters.AddWithValue("id", _jobId);
+            update.Parameters.AddWithValue("artifact", artifact.Id);
+            update.Parameters.AddWithValue("iteration", checkpoint.Iteration);
+            await update.ExecuteNonQueryAsync();
+        }
+        if (_checkpointArtifactId is { } previous)
+        {
+            await using var delete = new NpgsqlCommand("""DELETE FROM artifacts WHERE "Id" = @id""", connection, transaction);
+            delete.Parameters.AddWithValue("id", previous);
+            await delete.ExecuteNonQueryAsync();
+        }
+        await transaction.CommitAsync();
+        _checkpointArtifactId = artifact.Id;
+        CheckpointsWritten++;
+    }
+}

@@ -1,0 +1,128 @@
+using SurgeryService.Domain.Surgery;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Domain.Models;
+
+/// <summary>What was read from an uploaded model file.</summary>
+public sealed record ModelInspection(
+    ModelFormat Format,
+    string? Architecture,
+    long[] InputShape,
+    IReadOnlyList<string> Operators,
+    IReadOnlyList<ModelLayer> Layers)
+{
+    public long ParameterCount => Layers.Sum(l => l.Parameters);
+}
+
+/// <summary>The formats a finished job's model can be downloaded in (<c>?format=</c> of the result endpoint).</summary>
+public enum ResultFormat
+{
+    Onnx,
+    OnnxSparse,
+    TorchSharp,
+}
+
+/// <summary>An executable module with the layers the engine may prune.</summary>
+public sealed class LoadedModel(nn.Module<Tensor, Tensor> module, IReadOnlyList<PrunableLayer> layers, long[] inputShape) : IDisposable
+{
+    public nn.Module<Tensor, Tensor> Module { get; } = module;
+    public IReadOnlyList<PrunableLayer> Layers { get; } = layers;
+    public long[] InputShape { get; } = inputShape;
+
+    public void Dispose() => Module.Dispose();
+}
+
+/// <summary>
+/// Reads, runs and writes the model formats users upload: TorchSharp weight files of a built-in architecture, and
+/// ONNX graphs. The content is checked by parsing it, never by the file name.
+/// </summary>
+public static class ModelFormats
+{
+    public static ResultFormat? ParseResultFormat(string? format) => format?.ToLowerInvariant() switch
+    {
+        "onnx" => ResultFormat.Onnx,
+        "onnx-sparse" => ResultFormat.OnnxSparse,
+        "torchsharp" => ResultFormat.TorchSharp,
+        _ => null,
+    };
+
+    public static string Name(this ResultFormat format) => format switch
+    {
+        ResultFormat.Onnx => "onnx",
+        ResultFormat.OnnxSparse => "onnx-sparse",
+        _ => "torchsharp",
+    };
+
+    /// <summary>Result formats a job on a model of this format produces; the first is the default download.</summary>
+    public static IReadOnlyList<ResultFormat> ResultFormatsFor(ModelFormat format) => format switch
+    {
+        ModelFormat.Onnx => [ResultFormat.Onnx, ResultFormat.OnnxSparse],
+        _ => [ResultFormat.TorchSharp],
+    };
+
+    /// <summary>Parses an upload; a 422 <see cref="SurgeryException"/> says what is wrong with it.</summary>
+    public static ModelInspection Inspect(byte[] content, string? architecture)
+    {
+        using var model = Load(content, architecture is null ? ModelFormat.Onnx : ModelFormat.TorchSharp, architecture);
+        var layers = new List<ModelLayer>();
+        var prunable = model.Layers.Select(l => l.WeightParameter).ToHashSet();
+        foreach (var (name, module) in model.Module.named_modules())
+        {
+            var own = module.named_parameters(recurse: false).ToList();
+            if (own.Count == 0) continue;
+            layers.Add(new ModelLayer(name, module.GetType().Name, own.Sum(p => p.parameter.numel()),
+                own.Any(p => prunable.Contains(string.IsNullOrEmpty(name) ? p.name : $"{name}.{p.name}"))));
+        }
+        var operators = layers.Select(l => l.Operator).Distinct().ToList();
+        return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape, operators, layers);
+    }
+
+    /// <summary>Builds the executable module from a stored model file.</summary>
+    public static LoadedModel Load(byte[] content, ModelFormat format, string? architecture)
+    {
+        if (format == ModelFormat.Onnx)
+        {
+            throw new SurgeryException("Unsupported model",
+                LooksLikeTorchSharp(content)
+                    ? "this looks like a TorchSharp weight file: upload it with the form field 'architecture' (lenet-300-100 or lenet-5)"
+                    : "ONNX models are not supported by this build yet; upload TorchSharp weights with an 'architecture'", 422);
+        }
+
+        var name = architecture ?? throw new SurgeryException("Architecture missing",
+            "TorchSharp weights need the form field 'architecture'", 422);
+        var module = Architectures.Create(name);
+        try
+        {
+            using var reader = new BinaryReader(new MemoryStream(content));
+            module.load(reader, strict: true);
+        }
+        catch (Exception e) when (e is not SurgeryException)
+        {
+            module.Dispose();
+            throw new SurgeryException("Bad model file",
+                $"the file is not a TorchSharp weight file of architecture '{name}' ({e.Message.Split('\n')[0]})", 422);
+        }
+        return new LoadedModel(module, PrunableLayers.Discover(module), Architectures.InputShape(name));
+    }
+
+    /// <summary>Writes the module's current weights (after surgery: <c>W ⊙ T</c> with exact zeros) in a result format.</summary>
+    public static void Write(LoadedModel model, ResultFormat format, byte[] original, Stream destination)
+    {
+        switch (format)
+        {
+            case ResultFormat.TorchSharp:
+                using (var writer = new BinaryWriter(destination, System.Text.Encoding.UTF8, leaveOpen: true))
+                {
+                    model.Module.save(writer);
+                }
+                break;
+            default:
+                throw new SurgeryException("Unsupported format", $"this build cannot write {format.Name()}", 422);
+        }
+    }
+
+    // TorchSharp's Module.save starts with the parameter count as a LEB128 integer, then the first name as a string.
+    private static bool LooksLikeTorchSharp(byte[] content) =>
+        content.Length > 2 && content[0] is > 0 and < 128 && content[1] is > 0 and < 128;
+}
