@@ -1,3 +1,5 @@
+using System.ComponentModel.DataAnnotations;
+
 namespace SurgeryService.Api;
 
 /// <summary>Settings of the HTTP host, section <c>Api</c>.</summary>
@@ -10,4 +12,12 @@ public sealed class ApiOptions
 
     /// <summary>Also run a Hangfire server inside the Api (single-process deployments).</summary>
     public bool RunWorker { get; set; }
+
+    /// <summary>Largest model or dataset upload in bytes; larger ones get 413. Default 1 GiB.</summary>
+    [Range(1, long.MaxValue)]
+    public long MaxUploadBytes { get; set; } = 1L << 30;
+
+    /// <summary>How often the events stream (SSE) looks at a running job's progress.</summary>
+    [Range(50, 60_000)]
+    public int EventPollMilliseconds { get; set; } = 500;
 }

@@ -1,8 +1,18 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
 using Hangfire;
+using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using SurgeryService.Api;
+using SurgeryService.Api.Datasets;
 using SurgeryService.Api.Errors;
 using SurgeryService.Api.Health;
+using SurgeryService.Api.Jobs;
+using SurgeryService.Api.Models;
+using SurgeryService.Api.OpenApi;
+using SurgeryService.Api.Tenants;
+using SurgeryService.Api.Uploads;
 using SurgeryService.Domain.Hosting;
 using SurgeryService.Domain.Persistence;
 
@@ -12,24 +22,41 @@ builder.Services.AddOptions<ApiOptions>()
     .BindConfiguration(ApiOptions.Section)
     .ValidateDataAnnotations()
     .ValidateOnStart();
+builder.Services.AddOptions<TenantsOptions>()
+    .Configure<IConfiguration>((options, configuration) =>
+        options.Tenants = configuration.GetSection(TenantsOptions.Section).Get<Dictionary<string, TenantSettings>>() ?? [])
+    .ValidateDataAnnotations()
+    .ValidateOnStart();
+builder.Services.AddOptions<DatasetOptions>().BindConfiguration(DatasetOptions.Section);
 
 builder.Services.AddSurgeryPersistence(builder.Configuration);
+builder.Services.AddSurgeryJobs();
 builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).
-    builder.Services.AddHangfireServer();
+    builder.Services.AddHangfireServer(server => server.Queues = [.. JobEndpoints.Queues, "default"]);
 }
+builder.Services.AddHostedService<BuiltInDatasets>();
+builder.Services.AddScoped<MultipartUpload>();
 
+builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
+    .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
+builder.Services.AddAuthorization();
+
+builder.Services.ConfigureHttpJsonOptions(json =>
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase)));
+// Unreadable bodies surface as BadHttpRequestException, which DomainExceptionHandler turns into a 400 naming the field.
+builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
 builder.Services.AddProblemDetails();
 builder.Services.AddExceptionHandler<DomainExceptionHandler>();
 builder.Services.AddEndpointsApiExplorer();
-builder.Services.AddSwaggerGen();
+builder.Services.AddSurgerySwagger();
 builder.Services.AddSurgeryHealthChecks();
 
 var app = builder.Build();
 
-if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ApiOptions>>().Value.MigrateOnStartup)
+if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.MigrateOnStartup)
 {
     using var scope = app.Services.CreateScope();
     await scope.ServiceProvider.GetRequiredService<SurgeryDbContext>().Database.MigrateAsync();
@@ -38,8 +65,16 @@ if (app.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ApiOpt
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();
-app.UseSwaggerUI();
+app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());
+app.UseAuthentication();
+app.UseAuthorization();
 app.MapSurgeryHealthChecks();
+app.MapModels();
+app.MapDatasets();
+app.MapJobs();
+// Operators' view of the queues; any tenant's key opens it (job arguments are ids only).
+app.MapHangfireDashboard("/hangfire", new DashboardOptions { Authorization = [], AsyncAuthorization = [], DisplayStorageConnectionString = false })
+    .RequireAuthorization();
 
 app.Run();
 

@@ -11,6 +11,7 @@ builder.Services.AddOptions<WorkerOptions>()
 
 var options = builder.Configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions();
 builder.Services.AddSurgeryPersistence(builder.Configuration);
+builder.Services.AddSurgeryJobs();
 builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));
 builder.Services.AddHangfireServer(server =>
 {

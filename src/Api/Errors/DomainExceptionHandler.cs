@@ -1,24 +1,46 @@
+using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
 using SurgeryService.Domain;
+using SurgeryService.Domain.Surgery;
 
 namespace SurgeryService.Api.Errors;
 
-/// <summary>Maps the domain's exceptions to RFC 7807 ProblemDetails; anything else is a 500 without details.</summary>
+/// <summary>
+/// Maps the domain's exceptions, and requests the framework could not read (bad JSON, a body over the size limit), to
+/// RFC 7807 ProblemDetails; anything else is a 500 without details.
+/// </summary>
 public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails) : IExceptionHandler
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken cancellationToken)
     {
-        if (exception is not SurgeryException domain)
+        var (status, title, detail, errors) = exception switch
+        {
+            SurgerySettingsException settings => (settings.StatusCode, settings.Title, settings.Message,
+                settings.Errors.ToDictionary(e => "settings." + e.Key, e => new[] { e.Value })),
+            SurgeryException domain => (domain.StatusCode, domain.Title, domain.Message, null),
+            BadHttpRequestException { InnerException: JsonException json } bad =>
+                (bad.StatusCode, "Malformed request body", $"the body is not valid JSON for this request: {json.Message}",
+                    json.Path is null ? null : new Dictionary<string, string[]> { [json.Path.TrimStart('$', '.')] = [json.Message] }),
+            BadHttpRequestException bad => (bad.StatusCode,
+                bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Upload too large" : "Bad request", bad.Message, null),
+            _ => (0, "", "", (Dictionary<string, string[]>?)null),
+        };
+        if (status == 0)
         {
             return false;
         }
 
-        context.Response.StatusCode = domain.StatusCode;
+        context.Response.StatusCode = status;
+        var problem = new Microsoft.AspNetCore.Mvc.ProblemDetails { Status = status, Title = title, Detail = detail };
+        if (errors is not null)
+        {
+            problem.Extensions["errors"] = errors;
+        }
         return await problemDetails.TryWriteAsync(new ProblemDetailsContext
         {
             HttpContext = context,
             Exception = exception,
-            ProblemDetails = { Status = domain.StatusCode, Title = domain.Title, Detail = domain.Message },
+            ProblemDetails = problem,
         });
     }
 }

@@ -19,7 +19,7 @@ public sealed class ApiKeyAuthenticationHandler(
     IOptions<TenantsOptions> tenants)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
-    public const string Scheme = "ApiKey";
+    public const string SchemeName = "ApiKey";
     public const string HeaderName = "X-Api-Key";
     public const string TenantClaim = "tenant";
 
@@ -38,8 +38,8 @@ public sealed class ApiKeyAuthenticationHandler(
         {
             return Task.FromResult(AuthenticateResult.Fail("unknown API key"));
         }
-        var identity = new ClaimsIdentity([new Claim(TenantClaim, tenant), new Claim(ClaimTypes.Name, tenant)], Scheme);
-        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), Scheme)));
+        var identity = new ClaimsIdentity([new Claim(TenantClaim, tenant), new Claim(ClaimTypes.Name, tenant)], SchemeName);
+        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
     }
 
     protected override Task HandleChallengeAsync(AuthenticationProperties properties)

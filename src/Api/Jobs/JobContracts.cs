@@ -1,0 +1,112 @@
+using SurgeryService.Domain.Jobs;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Api.Jobs;
+
+/// <summary>Body of <c>POST /api/jobs</c>. Every setting is optional and defaults to the paper's value.</summary>
+public sealed record SubmitJobRequest
+{
+    public Guid? ModelId { get; init; }
+    public Guid? DatasetId { get; init; }
+
+    /// <summary><c>dns</c> (default) or <c>magnitude</c> (Han et al. 2015).</summary>
+    public string? Method { get; init; }
+
+    public SurgerySettings? Settings { get; init; }
+    public JobPreprocessing? Preprocessing { get; init; }
+
+    /// <summary><c>cpu</c> (default) or <c>gpu</c>: the Hangfire queue, so GPU workers take GPU jobs.</summary>
+    public string? Queue { get; init; }
+
+    /// <summary>Iterations between checkpoints: the most work a lost worker costs. Default from Jobs:DefaultCheckpointInterval.</summary>
+    public int? CheckpointInterval { get; init; }
+}
+
+public sealed record JobResponse(
+    Guid Id,
+    string State,
+    Guid? ModelId,
+    Guid? DatasetId,
+    string Method,
+    string Queue,
+    int CheckpointInterval,
+    int Iteration,
+    int TotalIterations,
+    double Progress,
+    double? Loss,
+    long? Kept,
+    long? Total,
+    double? Sparsity,
+    double? Compression,
+    double? LastTop1,
+    double? LastTop5,
+    double? Top1Before,
+    double? Top1After,
+    int Attempts,
+    int CheckpointIteration,
+    int? ResumedFromIteration,
+    bool CancelRequested,
+    string? Error,
+    IReadOnlyList<string> ResultFormats,
+    SurgerySettings Settings,
+    JobPreprocessing Preprocessing,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt,
+    double? DurationSeconds)
+{
+    public static JobResponse From(SurgeryJob j) => new(
+        j.Id, j.State.ToString(), j.ModelId, j.DatasetId, j.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
+        j.Queue, j.CheckpointInterval, j.Iteration, j.TotalIterations,
+        j.TotalIterations == 0 ? 0 : Math.Round((double)j.Iteration / j.TotalIterations, 4),
+        j.Loss, j.Kept, j.Total,
+        j.Total is > 0 && j.Kept is { } kept ? 1 - (double)kept / j.Total.Value : null,
+        j.Total is > 0 && j.Kept is > 0 ? (double)j.Total.Value / j.Kept.Value : null,
+        j.LastTop1, j.LastTop5, j.Top1Before, j.Top1After, j.Attempts, j.CheckpointIteration, j.ResumedFromIteration,
+        j.CancelRequested, j.Error, ResultFormatsOf(j), j.Settings, j.Preprocessing, j.CreatedAt, j.StartedAt, j.FinishedAt,
+        j.StartedAt is { } start ? ((j.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalSeconds : null);
+
+    public static IReadOnlyList<string> ResultFormatsOf(SurgeryJob j)
+    {
+        var formats = new List<string>();
+        if (j.ResultOnnxArtifactId is not null) formats.Add(ResultFormat.Onnx.Name());
+        if (j.ResultOnnxSparseArtifactId is not null) formats.Add(ResultFormat.OnnxSparse.Name());
+        if (j.ResultTorchSharpArtifactId is not null) formats.Add(ResultFormat.TorchSharp.Name());
+        return formats;
+    }
+}
+
+public sealed record JobPage(IReadOnlyList<JobResponse> Items, int Page, int PageSize, int TotalCount);
+
+/// <summary>One training iteration. <see cref="LayerKept"/> follows <see cref="MetricsResponse.Layers"/>.</summary>
+public sealed record MetricPoint(int Iteration, double Loss, double LearningRate, long Kept, long Total, double Sparsity, long[] LayerKept);
+
+public sealed record EvaluationPoint(int Iteration, double Loss, double Top1, double? Top5);
+
+public sealed record MetricsResponse(Guid JobId, IReadOnlyList<string> Layers, IReadOnlyList<MetricPoint> Points, IReadOnlyList<EvaluationPoint> Evaluations);
+
+/// <summary>An SSE <c>progress</c> event (and the final <c>finished</c> event).</summary>
+public sealed record JobProgressEvent(
+    Guid JobId, string State, int Iteration, int TotalIterations, double? Loss, double? Sparsity, double? LastTop1,
+    int CheckpointIteration, string? Error);
+
+public sealed record ReportLayer(string Layer, string Kind, long Before, long After, double RemainingPercent, long PrunedTotal, long SplicedTotal);
+
+public sealed record ReportTotals(long Before, long After, double RemainingPercent, double Compression);
+
+public sealed record ReportAccuracy(double? Top1Before, double? Top1After, double? ErrorBefore, double? ErrorAfter);
+
+public sealed record ReportFile(string Role, string FileName, long Size, string Sha256);
+
+public sealed record JobReport(
+    Guid JobId,
+    string Method,
+    int Iterations,
+    IReadOnlyList<ReportLayer> Layers,
+    ReportTotals Totals,
+    ReportAccuracy Accuracy,
+    IReadOnlyList<ReportFile> Files,
+    int Attempts,
+    int? ResumedFromIteration,
+    double? DurationSeconds);

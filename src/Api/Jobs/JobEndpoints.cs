@@ -1,0 +1,368 @@
+using System.Globalization;
+using System.Net.ServerSentEvents;
+using System.Runtime.CompilerServices;
+using System.Security.Claims;
+using System.Text;
+using Hangfire;
+using Hangfire.States;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Mvc;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
+using SurgeryService.Api.OpenApi;
+using SurgeryService.Api.Tenants;
+using SurgeryService.Domain;
+using SurgeryService.Domain.Jobs;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Api.Jobs;
+
+public static class JobEndpoints
+{
+    public static readonly string[] Queues = ["cpu", "gpu"];
+
+    public static RouteGroupBuilder MapJobs(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/jobs").WithTags("Jobs").RequireAuthorization();
+        group.MapPost("/", Submit).WithName("SubmitJob").WithSummary("Queue a surgery job")
+            .WithMetadata(new OpenApiExample(SubmitExample));
+        group.MapGet("/", List).WithName("ListJobs").WithSummary("The tenant's jobs, newest first, with paging and a state filter")
+            .WithMetadata(new OpenApiExample(new { state = "Running", page = 1, pageSize = 20 }));
+        group.MapGet("/{id:guid}", Get).WithName("GetJob").WithSummary("State and progress of one job");
+        group.MapGet("/{id:guid}/metrics", Metrics).WithName("GetJobMetrics")
+            .WithSummary("Per-iteration series: JSON, or CSV with Accept: text/csv")
+            .Produces<MetricsResponse>(StatusCodes.Status200OK, "application/json", "text/csv")
+            .WithMetadata(new OpenApiExample(new { from = 0, to = 1000, stride = 10 }));
+        group.MapGet("/{id:guid}/events", Events).WithName("GetJobEvents")
+            .WithSummary("Server-Sent Events with progress until the job finishes")
+            .Produces<JobProgressEvent>(StatusCodes.Status200OK, "text/event-stream");
+        group.MapGet("/{id:guid}/result", Result).WithName("DownloadJobResult")
+            .WithSummary("The compressed model; 409 until the job has succeeded")
+            .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
+            .ProducesProblem(StatusCodes.Status409Conflict)
+            .WithMetadata(new OpenApiExample(new { format = "onnx-sparse" }));
+        group.MapGet("/{id:guid}/report", Report).WithName("GetJobReport")
+            .WithSummary("Per-layer table, totals, accuracy before and after, file sizes")
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapGet("/{id:guid}/report.svg", ReportSvg).WithName("GetJobReportSvg")
+            .WithSummary("Per-layer remaining weights and accuracy against iteration, as SVG")
+            .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml");
+        group.MapPost("/{id:guid}/cancel", Cancel).WithName("CancelJob")
+            .WithSummary("Stop a queued or running job at its next iteration")
+            .ProducesProblem(StatusCodes.Status409Conflict);
+        return group;
+    }
+
+    private static readonly object SubmitExample = new
+    {
+        modelId = "0193a0c2-4f7e-7d2a-9a51-3c8f2b7e1d40",
+        datasetId = "0193a0c2-5b1d-7c44-8e0f-6d2a9b3c4e51",
+        method = "dns",
+        queue = "cpu",
+        checkpointInterval = 500,
+        settings = new { iterations = 2000, batchSize = 64, learningRate = 0.01, cRate = 3, gamma = 0.0001, power = 1, evalInterval = 500 },
+        preprocessing = new { scale = 1.0 / 255, trainLimit = 10000 },
+    };
+
+    public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
+        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs,
+        IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+    {
+        var tenant = user.TenantId();
+        var malformed = new Dictionary<string, string[]>();
+        var invalid = new Dictionary<string, string[]>();
+
+        if (request.ModelId is null) malformed["modelId"] = ["is required"];
+        if (request.DatasetId is null) malformed["datasetId"] = ["is required"];
+        SurgeryMethod? method = request.Method?.ToLowerInvariant() switch
+        {
+            null => null,
+            "dns" => SurgeryMethod.Dns,
+            "magnitude" => SurgeryMethod.Magnitude,
+            _ => (SurgeryMethod)(-1),
+        };
+        if (method is (SurgeryMethod)(-1)) malformed["method"] = ["must be 'dns' or 'magnitude'"];
+        var queue = request.Queue?.ToLowerInvariant() ?? "cpu";
+        if (!Queues.Contains(queue)) malformed["queue"] = ["must be 'cpu' or 'gpu'"];
+        if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");
+
+        var settings = request.Settings ?? new SurgerySettings();
+        if (method is { } m) settings = settings with { Method = m };
+        foreach (var (name, problem) in settings.ValidationErrors()) invalid["settings." + name] = [problem];
+        var preprocessing = request.Preprocessing ?? new JobPreprocessing();
+        foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
+        if (request.CheckpointInterval is <= 0 or > 10_000_000) invalid["checkpointInterval"] = ["must be between 1 and 10000000"];
+
+        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(x => x.Id == request.ModelId && x.TenantId == tenant, cancellationToken);
+        if (model is null) invalid["modelId"] = [$"there is no model with id {request.ModelId}"];
+        var dataset = await db.Datasets.AsNoTracking()
+            .SingleOrDefaultAsync(x => x.Id == request.DatasetId && (x.TenantId == tenant || x.BuiltIn), cancellationToken);
+        if (dataset is null) invalid["datasetId"] = [$"there is no dataset with id {request.DatasetId}"];
+        if (model is not null && dataset is not null && JobInputs.ShapeProblem(dataset.SampleShape, model.InputShape) is { } shape)
+        {
+            invalid["datasetId"] = [shape];
+        }
+        if (invalid.Count > 0)
+        {
+            return TypedResults.UnprocessableEntity(new HttpValidationProblemDetails(invalid)
+            {
+                Title = "The job cannot run with these values",
+                Status = StatusCodes.Status422UnprocessableEntity,
+            });
+        }
+
+        var job = new SurgeryJob
+        {
+            Id = Guid.CreateVersion7(),
+            TenantId = tenant,
+            ModelId = model!.Id,
+            DatasetId = dataset!.Id,
+            Settings = settings,
+            Preprocessing = preprocessing,
+            Queue = queue,
+            CheckpointInterval = request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
+            State = JobState.Queued,
+            TotalIterations = settings.Iterations,
+            CreatedAt = DateTimeOffset.UtcNow,
+            UpdatedAt = DateTimeOffset.UtcNow,
+        };
+        db.Jobs.Add(job);
+        await db.SaveChangesAsync(cancellationToken);
+        job.HangfireJobId = jobs.Create<SurgeryJobRunner>(r => r.RunAsync(job.Id, CancellationToken.None), new EnqueuedState(queue));
+        await db.SaveChangesAsync(CancellationToken.None);
+        return TypedResults.Accepted($"/api/jobs/{job.Id}", JobResponse.From(job));
+    }
+
+    public static async Task<Results<Ok<JobPage>, ValidationProblem>> List(
+        ClaimsPrincipal user, SurgeryDbContext db, string? state = null, int page = 1, int pageSize = 20,
+        CancellationToken cancellationToken = default)
+    {
+        var tenant = user.TenantId();
+        var errors = new Dictionary<string, string[]>();
+        JobState? filter = null;
+        if (state is not null)
+        {
+            if (Enum.TryParse<JobState>(state, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)) filter = parsed;
+            else errors["state"] = [$"must be one of {string.Join(", ", Enum.GetNames<JobState>())}"];
+        }
+        if (page < 1) errors["page"] = ["must be >= 1"];
+        if (pageSize is < 1 or > 200) errors["pageSize"] = ["must be between 1 and 200"];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var query = db.Jobs.AsNoTracking().Where(j => j.TenantId == tenant);
+        if (filter is { } f) query = query.Where(j => j.State == f);
+        var total = await query.CountAsync(cancellationToken);
+        var items = await query.OrderByDescending(j => j.CreatedAt).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(cancellationToken);
+        return TypedResults.Ok(new JobPage(items.Select(JobResponse.From).ToList(), page, pageSize, total));
+    }
+
+    public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>>> Get(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        return job is null ? NotFoundProblem.For("job", id) : TypedResults.Ok(JobResponse.From(job));
+    }
+
+    public static async Task<Results<Ok<MetricsResponse>, ContentHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Metrics(
+        Guid id, HttpRequest http, ClaimsPrincipal user, SurgeryDbContext db, int? from = null, int? to = null, int stride = 1,
+        int limit = 10_000, string? format = null, CancellationToken cancellationToken = default)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (stride < 1) errors["stride"] = ["must be >= 1"];
+        if (limit is < 1 or > 100_000) errors["limit"] = ["must be between 1 and 100000"];
+        if (from < 0) errors["from"] = ["must be >= 0"];
+        if (to is not null && from is not null && to < from) errors["to"] = ["must be >= from"];
+        if (format is not null && format is not ("json" or "csv")) errors["format"] = ["must be 'json' or 'csv'"];
+        if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
+
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        var start = from ?? 0;
+        var end = to ?? int.MaxValue;
+        var points = await db.JobMetrics.AsNoTracking()
+            .Where(m => m.JobId == id && m.Iteration >= start && m.Iteration <= end && (m.Iteration - start) % stride == 0)
+            .OrderBy(m => m.Iteration).Take(limit)
+            .Select(m => new MetricPoint(m.Iteration, m.Loss, m.LearningRate, m.Kept, m.Total,
+                m.Total == 0 ? 0 : 1 - (double)m.Kept / m.Total, m.LayerKept))
+            .ToListAsync(cancellationToken);
+        var evaluations = await db.JobEvaluations.AsNoTracking()
+            .Where(e => e.JobId == id && e.Iteration >= start && e.Iteration <= end)
+            .OrderBy(e => e.Iteration).Select(e => new EvaluationPoint(e.Iteration, e.Loss, e.Top1, e.Top5))
+            .ToListAsync(cancellationToken);
+
+        var wantsCsv = format == "csv" || (format is null && http.GetTypedHeaders().Accept
+            .Any(a => a.MediaType.Equals("text/csv", StringComparison.OrdinalIgnoreCase)));
+        if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations));
+
+        var csv = new StringBuilder("iteration,loss,learning_rate,kept,total,sparsity");
+        foreach (var layer in job.LayerNames) csv.Append(",kept_").Append(layer.Replace(',', '_'));
+        csv.Append('\n');
+        foreach (var p in points)
+        {
+            csv.Append(CultureInfo.InvariantCulture, $"{p.Iteration},{p.Loss:R},{p.LearningRate:R},{p.Kept},{p.Total},{p.Sparsity:R}");
+            foreach (var kept in p.LayerKept) csv.Append(',').Append(kept);
+            csv.Append('\n');
+        }
+        return TypedResults.Content(csv.ToString(), "text/csv; charset=utf-8");
+    }
+
+    public static async Task<Results<ServerSentEventsResult<JobProgressEvent>, NotFound<ProblemDetails>>> Events(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, IOptions<ApiOptions> options, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        return TypedResults.ServerSentEvents(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds), cancellationToken));
+    }
+
+    private static async IAsyncEnumerable<SseItem<JobProgressEvent>> Progress(
+        SurgeryDbContext db, Guid id, TimeSpan poll, [EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        JobProgressEvent? last = null;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var job = await db.Jobs.AsNoTracking().SingleAsync(j => j.Id == id, cancellationToken);
+            var response = JobResponse.From(job);
+            var current = new JobProgressEvent(id, response.State, job.Iteration, job.TotalIterations, job.Loss, response.Sparsity,
+                job.LastTop1, job.CheckpointIteration, job.Error);
+            if (current != last)
+            {
+                yield return new SseItem<JobProgressEvent>(current, job.IsFinished ? "finished" : "progress")
+                {
+                    EventId = $"{job.Iteration}-{job.State}",
+                };
+                last = current;
+            }
+            if (job.IsFinished) yield break;
+            await Task.Delay(poll, cancellationToken);
+        }
+    }
+
+    public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Result(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, Domain.Artifacts.ArtifactStore artifacts, string? format = null,
+        CancellationToken cancellationToken = default)
+    {
+        ResultFormat? parsed = null;
+        if (format is not null && (parsed = ModelFormats.ParseResultFormat(format)) is null)
+        {
+            return TypedResults.ValidationProblem(new Dictionary<string, string[]>
+            {
+                ["format"] = ["must be 'onnx', 'onnx-sparse' or 'torchsharp'"],
+            });
+        }
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        RequireSucceeded(job, "result");
+        var available = JobResponse.ResultFormatsOf(job);
+        var chosen = parsed ?? ModelFormats.ParseResultFormat(available[0])!.Value;
+        var artifactId = chosen switch
+        {
+            ResultFormat.Onnx => job.ResultOnnxArtifactId,
+            ResultFormat.OnnxSparse => job.ResultOnnxSparseArtifactId,
+            _ => job.ResultTorchSharpArtifactId,
+        } ?? throw new SurgeryException("Format not available",
+            $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} (it follows the uploaded model's format)",
+            StatusCodes.Status422UnprocessableEntity);
+        var artifact = await db.Artifacts.AsNoTracking().SingleAsync(a => a.Id == artifactId, cancellationToken);
+        var stream = await artifacts.OpenReadAsync(artifactId, cancellationToken);
+        return TypedResults.Stream(stream, artifact.ContentType, artifact.FileName);
+    }
+
+    public static async Task<Results<Ok<JobReport>, NotFound<ProblemDetails>>> Report(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        RequireSucceeded(job, "report");
+        return TypedResults.Ok(await BuildReportAsync(db, job, cancellationToken));
+    }
+
+    public static async Task<JobReport> BuildReportAsync(SurgeryDbContext db, SurgeryJob job, CancellationToken cancellationToken)
+    {
+        var layers = await db.JobLayerResults.AsNoTracking().Where(l => l.JobId == job.Id).OrderBy(l => l.Order).ToListAsync(cancellationToken);
+        var before = layers.Sum(l => l.Total);
+        var after = layers.Sum(l => l.Kept);
+        var artifactIds = new[] { job.ResultOnnxArtifactId, job.ResultOnnxSparseArtifactId, job.ResultTorchSharpArtifactId }
+            .Where(a => a is not null).Select(a => a!.Value).ToList();
+        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(m => m.Id == job.ModelId, cancellationToken);
+        if (model is not null) artifactIds.Insert(0, model.ArtifactId);
+        var files = await db.Artifacts.AsNoTracking().Where(a => artifactIds.Contains(a.Id)).ToListAsync(cancellationToken);
+        string Role(Guid artifactId) =>
+            artifactId == model?.ArtifactId ? "original" :
+            artifactId == job.ResultOnnxArtifactId ? "onnx" :
+            artifactId == job.ResultOnnxSparseArtifactId ? "onnx-sparse" : "torchsharp";
+        return new JobReport(
+            job.Id,
+            job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
+            job.Iteration,
+            layers.Select(l => new ReportLayer(l.Layer, l.Kind == LayerKind.Convolution ? "convolution" : "fullyConnected",
+                l.Total, l.Kept, l.Total == 0 ? 100 : Math.Round(100.0 * l.Kept / l.Total, 3), l.PrunedTotal, l.SplicedTotal)).ToList(),
+            new ReportTotals(before, after, before == 0 ? 100 : Math.Round(100.0 * after / before, 3),
+                after == 0 ? 0 : Math.Round((double)before / after, 2)),
+            new ReportAccuracy(job.Top1Before, job.Top1After, 1 - job.Top1Before, 1 - job.Top1After),
+            files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim())).ToList(),
+            job.Attempts,
+            job.ResumedFromIteration,
+            job.StartedAt is { } s && job.FinishedAt is { } e ? (e - s).TotalSeconds : null);
+    }
+
+    public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>>> ReportSvg(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        // Whatever has been recorded so far: the plot is useful while the job runs too.
+        var count = await db.JobMetrics.CountAsync(m => m.JobId == id, cancellationToken);
+        var stride = Math.Max(1, count / 400);
+        var points = await db.JobMetrics.AsNoTracking().Where(m => m.JobId == id && m.Iteration % stride == 0)
+            .OrderBy(m => m.Iteration).Select(m => new { m.Iteration, m.LayerKept }).ToListAsync(cancellationToken);
+        var totals = await db.JobLayerResults.AsNoTracking().Where(l => l.JobId == id).OrderBy(l => l.Order)
+            .Select(l => l.Total).ToListAsync(cancellationToken);
+        var evaluations = await db.JobEvaluations.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.Iteration)
+            .Select(e => new { e.Iteration, e.Top1 }).ToListAsync(cancellationToken);
+        var svg = JobReportSvg.Render(job, points.Select(p => (p.Iteration, p.LayerKept)).ToList(), totals,
+            evaluations.Select(e => (e.Iteration, e.Top1)).ToList());
+        return TypedResults.Content(svg, "image/svg+xml");
+    }
+
+    public static async Task<Results<Accepted<JobResponse>, NotFound<ProblemDetails>>> Cancel(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken, tracking: true);
+        if (job is null) return NotFoundProblem.For("job", id);
+        if (job.IsFinished)
+        {
+            throw new SurgeryException("Job finished", $"the job is already {job.State}", StatusCodes.Status409Conflict);
+        }
+        // The flag first: a worker that is just starting the job sees it before its first iteration.
+        await db.Jobs.Where(j => j.Id == id).ExecuteUpdateAsync(s => s.SetProperty(j => j.CancelRequested, true), cancellationToken);
+        var stillQueued = await db.Jobs.Where(j => j.Id == id && j.State == JobState.Queued).ExecuteUpdateAsync(s => s
+            .SetProperty(j => j.State, JobState.Cancelled)
+            .SetProperty(j => j.FinishedAt, DateTimeOffset.UtcNow)
+            .SetProperty(j => j.UpdatedAt, DateTimeOffset.UtcNow), cancellationToken);
+        if (stillQueued > 0 && job.HangfireJobId is not null) jobs.Delete(job.HangfireJobId);
+        await db.Entry(job).ReloadAsync(cancellationToken);
+        return TypedResults.Accepted($"/api/jobs/{id}", JobResponse.From(job));
+    }
+
+    private static void RequireSucceeded(SurgeryJob job, string what)
+    {
+        if (job.State != JobState.Succeeded)
+        {
+            throw new SurgeryException("Job not done",
+                job.State is JobState.Failed or JobState.Cancelled
+                    ? $"the job is {job.State}: it has no {what}" + (job.Error is null ? "" : $" ({job.Error})")
+                    : $"the job is {job.State} at iteration {job.Iteration} of {job.TotalIterations}: the {what} is ready once it has succeeded",
+                StatusCodes.Status409Conflict);
+        }
+    }
+
+    private static Task<SurgeryJob?> Find(SurgeryDbContext db, Guid id, ClaimsPrincipal user, CancellationToken cancellationToken,
+        bool tracking = false)
+    {
+        var tenant = user.TenantId();
+        var jobs = tracking ? db.Jobs : db.Jobs.AsNoTracking();
+        return jobs.SingleOrDefaultAsync(j => j.Id == id && j.TenantId == tenant, cancellationToken);
+    }
+}

@@ -1,0 +1,89 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using SurgeryService.Domain.Jobs;
+
+namespace SurgeryService.Api.Jobs;
+
+/// <summary>
+/// Two plots in one SVG: remaining weights per layer (percent) against iteration, and test top-1 accuracy against
+/// iteration. Plain SVG so any browser or README renders it; no plotting library needed on the server.
+/// </summary>
+public static class JobReportSvg
+{
+    private const int Width = 820, PanelHeight = 260, Left = 70, Right = 170, Top = 40, Gap = 70;
+    private static readonly string[] Colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
+
+    public static string Render(SurgeryJob job, IReadOnlyList<(int Iteration, long[] LayerKept)> points, IReadOnlyList<long> layerTotals,
+        IReadOnlyList<(int Iteration, double Top1)> evaluations)
+    {
+        var height = Top + 2 * PanelHeight + Gap + 50;
+        var svg = new StringBuilder();
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">");
+        svg.Append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<text x=\"{Left}\" y=\"22\" font-size=\"15\">Job {job.Id} ({job.Settings.Method}, {job.State}, iteration {job.Iteration} of {job.TotalIterations})</text>");
+        var maxIteration = Math.Max(1, Math.Max(job.TotalIterations, points.Count > 0 ? points[^1].Iteration : 1));
+
+        // Layer totals come from the results once the job is done; before that the first point is the dense model.
+        var totals = layerTotals.Count > 0 ? layerTotals : points.Count > 0 ? points[0].LayerKept : [];
+        var series = job.LayerNames.Select((name, k) => (name,
+            points.Where(p => k < p.LayerKept.Length && k < totals.Count && totals[k] > 0)
+                .Select(p => ((double)p.Iteration, 100.0 * p.LayerKept[k] / totals[k])).ToList())).ToList();
+        Panel(svg, Top, "Remaining weights per layer (%)", maxIteration, 100, series);
+
+        var accuracy = new List<(string, List<(double, double)>)>
+        {
+            ("top-1 accuracy", evaluations.Select(e => ((double)e.Iteration, 100 * e.Top1)).ToList()),
+        };
+        Panel(svg, Top + PanelHeight + Gap, "Test top-1 accuracy (%)", maxIteration, 100, accuracy);
+        svg.Append("</svg>");
+        return svg.ToString();
+    }
+
+    private static void Panel(StringBuilder svg, int top, string title, double maxX, double maxY,
+        IReadOnlyList<(string Name, List<(double X, double Y)> Points)> series)
+    {
+        var plotWidth = Width - Left - Right;
+        string X(double x) => (Left + plotWidth * x / maxX).ToString("F1", CultureInfo.InvariantCulture);
+        string Y(double y) => (top + PanelHeight - PanelHeight * Math.Clamp(y, 0, maxY) / maxY).ToString("F1", CultureInfo.InvariantCulture);
+
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{Left}\" y=\"{top - 8}\" font-weight=\"bold\">{WebUtility.HtmlEncode(title)}</text>");
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<rect x=\"{Left}\" y=\"{top}\" width=\"{plotWidth}\" height=\"{PanelHeight}\" fill=\"none\" stroke=\"#444\"/>");
+        for (var i = 0; i <= 4; i++)
+        {
+            var y = maxY * i / 4;
+            svg.Append(CultureInfo.InvariantCulture,
+                $"<line x1=\"{Left}\" x2=\"{Left + plotWidth}\" y1=\"{Y(y)}\" y2=\"{Y(y)}\" stroke=\"#ddd\"/><text x=\"{Left - 8}\" y=\"{Y(y)}\" text-anchor=\"end\" dominant-baseline=\"middle\">{y:0}</text>");
+            var x = maxX * i / 4;
+            svg.Append(CultureInfo.InvariantCulture,
+                $"<text x=\"{X(x)}\" y=\"{top + PanelHeight + 16}\" text-anchor=\"middle\">{x:0}</text>");
+        }
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<text x=\"{Left + plotWidth / 2}\" y=\"{top + PanelHeight + 34}\" text-anchor=\"middle\">iteration</text>");
+        for (var s = 0; s < series.Count; s++)
+        {
+            var color = Colors[s % Colors.Length];
+            var (name, points) = series[s];
+            if (points.Count > 0)
+            {
+                var path = string.Join(' ', points.Select(p => $"{X(p.X)},{Y(p.Y)}"));
+                svg.Append(CultureInfo.InvariantCulture,
+                    $"<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{path}\"/>");
+                if (points.Count == 1 || series.Count == 1)
+                {
+                    foreach (var p in points)
+                    {
+                        svg.Append(CultureInfo.InvariantCulture, $"<circle cx=\"{X(p.X)}\" cy=\"{Y(p.Y)}\" r=\"2.5\" fill=\"{color}\"/>");
+                    }
+                }
+            }
+            var legendY = top + 14 + 18 * s;
+            svg.Append(CultureInfo.InvariantCulture,
+                $"<rect x=\"{Left + plotWidth + 12}\" y=\"{legendY - 9}\" width=\"12\" height=\"12\" fill=\"{color}\"/>" +
+                $"<text x=\"{Left + plotWidth + 30}\" y=\"{legendY + 1}\">{WebUtility.HtmlEncode(name)}</text>");
+        }
+    }
+}

@@ -1,0 +1,69 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Microsoft.OpenApi;
+using SurgeryService.Api.Tenants;
+using SurgeryService.Domain.Persistence;
+using Swashbuckle.AspNetCore.SwaggerGen;
+
+namespace SurgeryService.Api.OpenApi;
+
+/// <summary>
+/// An example for an endpoint's request, shown in Swagger UI: the JSON body, the multipart form's fields, or the query
+/// parameters of the same names.
+/// </summary>
+public sealed class OpenApiExample(object example)
+{
+    public JsonNode Json { get; } = JsonSerializer.SerializeToNode(example, JsonColumn.Options)!;
+}
+
+public static class SwaggerSetup
+{
+    private const string SchemeName = "ApiKey";
+
+    public static IServiceCollection AddSurgerySwagger(this IServiceCollection services) =>
+        services.AddSwaggerGen(options =>
+        {
+            options.SwaggerDoc("v1", new OpenApiInfo
+            {
+                Title = "Surgery Service",
+                Version = "v1",
+                Description = "Compresses neural networks with Dynamic Network Surgery (Guo et al. 2016). " +
+                              "Authorize with your tenant's API key (header X-Api-Key).",
+            });
+            options.AddSecurityDefinition(SchemeName, new OpenApiSecurityScheme
+            {
+                Type = SecuritySchemeType.ApiKey,
+                In = ParameterLocation.Header,
+                Name = ApiKeyAuthenticationHandler.HeaderName,
+                Description = "Your tenant's API key",
+            });
+            options.AddSecurityRequirement(document => new OpenApiSecurityRequirement
+            {
+                [new OpenApiSecuritySchemeReference(SchemeName, document)] = [],
+            });
+            options.OperationFilter<ExampleOperationFilter>();
+        });
+
+    private sealed class ExampleOperationFilter : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            var example = context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<OpenApiExample>().FirstOrDefault();
+            if (example is null) return;
+            foreach (var parameter in operation.Parameters?.OfType<OpenApiParameter>() ?? [])
+            {
+                if (example.Json is JsonObject fields && fields.TryGetPropertyValue(parameter.Name!, out var value))
+                {
+                    parameter.Example = value?.DeepClone();
+                }
+            }
+            if (operation.RequestBody?.Content is { } content)
+            {
+                foreach (var media in content.Values)
+                {
+                    media.Example = example.Json.DeepClone();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,102 @@
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.WebUtilities;
+using Microsoft.Extensions.Options;
+using Microsoft.Net.Http.Headers;
+using SurgeryService.Domain;
+using SurgeryService.Domain.Artifacts;
+
+namespace SurgeryService.Api.Uploads;
+
+/// <summary>A multipart upload: the stored file and the other form fields.</summary>
+public sealed record Upload(Artifact File, IReadOnlyDictionary<string, string> Fields)
+{
+    public string? Field(string name) => Fields.TryGetValue(name, out var value) && !string.IsNullOrWhiteSpace(value) ? value.Trim() : null;
+}
+
+/// <summary>
+/// Reads <c>multipart/form-data</c> section by section and streams the part named <c>file</c> straight into an
+/// artifact (never buffered whole in memory or on disk), enforcing <see cref="ApiOptions.MaxUploadBytes"/> with 413.
+/// </summary>
+public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions> options)
+{
+    public const string FileField = "file";
+    private const int MaxFieldLength = 4096;
+
+    public async Task<Upload> ReadAsync(HttpRequest request, string tenantId, ArtifactKind kind, CancellationToken cancellationToken)
+    {
+        var limit = options.Value.MaxUploadBytes;
+        if (request.ContentLength > limit + 64 * 1024)
+        {
+            throw TooLarge(limit);
+        }
+        var sizeFeature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (sizeFeature is { IsReadOnly: false })
+        {
+            sizeFeature.MaxRequestBodySize = limit + 64 * 1024; // the form's own headers and boundaries
+        }
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var contentType)
+            || !contentType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
+            || HeaderUtilities.RemoveQuotes(contentType.Boundary).Length == 0)
+        {
+            throw new SurgeryException("Not a form upload",
+                $"send the file as multipart/form-data with a part named '{FileField}'", StatusCodes.Status415UnsupportedMediaType);
+        }
+
+        var reader = new MultipartReader(HeaderUtilities.RemoveQuotes(contentType.Boundary).Value!, request.Body);
+        var fields = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        Artifact? file = null;
+        try
+        {
+            while (await reader.ReadNextSectionAsync(cancellationToken) is { } section)
+            {
+                if (!ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                    || !disposition.DispositionType.Equals("form-data"))
+                {
+                    continue;
+                }
+                var name = HeaderUtilities.RemoveQuotes(disposition.Name).Value ?? "";
+                if (name.Equals(FileField, StringComparison.OrdinalIgnoreCase) && file is null)
+                {
+                    var fileName = HeaderUtilities.RemoveQuotes(disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value;
+                    file = await artifacts.SaveAsync(tenantId, kind, Path.GetFileName(fileName ?? "upload"),
+                        section.ContentType ?? "application/octet-stream", section.Body, limit, cancellationToken);
+                }
+                else
+                {
+                    using var text = new StreamReader(section.Body);
+                    var buffer = new char[MaxFieldLength + 1];
+                    var read = await text.ReadBlockAsync(buffer, cancellationToken);
+                    if (read > MaxFieldLength)
+                    {
+                        throw new SurgeryException("Bad form field", $"form field '{name}' is longer than {MaxFieldLength} characters");
+                    }
+                    fields[name] = new string(buffer, 0, read);
+                }
+            }
+        }
+        catch (Exception) when (file is not null)
+        {
+            await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            throw;
+        }
+        catch (IOException e) when (e is not EndOfStreamException)
+        {
+            throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}");
+        }
+
+        if (file is null)
+        {
+            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file");
+        }
+        if (file.Size == 0)
+        {
+            await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            throw new SurgeryException("Empty file", "the uploaded file is empty");
+        }
+        return new Upload(file, fields);
+    }
+
+    private static SurgeryException TooLarge(long limit) =>
+        new("Upload too large", $"the upload is larger than the limit of {limit} bytes (setting Api:MaxUploadBytes)",
+            StatusCodes.Status413PayloadTooLarge);
+}
