@@ -1,0 +1,108 @@
+using System.IO.Compression;
+using System.Text;
+using SurgeryService.Domain.Models;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Api.Tests.Infrastructure;
+
+/// <summary>Small models and datasets for service tests: a few hundred MNIST samples, an untrained LeNet.</summary>
+public static class TestData
+{
+    public static string MnistDirectory =>
+        Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR")
+        ?? throw new InvalidOperationException("SURGERY_MNIST_DIR is not set: run the tests with ./scripts/test.sh");
+
+    /// <summary>The first samples of MNIST's train and test sets as raw IDX parts (images uint8 [N,28,28], labels uint8 [N]).</summary>
+    public static (byte[] TrainImages, byte[] TrainLabels, byte[] TestImages, byte[] TestLabels) MnistSubset(int train, int test)
+    {
+        byte[] Slice(string file, int count, int sampleBytes, int header)
+        {
+            var all = File.ReadAllBytes(Path.Combine(MnistDirectory, file));
+            return all.AsSpan(header, count * sampleBytes).ToArray();
+        }
+        return (Slice("train-images-idx3-ubyte", train, 784, 16), Slice("train-labels-idx1-ubyte", train, 1, 8),
+            Slice("t10k-images-idx3-ubyte", test, 784, 16), Slice("t10k-labels-idx1-ubyte", test, 1, 8));
+    }
+
+    /// <summary>An .npz (deflated entries) with x uint8 [N,28,28] and y int64 [N].</summary>
+    public static byte[] MnistNpz(int train, int test, CompressionLevel compression = CompressionLevel.Fastest)
+    {
+        var (xTrain, yTrain, xTest, yTest) = MnistSubset(train, test);
+        return Npz(compression,
+            ("x_train", "|u1", [train, 28, 28], xTrain),
+            ("y_train", "<i8", [train], Int64(yTrain)),
+            ("x_test", "|u1", [test, 28, 28], xTest),
+            ("y_test", "<i8", [test], Int64(yTest)));
+    }
+
+    /// <summary>A zip of the four IDX files as MNIST names them.</summary>
+    public static byte[] MnistIdxZip(int train, int test)
+    {
+        var (xTrain, yTrain, xTest, yTest) = MnistSubset(train, test);
+        using var memory = new MemoryStream();
+        using (var zip = new ZipArchive(memory, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            Add(zip, "train-images-idx3-ubyte", Idx(0x08, [train, 28, 28], xTrain));
+            Add(zip, "train-labels-idx1-ubyte", Idx(0x08, [train], yTrain));
+            Add(zip, "t10k-images-idx3-ubyte", Idx(0x08, [test, 28, 28], xTest));
+            Add(zip, "t10k-labels-idx1-ubyte", Idx(0x08, [test], yTest));
+        }
+        return memory.ToArray();
+    }
+
+    public static byte[] Npz(CompressionLevel compression, params (string Name, string DType, int[] Shape, byte[] Data)[] arrays)
+    {
+        using var memory = new MemoryStream();
+        using (var zip = new ZipArchive(memory, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            foreach (var (name, dtype, shape, data) in arrays)
+            {
+                var shapeText = shape.Length == 1 ? $"({shape[0]},)" : $"({string.Join(", ", shape)})";
+                var header = $"{{'descr': '{dtype}', 'fortran_order': False, 'shape': {shapeText}, }}";
+                var total = 10 + header.Length + 1;
+                header = header.PadRight(header.Length + (64 - total % 64) % 64) + "\n";
+                using var npy = new MemoryStream();
+                npy.Write([0x93, .. "NUMPY"u8, 1, 0]);
+                npy.Write(BitConverter.GetBytes((ushort)header.Length));
+                npy.Write(Encoding.ASCII.GetBytes(header));
+                npy.Write(data);
+                var entry = zip.CreateEntry(name + ".npy", compression);
+                using var stream = entry.Open();
+                stream.Write(npy.ToArray());
+            }
+        }
+        return memory.ToArray();
+    }
+
+    public static byte[] Int64(byte[] labels) => labels.SelectMany(l => BitConverter.GetBytes((long)l)).ToArray();
+
+    public static byte[] Float32(byte[] values, float scale = 1) => values.SelectMany(v => BitConverter.GetBytes(v * scale)).ToArray();
+
+    /// <summary>A freshly initialised (seeded) built-in architecture saved with Module.save.</summary>
+    public static byte[] TorchSharpWeights(string architecture, int seed = 1)
+    {
+        random.manual_seed(seed);
+        using var module = Architectures.Create(architecture);
+        using var memory = new MemoryStream();
+        using (var writer = new BinaryWriter(memory, Encoding.UTF8, leaveOpen: true))
+        {
+            module.save(writer);
+        }
+        return memory.ToArray();
+    }
+
+    private static void Add(ZipArchive zip, string name, byte[] data)
+    {
+        using var stream = zip.CreateEntry(name, CompressionLevel.Fastest).Open();
+        stream.Write(data);
+    }
+
+    private static byte[] Idx(byte type, int[] shape, byte[] data)
+    {
+        using var memory = new MemoryStream();
+        memory.Write([0, 0, type, (byte)shape.Length]);
+        foreach (var d in shape) memory.Write(BitConverter.GetBytes(System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(d)));
+        memory.Write(data);
+        return memory.ToArray();
+    }
+}

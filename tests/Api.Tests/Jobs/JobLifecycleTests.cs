@@ -1,0 +1,156 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Http.Headers;
+using System.Text;
+using System.Text.Json;
+using SurgeryService.Api.Tests.Infrastructure;
+using SurgeryService.Domain.Models;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Api.Tests.Jobs;
+
+public sealed class JobLifecycleHost() : ServiceHost("lifecycle", withWorker: true);
+
+/// <summary>Jobs through HTTP with the real Worker process and PostgreSQL.</summary>
+public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<JobLifecycleHost>
+{
+    private static readonly TimeSpan JobTimeout = TimeSpan.FromSeconds(90);
+
+    [Fact]
+    public async Task CompressesAModelEndToEndWithProgressMetricsReportAndDownload()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        const int iterations = 120;
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 40));
+
+        // Progress over SSE until the final event.
+        var events = await ReadEventsAsync(client, job, JobTimeout);
+        Assert.Equal("finished", events[^1].Event);
+        Assert.Equal("Succeeded", events[^1].Data.GetProperty("state").GetString());
+        Assert.Equal(iterations, events[^1].Data.GetProperty("iteration").GetInt32());
+        var seen = events.Select(e => e.Data.GetProperty("iteration").GetInt32()).ToList();
+        Assert.Equal(seen.Order(), seen);
+
+        var done = await JobScenario.GetJobAsync(client, job);
+        Assert.Equal(iterations, done.GetProperty("iteration").GetInt32());
+        Assert.Equal(1.0, done.GetProperty("progress").GetDouble());
+        Assert.True(done.GetProperty("sparsity").GetDouble() > 0, done.ToString());
+        Assert.Equal(["torchsharp"], done.GetProperty("resultFormats").EnumerateArray().Select(f => f.GetString()));
+
+        // Metrics: every iteration once, JSON and CSV agree, stride and range apply.
+        var metrics = await client.GetAsync($"/api/jobs/{job}/metrics").ExpectAsync(HttpStatusCode.OK);
+        var points = metrics.GetProperty("points").EnumerateArray().ToList();
+        Assert.Equal(Enumerable.Range(0, iterations), points.Select(p => p.GetProperty("iteration").GetInt32()));
+        Assert.Equal(["fc1", "fc2", "fc3"], metrics.GetProperty("layers").EnumerateArray().Select(l => l.GetString()));
+        Assert.Contains(metrics.GetProperty("evaluations").EnumerateArray(), e => e.GetProperty("iteration").GetInt32() == iterations);
+
+        var strided = await client.GetAsync($"/api/jobs/{job}/metrics?from=10&to=50&stride=20").ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal([10, 30, 50], strided.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()));
+
+        var csvRequest = new HttpRequestMessage(HttpMethod.Get, $"/api/jobs/{job}/metrics");
+        csvRequest.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/csv"));
+        var csvResponse = await client.SendAsync(csvRequest);
+        Assert.Equal("text/csv", csvResponse.Content.Headers.ContentType?.MediaType);
+        var lines = (await csvResponse.Content.ReadAsStringAsync()).TrimEnd('\n').Split('\n');
+        Assert.Equal("iteration,loss,learning_rate,kept,total,sparsity,kept_fc1,kept_fc2,kept_fc3", lines[0]);
+        Assert.Equal(iterations + 1, lines.Length);
+        var lastCsv = lines[^1].Split(',');
+        Assert.Equal(points[^1].GetProperty("loss").GetDouble(), double.Parse(lastCsv[1], CultureInfo.InvariantCulture));
+
+        // Report: per-layer table and totals consistent with the job; the SVG plots it.
+        var report = await client.GetAsync($"/api/jobs/{job}/report").ExpectAsync(HttpStatusCode.OK);
+        var layers = report.GetProperty("layers").EnumerateArray().ToList();
+        Assert.Equal(3, layers.Count);
+        var kept = layers.Sum(l => l.GetProperty("after").GetInt64());
+        Assert.Equal(kept, report.GetProperty("totals").GetProperty("after").GetInt64());
+        Assert.Equal(done.GetProperty("kept").GetInt64(), kept);
+        Assert.Equal(266_610, report.GetProperty("totals").GetProperty("before").GetInt64());
+        Assert.Contains(report.GetProperty("files").EnumerateArray(), f => f.GetProperty("role").GetString() == "torchsharp");
+        var svg = await client.GetAsync($"/api/jobs/{job}/report.svg");
+        Assert.Equal("image/svg+xml", svg.Content.Headers.ContentType?.MediaType);
+        var svgText = await svg.Content.ReadAsStringAsync();
+        Assert.StartsWith("<svg", svgText);
+        Assert.Contains("fc1", svgText);
+
+        // The download is the pruned model: exact zeros where pruned, and it scores the reported accuracy.
+        var download = await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp");
+        Assert.Equal(HttpStatusCode.OK, download.StatusCode);
+        var bytes = await download.Content.ReadAsByteArrayAsync();
+        using var pruned = Architectures.Create("lenet-300-100");
+        pruned.load(new BinaryReader(new MemoryStream(bytes)));
+        var nonzero = pruned.named_parameters().Sum(p => p.parameter.count_nonzero().item<long>());
+        Assert.Equal(kept, nonzero);
+        Assert.Equal(report.GetProperty("accuracy").GetProperty("top1After").GetDouble(), Accuracy(pruned), 6);
+    }
+
+    [Fact]
+    public async Task CancelStopsARunningJob()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations: 200_000, checkpointInterval: 1000));
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() > 0, JobTimeout, () => host.Worker!.Output);
+        var inUse = await client.DeleteAsync($"/api/models/{model}").ExpectAsync(HttpStatusCode.Conflict);
+        Assert.Contains(job.ToString(), inUse.GetProperty("detail").GetString());
+
+        var cancel = await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+        Assert.True(cancel.GetProperty("cancelRequested").GetBoolean());
+
+        var cancelled = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(30));
+        Assert.Equal("Cancelled", cancelled.GetProperty("state").GetString());
+        Assert.True(cancelled.GetProperty("iteration").GetInt32() < 200_000);
+        await client.GetAsync($"/api/jobs/{job}/result").ExpectAsync(HttpStatusCode.Conflict);
+        await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Conflict);
+    }
+
+    [Fact]
+    public async Task AJobThatCannotRunFailsWithAMessageTheUserCanActOn()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, new
+        {
+            modelId = model,
+            datasetId = dataset,
+            settings = new { iterations = 10, device = "cuda" },
+        });
+
+        var failed = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+
+        Assert.Equal("Failed", failed.GetProperty("state").GetString());
+        Assert.Contains("no CUDA device", failed.GetProperty("error").GetString());
+        Assert.Equal(1, failed.GetProperty("attempts").GetInt32());
+        var report = await client.GetAsync($"/api/jobs/{job}/report").ExpectAsync(HttpStatusCode.Conflict);
+        Assert.Contains("Failed", report.GetProperty("detail").GetString());
+    }
+
+    private static double Accuracy(nn.Module<Tensor, Tensor> model)
+    {
+        var (_, _, xTest, yTest) = TestData.MnistSubset(1, JobScenario.TestSamples);
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        model.eval();
+        var x = tensor(xTest.Select(b => (float)b).ToArray(), [JobScenario.TestSamples, 784]) * (1.0 / 255);
+        var y = tensor(yTest.Select(b => (long)b).ToArray());
+        var correct = model.forward(x).argmax(1).eq(y).sum().item<long>();
+        return (double)correct / JobScenario.TestSamples;
+    }
+
+    private static async Task<List<(string Event, JsonElement Data)>> ReadEventsAsync(HttpClient client, Guid job, TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        using var response = await client.GetAsync($"/api/jobs/{job}/events", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token), Encoding.UTF8);
+        var events = new List<(string, JsonElement)>();
+        string? type = null;
+        while (await reader.ReadLineAsync(cts.Token) is { } line)
+        {
+            if (line.StartsWith("event: ", StringComparison.Ordinal)) type = line[7..];
+            else if (line.StartsWith("data: ", StringComparison.Ordinal)) events.Add((type ?? "message", JsonDocument.Parse(line[6..]).RootElement.Clone()));
+        }
+        Assert.NotEmpty(events);
+        return events;
+    }
+}

@@ -1,0 +1,63 @@
+using System.Net;
+using System.Text.Json;
+using SurgeryService.Api.Tests.Infrastructure;
+
+namespace SurgeryService.Api.Tests.Jobs;
+
+/// <summary>The steps a pipeline takes: upload a model and a dataset, submit, poll.</summary>
+public static class JobScenario
+{
+    public const int TrainSamples = 512;
+    public const int TestSamples = 200;
+
+    public static async Task<(Guid Model, Guid Dataset)> UploadAsync(HttpClient client, string architecture = "lenet-300-100")
+    {
+        var model = await client.PostAsync("/api/models",
+            HttpExtensions.Form(TestData.TorchSharpWeights(architecture), "dense.bin", ("architecture", architecture)))
+            .ExpectAsync(HttpStatusCode.Created);
+        var dataset = await client.PostAsync("/api/datasets",
+            HttpExtensions.Form(TestData.MnistNpz(TrainSamples, TestSamples), "mnist-small.npz"))
+            .ExpectAsync(HttpStatusCode.Created);
+        return (model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid());
+    }
+
+    public static object Request(Guid model, Guid dataset, int iterations, int checkpointInterval, int evalInterval = 50,
+        int batchSize = 32) => new
+    {
+        modelId = model,
+        datasetId = dataset,
+        method = "dns",
+        checkpointInterval,
+        settings = new { iterations, batchSize, evalInterval, learningRate = 0.01, cRate = 1.0, gamma = 0.01, seed = 7 },
+        preprocessing = new { trainLimit = TrainSamples, testLimit = TestSamples },
+    };
+
+    public static async Task<Guid> SubmitAsync(HttpClient client, object request)
+    {
+        var response = await client.PostJsonAsync("/api/jobs", request);
+        var body = await response.Content.ReadAsStringAsync();
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, body);
+        Assert.NotNull(response.Headers.Location);
+        var job = JsonDocument.Parse(body).RootElement;
+        Assert.Equal($"/api/jobs/{job.GetProperty("id").GetGuid()}", response.Headers.Location!.OriginalString);
+        return job.GetProperty("id").GetGuid();
+    }
+
+    public static async Task<JsonElement> GetJobAsync(HttpClient client, Guid job) =>
+        await client.GetAsync($"/api/jobs/{job}").ExpectAsync(HttpStatusCode.OK);
+
+    public static async Task<JsonElement> WaitForAsync(HttpClient client, Guid job, Func<JsonElement, bool> condition,
+        TimeSpan timeout, Func<string>? diagnostics = null)
+    {
+        JsonElement last = default;
+        var reached = await Eventually.TrueAsync(async () =>
+        {
+            last = await GetJobAsync(client, job);
+            return condition(last);
+        }, timeout, TimeSpan.FromMilliseconds(200));
+        Assert.True(reached, $"job did not reach the expected state; last: {last}\n{diagnostics?.Invoke()}");
+        return last;
+    }
+
+    public static bool IsFinished(JsonElement job) => job.GetProperty("state").GetString() is "Succeeded" or "Failed" or "Cancelled";
+}
