@@ -21,7 +21,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     {
         var client = host.Client();
         var (model, dataset) = await JobScenario.UploadAsync(client);
-        const int iterations = 120;
+        const int iterations = 80;
         var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 40));
 
         // Progress over SSE until the final event.

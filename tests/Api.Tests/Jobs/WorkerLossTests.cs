@@ -1,0 +1,49 @@
+using System.Net;
+using SurgeryService.Api.Tests.Infrastructure;
+
+namespace SurgeryService.Api.Tests.Jobs;
+
+public sealed class WorkerLossHost() : ServiceHost("workerloss", withWorker: false);
+
+/// <summary>A worker process killed in the middle of a job, as a lost machine would be.</summary>
+public sealed class WorkerLossTests(WorkerLossHost host, Xunit.Abstractions.ITestOutputHelper output) : IClassFixture<WorkerLossHost>
+{
+    [Fact]
+    public async Task AJobWhoseWorkerIsKilledResumesFromItsCheckpointOnAnotherWorkerWithAContinuousMetricSeries()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        const int iterations = 300;
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 25, evalInterval: 100));
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        using var first = host.StartWorker();
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("checkpointIteration").GetInt32() >= 75,
+            TimeSpan.FromSeconds(90), () => first.Output);
+        first.Kill();
+        var atKill = await JobScenario.GetJobAsync(client, job);
+        output.WriteLine($"killed after {clock.Elapsed.TotalSeconds:F1}s at iteration {atKill.GetProperty("iteration")}, checkpoint {atKill.GetProperty("checkpointIteration")}");
+        var checkpoint = atKill.GetProperty("checkpointIteration").GetInt32();
+        Assert.Equal("Running", atKill.GetProperty("state").GetString());
+        Assert.True(checkpoint < iterations, $"the job finished before the worker was killed: {atKill}");
+
+        var second = host.StartWorker();
+        host.Worker = second; // disposed with the host
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(150), () => second.Output);
+
+        output.WriteLine($"finished after {clock.Elapsed.TotalSeconds:F1}s: {done}");
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal(2, done.GetProperty("attempts").GetInt32());
+        Assert.Equal(checkpoint, done.GetProperty("resumedFromIteration").GetInt32());
+        Assert.True(checkpoint >= 75);
+        Assert.Contains($"starts at iteration {checkpoint}", second.Output);
+
+        var metrics = await client.GetAsync($"/api/jobs/{job}/metrics?limit=100000").ExpectAsync(HttpStatusCode.OK);
+        var series = metrics.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()).ToList();
+        Assert.Equal(Enumerable.Range(0, iterations), series);
+        var evaluations = metrics.GetProperty("evaluations").EnumerateArray().Select(e => e.GetProperty("iteration").GetInt32()).ToList();
+        Assert.Equal([0, 100, 200, 300], evaluations);
+        Assert.Equal(1L, await host.Db.ScalarAsync<long>(
+            $"SELECT count(*) FROM artifacts WHERE \"Kind\" = 'Checkpoint' AND \"FileName\" LIKE '%{job}%'"));
+    }
+}
