@@ -1,0 +1,193 @@
+using static TorchSharp.torch;
+using Parameter = TorchSharp.Modules.Parameter;
+
+namespace SurgeryService.Domain.Surgery;
+
+/// <summary>
+/// The surgery state of one prunable layer, rule by rule as in <c>shared/dns-spec.md</c>: the dense shadow weights
+/// <c>W</c>, the binary masks <c>T</c>, the thresholds fixed at surgery start, and the mask update. The module's own
+/// parameters only ever receive <c>W ⊙ T</c>; the optimizer steps the dense <c>W</c> (straight-through, spec step 5).
+/// </summary>
+public sealed class DynamicNetworkSurgery : IDisposable
+{
+    internal DynamicNetworkSurgery(PrunableLayer layer, Parameter weight, Parameter? bias, bool pruneBias, LayerRule rule)
+    {
+        Layer = layer;
+        Rule = rule;
+        using var _ = no_grad();
+        Weight = new MaskedTensor(weight);
+        if (bias is not null && pruneBias)
+        {
+            Bias = new MaskedTensor(bias);
+        }
+        else if (bias is not null)
+        {
+            UnprunedBias = bias;
+        }
+    }
+
+    public PrunableLayer Layer { get; }
+    internal LayerRule Rule { get; }
+    internal MaskedTensor Weight { get; }
+
+    /// <summary>The bias, when biases are pruned (settings); otherwise it trains as an ordinary parameter.</summary>
+    internal MaskedTensor? Bias { get; }
+
+    private Parameter? UnprunedBias { get; }
+
+    /// <summary>Prune at or below this magnitude (<c>a_k = 0.9 t</c>; the magnitude method's current cut).</summary>
+    public float PruneBelow { get; internal set; }
+
+    /// <summary>Splice back above this magnitude (<c>b_k = 1.1 t</c>).</summary>
+    public float SpliceAbove { get; internal set; }
+
+    /// <summary>The population standard deviation of the layer's weights at surgery start (magnitude method).</summary>
+    public float StartStd { get; internal set; }
+
+    public long Kept { get; internal set; }
+    public long PrunedTotal { get; internal set; }
+    public long SplicedTotal { get; internal set; }
+
+    public long Total => Weight.Dense.numel() + (Bias?.Dense.numel() ?? UnprunedBias?.numel() ?? 0);
+
+    internal IEnumerable<MaskedTensor> Masked => Bias is null ? [Weight] : [Weight, Bias];
+
+    /// <summary>
+    /// Spec step 2, once at surgery start: from the nonzero entries of W (and b when biases are pruned),
+    /// <c>mu = mean|w|</c>, <c>sd = sqrt(mean(w^2) - mu^2)</c>, <c>t = max(mu + c * sd, 0)</c>, <c>a = 0.9 t</c>, <c>b = 1.1 t</c>.
+    /// </summary>
+    internal void FixThresholds()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var values = cat(Masked.Select(m => m.Dense.flatten()).ToList());
+        var nonzero = values.masked_select(values.ne(0)).abs().to(float64);
+        double mu = 0, sd = 0;
+        if (nonzero.numel() > 0)
+        {
+            mu = nonzero.mean().item<double>();
+            sd = Math.Sqrt(Math.Max(nonzero.pow(2).mean().item<double>() - mu * mu, 0));
+        }
+        var t = Math.Max(mu + Rule.CRate * sd, 0);
+        PruneBelow = (float)(0.9 * t);
+        SpliceAbove = (float)(1.1 * t);
+        StartStd = nonzero.numel() > 0 ? (float)values.to(float64).std(unbiased: false).item<double>() : 0f;
+        Kept = CountKept();
+    }
+
+    /// <summary>
+    /// Spec step 3, when the layer's draw says so: <c>T=1, |w| &lt;= a -> 0</c> (pruned); <c>T=0, |w| &gt; b -> 1</c> (spliced).
+    /// </summary>
+    internal (long Pruned, long Spliced) UpdateMask()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        long pruned = 0, spliced = 0;
+        foreach (var m in Masked)
+        {
+            var magnitude = m.Dense.abs();
+            var keep = m.Mask.gt(0.5f);
+            var prune = keep.logical_and(magnitude.le(PruneBelow));
+            var splice = keep.logical_not().logical_and(magnitude.gt(SpliceAbove));
+            pruned += prune.sum().item<long>();
+            spliced += splice.sum().item<long>();
+            m.Mask.masked_fill_(prune, 0f).masked_fill_(splice, 1f);
+        }
+        Kept += spliced - pruned;
+        PrunedTotal += pruned;
+        SplicedTotal += spliced;
+        return (pruned, spliced);
+    }
+
+    /// <summary>
+    /// The magnitude baseline (Han et al. 2015): cut every kept weight with <c>|w| &lt; cut</c> for good. The dense weights
+    /// and their momentum are zeroed with the mask, so pruned entries stay exactly zero; nothing is spliced.
+    /// </summary>
+    internal long PruneByMagnitude(float cut)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        PruneBelow = cut;
+        long pruned = 0;
+        foreach (var m in Masked)
+        {
+            var prune = m.Mask.gt(0.5f).logical_and(m.Dense.abs().lt(cut));
+            pruned += prune.sum().item<long>();
+            m.Mask.masked_fill_(prune, 0f);
+            m.Dense.mul_(m.Mask);
+            m.Velocity.mul_(m.Mask);
+        }
+        Kept -= pruned;
+        PrunedTotal += pruned;
+        return pruned;
+    }
+
+    /// <summary>Spec step 4: the module computes with <c>W ⊙ T</c>. Pruned entries are exact zeros.</summary>
+    internal void WriteMaskedWeights()
+    {
+        using var _ = no_grad();
+        foreach (var m in Masked)
+        {
+            using var product = m.Dense.mul(m.Mask);
+            m.Parameter.copy_(product);
+        }
+    }
+
+    /// <summary>Nonzero parameters the deployed layer holds (weights, and biases whether pruned or not).</summary>
+    internal long CountKept()
+    {
+        using var scope = NewDisposeScope();
+        var kept = Masked.Sum(m => m.Mask.count_nonzero().item<long>());
+        if (UnprunedBias is not null) kept += UnprunedBias.count_nonzero().item<long>();
+        return kept;
+    }
+
+    public void Dispose()
+    {
+        foreach (var m in Masked) m.Dispose();
+    }
+
+    /// <summary>A module parameter with its dense shadow <c>W</c> and mask <c>T</c> (float 0/1, same shape and device).</summary>
+    internal sealed class MaskedTensor : IDisposable
+    {
+        public MaskedTensor(Parameter parameter)
+        {
+            Parameter = parameter;
+            Dense = parameter.detach().clone().DetachFromDisposeScope();
+            Mask = ones_like(parameter).DetachFromDisposeScope();
+            Velocity = zeros_like(parameter).DetachFromDisposeScope();
+        }
+
+        public Parameter Parameter { get; }
+        public Tensor Dense { get; }
+        public Tensor Mask { get; }
+
+        /// <summary>The optimizer's momentum for <see cref="Dense"/>.</summary>
+        public Tensor Velocity { get; }
+
+        public void Dispose()
+        {
+            Dense.Dispose();
+            Mask.Dispose();
+            Velocity.Dispose();
+        }
+    }
+}
+
+/// <summary>A layer's resolved settings: the defaults for its kind, overridden by the first matching layer entry.</summary>
+internal sealed record LayerRule(double CRate, double Gamma, double Power, int IterStop)
+{
+    public static LayerRule For(PrunableLayer layer, SurgerySettings settings)
+    {
+        var overrides = settings.Layers.FirstOrDefault(l => l.Matches(layer.Name, layer.WeightParameter));
+        var iterStop = layer.Kind == LayerKind.Convolution ? settings.ConvIterStop : settings.FcIterStop;
+        return new LayerRule(
+            overrides?.CRate ?? settings.CRate,
+            overrides?.Gamma ?? settings.Gamma,
+            overrides?.Power ?? settings.Power,
+            overrides?.IterStop ?? iterStop);
+    }
+
+    /// <summary>Spec step 3: the probability of a mask update, <c>sigma(iter) = (1 + gamma * iter) ^ (-power)</c>.</summary>
+    public double Sigma(int iteration) => Math.Pow(1 + Gamma * iteration, -Power);
+}
