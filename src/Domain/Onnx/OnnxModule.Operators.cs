@@ -299,6 +299,27 @@ public sealed partial class OnnxModule
         var (begin, end) = SpatialPads(a, input.shape[2..], kernel, strides, dilations);
         var symmetric = begin.SequenceEqual(end) && begin.Select((p, i) => p <= kernel[i] / 2).All(ok => ok);
         var padding = symmetric ? begin : Repeat(0, n);
+        var spatial = input.shape[2..];
+        var result = PoolPadded(input, a, max, kernel, strides, dilations, ceil, begin, end, symmetric, padding);
+        if (ceil)
+        {
+            // A ceil-mode window that would start in the end padding is dropped (as ONNX Runtime and PyTorch do); with
+            // the padding applied beforehand TorchSharp cannot tell padding from input, so trim here.
+            for (var i = 0; i < n; i++)
+            {
+                var extent = spatial[i] + begin[i] + end[i] - ((kernel[i] - 1) * dilations[i] + 1);
+                var size = (extent + strides[i] - 1) / strides[i] + 1;
+                if ((size - 1) * strides[i] >= spatial[i] + begin[i]) size--;
+                if (result.shape[2 + i] > size) result = result.narrow(2 + i, 0, size);
+            }
+        }
+        return result;
+    }
+
+    private static Tensor PoolPadded(Tensor input, OnnxAttributes a, bool max, long[] kernel, long[] strides, long[] dilations,
+        bool ceil, long[] begin, long[] end, bool symmetric, long[] padding)
+    {
+        var n = kernel.Length;
         if (max)
         {
             if (!symmetric) input = F.pad(input, TorchPad(begin, end), value: double.NegativeInfinity);
