@@ -36,9 +36,10 @@ public sealed class OnnxModel
     private readonly Dictionary<string, TensorProto> _initializers;
     private readonly Dictionary<string, string> _memberNames = new(StringComparer.Ordinal);
 
-    private OnnxModel(ModelProto proto, string? directory, int opset)
+    private OnnxModel(ModelProto proto, string? directory, int opset, byte[] bytes)
     {
         Proto = proto;
+        OriginalBytes = bytes;
         Directory = directory;
         Opset = opset;
         var graph = proto.Graph;
@@ -51,6 +52,12 @@ public sealed class OnnxModel
         foreach (var initializer in graph.Initializer)
         {
             _initializers[initializer.Name] = initializer;
+        }
+
+        foreach (var initializer in graph.Initializer)
+        {
+            // Reads every tensor once so a truncated or corrupt one is refused now, not inside a job.
+            OnnxTensors.RawBytes(initializer, directory);
         }
 
         var dataInputs = graph.Input.Where(i => !_initializers.ContainsKey(i.Name)).ToList();
@@ -79,7 +86,11 @@ public sealed class OnnxModel
         (Layers, PrunableLayers) = DiscoverLayers(graph);
     }
 
+    /// <summary>The model as read; sparse initializers are turned into dense ones here, external data stays external.</summary>
     public ModelProto Proto { get; }
+
+    /// <summary>The file as uploaded.</summary>
+    public byte[] OriginalBytes { get; }
 
     /// <summary>Where files named by external-data tensors are looked up, or null for a model read from bytes alone.</summary>
     public string? Directory { get; }
@@ -155,7 +166,7 @@ public sealed class OnnxModel
             throw new SurgeryException("Unsupported ONNX opset",
                 $"the model uses ONNX opset {opset}; opsets {MinOpset} to {MaxOpset} are supported (re-export it with one of them)", 422);
         }
-        return new OnnxModel(proto, directory, (int)opset);
+        return new OnnxModel(proto, directory, (int)opset, bytes);
     }
 
     private void CheckOperators(GraphProto graph)
@@ -339,17 +350,20 @@ public sealed class OnnxModel
         return (layers, prunable);
     }
 
+    /// <summary>
+    /// Whether an initializer added right after a layer is that layer's bias: one value per output channel laid out
+    /// to broadcast over the channel axis ([C,1,1] or [1,C,1,1] after a 2-D convolution, [N] or [1,N] after a matrix
+    /// product). The weight's own dimensions may be hidden behind a Reshape, so only the layout is checked for Conv.
+    /// </summary>
     private static bool IsBiasShape(string op, TensorProto weight, TensorProto bias)
     {
         var b = bias.Dims.ToArray();
-        if (op is "Conv")
+        if (op is "Conv" or "ConvTranspose")
         {
-            var c = weight.Dims[0];
-            return b.SequenceEqual(new[] { c }) || b.SequenceEqual(new[] { c, 1, 1 }) || b.SequenceEqual(new[] { 1, c, 1, 1 })
-                || b.SequenceEqual(new[] { c, 1 }) || b.SequenceEqual(new[] { 1, c, 1 });
+            var lead = b.Length > 0 && b[0] == 1 && b.Length >= 3 ? 1 : 0;
+            return b.Length - lead >= 2 && b[lead] > 1 && b.Skip(lead + 1).All(d => d == 1);
         }
-        if (op is "ConvTranspose") return false;
-        var n = weight.Dims[^1];
-        return b.SequenceEqual(new[] { n }) || b.SequenceEqual(new[] { 1, n });
+        var n = b.Length == 2 && b[0] == 1 ? b[1] : b.Length == 1 ? b[0] : -1;
+        return n > 0 && (n == weight.Dims[^1] || n == weight.Dims[0]);
     }
 }
