@@ -1,3 +1,22 @@
+using SurgeryService.Bench;
+
 // Benchmarks that print figures; never run by the test suite.
-Console.Error.WriteLine("usage: dotnet run -c Release --project bench -- reproduce <lenet-300-100|lenet-5> [options]");
-return 2;
+return args switch
+{
+    ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
+    _ => Usage(),
+};
+
+static int Usage()
+{
+    Console.Error.WriteLine("""
+        usage: dotnet run -c Release --project bench -- reproduce <lenet-300-100|lenet-5> [options]
+          --method dns|magnitude     surgery method (default dns)
+          --iterations N             surgery iterations (default: the architecture's recipe)
+          --settings FILE            surgery settings as JSON (SurgerySettings), replacing the recipe
+          --dense-iterations N       iterations of the dense reference (cached in .data/bench)
+          --json FILE                also write the figures as JSON
+          --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
+        """);
+    return 2;
+}

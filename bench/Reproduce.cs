@@ -1,0 +1,244 @@
+using System.Diagnostics;
+using System.Text.Json;
+using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Surgery;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Bench;
+
+/// <summary>
+/// Reproduces the paper's MNIST figures: trains (or loads the cached) dense reference, measures one surgery iteration
+/// against one dense iteration in the same process, runs the surgery and prints the paper's table.
+/// </summary>
+internal static class Reproduce
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    /// <summary>Settings that reached the targets on this machine (see README, "Measured results").</summary>
+    public static SurgerySettings Recipe(string architecture, SurgeryMethod method) => architecture switch
+    {
+        Architectures.LeNet300100 => new SurgerySettings
+        {
+            Method = method,
+            Iterations = 20000,
+            LearningRate = 0.01,
+            LrPolicy = LearningRatePolicy.Inv,
+            Gamma = 1e-4,
+            FcIterStop = 14000,
+            EvalInterval = 2000,
+            Layers =
+            [
+                new LayerSettings { Pattern = "fc1", CRate = 1.5 },
+                new LayerSettings { Pattern = "fc2", CRate = 1.5 },
+                new LayerSettings { Pattern = "fc3", CRate = 1.0 },
+            ],
+        },
+        Architectures.LeNet5 => new SurgerySettings
+        {
+            Method = method,
+            Iterations = 20000,
+            LearningRate = 0.01,
+            LrPolicy = LearningRatePolicy.Inv,
+            Gamma = 1e-4,
+            ConvIterStop = 14000,
+            FcIterStop = 14000,
+            EvalInterval = 2000,
+            Layers =
+            [
+                new LayerSettings { Pattern = "conv1", CRate = 1 },
+                new LayerSettings { Pattern = "conv2", CRate = 3 },
+                new LayerSettings { Pattern = "fc1", CRate = 4 },
+                new LayerSettings { Pattern = "fc2", CRate = 2.5 },
+            ],
+        },
+        _ => throw new ArgumentException($"unknown architecture {architecture}"),
+    };
+
+    private static SurgerySettings DenseRecipe(int iterations) => new()
+    {
+        Iterations = iterations,
+        LearningRate = 0.01,
+        LrPolicy = LearningRatePolicy.Inv,
+        EvalInterval = iterations,
+    };
+
+    public static int Run(string architecture, string[] args)
+    {
+        var options = Options.Parse(args);
+        var method = options.Get("method", "dns") == "magnitude" ? SurgeryMethod.Magnitude : SurgeryMethod.Dns;
+        var settings = options.Has("settings")
+            ? JsonSerializer.Deserialize<SurgerySettings>(File.ReadAllText(options.Get("settings", "")), Json)!
+            : Recipe(architecture, method);
+        if (options.Has("iterations")) settings = settings with { Iterations = int.Parse(options.Get("iterations", "")) };
+        settings = settings with { Method = method };
+        var denseIterations = int.Parse(options.Get("dense-iterations", "10000"));
+        var mnistDir = options.Get("mnist",
+            Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
+
+        Console.WriteLine($"torch threads: {get_num_threads()}, cores: {Environment.ProcessorCount}");
+        var (rawTrain, rawTest) = Mnist.Load(mnistDir);
+        using var train = Scaled(rawTrain);
+        using var test = Scaled(rawTest);
+
+        // Dense reference, cached.
+        var cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}.bin");
+        using var model = Architectures.Create(architecture);
+        if (File.Exists(cache))
+        {
+            model.load(cache);
+            Console.WriteLine($"dense reference: loaded {cache}");
+        }
+        else
+        {
+            manual_seed(1);
+            using var fresh = Architectures.Create(architecture);
+            var clock = Stopwatch.StartNew();
+            using (var dense = new SurgeryTrainer(fresh, [], DenseRecipe(denseIterations)))
+            {
+                dense.Run(train, test, new ConsoleObserver(), 0);
+            }
+            Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+            fresh.save(cache);
+            model.load(cache);
+            Console.WriteLine($"dense reference: trained {denseIterations} iterations in {clock.Elapsed.TotalSeconds:F0} s, cached in {cache}");
+        }
+
+        var layers = PrunableLayers.Discover(model);
+        var (denseMs, surgeryMs) = IterationCost(architecture, cache, layers, settings, train);
+
+        var observer = new ConsoleObserver();
+        var wall = Stopwatch.StartNew();
+        using var trainer = new SurgeryTrainer(model, layers, settings);
+        var outcome = trainer.Run(train, test, observer);
+        wall.Stop();
+
+        Print(architecture, settings, outcome, wall.Elapsed, denseMs, surgeryMs);
+        if (options.Has("json"))
+        {
+            var report = new
+            {
+                architecture,
+                settings,
+                errorBefore = 1 - outcome.Before!.Top1,
+                errorAfter = 1 - outcome.After!.Top1,
+                parametersBefore = outcome.Total,
+                parametersAfter = outcome.Kept,
+                compression = outcome.Compression,
+                layers = outcome.Layers,
+                iterations = outcome.Iterations,
+                wallSeconds = wall.Elapsed.TotalSeconds,
+                denseIterationMs = denseMs,
+                surgeryIterationMs = surgeryMs,
+                surgeryToDenseRatio = surgeryMs / denseMs,
+            };
+            File.WriteAllText(options.Get("json", ""), JsonSerializer.Serialize(report, Json));
+        }
+        return 0;
+    }
+
+    /// <summary>
+    /// Milliseconds per iteration of dense training and of surgery, measured back to back in this process on the same
+    /// model and batches (the first iterations of a surgery, where mask updates are most frequent).
+    /// </summary>
+    private static (double Dense, double Surgery) IterationCost(string architecture, string cache,
+        IReadOnlyList<PrunableLayer> layers, SurgerySettings settings, TensorDataset train)
+    {
+        const int warmup = 50, measured = 400;
+        double Time(IReadOnlyList<PrunableLayer> prunable)
+        {
+            using var model = Architectures.Create(architecture);
+            model.load(cache);
+            using var trainer = new SurgeryTrainer(model,
+                prunable.Count == 0 ? [] : PrunableLayers.Discover(model),
+                settings with { Iterations = warmup, EvalInterval = int.MaxValue });
+            using var empty = new TensorDataset(zeros(0, 1), zeros(0, dtype: int64), 10);
+            trainer.Run(train, empty, NullObserver.Instance);
+            using var timed = new SurgeryTrainer(model,
+                prunable.Count == 0 ? [] : PrunableLayers.Discover(model),
+                settings with { Iterations = measured, EvalInterval = int.MaxValue });
+            var clock = Stopwatch.StartNew();
+            timed.Run(train, empty, NullObserver.Instance);
+            return clock.Elapsed.TotalMilliseconds / measured;
+        }
+
+        // Alternate to spread machine noise over both.
+        var dense = new List<double>();
+        var surgery = new List<double>();
+        for (var round = 0; round < 3; round++)
+        {
+            dense.Add(Time([]));
+            surgery.Add(Time(layers));
+        }
+        return (dense.Min(), surgery.Min());
+    }
+
+    private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
+        double denseMs, double surgeryMs)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"== {architecture}, method {settings.Method.ToString().ToLowerInvariant()} ==");
+        Console.WriteLine($"{"layer",-8} {"params",10} {"kept",8} {"remaining",10} {"pruned",9} {"spliced",9}");
+        foreach (var l in outcome.Layers)
+        {
+            Console.WriteLine($"{l.Layer,-8} {l.Total,10} {l.Kept,8} {l.RemainingPercent,9:F2}% {l.PrunedTotal,9} {l.SplicedTotal,9}");
+        }
+        Console.WriteLine($"{"total",-8} {outcome.Total,10} {outcome.Kept,8} {100.0 * outcome.Kept / outcome.Total,9:F2}%");
+        Console.WriteLine($"compression        {outcome.Compression:F1}x");
+        Console.WriteLine($"test error         {100 * (1 - outcome.Before!.Top1):F2}% -> {100 * (1 - outcome.After!.Top1):F2}%");
+        Console.WriteLine($"iterations         {outcome.Iterations}");
+        Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");
+        Console.WriteLine($"iteration cost     dense {denseMs:F2} ms, surgery {surgeryMs:F2} ms, ratio {surgeryMs / denseMs:F2}x");
+        Console.WriteLine($"settings           {JsonSerializer.Serialize(settings)}");
+    }
+
+    private static TensorDataset Scaled(TensorDataset raw)
+    {
+        using (raw)
+        {
+            return new TensorDataset(raw.Inputs.div(255f), raw.Labels.clone(), raw.ClassCount);
+        }
+    }
+
+    private sealed class ConsoleObserver : ISurgeryObserver
+    {
+        private readonly Stopwatch _clock = Stopwatch.StartNew();
+
+        public void OnIteration(IterationMetrics metrics)
+        {
+            if ((metrics.Iteration + 1) % 1000 != 0) return;
+            var kept = metrics.Layers.Count == 0 ? "" : $", kept {100.0 * metrics.Kept / metrics.Total:F2}%";
+            Console.WriteLine($"  iter {metrics.Iteration + 1,6}: loss {metrics.Loss:F4}, lr {metrics.LearningRate:F5}{kept} ({_clock.Elapsed.TotalSeconds:F0} s)");
+        }
+
+        public void OnEvaluation(EvaluationMetrics metrics) =>
+            Console.WriteLine($"  eval at {metrics.Iteration}: loss {metrics.Loss:F4}, error {100 * (1 - metrics.Top1):F2}%");
+
+        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+    }
+
+    private sealed class NullObserver : ISurgeryObserver
+    {
+        public static readonly NullObserver Instance = new();
+        public void OnIteration(IterationMetrics metrics) { }
+        public void OnEvaluation(EvaluationMetrics metrics) { }
+        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+    }
+}
+
+internal sealed class Options(Dictionary<string, string> values)
+{
+    public static Options Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>();
+        for (var i = 0; i < args.Length; i++)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal)) throw new ArgumentException($"unexpected '{args[i]}'");
+            values[args[i][2..]] = i + 1 < args.Length && !args[i + 1].StartsWith("--", StringComparison.Ordinal) ? args[++i] : "true";
+        }
+        return new Options(values);
+    }
+
+    public bool Has(string name) => values.ContainsKey(name);
+    public string Get(string name, string fallback) => values.GetValueOrDefault(name, fallback);
+}

@@ -1,0 +1,133 @@
+using SurgeryService.Domain.Surgery;
+using static SurgeryService.Domain.Tests.Surgery.Fixtures;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Domain.Tests.Surgery;
+
+/// <summary>One test per rule of dns-spec.md, on hand-made tensors.</summary>
+public class DynamicNetworkSurgeryRuleTests
+{
+    private static readonly PrunableLayer Fc = new("fc", LayerKind.FullyConnected, "fc.weight", "fc.bias");
+
+    private static DynamicNetworkSurgery Surgery(float[] weights, float[]? bias = null, bool pruneBias = false, double cRate = 1)
+    {
+        var layer = new DynamicNetworkSurgery(Fc, Parameter(weights), bias is null ? null : Parameter(bias), pruneBias,
+            new LayerRule(cRate, Gamma: 1e-3, Power: 1, IterStop: 100));
+        layer.FixThresholds();
+        return layer;
+    }
+
+    [Fact]
+    public void ThresholdsComeFromMeanAndStdOfNonzeroMagnitudes()
+    {
+        // |w| of the nonzero entries: 1, 2, 3, 4 -> mu 2.5, mean(w^2) 7.5, sd sqrt(1.25); c = 1.
+        using var layer = Surgery([1, -2, 3, 0, -4]);
+
+        var t = 2.5 + Math.Sqrt(1.25);
+        Assert.Equal(0.9 * t, layer.PruneBelow, 5);
+        Assert.Equal(1.1 * t, layer.SpliceAbove, 5);
+    }
+
+    [Fact]
+    public void NegativeThresholdIsClampedToZero()
+    {
+        using var layer = Surgery([1, -2, 3, -4], cRate: -10);
+
+        Assert.Equal(0f, layer.PruneBelow);
+        Assert.Equal(0f, layer.SpliceAbove);
+    }
+
+    [Fact]
+    public void ThresholdsIncludeBiasesOnlyWhenBiasesArePruned()
+    {
+        using var without = Surgery([1, -2, 3, -4], bias: [100], pruneBias: false);
+        using var with = Surgery([1, -2, 3, -4], bias: [100], pruneBias: true);
+
+        Assert.True(with.PruneBelow > without.PruneBelow);
+        Assert.Null(without.Bias);
+        Assert.NotNull(with.Bias);
+    }
+
+    [Fact]
+    public void PrunesKeptWeightAtOrBelowLowerThreshold()
+    {
+        using var layer = Surgery([1, -2, 3, 0, -4]); // a = 3.2562, b = 3.9798
+
+        var (pruned, spliced) = layer.UpdateMask();
+
+        Assert.Equal([0f, 0f, 0f, 0f, 1f], Values(layer.Weight.Mask));
+        Assert.Equal(4, pruned);
+        Assert.Equal(0, spliced);
+        Assert.Equal(1, layer.Kept);
+    }
+
+    [Fact]
+    public void SplicesWeightWhoseMagnitudeGrowsPastUpperThreshold()
+    {
+        using var layer = Surgery([1, -2, 3, 0, -4]);
+        layer.UpdateMask();
+        layer.Weight.Dense[2] = tensor(4.0f); // grew above b = 3.98
+
+        var (pruned, spliced) = layer.UpdateMask();
+
+        Assert.Equal(1f, Values(layer.Weight.Mask)[2]);
+        Assert.Equal((0L, 1L), (pruned, spliced));
+        Assert.Equal(1, layer.SplicedTotal);
+    }
+
+    [Fact]
+    public void LeavesMaskUnchangedInsideHysteresisBand()
+    {
+        using var layer = Surgery([1, -2, 3, 0, -4]);
+        layer.UpdateMask(); // entry 2 pruned, entry 4 kept
+        layer.Weight.Dense[2] = tensor(3.5f); // between a and b: stays pruned
+        layer.Weight.Dense[4] = tensor(-3.5f); // between a and b: stays kept
+
+        var (pruned, spliced) = layer.UpdateMask();
+
+        Assert.Equal((0L, 0L), (pruned, spliced));
+        Assert.Equal([0f, 0f, 0f, 0f, 1f], Values(layer.Weight.Mask));
+    }
+
+    [Fact]
+    public void ModuleReceivesMaskedProductWithExactZerosWhileDenseWeightsKeepTheirValues()
+    {
+        using var layer = Surgery([1, -2, 3, 0, -4]);
+        layer.UpdateMask();
+
+        layer.WriteMaskedWeights();
+
+        Assert.Equal([0f, 0f, 0f, 0f, -4f], Values(layer.Weight.Parameter));
+        Assert.Equal([1f, -2f, 3f, 0f, -4f], Values(layer.Weight.Dense));
+    }
+
+    [Fact]
+    public void SigmaFollowsTheSpecifiedSchedule()
+    {
+        var rule = new LayerRule(CRate: 3, Gamma: 1e-3, Power: 1, IterStop: 100);
+
+        Assert.Equal(1.0, rule.Sigma(0));
+        Assert.Equal(0.5, rule.Sigma(1000), 12);
+        Assert.Equal(Math.Pow(1 + 1e-4 * 5000, -2), new LayerRule(3, 1e-4, 2, 100).Sigma(5000), 12);
+    }
+
+    [Fact]
+    public void PerLayerSettingsOverrideDefaultsByNameOrGlob()
+    {
+        var settings = new SurgerySettings
+        {
+            CRate = 3,
+            FcIterStop = 8000,
+            ConvIterStop = 10000,
+            Layers = [new LayerSettings { Pattern = "conv*", CRate = 1 }, new LayerSettings { Pattern = "fc.weight", IterStop = 5 }],
+        };
+
+        var conv = LayerRule.For(new PrunableLayer("conv2", LayerKind.Convolution, "conv2.weight", null), settings);
+        var fc = LayerRule.For(Fc, settings);
+        var other = LayerRule.For(new PrunableLayer("ip", LayerKind.FullyConnected, "ip.weight", null), settings);
+
+        Assert.Equal((1.0, 10000), (conv.CRate, conv.IterStop));
+        Assert.Equal((3.0, 5), (fc.CRate, fc.IterStop));
+        Assert.Equal((3.0, 8000), (other.CRate, other.IterStop));
+    }
+}

@@ -1,0 +1,324 @@
+using SurgeryService.Domain.Surgery;
+using TorchSharp;
+using static SurgeryService.Domain.Tests.Surgery.Fixtures;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Domain.Tests.Surgery;
+
+public class SurgeryTrainerTests
+{
+    private static Mlp NewModel(int seed = 11)
+    {
+        manual_seed(seed);
+        return new Mlp(32, 24, 4);
+    }
+
+    [Fact]
+    public void GradientReachesMaskedWeightsWhileModuleSeesZeros()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var settings = Settings(iterations: 1) with { CRate = 1 };
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var fc1 = trainer.Layers.Single(l => l.Layer.Name == "fc1");
+        var before = Values(fc1.Weight.Dense);
+
+        trainer.Run(train, test, new RecordingObserver());
+
+        var mask = Values(fc1.Weight.Mask);
+        var after = Values(fc1.Weight.Dense);
+        var deployed = Values(fc1.Weight.Parameter);
+        var pruned = Enumerable.Range(0, mask.Length).Where(i => mask[i] == 0).ToList();
+        Assert.NotEmpty(pruned);
+        Assert.Contains(pruned, i => after[i] != before[i]); // straight-through: pruned entries still learn
+        Assert.All(pruned, i => Assert.Equal(0f, deployed[i])); // the module only ever sees W ⊙ T
+    }
+
+    [Fact]
+    public void MasksStopChangingAfterIterStop()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var observer = new RecordingObserver();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(60) with { FcIterStop = 20, Gamma = 0 });
+
+        trainer.Run(train, test, observer);
+
+        Assert.All(observer.Iterations.Where(m => m.Iteration < 20), m => Assert.All(m.Layers, l => Assert.True(l.MaskUpdated)));
+        Assert.All(observer.Iterations.Where(m => m.Iteration >= 20), m => Assert.All(m.Layers, l => Assert.False(l.MaskUpdated)));
+    }
+
+    [Fact]
+    public void MaskUpdatesBecomeRarerAsSigmaDecays()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var observer = new RecordingObserver();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(400) with { Gamma = 0.05, FcIterStop = 10000 });
+
+        trainer.Run(train, test, observer);
+
+        int Updates(int from, int to) => observer.Iterations.Where(m => m.Iteration >= from && m.Iteration < to)
+            .Sum(m => m.Layers.Count(l => l.MaskUpdated));
+        // sigma(0..50) >= 0.29, sigma(350..400) <= 0.054: expected ~2x50x0.5 updates early vs ~2x50x0.05 late.
+        Assert.True(Updates(0, 50) > 3 * Updates(350, 400), $"early {Updates(0, 50)}, late {Updates(350, 400)}");
+    }
+
+    [Fact]
+    public void BiasesArePrunedOnlyWhenTheSettingSaysSo()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var plainModel = NewModel();
+        using var prunedModel = NewModel();
+        var settings = Settings(30) with { CRate = 1.5 };
+
+        using var plain = new SurgeryTrainer(plainModel, PrunableLayers.Discover(plainModel), settings);
+        using var pruned = new SurgeryTrainer(prunedModel, PrunableLayers.Discover(prunedModel), settings with { PruneBiases = true });
+        plain.Run(train, test, new RecordingObserver());
+        pruned.Run(train, test, new RecordingObserver());
+
+        Assert.All(plain.Layers, l => Assert.Null(l.Bias));
+        Assert.Equal(0, plainModel.named_parameters().Where(p => p.name.EndsWith("bias")).Sum(p => (p.parameter == 0).sum().item<long>()));
+        Assert.Contains(pruned.Layers, l => Values(l.Bias!.Mask).Contains(0f));
+        Assert.True(prunedModel.named_parameters().Where(p => p.name.EndsWith("bias")).Sum(p => (p.parameter == 0).sum().item<long>()) > 0);
+    }
+
+    [Fact]
+    public void MagnitudeMethodNeverSplicesAndKeepsPrunedWeightsAtExactZero()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var observer = new RecordingObserver();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model),
+            Settings(100) with { Method = SurgeryMethod.Magnitude, MagnitudeRounds = 4, CRate = 1.5 });
+
+        var outcome = trainer.Run(train, test, observer);
+
+        Assert.All(observer.Iterations, m => Assert.All(m.Layers, l => Assert.Equal(0, l.Spliced)));
+        Assert.Equal(4, observer.Iterations.Count(m => m.Layers[0].MaskUpdated)); // one prune per round
+        Assert.True(outcome.Kept < outcome.Total);
+        foreach (var layer in trainer.Layers)
+        {
+            var mask = Values(layer.Weight.Mask);
+            var dense = Values(layer.Weight.Dense);
+            Assert.All(Enumerable.Range(0, mask.Length).Where(i => mask[i] == 0), i => Assert.Equal(0f, dense[i]));
+        }
+        // Kept counts never grow: no splicing.
+        var kept = observer.Iterations.Select(m => m.Kept).ToList();
+        Assert.True(kept.Zip(kept.Skip(1)).All(p => p.Second <= p.First));
+    }
+
+    [Fact]
+    public void ConvThenFcPhasesLeaveFullyConnectedMasksAloneInTheFirstHalf()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var observer = new RecordingObserver();
+        var layers = PrunableLayers.Discover(model).Select((l, i) => i == 0 ? l with { Kind = LayerKind.Convolution } : l).ToList();
+        using var trainer = new SurgeryTrainer(model, layers, Settings(40) with { Phases = PruningPhases.ConvThenFc, Gamma = 0 });
+
+        trainer.Run(train, test, observer);
+
+        Assert.All(observer.Iterations.Where(m => m.Iteration < 20), m => Assert.False(m.Layers[1].MaskUpdated));
+        Assert.All(observer.Iterations.Where(m => m.Iteration >= 20), m => Assert.False(m.Layers[0].MaskUpdated));
+        Assert.All(observer.Iterations.Where(m => m.Iteration >= 20), m => Assert.True(m.Layers[1].MaskUpdated));
+    }
+
+    [Fact]
+    public void RunResumedFromCheckpointEndsIdenticalToUninterruptedRun()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        var settings = Settings(60) with { WeightDecay = 1e-4, Momentum = 0.9 };
+
+        using var straightModel = NewModel();
+        using var straight = new SurgeryTrainer(straightModel, PrunableLayers.Discover(straightModel), settings);
+        straight.Run(train, test, new RecordingObserver());
+
+        using var checkpoint = new MemoryStream();
+        using (var firstModel = NewModel())
+        using (var first = new SurgeryTrainer(firstModel, PrunableLayers.Discover(firstModel), settings))
+        using (var cts = new CancellationTokenSource())
+        {
+            var outcome = first.Run(train, test, new RecordingObserver { OnEachIteration = m => { if (m.Iteration == 24) cts.Cancel(); } },
+                cancellationToken: cts.Token);
+            Assert.True(outcome.Cancelled);
+            first.SaveCheckpoint(checkpoint);
+        }
+        checkpoint.Position = 0;
+        using var resumedModel = NewModel(seed: 99); // different initial weights: everything must come from the checkpoint
+        using var resumed = new SurgeryTrainer(resumedModel, PrunableLayers.Discover(resumedModel), settings);
+        resumed.LoadCheckpoint(checkpoint);
+        var observer = new RecordingObserver();
+        resumed.Run(train, test, observer);
+
+        Assert.Equal(25, observer.Iterations[0].Iteration);
+        for (var k = 0; k < straight.Layers.Count; k++)
+        {
+            Assert.Equal(Values(straight.Layers[k].Weight.Mask), Values(resumed.Layers[k].Weight.Mask));
+            Assert.Equal(Values(straight.Layers[k].Weight.Dense), Values(resumed.Layers[k].Weight.Dense));
+            Assert.Equal(straight.Layers[k].PruneBelow, resumed.Layers[k].PruneBelow);
+        }
+        foreach (var ((name, a), (_, b)) in straightModel.named_parameters().Zip(resumedModel.named_parameters()))
+        {
+            Assert.True(Values(a).SequenceEqual(Values(b)), $"parameter {name} differs");
+        }
+    }
+
+    [Fact]
+    public void CancelledRunStopsBetweenIterationsAndCanStillWriteItsCheckpoint()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        using var cts = new CancellationTokenSource();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(1000));
+
+        var outcome = trainer.Run(train, test,
+            new RecordingObserver { OnEachIteration = m => { if (m.Iteration == 9) cts.Cancel(); } }, cancellationToken: cts.Token);
+        using var checkpoint = new MemoryStream();
+        trainer.SaveCheckpoint(checkpoint);
+
+        Assert.True(outcome.Cancelled);
+        Assert.Equal(10, outcome.Iterations);
+        Assert.Equal(10, trainer.Iteration);
+        Assert.True(checkpoint.Length > 0);
+    }
+
+    [Fact]
+    public void CheckpointIsOfferedEveryInterval()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var due = new List<int>();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(25));
+
+        trainer.Run(train, test, new RecordingObserver { OnCheckpoint = t => due.Add(t.Iteration) }, checkpointInterval: 10);
+
+        Assert.Equal([10, 20], due);
+    }
+
+    [Fact]
+    public void CheckpointFromAnotherModelIsRefused()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(5));
+        using var checkpoint = new MemoryStream();
+        trainer.SaveCheckpoint(checkpoint);
+        checkpoint.Position = 0;
+        using var other = new Mlp(32, 16, 4);
+        using var otherTrainer = new SurgeryTrainer(other, PrunableLayers.Discover(other), Settings(5));
+
+        var error = Assert.Throws<SurgeryException>(() => otherTrainer.LoadCheckpoint(checkpoint));
+        Assert.Contains("checkpoint", error.Message);
+    }
+
+    [Fact]
+    public void SurgeryPrunesASmallNetworkHardAndKeepsItsAccuracy()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        using (var dense = new SurgeryTrainer(model, [], Settings(300)))
+        {
+            var denseOutcome = dense.Run(train, test, new RecordingObserver());
+            Assert.True(denseOutcome.After!.Top1 > 0.95, $"dense accuracy {denseOutcome.After.Top1}");
+        }
+        var observer = new RecordingObserver();
+        using var surgery = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(600) with { CRate = 1.5, FcIterStop = 400 });
+
+        var outcome = surgery.Run(train, test, observer);
+
+        Assert.True(outcome.Compression >= 5, $"compression {outcome.Compression:F1}x");
+        Assert.True(outcome.After!.Top1 >= 0.95, $"accuracy {outcome.After.Top1}");
+        Assert.Contains(observer.Iterations, m => m.Layers.Any(l => l.Spliced > 0)); // splicing happens
+        var zeros = model.named_parameters().Where(p => p.name.EndsWith("weight")).Sum(p => (p.parameter == 0).sum().item<long>());
+        Assert.Equal(outcome.Total - outcome.Kept, zeros + model.named_parameters()
+            .Where(p => p.name.EndsWith("bias")).Sum(p => (p.parameter == 0).sum().item<long>()));
+    }
+
+    [Fact]
+    public void EvaluationReportsTop5OnlyWithMoreThanFiveClasses()
+    {
+        var (train4, test4) = Blobs(classes: 4);
+        var (train8, test8) = Blobs(classes: 8);
+        using var a = train4; using var b = test4; using var c = train8; using var d = test8;
+        manual_seed(1);
+        using var four = new Mlp(32, 16, 4);
+        using var eight = new Mlp(32, 16, 8);
+
+        var m4 = new SurgeryTrainer(four, [], Settings(1)).Evaluate(test4);
+        var m8 = new SurgeryTrainer(eight, [], Settings(1)).Evaluate(test8);
+
+        Assert.Null(m4.Top5);
+        Assert.NotNull(m8.Top5);
+        Assert.True(m8.Top5 >= m8.Top1);
+    }
+
+    [Fact]
+    public void LiveTensorCountStaysFlatOverHundredsOfIterations()
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(400) with { EvalInterval = 50 });
+        var live = new List<long>();
+
+        trainer.Run(train, test, new RecordingObserver
+        {
+            OnEachIteration = m => { if (m.Iteration % 50 == 49) live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount); },
+        });
+
+        Assert.Equal(8, live.Count);
+        Assert.True(live.Max() - live.Min() <= 2, "live tensors grew: " + string.Join(", ", live));
+    }
+
+    [Fact]
+    public void InvalidSettingsAreRefusedWithTheSettingNamed()
+    {
+        var settings = new SurgerySettings { BatchSize = 0, Momentum = 1.5, Layers = [new LayerSettings { Pattern = "", CRate = double.NaN }] };
+
+        var error = Assert.Throws<SurgerySettingsException>(settings.Validate);
+
+        Assert.Contains("batchSize", error.Errors.Keys);
+        Assert.Contains("momentum", error.Errors.Keys);
+        Assert.Contains("layers[0].pattern", error.Errors.Keys);
+        Assert.Contains("layers[0].cRate", error.Errors.Keys);
+        Assert.Contains("batchSize", error.Message);
+        Assert.Equal(422, error.StatusCode);
+    }
+
+    [Fact]
+    public void SettingsRoundTripThroughJson()
+    {
+        var settings = Settings() with { Method = SurgeryMethod.Magnitude, Layers = [new LayerSettings { Pattern = "fc1", CRate = 2 }] };
+
+        var json = System.Text.Json.JsonSerializer.Serialize(settings);
+        var back = System.Text.Json.JsonSerializer.Deserialize<SurgerySettings>(json)!;
+
+        Assert.Contains("\"Magnitude\"", json);
+        Assert.Equal(settings with { Layers = [] }, back with { Layers = [] });
+        Assert.Equal(settings.Layers, back.Layers);
+    }
+}
