@@ -1,0 +1,102 @@
+using System.Text.Json.Serialization;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Domain.Datasets;
+
+/// <summary>How a data set's samples are laid out: channels first (NCHW, the data sets' own layout) or last (NHWC).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<InputLayout>))]
+public enum InputLayout
+{
+    Nchw,
+    Nhwc,
+}
+
+/// <summary>
+/// The input transformation a job applies before feeding a model, since models are trained on differently scaled
+/// inputs (raw 0-255 pixels, 0-1, mean/std normalised): <c>x' = (x * Scale + Offset - Mean[c]) / Std[c]</c>, then the
+/// layout the model expects, then the model's sample shape (e.g. [784] for a flat input). The defaults feed the data
+/// set's raw values unchanged.
+/// </summary>
+public sealed record InputPreprocessing
+{
+    public double Scale { get; init; } = 1;
+    public double Offset { get; init; }
+
+    /// <summary>Per-channel mean subtracted after scale and offset (channel = dimension 1 of the data set's samples).</summary>
+    public IReadOnlyList<float>? Mean { get; init; }
+
+    /// <summary>Per-channel standard deviation divided by after the mean.</summary>
+    public IReadOnlyList<float>? Std { get; init; }
+
+    public InputLayout Layout { get; init; } = InputLayout.Nchw;
+
+    public static InputPreprocessing Raw { get; } = new();
+
+    /// <summary>
+    /// A new data set (the caller owns it) with transformed inputs shaped for a model whose sample shape is
+    /// <paramref name="modelSampleShape"/> (-1 for symbolic dimensions; null keeps the shape).
+    /// </summary>
+    public TensorDataset Apply(TensorDataset dataset, IReadOnlyList<long>? modelSampleShape = null)
+    {
+        Validate(dataset);
+        using var scope = NewDisposeScope();
+        var x = dataset.Inputs.to_type(ScalarType.Float32);
+        if (Scale != 1) x = x * Scale;
+        if (Offset != 0) x = x + Offset;
+        var channelShape = new long[] { 1, -1 }.Concat(Enumerable.Repeat(1L, dataset.Inputs.shape.Length - 2)).ToArray();
+        if (Mean is not null) x = x - torch.tensor(Mean.ToArray()).reshape(channelShape);
+        if (Std is not null) x = x / torch.tensor(Std.ToArray()).reshape(channelShape);
+        if (Layout == InputLayout.Nhwc && x.dim() >= 3)
+        {
+            x = x.permute(new long[] { 0 }.Concat(Enumerable.Range(2, (int)x.dim() - 2).Select(d => (long)d)).Append(1).ToArray());
+        }
+        if (modelSampleShape is not null)
+        {
+            x = FitShape(x, modelSampleShape, dataset.SampleShape);
+        }
+        var inputs = x.contiguous().clone().MoveToOuterDisposeScope();
+        var labels = dataset.Labels.clone().MoveToOuterDisposeScope();
+        return new TensorDataset(inputs, labels, dataset.ClassCount);
+    }
+
+    private void Validate(TensorDataset dataset)
+    {
+        var channels = dataset.Inputs.shape.Length > 1 ? dataset.Inputs.shape[1] : 1;
+        if (!double.IsFinite(Scale) || !double.IsFinite(Offset))
+        {
+            throw new SurgeryException("Bad preprocessing", "scale and offset must be finite numbers");
+        }
+        foreach (var (values, name) in new[] { (Mean, "mean"), (Std, "std") })
+        {
+            if (values is not null && values.Count != channels)
+            {
+                throw new SurgeryException("Bad preprocessing",
+                    $"{name} has {values.Count} values but the data set's samples have {channels} channel(s)");
+            }
+        }
+        if (Std is not null && Std.Any(s => !(s > 0)))
+        {
+            throw new SurgeryException("Bad preprocessing", "every std value must be > 0");
+        }
+    }
+
+    private static Tensor FitShape(Tensor x, IReadOnlyList<long> target, long[] datasetShape)
+    {
+        var sample = x.shape[1..];
+        if (sample.Length == target.Count && sample.Zip(target).All(p => p.Second < 0 || p.First == p.Second))
+        {
+            return x;
+        }
+        var known = target.Where(d => d > 0).Aggregate(1L, (p, d) => p * d);
+        var numel = sample.Aggregate(1L, (p, d) => p * d);
+        var unknown = target.Count(d => d < 0);
+        if ((unknown == 0 && known == numel) || (unknown == 1 && numel % known == 0))
+        {
+            return x.reshape(new long[] { x.shape[0] }.Concat(target).ToArray());
+        }
+        throw new SurgeryException("Dataset does not fit the model",
+            $"the data set's samples have shape [{string.Join(", ", datasetShape)}] but the model's input takes " +
+            $"[{string.Join(", ", target.Select(d => d < 0 ? "?" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)))}]");
+    }
+}

@@ -1,0 +1,122 @@
+using System.Globalization;
+using System.IO.Compression;
+using System.Text.Json;
+using Google.Protobuf;
+using SurgeryService.Domain.Onnx.Proto;
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Domain.Onnx;
+
+/// <summary>Sizes in bytes of the original upload and of the two delivered forms, raw and gzip-compressed.</summary>
+public sealed record OnnxFileSizes(
+    long OriginalBytes, long OriginalGzipBytes, long DenseBytes, long DenseGzipBytes, long SparseBytes, long SparseGzipBytes);
+
+/// <summary>
+/// The delivered model in two forms: <see cref="Dense"/>, the original ModelProto with the trained initializers' values
+/// replaced (exact zeros where pruned), and <see cref="Sparse"/>, the same with each pruned tensor stored as an ONNX
+/// sparse initializer (COO, int64 linear indices) where that is smaller.
+/// </summary>
+public sealed record OnnxExport(byte[] Dense, byte[] Sparse, OnnxFileSizes Sizes, IReadOnlyList<string> SparseInitializers);
+
+public static class OnnxWriter
+{
+    public const string MethodKey = "surgery.method";
+    public const string SettingsKey = "surgery.settings";
+    public const string CompressionKey = "surgery.compression";
+    public const string KeptKey = "surgery.kept_parameters";
+    public const string TotalKey = "surgery.pruned_layer_parameters";
+
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    public static OnnxExport Export(OnnxModule module, SurgerySettings settings, SurgeryOutcome outcome)
+    {
+        var dense = DenseModel(module, settings, outcome);
+        var prunable = module.Model.Layers.Where(l => l.Prunable)
+            .SelectMany(l => settings.PruneBiases && l.BiasInitializer is not null ? new[] { l.WeightInitializer, l.BiasInitializer } : [l.WeightInitializer]);
+        var (sparse, moved) = SparseModel(dense, prunable);
+        var denseBytes = dense.ToByteArray();
+        var sparseBytes = sparse.ToByteArray();
+        var original = module.Model.OriginalBytes;
+        var sizes = new OnnxFileSizes(original.LongLength, GzipLength(original), denseBytes.LongLength, GzipLength(denseBytes),
+            sparseBytes.LongLength, GzipLength(sparseBytes));
+        return new OnnxExport(denseBytes, sparseBytes, sizes, moved);
+    }
+
+    /// <summary>
+    /// A copy of the original model whose initializers that the module trains (parameters and BatchNormalization running
+    /// statistics) hold the module's current values, in their original data type and encoding (raw_data or float_data;
+    /// external data is written inline). Nodes, attributes, names, opsets and other metadata are untouched;
+    /// metadata_props gains the surgery's method, settings and compression.
+    /// </summary>
+    public static ModelProto DenseModel(OnnxModule module, SurgerySettings settings, SurgeryOutcome outcome)
+    {
+        var proto = module.Model.Proto.Clone();
+        var byName = proto.Graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        foreach (var (initializer, value) in module.TrainedInitializers())
+        {
+            OnnxTensors.SetFloats(byName[initializer], OnnxTensors.ToFloatArray(value));
+        }
+        SetMetadata(proto, MethodKey, JsonSerializer.Serialize(settings.Method, Json).Trim('"'));
+        SetMetadata(proto, SettingsKey, JsonSerializer.Serialize(settings, Json));
+        SetMetadata(proto, CompressionKey, outcome.Compression.ToString("0.###", CultureInfo.InvariantCulture));
+        SetMetadata(proto, KeptKey, outcome.Kept.ToString(CultureInfo.InvariantCulture));
+        SetMetadata(proto, TotalKey, outcome.Total.ToString(CultureInfo.InvariantCulture));
+        return proto;
+    }
+
+    /// <summary>
+    /// A copy of <paramref name="dense"/> in which each named float initializer moves to graph.sparse_initializer where
+    /// its sparse form (values [NNZ] and int64 linear indices [NNZ]) serialises smaller. Sparse initializers need IR 6,
+    /// so an older model's ir_version is raised to 6 in this form.
+    /// </summary>
+    public static (ModelProto Model, IReadOnlyList<string> Moved) SparseModel(ModelProto dense, IEnumerable<string> initializers)
+    {
+        var proto = dense.Clone();
+        var moved = new List<string>();
+        foreach (var name in initializers.Distinct())
+        {
+            var tensor = proto.Graph.Initializer.FirstOrDefault(i => i.Name == name);
+            if (tensor is null || tensor.DataType != (int)OnnxDataType.Float) continue;
+            var values = OnnxTensors.Floats(tensor, null);
+            var indices = new List<long>();
+            var kept = new List<float>();
+            for (var i = 0; i < values.Length; i++)
+            {
+                if (values[i] != 0f)
+                {
+                    indices.Add(i);
+                    kept.Add(values[i]);
+                }
+            }
+            var sparse = new SparseTensorProto
+            {
+                Values = OnnxTensors.FromFloats(name, [kept.Count], kept.ToArray()),
+                Indices = OnnxTensors.FromLongs(name + "_indices", [indices.Count], indices.ToArray()),
+                Dims = { tensor.Dims },
+            };
+            if (sparse.CalculateSize() >= tensor.CalculateSize()) continue;
+            proto.Graph.Initializer.Remove(tensor);
+            proto.Graph.SparseInitializer.Add(sparse);
+            moved.Add(name);
+        }
+        if (moved.Count > 0 && proto.IrVersion < 6) proto.IrVersion = 6;
+        return (proto, moved);
+    }
+
+    private static void SetMetadata(ModelProto proto, string key, string value)
+    {
+        var existing = proto.MetadataProps.Where(p => p.Key == key).ToList();
+        foreach (var entry in existing) proto.MetadataProps.Remove(entry);
+        proto.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });
+    }
+
+    public static long GzipLength(byte[] bytes)
+    {
+        using var buffer = new MemoryStream();
+        using (var gzip = new GZipStream(buffer, CompressionLevel.Optimal, leaveOpen: true))
+        {
+            gzip.Write(bytes);
+        }
+        return buffer.Length;
+    }
+}

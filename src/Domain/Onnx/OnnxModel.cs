@@ -1,0 +1,369 @@
+using Google.Protobuf;
+using SurgeryService.Domain.Onnx.Proto;
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Domain.Onnx;
+
+/// <summary>
+/// An ONNX model read and checked: every operator supported, one float input, weights of float type. Holds the
+/// original <see cref="ModelProto"/> (for writing back) and what can be known without running anything: the layer
+/// list, the prunable layers and the parameter names an <see cref="OnnxModule"/> built from it will use.
+/// </summary>
+public sealed class OnnxModel
+{
+    public const int MinOpset = 7;
+    public const int MaxOpset = 18;
+
+    /// <summary>Operator types an <see cref="OnnxModule"/> executes (default ONNX domain).</summary>
+    public static readonly IReadOnlySet<string> SupportedOperators = new HashSet<string>(StringComparer.Ordinal)
+    {
+        "Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Sub", "Mul", "Div", "Relu", "LeakyRelu", "Sigmoid", "Tanh",
+        "Softmax", "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Dropout",
+        "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "Constant",
+        "ConstantOfShape", "Identity", "Cast", "Clip", "Pad",
+    };
+
+    private static readonly HashSet<string> WeightOps = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
+    private static readonly HashSet<string> WeightPathOps = ["Reshape", "Transpose", "Identity", "Cast"];
+
+    /// <summary>Inputs (by position) that carry shapes, indices or scalar settings rather than trainable data.</summary>
+    private static readonly Dictionary<string, int[]> SettingInputs = new()
+    {
+        ["Reshape"] = [1], ["Slice"] = [1, 2, 3, 4], ["Squeeze"] = [1], ["Unsqueeze"] = [1], ["Pad"] = [1, 2, 3],
+        ["Clip"] = [1, 2], ["Dropout"] = [1, 2], ["Gather"] = [1], ["ConstantOfShape"] = [0],
+    };
+
+    private readonly Dictionary<string, TensorProto> _initializers;
+    private readonly Dictionary<string, string> _memberNames = new(StringComparer.Ordinal);
+
+    private OnnxModel(ModelProto proto, string? directory, int opset, byte[] bytes)
+    {
+        Proto = proto;
+        OriginalBytes = bytes;
+        Directory = directory;
+        Opset = opset;
+        var graph = proto.Graph;
+        foreach (var sparse in graph.SparseInitializer)
+        {
+            graph.Initializer.Add(OnnxTensors.Densify(sparse, directory));
+        }
+        graph.SparseInitializer.Clear();
+        _initializers = new Dictionary<string, TensorProto>(StringComparer.Ordinal);
+        foreach (var initializer in graph.Initializer)
+        {
+            _initializers[initializer.Name] = initializer;
+        }
+
+        foreach (var initializer in graph.Initializer)
+        {
+            // Reads every tensor once so a truncated or corrupt one is refused now, not inside a job.
+            OnnxTensors.RawBytes(initializer, directory);
+        }
+
+        var dataInputs = graph.Input.Where(i => !_initializers.ContainsKey(i.Name)).ToList();
+        if (dataInputs.Count != 1)
+        {
+            throw new SurgeryException("Unsupported ONNX model",
+                $"the model has {dataInputs.Count} inputs ({string.Join(", ", dataInputs.Select(i => i.Name))}); only models with one input can be trained", 422);
+        }
+        var input = dataInputs[0];
+        var elemType = input.Type?.TensorType?.ElemType ?? 0;
+        if (elemType != (int)OnnxDataType.Float)
+        {
+            throw new SurgeryException("Unsupported ONNX model",
+                $"the model's input '{input.Name}' has element type {OnnxDataTypes.Describe(elemType)}; only FLOAT inputs are supported", 422);
+        }
+        InputName = input.Name;
+        InputShape = input.Type!.TensorType.Shape?.Dim.Select(d => d.HasDimValue ? d.DimValue : -1).ToArray() ?? [];
+        if (graph.Output.Count == 0)
+        {
+            throw new SurgeryException("Not an ONNX model", "the graph has no output");
+        }
+        OutputName = graph.Output[0].Name;
+
+        CheckOperators(graph);
+        ClassifyInitializers(graph);
+        (Layers, PrunableLayers) = DiscoverLayers(graph);
+    }
+
+    /// <summary>The model as read; sparse initializers are turned into dense ones here, external data stays external.</summary>
+    public ModelProto Proto { get; }
+
+    /// <summary>The file as uploaded.</summary>
+    public byte[] OriginalBytes { get; }
+
+    /// <summary>Where files named by external-data tensors are looked up, or null for a model read from bytes alone.</summary>
+    public string? Directory { get; }
+
+    /// <summary>The default-domain opset the graph was exported with.</summary>
+    public int Opset { get; }
+
+    public string InputName { get; }
+
+    /// <summary>The declared input shape with -1 for symbolic dimensions (the first is the batch dimension).</summary>
+    public IReadOnlyList<long> InputShape { get; }
+
+    /// <summary>The declared shape of one sample (without the batch dimension), -1 where symbolic.</summary>
+    public long[] InputSampleShape => InputShape.Skip(1).ToArray();
+
+    public string OutputName { get; }
+
+    /// <summary>Every node holding trainable parameters, prunable or not.</summary>
+    public IReadOnlyList<OnnxLayer> Layers { get; }
+
+    /// <summary>The layers the engine prunes, named by the module's parameter names.</summary>
+    public IReadOnlyList<PrunableLayer> PrunableLayers { get; }
+
+    /// <summary>Float initializers that become trainable parameters.</summary>
+    public IReadOnlySet<string> ParameterInitializers => _parameters;
+
+    /// <summary>Float initializers that are running statistics of a BatchNormalization (buffers, updated in training).</summary>
+    public IReadOnlySet<string> StatisticInitializers => _statistics;
+
+    private readonly HashSet<string> _parameters = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _statistics = new(StringComparer.Ordinal);
+
+    public IReadOnlyDictionary<string, TensorProto> Initializers => _initializers;
+
+    /// <summary>The module member (parameter or buffer) name an initializer or constant is registered under.</summary>
+    public string MemberName(string initializer) => _memberNames[initializer];
+
+    /// <summary>The initializer behind a module parameter name (the inverse of <see cref="MemberName"/>).</summary>
+    public string InitializerOf(string memberName) => _memberNames.First(p => p.Value == memberName).Key;
+
+    public static OnnxModel Load(string path) => Load(File.ReadAllBytes(path), Path.GetDirectoryName(Path.GetFullPath(path)));
+
+    /// <summary>
+    /// Parses and checks a model; <paramref name="directory"/> is where external-data files sit. Every refusal is a
+    /// <see cref="SurgeryException"/> that says what is wrong.
+    /// </summary>
+    public static OnnxModel Load(byte[] bytes, string? directory = null)
+    {
+        ModelProto proto;
+        try
+        {
+            proto = ModelProto.Parser.ParseFrom(bytes);
+        }
+        catch (InvalidProtocolBufferException e) when (e.Message.Contains("ended unexpectedly", StringComparison.Ordinal)
+            || e.Message.Contains("truncated", StringComparison.OrdinalIgnoreCase))
+        {
+            throw new SurgeryException("Truncated ONNX file",
+                $"the file ends in the middle of the model after {bytes.Length} bytes; it was probably cut off during upload or export");
+        }
+        catch (InvalidProtocolBufferException)
+        {
+            throw new SurgeryException("Not an ONNX model", "the file is not an ONNX model (it is not a valid ONNX protobuf message)");
+        }
+        if (proto.Graph is null || proto.Graph.Node.Count == 0 || proto.IrVersion <= 0)
+        {
+            throw new SurgeryException("Not an ONNX model",
+                "the file is not an ONNX model: it has no IR version or no graph with nodes");
+        }
+        var opset = proto.OpsetImport.Where(o => !o.HasDomain || o.Domain is "" or "ai.onnx").Select(o => (long?)o.Version).FirstOrDefault()
+            ?? (proto.IrVersion < 3 ? 1 : throw new SurgeryException("Not an ONNX model", "the model imports no ONNX operator set"));
+        if (opset is < MinOpset or > MaxOpset)
+        {
+            throw new SurgeryException("Unsupported ONNX opset",
+                $"the model uses ONNX opset {opset}; opsets {MinOpset} to {MaxOpset} are supported (re-export it with one of them)", 422);
+        }
+        return new OnnxModel(proto, directory, (int)opset, bytes);
+    }
+
+    private void CheckOperators(GraphProto graph)
+    {
+        var unsupported = graph.Node
+            .Where(n => (n.HasDomain && n.Domain is not ("" or "ai.onnx")) || !SupportedOperators.Contains(n.OpType))
+            .GroupBy(n => n.HasDomain && n.Domain is not ("" or "ai.onnx") ? $"{n.Domain}:{n.OpType}" : n.OpType)
+            .ToList();
+        if (unsupported.Count > 0)
+        {
+            var list = string.Join("; ", unsupported.Select(g =>
+                $"{g.Key} (nodes: {string.Join(", ", g.Select((n, i) => NodeLabel(n)))})"));
+            throw new SurgeryException("Unsupported ONNX operators",
+                $"the model uses {unsupported.Count} operator type(s) the service cannot run: {list}", 422);
+        }
+
+        var consumed = graph.Node.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet(StringComparer.Ordinal);
+        var problems = new List<string>();
+        foreach (var node in graph.Node)
+        {
+            var attributes = new OnnxAttributes(node);
+            switch (node.OpType)
+            {
+                case "MaxPool" when node.Output.Count > 1 && node.Output[1] != "" && consumed.Contains(node.Output[1]):
+                    problems.Add($"{NodeLabel(node)}: MaxPool's indices output is not supported");
+                    break;
+                case "Dropout" when node.Output.Count > 1 && node.Output[1] != "" && consumed.Contains(node.Output[1]):
+                    problems.Add($"{NodeLabel(node)}: Dropout's mask output is not supported");
+                    break;
+                case "Pad" when attributes.String("mode", "constant") is not ("constant" or "reflect" or "edge"):
+                    problems.Add($"{NodeLabel(node)}: Pad mode '{attributes.String("mode", "")}' is not supported");
+                    break;
+                case "Conv" or "ConvTranspose" or "MaxPool" or "AveragePool"
+                    when attributes.Ints("kernel_shape") is { Length: > 3 }:
+                    problems.Add($"{NodeLabel(node)}: {node.OpType} over more than 3 spatial dimensions is not supported");
+                    break;
+                case "Constant" when !attributes.Has("value") && !attributes.Has("value_float") && !attributes.Has("value_floats")
+                    && !attributes.Has("value_int") && !attributes.Has("value_ints"):
+                    problems.Add($"{NodeLabel(node)}: only numeric Constant values are supported");
+                    break;
+                case "BatchNormalization" when node.Output.Skip(1).Any(o => o != "" && consumed.Contains(o)):
+                    problems.Add($"{NodeLabel(node)}: BatchNormalization's statistics outputs are not supported");
+                    break;
+            }
+        }
+        if (problems.Count > 0)
+        {
+            throw new SurgeryException("Unsupported ONNX operator usage", string.Join("; ", problems), 422);
+        }
+    }
+
+    internal static string NodeLabel(NodeProto node) =>
+        string.IsNullOrEmpty(node.Name) ? $"'{node.OpType}' producing '{node.Output.FirstOrDefault()}'" : $"'{node.Name}'";
+
+    private void ClassifyInitializers(GraphProto graph)
+    {
+        foreach (var node in graph.Node)
+        {
+            var settings = SettingInputs.GetValueOrDefault(node.OpType) ?? [];
+            for (var i = 0; i < node.Input.Count; i++)
+            {
+                if (!_initializers.TryGetValue(node.Input[i], out var init) || init.DataType != (int)OnnxDataType.Float)
+                {
+                    continue;
+                }
+                if (node.OpType == "BatchNormalization" && i >= 3)
+                {
+                    _statistics.Add(init.Name);
+                }
+                else if (!settings.Contains(i))
+                {
+                    _parameters.Add(init.Name);
+                }
+            }
+        }
+        _statistics.ExceptWith(_parameters);
+
+        var used = new HashSet<string>(StringComparer.Ordinal);
+        string Unique(string raw)
+        {
+            var name = new string(raw.Select(c => char.IsAsciiLetterOrDigit(c) || c == '_' ? c : '_').ToArray());
+            if (name.Length == 0 || char.IsAsciiDigit(name[0])) name = "p_" + name;
+            var candidate = name;
+            for (var k = 2; !used.Add(candidate); k++) candidate = $"{name}_{k}";
+            return candidate;
+        }
+        foreach (var initializer in graph.Initializer)
+        {
+            _memberNames.TryAdd(initializer.Name, Unique(initializer.Name));
+        }
+        foreach (var node in graph.Node.Where(n => n.OpType == "Constant"))
+        {
+            _memberNames.TryAdd(node.Output[0], Unique("const_" + node.Output[0]));
+        }
+    }
+
+    private (IReadOnlyList<OnnxLayer>, IReadOnlyList<PrunableLayer>) DiscoverLayers(GraphProto graph)
+    {
+        var producers = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        var consumers = new Dictionary<string, List<NodeProto>>(StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+        {
+            foreach (var output in node.Output) producers[output] = node;
+            foreach (var input in node.Input)
+            {
+                if (!consumers.TryGetValue(input, out var list)) consumers[input] = list = [];
+                list.Add(node);
+            }
+        }
+
+        string? TraceInitializer(string value)
+        {
+            for (var hops = 0; hops < 16; hops++)
+            {
+                if (_initializers.ContainsKey(value)) return value;
+                if (!producers.TryGetValue(value, out var producer) || !WeightPathOps.Contains(producer.OpType)) return null;
+                value = producer.Input[0];
+            }
+            return null;
+        }
+
+        var layers = new List<OnnxLayer>();
+        var prunable = new List<PrunableLayer>();
+        var claimed = new HashSet<string>(StringComparer.Ordinal);
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        var badWeights = new List<string>();
+        foreach (var node in graph.Node.Where(n => WeightOps.Contains(n.OpType)))
+        {
+            if (node.Input.Count < 2) continue;
+            var weight = TraceInitializer(node.Input[1]);
+            if (weight is null) continue;
+            var init = _initializers[weight];
+            if (init.DataType != (int)OnnxDataType.Float)
+            {
+                badWeights.Add($"'{weight}' (weight of {NodeLabel(node)}, {node.OpType}) has element type {OnnxDataTypes.Describe(init.DataType)}");
+                continue;
+            }
+            if (!claimed.Add(weight)) continue;
+
+            string? bias = null;
+            if (node.OpType is "Conv" or "ConvTranspose" or "Gemm" && node.Input.Count > 2 && node.Input[2] != "")
+            {
+                bias = _initializers.ContainsKey(node.Input[2]) ? node.Input[2] : null;
+            }
+            else if (consumers.TryGetValue(node.Output[0], out var next) && next.Count == 1 && next[0].OpType == "Add"
+                && !graph.Output.Any(o => o.Name == node.Output[0]))
+            {
+                var add = next[0];
+                var other = add.Input[0] == node.Output[0] ? add.Input[1] : add.Input[0];
+                if (_initializers.TryGetValue(other, out var b) && IsBiasShape(node.OpType, init, b)) bias = other;
+            }
+            if (bias is not null && (_initializers[bias].DataType != (int)OnnxDataType.Float || !claimed.Add(bias)))
+            {
+                bias = null;
+            }
+
+            var name = string.IsNullOrEmpty(node.Name) ? weight : node.Name;
+            for (var k = 2; !names.Add(name); k++) name = $"{(string.IsNullOrEmpty(node.Name) ? weight : node.Name)}_{k}";
+            var count = OnnxTensors.ElementCount(init.Dims) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
+            layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), count, true, weight, bias));
+            prunable.Add(new PrunableLayer(name,
+                node.OpType is "Conv" or "ConvTranspose" ? LayerKind.Convolution : LayerKind.FullyConnected,
+                _memberNames[weight], bias is null ? null : _memberNames[bias]));
+        }
+        if (badWeights.Count > 0)
+        {
+            throw new SurgeryException("Unsupported ONNX weights",
+                $"only FLOAT (float32) weights can be trained; weight initializer(s) {string.Join("; ", badWeights)}", 422);
+        }
+
+        foreach (var node in graph.Node)
+        {
+            var held = node.Input.Where(i => _parameters.Contains(i) && !claimed.Contains(i)).Distinct().ToList();
+            if (held.Count == 0) continue;
+            claimed.UnionWith(held);
+            var name = string.IsNullOrEmpty(node.Name) ? held[0] : node.Name;
+            for (var k = 2; !names.Add(name); k++) name = $"{(string.IsNullOrEmpty(node.Name) ? held[0] : node.Name)}_{k}";
+            layers.Add(new OnnxLayer(name, node.OpType, _initializers[held[0]].Dims.ToArray(),
+                held.Sum(h => OnnxTensors.ElementCount(_initializers[h].Dims)), false, held[0], held.Count > 1 ? held[1] : null));
+        }
+        return (layers, prunable);
+    }
+
+    /// <summary>
+    /// Whether an initializer added right after a layer is that layer's bias: one value per output channel laid out
+    /// to broadcast over the channel axis ([C,1,1] or [1,C,1,1] after a 2-D convolution, [N] or [1,N] after a matrix
+    /// product). The weight's own dimensions may be hidden behind a Reshape, so only the layout is checked for Conv.
+    /// </summary>
+    private static bool IsBiasShape(string op, TensorProto weight, TensorProto bias)
+    {
+        var b = bias.Dims.ToArray();
+        if (op is "Conv" or "ConvTranspose")
+        {
+            var lead = b.Length > 0 && b[0] == 1 && b.Length >= 3 ? 1 : 0;
+            return b.Length - lead >= 2 && b[lead] > 1 && b.Skip(lead + 1).All(d => d == 1);
+        }
+        var n = b.Length == 2 && b[0] == 1 ? b[1] : b.Length == 1 ? b[0] : -1;
+        return n > 0 && (n == weight.Dims[^1] || n == weight.Dims[0]);
+    }
+}

@@ -1,0 +1,123 @@
+using SurgeryService.Domain.Onnx.Proto;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Domain.Onnx;
+
+/// <summary>
+/// Executes an ONNX graph in TorchSharp so it can be trained: every float initializer that feeds data into a node is a
+/// trainable <see cref="TorchSharp.Modules.Parameter"/> (named by <see cref="OnnxModel.MemberName"/>), BatchNormalization
+/// running statistics and constants are buffers. The graph is interpreted node by node on every forward pass, so
+/// shapes computed at run time (Shape, Gather, Concat into Reshape) follow the actual batch size.
+/// </summary>
+public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
+{
+    private readonly NodeProto[] _nodes;
+    private readonly OnnxAttributes[] _attributes;
+    private readonly (string Value, string Member, bool IsParameter)[] _bindings;
+    private readonly string _inputName;
+    private readonly string _outputName;
+    private readonly int _opset;
+    private readonly long _declaredBatch;
+
+    private OnnxModule(OnnxModel model, bool outputLogits) : base("onnx")
+    {
+        Model = model;
+        _opset = model.Opset;
+        _inputName = model.InputName;
+        _declaredBatch = model.InputShape.Count > 0 ? model.InputShape[0] : -1;
+        var graph = model.Proto.Graph;
+        var nodes = graph.Node.ToList();
+        _outputName = model.OutputName;
+        if (outputLogits)
+        {
+            var last = nodes.LastOrDefault(n => n.Output.Contains(_outputName));
+            if (last is { OpType: "Softmax" or "LogSoftmax" })
+            {
+                _outputName = last.Input[0];
+                nodes.Remove(last);
+            }
+        }
+        OutputsLogits = nodes.LastOrDefault(n => n.Output.Contains(_outputName)) is not { OpType: "Softmax" or "LogSoftmax" };
+
+        var bindings = new List<(string, string, bool)>();
+        using (torch.no_grad())
+        {
+            foreach (var (name, proto) in model.Initializers)
+            {
+                var member = model.MemberName(name);
+                var tensor = OnnxTensors.ToTorch(proto, model.Directory);
+                if (model.ParameterInitializers.Contains(name))
+                {
+                    register_parameter(member, new TorchSharp.Modules.Parameter(tensor, requires_grad: true));
+                    bindings.Add((name, member, true));
+                }
+                else
+                {
+                    register_buffer(member, tensor, persistent: model.StatisticInitializers.Contains(name));
+                    bindings.Add((name, member, false));
+                }
+            }
+            foreach (var node in nodes.Where(n => n.OpType == "Constant"))
+            {
+                var member = model.MemberName(node.Output[0]);
+                register_buffer(member, ConstantValue(new OnnxAttributes(node)), persistent: false);
+                bindings.Add((node.Output[0], member, false));
+            }
+        }
+        _bindings = bindings.ToArray();
+        _nodes = nodes.Where(n => n.OpType != "Constant").ToArray();
+        _attributes = _nodes.Select(n => new OnnxAttributes(n)).ToArray();
+    }
+
+    public OnnxModel Model { get; }
+
+    /// <summary>Whether <see cref="forward"/> returns scores before any final Softmax/LogSoftmax (what the engine trains on).</summary>
+    public bool OutputsLogits { get; }
+
+    /// <summary>
+    /// Builds the module. With <paramref name="outputLogits"/>, a Softmax or LogSoftmax that produces the graph's output
+    /// is skipped, so the engine's cross-entropy sees logits; without it the module computes exactly the graph.
+    /// </summary>
+    public static OnnxModule Create(OnnxModel model, bool outputLogits = false) => new(model, outputLogits);
+
+    /// <summary>The module's parameter for an initializer.</summary>
+    public TorchSharp.Modules.Parameter ParameterOf(string initializer) =>
+        get_parameter(Model.MemberName(initializer)) ?? throw new ArgumentException($"'{initializer}' is not a trainable initializer");
+
+    /// <summary>Current values of every initializer the module trains or updates (parameters and running statistics).</summary>
+    public IEnumerable<(string Initializer, Tensor Value)> TrainedInitializers() =>
+        _bindings.Where(b => b.IsParameter || Model.StatisticInitializers.Contains(b.Value))
+            .Select(b => (b.Value, b.IsParameter ? (Tensor)get_parameter(b.Member)! : get_buffer(b.Member)!));
+
+    public override Tensor forward(Tensor input)
+    {
+        var values = new Dictionary<string, Tensor>(_nodes.Length * 2 + _bindings.Length, StringComparer.Ordinal)
+        {
+            [_inputName] = input,
+        };
+        foreach (var (value, member, isParameter) in _bindings)
+        {
+            values[value] = isParameter ? get_parameter(member)! : get_buffer(member)!;
+        }
+        var batch = input.shape.Length > 0 ? input.shape[0] : 1;
+        for (var i = 0; i < _nodes.Length; i++)
+        {
+            var node = _nodes[i];
+            var inputs = new Tensor?[node.Input.Count];
+            for (var k = 0; k < inputs.Length; k++)
+            {
+                var name = node.Input[k];
+                if (name.Length == 0) continue;
+                if (!values.TryGetValue(name, out var value))
+                {
+                    throw new SurgeryException("Bad ONNX graph",
+                        $"node {OnnxModel.NodeLabel(node)} reads '{name}', which no earlier node produces (the graph is not topologically sorted)", 422);
+                }
+                inputs[k] = value;
+            }
+            values[node.Output[0]] = Execute(node, _attributes[i], inputs, batch);
+        }
+        return values[_outputName];
+    }
+}

@@ -1,0 +1,134 @@
+using Google.Protobuf;
+using SurgeryService.Domain.Onnx;
+using SurgeryService.Domain.Onnx.Proto;
+
+namespace SurgeryService.Domain.Tests.Onnx;
+
+/// <summary>Every way an upload is refused when it is read, each with a message that says what is wrong.</summary>
+public class OnnxRefusalTests
+{
+    private static byte[] SmallModel(int opset = 13)
+    {
+        var g = new OnnxGraphBuilder(opset);
+        var x = g.Input("x", -1, 4);
+        var y = g.Node("Gemm", [x, g.Init("w", [4, 3]), g.Init("b", [3])]);
+        return g.Bytes(g.Node("Relu", [y]));
+    }
+
+    [Fact]
+    public void RefusesAFileThatIsNotOnnx()
+    {
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load("this is a text file, not a model\n"u8.ToArray()));
+        Assert.Equal(400, error.StatusCode);
+        Assert.Contains("not an ONNX model", error.Message);
+    }
+
+    [Fact]
+    public void RefusesAnEmptyFile()
+    {
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load([]));
+        Assert.Contains("not an ONNX model", error.Message);
+    }
+
+    [Fact]
+    public void RefusesATruncatedFileSayingItIsTruncated()
+    {
+        var bytes = SmallModel();
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(bytes[..(bytes.Length * 2 / 3)]));
+        Assert.Equal(400, error.StatusCode);
+        Assert.Contains("truncated", error.Title + error.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    [Fact]
+    public void RefusesATensorWhoseDataIsShorterThanItsShape()
+    {
+        var model = ModelProto.Parser.ParseFrom(SmallModel());
+        model.Graph.Initializer[0].RawData = ByteString.CopyFrom(new byte[10]);
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray()));
+        Assert.Contains("'w'", error.Message);
+        Assert.Contains("needs 48", error.Message);
+    }
+
+    [Fact]
+    public void ListsEveryUnsupportedOperatorTypeWithTheNodesUsingIt()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var x = g.Input("x", -1, 4);
+        var a = g.Named("act1", "Erf", [x]);
+        var b = g.Named("resize_a", "Resize", [a]);
+        var c = g.Named("resize_b", "Resize", [b]);
+        var d = g.Named("ok", "Relu", [c]);
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(g.Named("act2", "Erf", [d]))));
+        Assert.Equal(422, error.StatusCode);
+        Assert.Contains("Erf (nodes: 'act1', 'act2')", error.Message);
+        Assert.Contains("Resize (nodes: 'resize_a', 'resize_b')", error.Message);
+        Assert.DoesNotContain("Relu", error.Message);
+    }
+
+    [Fact]
+    public void RefusesAnOperatorFromAnotherDomainNamingTheDomain()
+    {
+        var model = ModelProto.Parser.ParseFrom(SmallModel());
+        model.Graph.Node[1].Domain = "com.microsoft";
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray()));
+        Assert.Contains("com.microsoft:Relu", error.Message);
+    }
+
+    [Fact]
+    public void RefusesAnIntegerWeightNamingTheInitializer()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var x = g.Input("x", -1, 1, 5, 5);
+        var w = g.AddInitializer(new TensorProto { Name = "conv.weight_quantized", DataType = (int)OnnxDataType.Int8, Dims = { 2, 1, 3, 3 }, Int32Data = { new int[18] } });
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(g.Named("conv", "Conv", [x, w]))));
+        Assert.Equal(422, error.StatusCode);
+        Assert.Contains("'conv.weight_quantized' (weight of 'conv', Conv) has element type INT8", error.Message);
+    }
+
+    [Theory]
+    [InlineData(6)]
+    [InlineData(19)]
+    public void RefusesAnOpsetOutsideSevenToEighteen(int opset)
+    {
+        var model = ModelProto.Parser.ParseFrom(SmallModel());
+        model.OpsetImport[0].Version = opset;
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray()));
+        Assert.Contains($"opset {opset}", error.Message);
+    }
+
+    [Fact]
+    public void RefusesAModelWithTwoInputs()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var a = g.Input("a", -1, 4);
+        var b = g.Input("b", -1, 4);
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(g.Node("Add", [a, b]))));
+        Assert.Contains("2 inputs (a, b)", error.Message);
+    }
+
+    [Fact]
+    public void RefusesExternalDataThatIsNotBesideTheModel()
+    {
+        var model = ModelProto.Parser.ParseFrom(SmallModel());
+        var w = model.Graph.Initializer[0];
+        w.ClearRawData();
+        w.DataLocation = 1;
+        w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "w.bin" });
+        var fromBytes = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray()));
+        Assert.Contains("'w' is stored in the external file 'w.bin'", fromBytes.Message);
+
+        var directory = Directory.CreateTempSubdirectory("onnx-missing");
+        try
+        {
+            var missing = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray(), directory.FullName));
+            Assert.Contains("not found beside the model", missing.Message);
+            w.ExternalData[0].Value = "../../etc/passwd";
+            var escaping = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray(), directory.FullName));
+            Assert.Contains("not beside the model", escaping.Message);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+}
