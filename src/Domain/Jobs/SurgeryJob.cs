@@ -1,3 +1,4 @@
+using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Surgery;
 
 namespace SurgeryService.Domain.Jobs;
@@ -62,16 +63,25 @@ public sealed class SurgeryJob
     public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
 }
 
-/// <summary>How dataset inputs become model inputs: <c>x' = (x * scale - mean[c]) / std[c]</c>, reshaped to the model's input.</summary>
+/// <summary>
+/// How dataset inputs become model inputs: <c>x' = (x * scale + offset - mean[c]) / std[c]</c>, then the layout, then
+/// the model's input shape (see <see cref="InputPreprocessing"/>), on the first <see cref="TrainLimit"/> /
+/// <see cref="TestLimit"/> samples.
+/// </summary>
 public sealed record JobPreprocessing
 {
-    /// <summary>Multiplier applied first; by default 1/255 for uint8 inputs and 1 otherwise.</summary>
+    /// <summary>Multiplier applied first; by default 1/255 for uint8 inputs (pixels to [0, 1]) and 1 otherwise.</summary>
     public double? Scale { get; init; }
 
-    /// <summary>One value, or one per channel (dimension 1 of an image batch).</summary>
+    public double Offset { get; init; }
+
+    /// <summary>One value for every channel, or one per channel (dimension 1 of the samples).</summary>
     public IReadOnlyList<double> Mean { get; init; } = [];
 
     public IReadOnlyList<double> Std { get; init; } = [];
+
+    /// <summary>Channels first (the datasets' layout) or last, as the model expects.</summary>
+    public InputLayout Layout { get; init; } = InputLayout.Nchw;
 
     /// <summary>Use only the first N training samples (quick trials); all when null.</summary>
     public int? TrainLimit { get; init; }
@@ -83,11 +93,32 @@ public sealed record JobPreprocessing
     {
         var errors = new Dictionary<string, string>();
         if (Scale is { } scale && (!double.IsFinite(scale) || scale == 0)) errors["preprocessing.scale"] = "must be a finite nonzero number";
+        if (!double.IsFinite(Offset)) errors["preprocessing.offset"] = "must be a finite number";
         if (Mean.Any(m => !double.IsFinite(m))) errors["preprocessing.mean"] = "must hold finite numbers";
         if (Std.Any(s => !double.IsFinite(s) || s <= 0)) errors["preprocessing.std"] = "must hold numbers > 0";
         if (Mean.Count > 1 && Std.Count > 1 && Mean.Count != Std.Count) errors["preprocessing.std"] = "must have as many values as mean";
+        if (!Enum.IsDefined(Layout)) errors["preprocessing.layout"] = "must be 'nchw' or 'nhwc'";
         if (TrainLimit is <= 0) errors["preprocessing.trainLimit"] = "must be > 0";
         if (TestLimit is <= 0) errors["preprocessing.testLimit"] = "must be > 0";
         return errors;
+    }
+
+    /// <summary>The engine-side transformation for samples with <paramref name="channels"/> channels.</summary>
+    public InputPreprocessing ToInput(string inputType, long channels)
+    {
+        IReadOnlyList<float>? PerChannel(IReadOnlyList<double> values) => values.Count switch
+        {
+            0 => null,
+            1 => Enumerable.Repeat((float)values[0], (int)channels).ToList(),
+            _ => values.Select(v => (float)v).ToList(),
+        };
+        return new InputPreprocessing
+        {
+            Scale = Scale ?? (inputType == "uint8" ? 1.0 / 255 : 1.0),
+            Offset = Offset,
+            Mean = PerChannel(Mean),
+            Std = PerChannel(Std),
+            Layout = Layout,
+        };
     }
 }

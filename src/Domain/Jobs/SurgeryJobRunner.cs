@@ -128,13 +128,10 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                 return (outcome, Files: new List<(ResultFormat, string)>());
             }
             var files = new List<(ResultFormat, string)>();
-            foreach (var format in ModelFormats.ResultFormatsFor(model.Format))
+            foreach (var (format, content) in ModelFormats.WriteResults(loaded, job.Settings, outcome))
             {
                 var path = Path.GetTempFileName();
-                using (var file = File.Create(path))
-                {
-                    ModelFormats.Write(loaded, format, modelBytes, file);
-                }
+                File.WriteAllBytes(path, content);
                 files.Add((format, path));
             }
             return (outcome, Files: files);

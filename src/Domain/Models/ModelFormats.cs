@@ -1,3 +1,4 @@
+using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain.Surgery;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -64,7 +65,15 @@ public static class ModelFormats
     /// <summary>Parses an upload; a 422 <see cref="SurgeryException"/> says what is wrong with it.</summary>
     public static ModelInspection Inspect(byte[] content, string? architecture)
     {
-        using var model = Load(content, architecture is null ? ModelFormat.Onnx : ModelFormat.TorchSharp, architecture);
+        if (architecture is null)
+        {
+            var onnx = ReadOnnx(content);
+            return new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
+                onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
+                onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
+        }
+
+        using var model = Load(content, ModelFormat.TorchSharp, architecture);
         var layers = new List<ModelLayer>();
         var prunable = model.Layers.Select(l => l.WeightParameter).ToHashSet();
         foreach (var (name, module) in model.Module.named_modules())
@@ -83,42 +92,62 @@ public static class ModelFormats
     {
         if (format == ModelFormat.Onnx)
         {
-            throw new SurgeryException("Unsupported model",
-                LooksLikeTorchSharp(content)
-                    ? "this looks like a TorchSharp weight file: upload it with the form field 'architecture' (lenet-300-100 or lenet-5)"
-                    : "ONNX models are not supported by this build yet; upload TorchSharp weights with an 'architecture'", 422);
+            var onnx = ReadOnnx(content);
+            // Logits out: the engine's cross-entropy must not see a final Softmax twice.
+            var module = OnnxModule.Create(onnx, outputLogits: true);
+            return new LoadedModel(module, onnx.PrunableLayers, onnx.InputSampleShape);
         }
 
         var name = architecture ?? throw new SurgeryException("Architecture missing",
             "TorchSharp weights need the form field 'architecture'", 422);
-        var module = Architectures.Create(name);
+        var torchModule = Architectures.Create(name);
         try
         {
             using var reader = new BinaryReader(new MemoryStream(content));
-            module.load(reader, strict: true);
+            torchModule.load(reader, strict: true);
         }
         catch (Exception e) when (e is not SurgeryException)
         {
-            module.Dispose();
+            torchModule.Dispose();
             throw new SurgeryException("Bad model file",
                 $"the file is not a TorchSharp weight file of architecture '{name}' ({e.Message.Split('\n')[0]})", 422);
         }
-        return new LoadedModel(module, PrunableLayers.Discover(module), Architectures.InputShape(name));
+        return new LoadedModel(torchModule, PrunableLayers.Discover(torchModule), Architectures.InputShape(name));
     }
 
-    /// <summary>Writes the module's current weights (after surgery: <c>W ⊙ T</c> with exact zeros) in a result format.</summary>
-    public static void Write(LoadedModel model, ResultFormat format, byte[] original, Stream destination)
+    /// <summary>
+    /// The module's current weights (after surgery: <c>W ⊙ T</c> with exact zeros) in every result format of its
+    /// model format: ONNX dense and sparse for ONNX uploads, TorchSharp weights for TorchSharp uploads.
+    /// </summary>
+    public static IReadOnlyList<(ResultFormat Format, byte[] Content)> WriteResults(
+        LoadedModel model, SurgerySettings settings, SurgeryOutcome outcome)
     {
-        switch (format)
+        if (model.Module is OnnxModule onnx)
         {
-            case ResultFormat.TorchSharp:
-                using (var writer = new BinaryWriter(destination, System.Text.Encoding.UTF8, leaveOpen: true))
-                {
-                    model.Module.save(writer);
-                }
-                break;
-            default:
-                throw new SurgeryException("Unsupported format", $"this build cannot write {format.Name()}", 422);
+            var export = OnnxWriter.Export(onnx, settings, outcome);
+            return [(ResultFormat.Onnx, export.Dense), (ResultFormat.OnnxSparse, export.Sparse)];
+        }
+        using var memory = new MemoryStream();
+        using (var writer = new BinaryWriter(memory, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            model.Module.save(writer);
+        }
+        return [(ResultFormat.TorchSharp, memory.ToArray())];
+    }
+
+    private static OnnxModel ReadOnnx(byte[] content)
+    {
+        try
+        {
+            return OnnxModel.Load(content);
+        }
+        catch (SurgeryException e)
+        {
+            var hint = LooksLikeTorchSharp(content)
+                ? " If this is a TorchSharp weight file, upload it with the form field 'architecture' (lenet-300-100 or lenet-5)."
+                : "";
+            // An upload that parses but cannot be used is unprocessable content, whatever the reader's own status.
+            throw new SurgeryException(e.Title, e.Message + hint, e.StatusCode == 400 ? 422 : e.StatusCode);
         }
     }
 

@@ -106,3 +106,81 @@ public static class TestData
         return memory.ToArray();
     }
 }
+
+/// <summary>A small ONNX MLP as exporters write it: x [N, 784] -> Gemm -> Relu -> Gemm -> Softmax.</summary>
+public static class OnnxMlp
+{
+    public static byte[] Create(int hidden = 64, int seed = 3)
+    {
+        var random = new Random(seed);
+        SurgeryService.Domain.Onnx.Proto.TensorProto Init(string name, long[] dims, double scale)
+        {
+            var values = Enumerable.Range(0, (int)dims.Aggregate(1L, (a, b) => a * b))
+                .Select(_ => (float)((random.NextDouble() * 2 - 1) * scale)).ToArray();
+            return new SurgeryService.Domain.Onnx.Proto.TensorProto
+            {
+                Name = name,
+                DataType = 1, // FLOAT
+                Dims = { dims },
+                RawData = Google.Protobuf.ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan())),
+            };
+        }
+        SurgeryService.Domain.Onnx.Proto.NodeProto Node(string op, string name, string[] inputs, string output, long? transB = null)
+        {
+            var node = new SurgeryService.Domain.Onnx.Proto.NodeProto { OpType = op, Name = name, Input = { inputs }, Output = { output } };
+            if (transB is { } t)
+            {
+                node.Attribute.Add(new SurgeryService.Domain.Onnx.Proto.AttributeProto
+                {
+                    Name = "transB", I = t, Type = SurgeryService.Domain.Onnx.Proto.AttributeProto.Types.AttributeType.Int,
+                });
+            }
+            return node;
+        }
+        SurgeryService.Domain.Onnx.Proto.ValueInfoProto Value(string name, params long[] dims)
+        {
+            var shape = new SurgeryService.Domain.Onnx.Proto.TensorShapeProto();
+            foreach (var d in dims)
+            {
+                shape.Dim.Add(d < 0
+                    ? new SurgeryService.Domain.Onnx.Proto.TensorShapeProto.Types.Dimension { DimParam = "N" }
+                    : new SurgeryService.Domain.Onnx.Proto.TensorShapeProto.Types.Dimension { DimValue = d });
+            }
+            return new SurgeryService.Domain.Onnx.Proto.ValueInfoProto
+            {
+                Name = name,
+                Type = new SurgeryService.Domain.Onnx.Proto.TypeProto
+                {
+                    TensorType = new SurgeryService.Domain.Onnx.Proto.TypeProto.Types.Tensor { ElemType = 1, Shape = shape },
+                },
+            };
+        }
+
+        var graph = new SurgeryService.Domain.Onnx.Proto.GraphProto
+        {
+            Name = "mlp",
+            Input = { Value("x", -1, 784) },
+            Output = { Value("probabilities", -1, 10) },
+            Initializer =
+            {
+                Init("fc1.weight", [hidden, 784], Math.Sqrt(6.0 / 784)), Init("fc1.bias", [hidden], 0.01),
+                Init("fc2.weight", [10, hidden], Math.Sqrt(6.0 / hidden)), Init("fc2.bias", [10], 0.01),
+            },
+            Node =
+            {
+                Node("Gemm", "fc1", ["x", "fc1.weight", "fc1.bias"], "h", transB: 1),
+                Node("Relu", "relu1", ["h"], "a"),
+                Node("Gemm", "fc2", ["a", "fc2.weight", "fc2.bias"], "logits", transB: 1),
+                Node("Softmax", "softmax", ["logits"], "probabilities"),
+            },
+        };
+        var model = new SurgeryService.Domain.Onnx.Proto.ModelProto
+        {
+            IrVersion = 7,
+            ProducerName = "surgery-service-tests",
+            Graph = graph,
+            OpsetImport = { new SurgeryService.Domain.Onnx.Proto.OperatorSetIdProto { Domain = "", Version = 13 } },
+        };
+        return Google.Protobuf.MessageExtensions.ToByteArray(model);
+    }
+}

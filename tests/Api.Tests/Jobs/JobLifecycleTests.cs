@@ -85,6 +85,67 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     }
 
     [Fact]
+    public async Task CompressesAnOnnxModelAndOnnxRuntimeScoresTheDownloadsAsReported()
+    {
+        var client = host.Client();
+        var upload = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(), "mlp.weights"))
+            .ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal("onnx", upload.GetProperty("format").GetString());
+        Assert.Equal([784], upload.GetProperty("inputShape").EnumerateArray().Select(d => d.GetInt64()));
+        Assert.Equal(["Gemm", "Relu", "Softmax"], upload.GetProperty("operators").EnumerateArray().Select(o => o.GetString()));
+        Assert.Equal(2, upload.GetProperty("layers").EnumerateArray().Count(l => l.GetProperty("prunable").GetBoolean()));
+        var dataset = await client.PostAsync("/api/datasets",
+            HttpExtensions.Form(TestData.MnistNpz(JobScenario.TrainSamples, JobScenario.TestSamples), "mnist-small.npz"))
+            .ExpectAsync(HttpStatusCode.Created);
+
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(
+            upload.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid(), iterations: 60, checkpointInterval: 30));
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal(["onnx", "onnx-sparse"], done.GetProperty("resultFormats").EnumerateArray().Select(f => f.GetString()));
+        await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp").ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        var reported = done.GetProperty("top1After").GetDouble();
+        var dense = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx")).Content.ReadAsByteArrayAsync();
+        var sparse = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx-sparse")).Content.ReadAsByteArrayAsync();
+        var (denseAccuracy, denseZeros) = OnnxRuntimeAccuracy(dense);
+        var (sparseAccuracy, _) = OnnxRuntimeAccuracy(sparse);
+
+        // The engine evaluates in TorchSharp, ONNX Runtime in its own kernels: one borderline sample may flip.
+        Assert.InRange(denseAccuracy, reported - 1.0 / JobScenario.TestSamples, reported + 1.0 / JobScenario.TestSamples);
+        Assert.Equal(denseAccuracy, sparseAccuracy);
+        Assert.True(sparse.Length < dense.Length, $"sparse {sparse.Length} bytes, dense {dense.Length}");
+        var total = done.GetProperty("total").GetInt64();
+        Assert.Equal(total - done.GetProperty("kept").GetInt64(), denseZeros);
+    }
+
+    private static (double Accuracy, long ZeroWeights) OnnxRuntimeAccuracy(byte[] model)
+    {
+        var (_, _, xTest, yTest) = TestData.MnistSubset(1, JobScenario.TestSamples);
+        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(model);
+        var input = xTest.Select(b => b / 255f).ToArray();
+        using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input, [JobScenario.TestSamples, 784]);
+        using var outputs = session.Run(new Microsoft.ML.OnnxRuntime.RunOptions(), ["x"], [value], ["probabilities"]);
+        var scores = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        var correct = Enumerable.Range(0, JobScenario.TestSamples).Count(i =>
+        {
+            var row = scores.AsSpan(i * 10, 10);
+            return row.IndexOf(MaxOf(row)) == yTest[i];
+        });
+        var proto = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(model);
+        var zeros = proto.Graph.Initializer.Where(t => t.Name.EndsWith("weight", StringComparison.Ordinal))
+            .Sum(t => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray().LongCount(v => v == 0));
+        return ((double)correct / JobScenario.TestSamples, zeros);
+    }
+
+    private static float MaxOf(ReadOnlySpan<float> values)
+    {
+        var max = float.MinValue;
+        foreach (var v in values) max = Math.Max(max, v);
+        return max;
+    }
+
+    [Fact]
     public async Task CancelStopsARunningJob()
     {
         var client = host.Client();
