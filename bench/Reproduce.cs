@@ -76,6 +76,7 @@ internal static class Reproduce
         var mnistDir = options.Get("mnist",
             Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
 
+        if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));
         Console.WriteLine($"torch threads: {get_num_threads()}, cores: {Environment.ProcessorCount}");
         var (rawTrain, rawTest) = Mnist.Load(mnistDir);
         using var train = Scaled(rawTrain);
