@@ -10,6 +10,10 @@ builder.Services.AddOptions<WorkerOptions>()
     .ValidateOnStart();
 
 var options = builder.Configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions();
+if (options.TorchThreads > 0)
+{
+    TorchSharp.torch.set_num_threads(options.TorchThreads);
+}
 builder.Services.AddSurgeryPersistence(builder.Configuration);
 builder.Services.AddSurgeryJobs();
 builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));

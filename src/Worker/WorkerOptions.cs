@@ -17,4 +17,8 @@ public sealed class WorkerOptions
 
     [Range(1, 3600)]
     public int ShutdownTimeoutSeconds { get; set; } = 30;
+
+    /// <summary>Threads TorchSharp uses for one job; 0 keeps its default (all cores). Set it when machines are shared.</summary>
+    [Range(0, 1024)]
+    public int TorchThreads { get; set; }
 }

@@ -38,6 +38,7 @@ public class ServiceHost : IAsyncLifetime
         ["Hangfire__QueuePollIntervalMilliseconds"] = "200",
         ["Jobs__FlushIntervalMilliseconds"] = "200",
         ["Worker__ShutdownTimeoutSeconds"] = "5",
+        ["Worker__TorchThreads"] = "1",
     };
 
     public async Task InitializeAsync()
