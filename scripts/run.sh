@@ -24,6 +24,9 @@ trap 'exit 130' INT TERM
 
 start_postgres "$DATA_DIR/postgres"
 export Datasets__MnistDirectory="$MNIST_DIR"
+# One tenant for a local run; set SURGERY_API_KEY (16+ characters) to choose its key.
+SURGERY_API_KEY="${SURGERY_API_KEY:-local-dev-key-0123456789}"
+export Tenants__local__ApiKeys__0="$SURGERY_API_KEY"
 
 # The Api applies the migrations at start; the Worker starts once it is ready.
 ASPNETCORE_URLS="$API_URL" dotnet "$ROOT/src/Api/bin/Release/net10.0/SurgeryService.Api.dll" --contentRoot "$ROOT/src/Api/bin/Release/net10.0" &
@@ -44,7 +47,8 @@ cat >&2 <<MSG
     API         $API_URL/api
     Swagger UI  $API_URL/swagger
     Health      $API_URL/health/ready
-    Hangfire    $API_URL/hangfire
+    Hangfire    $API_URL/hangfire  (user: anything, password: the API key)
+    API key     $SURGERY_API_KEY  (header X-Api-Key, tenant 'local')
     PostgreSQL  127.0.0.1:$PG_PORT (database surgery, user postgres)
   Press Ctrl-C to stop everything.
 
