@@ -49,14 +49,18 @@ public static class SwaggerSetup
         public void Apply(OpenApiOperation operation, OperationFilterContext context)
         {
             var example = context.ApiDescription.ActionDescriptor.EndpointMetadata.OfType<OpenApiExample>().FirstOrDefault();
-            if (example is null) return;
             foreach (var parameter in operation.Parameters?.OfType<OpenApiParameter>() ?? [])
             {
-                if (example.Json is JsonObject fields && fields.TryGetPropertyValue(parameter.Name!, out var value))
+                if (example?.Json is JsonObject fields && fields.TryGetPropertyValue(parameter.Name!, out var value))
                 {
                     parameter.Example = value?.DeepClone();
                 }
+                else if (parameter.Name == "id")
+                {
+                    parameter.Example = JsonValue.Create("0193a0c2-6c2e-7f10-b3a4-1d5e8f9a0b62");
+                }
             }
+            if (example is null) return;
             if (operation.RequestBody?.Content is { } content)
             {
                 foreach (var media in content.Values)

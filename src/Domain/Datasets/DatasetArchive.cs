@@ -113,6 +113,18 @@ public static class DatasetArchive
 
     private static byte[] ReadEntry(ZipArchiveEntry entry)
     {
+        try
+        {
+            return Decompress(entry);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new SurgeryException("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", 422);
+        }
+    }
+
+    private static byte[] Decompress(ZipArchiveEntry entry)
+    {
         using var memory = new MemoryStream();
         using (var stream = entry.Open())
         {

@@ -162,6 +162,12 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
             .ExpectAsync(HttpStatusCode.UnprocessableEntity);
         Assert.Contains("zip", notZip.GetProperty("detail").GetString());
 
+        var corrupt = TestData.MnistNpz(20, 10);
+        corrupt.AsSpan(200, 400).Fill(0x5A); // inside the first deflated entry
+        var damaged = await client.PostAsync("/api/datasets", HttpExtensions.Form(corrupt, "damaged.npz"))
+            .ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("corrupt", damaged.GetProperty("detail").GetString());
+
         var (xTrain, yTrain, _, _) = TestData.MnistSubset(10, 10);
         var partial = TestData.Npz(System.IO.Compression.CompressionLevel.Fastest,
             ("x_train", "|u1", [10, 28, 28], xTrain), ("y_train", "<i8", [10], TestData.Int64(yTrain)));
