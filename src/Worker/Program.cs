@@ -19,7 +19,8 @@ builder.Services.AddSurgeryJobs();
 builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));
 builder.Services.AddHangfireServer(server =>
 {
-    server.Queues = options.Queues;
+    // Configuration arrays bind on top of the default list, so a queue can appear twice.
+    server.Queues = options.Queues.Distinct(StringComparer.Ordinal).ToArray();
     server.WorkerCount = options.WorkerCount;
     server.ServerName = Environment.MachineName; // Hangfire adds the process id and a guid
     server.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds);
