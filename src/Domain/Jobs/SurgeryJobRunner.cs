@@ -70,7 +70,12 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            logger.LogInformation("Job {JobId} interrupted by worker shutdown; it resumes from its checkpoint", jobId);
+            // A clean hand-back (deploy, scale-in) is not a lost attempt: it does not count towards MaxAttempts.
+            await db.Entry(job).ReloadAsync(CancellationToken.None);
+            job.Attempts--;
+            await db.SaveChangesAsync(CancellationToken.None);
+            logger.LogInformation("Job {JobId} handed back at worker shutdown; it resumes from iteration {Iteration}",
+                jobId, job.CheckpointIteration);
             throw;
         }
         catch (Exception e) when (e is SurgeryException or System.Runtime.InteropServices.ExternalException)

@@ -54,6 +54,17 @@ public sealed class WorkerProcess : IDisposable
         }
     }
 
+    /// <summary>Asks the process to stop (SIGTERM, as a deploy or <c>docker stop</c> would) and waits for it to exit.</summary>
+    public bool Stop(TimeSpan timeout)
+    {
+        if (_process.HasExited) return true;
+        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+        {
+            kill?.WaitForExit();
+        }
+        return _process.WaitForExit(timeout);
+    }
+
     public void Dispose()
     {
         Kill();

@@ -47,3 +47,39 @@ public sealed class WorkerLossTests(WorkerLossHost host, Xunit.Abstractions.ITes
             $"SELECT count(*) FROM artifacts WHERE \"Kind\" = 'Checkpoint' AND \"FileName\" LIKE '%{job}%'"));
     }
 }
+
+public sealed class WorkerShutdownHost() : ServiceHost("shutdown", withWorker: false);
+
+/// <summary>A worker stopped cleanly (deploy, scale-in) in the middle of a job.</summary>
+public sealed class WorkerShutdownTests(WorkerShutdownHost host) : IClassFixture<WorkerShutdownHost>
+{
+    [Fact]
+    public async Task AWorkerStoppedCleanlyCheckpointsWhereItStoppedAndAnotherWorkerFinishesTheJob()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        const int iterations = 300;
+        // No periodic checkpoint falls inside the run: any checkpoint comes from the shutdown.
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 100_000, evalInterval: 100));
+
+        using var first = host.StartWorker();
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() >= 40, TimeSpan.FromSeconds(90), () => first.Output);
+        Assert.True(first.Stop(TimeSpan.FromSeconds(30)), "the worker did not stop:\n" + first.Output);
+
+        var handedBack = await JobScenario.GetJobAsync(client, job);
+        var checkpoint = handedBack.GetProperty("checkpointIteration").GetInt32();
+        Assert.True(checkpoint >= 40 && checkpoint < iterations, handedBack.ToString() + "\n" + first.Output);
+        Assert.Equal(0, handedBack.GetProperty("attempts").GetInt32());
+        Assert.Contains("handed back at worker shutdown", first.Output);
+
+        var second = host.StartWorker();
+        host.Worker = second;
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(90), () => second.Output);
+
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal(checkpoint, done.GetProperty("resumedFromIteration").GetInt32());
+        var metrics = await client.GetAsync($"/api/jobs/{job}/metrics").ExpectAsync(System.Net.HttpStatusCode.OK);
+        Assert.Equal(Enumerable.Range(0, iterations),
+            metrics.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()));
+    }
+}
