@@ -317,11 +317,9 @@ public static class JobEndpoints
         var stride = Math.Max(1, count / 400);
         var points = await db.JobMetrics.AsNoTracking().Where(m => m.JobId == id && m.Iteration % stride == 0)
             .OrderBy(m => m.Iteration).Select(m => new { m.Iteration, m.LayerKept }).ToListAsync(cancellationToken);
-        var totals = await db.JobLayerResults.AsNoTracking().Where(l => l.JobId == id).OrderBy(l => l.Order)
-            .Select(l => l.Total).ToListAsync(cancellationToken);
         var evaluations = await db.JobEvaluations.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.Iteration)
             .Select(e => new { e.Iteration, e.Top1 }).ToListAsync(cancellationToken);
-        var svg = JobReportSvg.Render(job, points.Select(p => (p.Iteration, p.LayerKept)).ToList(), totals,
+        var svg = JobReportSvg.Render(job, points.Select(p => (p.Iteration, p.LayerKept)).ToList(), job.LayerTotals,
             evaluations.Select(e => (e.Iteration, e.Top1)).ToList());
         return TypedResults.Content(svg, "image/svg+xml");
     }

@@ -26,8 +26,7 @@ public static class JobReportSvg
             $"<text x=\"{Left}\" y=\"22\" font-size=\"15\">Job {job.Id} ({job.Settings.Method}, {job.State}, iteration {job.Iteration} of {job.TotalIterations})</text>");
         var maxIteration = Math.Max(1, Math.Max(job.TotalIterations, points.Count > 0 ? points[^1].Iteration : 1));
 
-        // Layer totals come from the results once the job is done; before that the first point is the dense model.
-        var totals = layerTotals.Count > 0 ? layerTotals : points.Count > 0 ? points[0].LayerKept : [];
+        var totals = layerTotals;
         var series = job.LayerNames.Select((name, k) => (name,
             points.Where(p => k < p.LayerKept.Length && k < totals.Count && totals[k] > 0)
                 .Select(p => ((double)p.Iteration, 100.0 * p.LayerKept[k] / totals[k])).ToList())).ToList();

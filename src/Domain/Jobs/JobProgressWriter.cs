@@ -25,6 +25,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private readonly List<EvaluationMetrics> _evaluations = [];
     private Guid? _checkpointArtifactId;
     private IReadOnlyList<string>? _layerNames;
+    private long[]? _layerTotals;
     private Task? _loop;
 
     public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options)
@@ -133,6 +134,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         if (_metrics.Count > 0)
         {
             _layerNames ??= _metrics[0].Layers.Select(l => l.Layer).ToList();
+            _layerTotals ??= _metrics[0].Layers.Select(l => l.Total).ToArray();
             await using (var import = await connection.BeginBinaryImportAsync(
                 """
                 COPY metric_staging ("JobId", "Iteration", "Loss", "LearningRate", "Kept", "Total", "LayerKept", "LayerPruned", "LayerSpliced")
@@ -190,6 +192,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                 "LastTop5" = COALESCE(@top5, "LastTop5"),
                 "Top1Before" = COALESCE("Top1Before", @before),
                 "LayerNames" = COALESCE(@layers, "LayerNames"),
+                "LayerTotals" = COALESCE(@totals, "LayerTotals"),
                 "UpdatedAt" = now()
             WHERE "Id" = @id
             RETURNING "CancelRequested"
@@ -207,6 +210,10 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             update.Parameters.Add(new NpgsqlParameter("layers", NpgsqlDbType.Array | NpgsqlDbType.Text)
             {
                 Value = (object?)_layerNames?.ToArray() ?? DBNull.Value,
+            });
+            update.Parameters.Add(new NpgsqlParameter("totals", NpgsqlDbType.Array | NpgsqlDbType.Bigint)
+            {
+                Value = (object?)_layerTotals ?? DBNull.Value,
             });
             if (await update.ExecuteScalarAsync() is true) _cancelRequested.Cancel();
         }

@@ -44,6 +44,9 @@ public sealed class SurgeryJob
     /// <summary>Prunable layers in the order of the per-layer arrays of <see cref="JobMetric"/>.</summary>
     public List<string> LayerNames { get; set; } = [];
 
+    /// <summary>Weights (and biases) per prunable layer, in the order of <see cref="LayerNames"/>.</summary>
+    public List<long> LayerTotals { get; set; } = [];
+
     public Guid? CheckpointArtifactId { get; set; }
     public int CheckpointIteration { get; set; }
 

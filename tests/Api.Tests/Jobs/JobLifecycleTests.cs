@@ -72,6 +72,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         var svgText = await svg.Content.ReadAsStringAsync();
         Assert.StartsWith("<svg", svgText);
         Assert.Contains("fc1", svgText);
+        Assert.Equal(4, System.Text.RegularExpressions.Regex.Count(svgText, "<polyline")); // three layers and the accuracy
 
         // The download is the pruned model: exact zeros where pruned, and it scores the reported accuracy.
         var download = await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp");

@@ -301,6 +301,10 @@ namespace SurgeryService.Domain.Persistence.Migrations
                         .IsRequired()
                         .HasColumnType("text[]");
 
+                    b.PrimitiveCollection<List<long>>("LayerTotals")
+                        .IsRequired()
+                        .HasColumnType("bigint[]");
+
                     b.Property<double?>("Loss")
                         .HasColumnType("double precision");
 

@@ -13,7 +13,7 @@ using SurgeryService.Domain.Persistence;
 namespace SurgeryService.Domain.Persistence.Migrations
 {
     [DbContext(typeof(SurgeryDbContext))]
-    [Migration("20261125132528_ServiceModel")]
+    [Migration("20261125140048_ServiceModel")]
     partial class ServiceModel
     {
         /// <inheritdoc />
@@ -303,6 +303,10 @@ namespace SurgeryService.Domain.Persistence.Migrations
                     b.PrimitiveCollection<List<string>>("LayerNames")
                         .IsRequired()
                         .HasColumnType("text[]");
+
+                    b.PrimitiveCollection<List<long>>("LayerTotals")
+                        .IsRequired()
+                        .HasColumnType("bigint[]");
 
                     b.Property<double?>("Loss")
                         .HasColumnType("double precision");

@@ -94,6 +94,12 @@ namespace SurgeryService.Domain.Persistence.Migrations
                 type: "text[]",
                 nullable: false);
 
+            migrationBuilder.AddColumn<List<long>>(
+                name: "LayerTotals",
+                table: "jobs",
+                type: "bigint[]",
+                nullable: false);
+
             migrationBuilder.AddColumn<double>(
                 name: "Loss",
                 table: "jobs",
@@ -601,6 +607,10 @@ namespace SurgeryService.Domain.Persistence.Migrations
 
             migrationBuilder.DropColumn(
                 name: "LayerNames",
+                table: "jobs");
+
+            migrationBuilder.DropColumn(
+                name: "LayerTotals",
                 table: "jobs");
 
             migrationBuilder.DropColumn(
