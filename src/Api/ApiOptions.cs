@@ -17,6 +17,9 @@ public sealed class ApiOptions
     [Range(1, long.MaxValue)]
     public long MaxUploadBytes { get; set; } = 1L << 30;
 
+    /// <summary>Tenants whose keys open the Hangfire dashboard (it shows every tenant's queue); empty: every tenant.</summary>
+    public string[] DashboardTenants { get; set; } = [];
+
     /// <summary>How often the events stream (SSE) looks at a running job's progress.</summary>
     [Range(50, 60_000)]
     public int EventPollMilliseconds { get; set; } = 500;

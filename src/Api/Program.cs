@@ -42,7 +42,15 @@ builder.Services.AddScoped<MultipartUpload>();
 
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
-builder.Services.AddAuthorization();
+builder.Services.AddAuthorizationBuilder()
+    .AddPolicy("HangfireDashboard", policy => policy.RequireAuthenticatedUser().RequireAssertion(context =>
+    {
+        var allowed = context.Resource is HttpContext http
+            ? http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.DashboardTenants
+            : [];
+        var tenant = context.User.FindFirst(ApiKeyAuthenticationHandler.TenantClaim)?.Value;
+        return tenant is not null && (allowed.Length == 0 || allowed.Contains(tenant));
+    }));
 
 builder.Services.ConfigureHttpJsonOptions(json =>
     json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase)));
@@ -72,9 +80,9 @@ app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();
 app.MapJobs();
-// Operators' view of the queues; any tenant's key opens it (job arguments are ids only).
+// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it.
 app.MapHangfireDashboard("/hangfire", new DashboardOptions { Authorization = [], AsyncAuthorization = [], DisplayStorageConnectionString = false })
-    .RequireAuthorization();
+    .RequireAuthorization("HangfireDashboard");
 
 app.Run();
 

@@ -84,7 +84,9 @@ public sealed record MetricPoint(int Iteration, double Loss, double LearningRate
 
 public sealed record EvaluationPoint(int Iteration, double Loss, double Top1, double? Top5);
 
-public sealed record MetricsResponse(Guid JobId, IReadOnlyList<string> Layers, IReadOnlyList<MetricPoint> Points, IReadOnlyList<EvaluationPoint> Evaluations);
+/// <summary>A page of the series; <see cref="NextFrom"/> is the <c>from</c> of the next page when <c>limit</c> cut this one short.</summary>
+public sealed record MetricsResponse(
+    Guid JobId, IReadOnlyList<string> Layers, IReadOnlyList<MetricPoint> Points, IReadOnlyList<EvaluationPoint> Evaluations, int? NextFrom);
 
 /// <summary>An SSE <c>progress</c> event (and the final <c>finished</c> event).</summary>
 public sealed record JobProgressEvent(

@@ -194,7 +194,8 @@ public static class JobEndpoints
 
         var wantsCsv = format == "csv" || (format is null && http.GetTypedHeaders().Accept
             .Any(a => a.MediaType.Equals("text/csv", StringComparison.OrdinalIgnoreCase)));
-        if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations));
+        int? nextFrom = points.Count == limit ? points[^1].Iteration + stride : null;
+        if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom));
 
         var csv = new StringBuilder("iteration,loss,learning_rate,kept,total,sparsity");
         foreach (var layer in job.LayerNames) csv.Append(",kept_").Append(layer.Replace(',', '_'));

@@ -47,6 +47,10 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
 
         var strided = await client.GetAsync($"/api/jobs/{job}/metrics?from=10&to=50&stride=20").ExpectAsync(HttpStatusCode.OK);
         Assert.Equal([10, 30, 50], strided.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()));
+        Assert.Equal(System.Text.Json.JsonValueKind.Null, strided.GetProperty("nextFrom").ValueKind);
+        var page = await client.GetAsync($"/api/jobs/{job}/metrics?from=10&stride=5&limit=3").ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal([10, 15, 20], page.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()));
+        Assert.Equal(25, page.GetProperty("nextFrom").GetInt32());
 
         var csvRequest = new HttpRequestMessage(HttpMethod.Get, $"/api/jobs/{job}/metrics");
         csvRequest.Headers.Accept.Add(new MediaTypeWithQualityHeaderValue("text/csv"));

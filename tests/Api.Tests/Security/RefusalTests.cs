@@ -7,7 +7,7 @@ using SurgeryService.Api.Tests.Jobs;
 namespace SurgeryService.Api.Tests.Security;
 
 public sealed class RefusalHost() : ServiceHost("refusals", withWorker: false,
-    new Dictionary<string, string?> { ["Api:MaxUploadBytes"] = "2000000" });
+    new Dictionary<string, string?> { ["Api:MaxUploadBytes"] = "2000000", ["Api:DashboardTenants:0"] = "acme" });
 
 /// <summary>Every refusal is a 4xx ProblemDetails that names the problem; nothing reaches a worker.</summary>
 public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
@@ -29,13 +29,14 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
     }
 
     [Fact]
-    public async Task TheHangfireDashboardOpensWithAKeyInTheHeaderOrAsBasicPassword()
+    public async Task TheHangfireDashboardOpensForOperatorTenantsWithTheKeyInTheHeaderOrAsBasicPassword()
     {
-        Assert.Equal(HttpStatusCode.OK, (await host.Client().GetAsync("/hangfire")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await host.Client(ServiceHost.AcmeKey).GetAsync("/hangfire")).StatusCode);
         var browser = host.Client(null);
         browser.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic",
-            Convert.ToBase64String(Encoding.UTF8.GetBytes("anyone:" + ServiceHost.GlobexKey)));
+            Convert.ToBase64String(Encoding.UTF8.GetBytes("anyone:" + ServiceHost.AcmeKey)));
         Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/hangfire")).StatusCode);
+        Assert.Equal(HttpStatusCode.Forbidden, (await host.Client(ServiceHost.GlobexKey).GetAsync("/hangfire")).StatusCode);
     }
 
     [Fact]
