@@ -264,6 +264,11 @@ public sealed partial class OnnxModule
 
     private static Tensor Gemm(Tensor a, Tensor b, Tensor? c, OnnxAttributes attributes)
     {
+        if (attributes.Int("transA", 0) == 0 && attributes.Int("transB", 0) != 0 && attributes.Float("alpha", 1f) == 1f
+            && attributes.Float("beta", 1f) == 1f && (c is null || c.dim() == 1))
+        {
+            return F.linear(a, b, c); // the common exported fully connected layer, fused
+        }
         if (attributes.Int("transA", 0) != 0) a = a.t();
         if (attributes.Int("transB", 0) != 0) b = b.t();
         var alpha = attributes.Float("alpha", 1f);
