@@ -100,18 +100,7 @@ public static class ModelFormats
 
         var name = architecture ?? throw new SurgeryException("Architecture missing",
             "TorchSharp weights need the form field 'architecture'", 422);
-        var torchModule = Architectures.Create(name);
-        try
-        {
-            using var reader = new BinaryReader(new MemoryStream(content));
-            torchModule.load(reader, strict: true);
-        }
-        catch (Exception e) when (e is not SurgeryException)
-        {
-            torchModule.Dispose();
-            throw new SurgeryException("Bad model file",
-                $"the file is not a TorchSharp weight file of architecture '{name}' ({e.Message.Split('\n')[0]})", 422);
-        }
+        var torchModule = TorchSharpWeights.Load(name, content);
         return new LoadedModel(torchModule, PrunableLayers.Discover(torchModule), Architectures.InputShape(name));
     }
 
@@ -127,12 +116,7 @@ public static class ModelFormats
             var export = OnnxWriter.Export(onnx, settings, outcome);
             return [(ResultFormat.Onnx, export.Dense), (ResultFormat.OnnxSparse, export.Sparse)];
         }
-        using var memory = new MemoryStream();
-        using (var writer = new BinaryWriter(memory, System.Text.Encoding.UTF8, leaveOpen: true))
-        {
-            model.Module.save(writer);
-        }
-        return [(ResultFormat.TorchSharp, memory.ToArray())];
+        return [(ResultFormat.TorchSharp, TorchSharpWeights.Save(model.Module))];
     }
 
     private static OnnxModel ReadOnnx(byte[] content)
