@@ -21,6 +21,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private readonly string _tenantId;
     private readonly JobOptions _options;
     private readonly CancellationTokenSource _cancelRequested = new();
+    private readonly CancellationTokenSource _failed = new();
     private readonly List<IterationMetrics> _metrics = [];
     private readonly List<EvaluationMetrics> _evaluations = [];
     private Guid? _checkpointArtifactId;
@@ -40,9 +41,23 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     /// <summary>Cancelled once the job's cancel flag is seen set in the database.</summary>
     public CancellationToken CancelRequested => _cancelRequested.Token;
 
+    /// <summary>Cancelled when writing fails (database lost): training stops, the attempt fails and is retried from its checkpoint.</summary>
+    public CancellationToken Failed => _failed.Token;
+
     public int CheckpointsWritten { get; private set; }
 
-    public void Start() => _loop = Task.Run(WriteLoopAsync);
+    public void Start() => _loop = Task.Run(async () =>
+    {
+        try
+        {
+            await WriteLoopAsync();
+        }
+        catch
+        {
+            _failed.Cancel();
+            throw;
+        }
+    });
 
     public void OnIteration(IterationMetrics metrics) => _queue.Writer.TryWrite(metrics);
 
@@ -73,6 +88,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             try { await _loop; } catch { /* already reported by CompleteAsync, or the job is failing anyway */ }
         }
         _cancelRequested.Dispose();
+        _failed.Dispose();
     }
 
     private sealed record CheckpointData(int Iteration, byte[] Bytes);

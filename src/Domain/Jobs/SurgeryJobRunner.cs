@@ -113,7 +113,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
 
         await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value);
         writer.Start();
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested);
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested, writer.Failed);
         var checkpointInterval = job.CheckpointInterval > 0 ? job.CheckpointInterval : options.Value.DefaultCheckpointInterval;
 
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
@@ -154,6 +154,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     return;
                 }
                 shutdown.ThrowIfCancellationRequested();
+                throw new InvalidOperationException("the run stopped early without a cancel request or a shutdown");
             }
             await StoreResultsAsync(job, model, outcome, files);
         }
