@@ -29,6 +29,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         Assert.Equal("finished", events[^1].Event);
         Assert.Equal("Succeeded", events[^1].Data.GetProperty("state").GetString());
         Assert.Equal(iterations, events[^1].Data.GetProperty("iteration").GetInt32());
+        Assert.Contains(events, e => e.Event == "progress");
         var seen = events.Select(e => e.Data.GetProperty("iteration").GetInt32()).ToList();
         Assert.Equal(seen.Order(), seen);
 
@@ -148,6 +149,34 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         var max = float.MinValue;
         foreach (var v in values) max = Math.Max(max, v);
         return max;
+    }
+
+    [Fact]
+    public async Task TheMagnitudeBaselineRunsThroughTheSameApiAndNeverSplices()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, new
+        {
+            modelId = model,
+            datasetId = dataset,
+            method = "magnitude",
+            checkpointInterval = 20,
+            settings = new { iterations = 40, batchSize = 32, evalInterval = 20, magnitudeRounds = 2, cRate = 1.0 },
+            preprocessing = new { trainLimit = JobScenario.TrainSamples, testLimit = JobScenario.TestSamples },
+        });
+
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal("magnitude", done.GetProperty("method").GetString());
+        var report = await client.GetAsync($"/api/jobs/{job}/report").ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal("magnitude", report.GetProperty("method").GetString());
+        Assert.All(report.GetProperty("layers").EnumerateArray(), l =>
+        {
+            Assert.Equal(0, l.GetProperty("splicedTotal").GetInt64());
+            Assert.True(l.GetProperty("prunedTotal").GetInt64() > 0);
+        });
     }
 
     [Fact]

@@ -262,6 +262,33 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
     }
 
     [Fact]
+    public async Task AJobGoesToTheHangfireQueueItAskedForAndJobsArePaged()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var gpu = await client.PostJsonAsync("/api/jobs", new { modelId = model, datasetId = dataset, queue = "gpu" })
+            .ExpectAsync(HttpStatusCode.Accepted);
+        var cpu = await client.PostJsonAsync("/api/jobs", new { modelId = model, datasetId = dataset })
+            .ExpectAsync(HttpStatusCode.Accepted);
+
+        Assert.Equal("gpu", gpu.GetProperty("queue").GetString());
+        Assert.Equal("cpu", cpu.GetProperty("queue").GetString());
+        Assert.Equal(20_000, cpu.GetProperty("totalIterations").GetInt32()); // the paper's defaults
+        Assert.Equal("gpu", await host.Db.ScalarAsync<string>(
+            $"SELECT queue FROM hangfire.jobqueue WHERE jobid = (SELECT \"HangfireJobId\"::bigint FROM jobs WHERE \"Id\" = '{gpu.GetProperty("id").GetGuid()}')"));
+
+        var first = await client.GetAsync("/api/jobs?pageSize=1&page=1").ExpectAsync(HttpStatusCode.OK);
+        var second = await client.GetAsync("/api/jobs?pageSize=1&page=2").ExpectAsync(HttpStatusCode.OK);
+        Assert.True(first.GetProperty("totalCount").GetInt32() >= 2);
+        Assert.Equal(cpu.GetProperty("id").GetGuid(), first.GetProperty("items")[0].GetProperty("id").GetGuid()); // newest first
+        Assert.Equal(gpu.GetProperty("id").GetGuid(), second.GetProperty("items")[0].GetProperty("id").GetGuid());
+        foreach (var job in new[] { gpu, cpu })
+        {
+            await client.PostAsync($"/api/jobs/{job.GetProperty("id").GetGuid()}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+        }
+    }
+
+    [Fact]
     public async Task TenantsSeeOnlyTheirOwnModelsDatasetsAndJobs()
     {
         var acme = host.Client(ServiceHost.AcmeKey);
