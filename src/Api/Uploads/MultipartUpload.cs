@@ -74,14 +74,15 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                 }
             }
         }
-        catch (Exception) when (file is not null)
+        catch (Exception e)
         {
-            await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            // BadHttpRequestException (an IOException) keeps its own status, e.g. 413 from the server's body limit.
+            if (e is IOException and not BadHttpRequestException)
+            {
+                throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}");
+            }
             throw;
-        }
-        catch (IOException e) when (e is not EndOfStreamException)
-        {
-            throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}");
         }
 
         if (file is null)

@@ -240,6 +240,12 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         await client.GetAsync($"/api/jobs/{Guid.NewGuid()}/result?format=pickle").ExpectAsync(HttpStatusCode.BadRequest);
         await client.GetAsync($"/api/jobs/{Guid.NewGuid()}").ExpectAsync(HttpStatusCode.NotFound);
         await client.GetAsync("/api/jobs/not-a-guid").ExpectAsync(HttpStatusCode.NotFound);
+        await client.GetAsync("/api/jobs?page=first").ExpectAsync(HttpStatusCode.BadRequest);
+        await client.PostAsync("/api/jobs", new StringContent("modelId=1", Encoding.UTF8, "text/plain"))
+            .ExpectAsync(HttpStatusCode.UnsupportedMediaType);
+        var truncated = new StringContent("--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.bin\"\r\n\r\nabc");
+        truncated.Headers.ContentType = MediaTypeHeaderValue.Parse("multipart/form-data; boundary=b");
+        await client.PostAsync("/api/models", truncated).ExpectAsync(HttpStatusCode.BadRequest);
     }
 
     [Fact]
