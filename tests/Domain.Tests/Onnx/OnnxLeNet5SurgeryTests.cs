@@ -40,7 +40,7 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
         {
             var denseSettings = new SurgerySettings
             {
-                Iterations = 600, LearningRate = 0.01, LrPolicy = LearningRatePolicy.Inv, EvalInterval = 100000, Seed = 1,
+                Iterations = 600, LearningRate = 0.03, LrPolicy = LearningRatePolicy.Inv, EvalInterval = 100000, Seed = 1,
             };
             using var denseTrainer = new SurgeryTrainer(denseModule, [], denseSettings);
             var dense = denseTrainer.Run(train, test, new NullObserver());
@@ -55,7 +55,7 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
         var settings = new SurgerySettings
         {
             Iterations = 1000,
-            LearningRate = 0.005,
+            LearningRate = 0.01,
             LrPolicy = LearningRatePolicy.Inv,
             Gamma = 1e-4,
             ConvIterStop = 700,
@@ -64,10 +64,10 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
             Seed = 1,
             Layers =
             [
-                new LayerSettings { Pattern = "conv1", CRate = 0.5 },
-                new LayerSettings { Pattern = "conv2", CRate = 1.5 },
-                new LayerSettings { Pattern = "fc1", CRate = 2.5 },
-                new LayerSettings { Pattern = "fc2", CRate = 1.5 },
+                new LayerSettings { Pattern = "conv1", CRate = 0.3 },
+                new LayerSettings { Pattern = "conv2", CRate = 1.2 },
+                new LayerSettings { Pattern = "fc1", CRate = 2.2 },
+                new LayerSettings { Pattern = "fc2", CRate = 1.2 },
             ],
         };
         using var module = OnnxModule.Create(model, outputLogits: true);
