@@ -76,6 +76,7 @@ internal static class Reproduce
         var mnistDir = options.Get("mnist",
             Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
 
+        if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));
         Console.WriteLine($"torch threads: {get_num_threads()}, cores: {Environment.ProcessorCount}");
         var (rawTrain, rawTest) = Mnist.Load(mnistDir);
         using var train = Scaled(rawTrain);
@@ -138,39 +139,60 @@ internal static class Reproduce
     }
 
     /// <summary>
-    /// Milliseconds per iteration of dense training and of surgery, measured back to back in this process on the same
-    /// model and batches (the first iterations of a surgery, where mask updates are most frequent).
+    /// Milliseconds per iteration of dense training and of surgery on the same model and batches, measured in this
+    /// process in alternating chunks (so machine noise hits both alike); medians over the chunks. The surgery side
+    /// runs its first iterations, where mask updates are most frequent: the worst case of a run.
     /// </summary>
     private static (double Dense, double Surgery) IterationCost(string architecture, string cache,
         IReadOnlyList<PrunableLayer> layers, SurgerySettings settings, TensorDataset train)
     {
-        const int warmup = 50, measured = 400;
-        double Time(IReadOnlyList<PrunableLayer> prunable)
+        const int chunk = 100, rounds = 10;
+        var endless = settings with { Iterations = 10_000_000, EvalInterval = 10_000_000 };
+        using var denseModel = Architectures.Create(architecture);
+        using var surgeryModel = Architectures.Create(architecture);
+        denseModel.load(cache);
+        surgeryModel.load(cache);
+        using var dense = new SurgeryTrainer(denseModel, [], endless);
+        using var surgery = new SurgeryTrainer(surgeryModel, PrunableLayers.Discover(surgeryModel), endless);
+        using var empty = new TensorDataset(zeros(0, 1), zeros(0, dtype: int64), 10);
+
+        double Chunk(SurgeryTrainer trainer, int iterations)
         {
-            using var model = Architectures.Create(architecture);
-            model.load(cache);
-            using var trainer = new SurgeryTrainer(model,
-                prunable.Count == 0 ? [] : PrunableLayers.Discover(model),
-                settings with { Iterations = warmup, EvalInterval = int.MaxValue });
-            using var empty = new TensorDataset(zeros(0, 1), zeros(0, dtype: int64), 10);
-            trainer.Run(train, empty, NullObserver.Instance);
-            using var timed = new SurgeryTrainer(model,
-                prunable.Count == 0 ? [] : PrunableLayers.Discover(model),
-                settings with { Iterations = measured, EvalInterval = int.MaxValue });
+            using var cts = new CancellationTokenSource();
+            var stop = trainer.Iteration + iterations - 1;
+            var observer = new StopAt(stop, cts);
             var clock = Stopwatch.StartNew();
-            timed.Run(train, empty, NullObserver.Instance);
-            return clock.Elapsed.TotalMilliseconds / measured;
+            trainer.Run(train, empty, observer, cancellationToken: cts.Token);
+            return clock.Elapsed.TotalMilliseconds / iterations;
         }
 
-        // Alternate to spread machine noise over both.
-        var dense = new List<double>();
-        var surgery = new List<double>();
-        for (var round = 0; round < 3; round++)
+        Chunk(dense, 50);
+        Chunk(surgery, 50);
+        var denseMs = new List<double>();
+        var surgeryMs = new List<double>();
+        for (var round = 0; round < rounds; round++)
         {
-            dense.Add(Time([]));
-            surgery.Add(Time(layers));
+            denseMs.Add(Chunk(dense, chunk));
+            surgeryMs.Add(Chunk(surgery, chunk));
         }
-        return (dense.Min(), surgery.Min());
+        return (Median(denseMs), Median(surgeryMs));
+    }
+
+    private static double Median(List<double> values)
+    {
+        var sorted = values.Order().ToList();
+        return (sorted[(sorted.Count - 1) / 2] + sorted[sorted.Count / 2]) / 2;
+    }
+
+    private sealed class StopAt(int iteration, CancellationTokenSource cts) : ISurgeryObserver
+    {
+        public void OnIteration(IterationMetrics metrics)
+        {
+            if (metrics.Iteration >= iteration) cts.Cancel();
+        }
+
+        public void OnEvaluation(EvaluationMetrics metrics) { }
+        public void OnCheckpointDue(SurgeryTrainer trainer) { }
     }
 
     private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
@@ -214,14 +236,6 @@ internal static class Reproduce
         public void OnEvaluation(EvaluationMetrics metrics) =>
             Console.WriteLine($"  eval at {metrics.Iteration}: loss {metrics.Loss:F4}, error {100 * (1 - metrics.Top1):F2}%");
 
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
-    }
-
-    private sealed class NullObserver : ISurgeryObserver
-    {
-        public static readonly NullObserver Instance = new();
-        public void OnIteration(IterationMetrics metrics) { }
-        public void OnEvaluation(EvaluationMetrics metrics) { }
         public void OnCheckpointDue(SurgeryTrainer trainer) { }
     }
 }

@@ -36,10 +36,10 @@ public sealed class DynamicNetworkSurgery : IDisposable
     private Parameter? UnprunedBias { get; }
 
     /// <summary>Prune at or below this magnitude (<c>a_k = 0.9 t</c>; the magnitude method's current cut).</summary>
-    public float PruneBelow { get; internal set; }
+    public float PruneBelow { get; private set; }
 
     /// <summary>Splice back above this magnitude (<c>b_k = 1.1 t</c>).</summary>
-    public float SpliceAbove { get; internal set; }
+    public float SpliceAbove { get; private set; }
 
     /// <summary>The population standard deviation of the layer's weights at surgery start (magnitude method).</summary>
     public float StartStd { get; internal set; }
@@ -69,10 +69,16 @@ public sealed class DynamicNetworkSurgery : IDisposable
             sd = Math.Sqrt(Math.Max(nonzero.pow(2).mean().item<double>() - mu * mu, 0));
         }
         var t = Math.Max(mu + Rule.CRate * sd, 0);
-        PruneBelow = (float)(0.9 * t);
-        SpliceAbove = (float)(1.1 * t);
+        SetThresholds((float)(0.9 * t), (float)(1.1 * t));
         StartStd = nonzero.numel() > 0 ? (float)values.to(float64).std(unbiased: false).item<double>() : 0f;
         Kept = CountKept();
+    }
+
+    internal void SetThresholds(float pruneBelow, float spliceAbove)
+    {
+        PruneBelow = pruneBelow;
+        SpliceAbove = spliceAbove;
+        foreach (var m in Masked) m.SetThresholds(pruneBelow, spliceAbove);
     }
 
     /// <summary>
@@ -85,13 +91,15 @@ public sealed class DynamicNetworkSurgery : IDisposable
         long pruned = 0, spliced = 0;
         foreach (var m in Masked)
         {
-            var magnitude = m.Dense.abs();
-            var keep = m.Mask.gt(0.5f);
-            var prune = keep.logical_and(magnitude.le(PruneBelow));
-            var splice = keep.logical_not().logical_and(magnitude.gt(SpliceAbove));
-            pruned += prune.sum().item<long>();
-            spliced += splice.sum().item<long>();
-            m.Mask.masked_fill_(prune, 0f).masked_fill_(splice, 1f);
+            // Both rules with their hysteresis in one comparison: a kept entry survives while |w| > a, a cut one
+            // comes back once |w| > b. So T' = |w| > (T ? a : b).
+            var threshold = where(m.Mask, m.PruneBelow, m.SpliceAbove);
+            var kept = m.Dense.abs().gt(threshold);
+            var after = kept.count_nonzero().item<long>();
+            var splicedHere = kept.gt(m.Mask).count_nonzero().item<long>(); // T' = 1 where T = 0
+            spliced += splicedHere;
+            pruned += m.KeptCount - after + splicedHere;
+            m.SetMask(kept, after);
         }
         Kept += spliced - pruned;
         PrunedTotal += pruned;
@@ -107,15 +115,16 @@ public sealed class DynamicNetworkSurgery : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        PruneBelow = cut;
+        SetThresholds(cut, cut);
         long pruned = 0;
         foreach (var m in Masked)
         {
-            var prune = m.Mask.gt(0.5f).logical_and(m.Dense.abs().lt(cut));
-            pruned += prune.sum().item<long>();
-            m.Mask.masked_fill_(prune, 0f);
-            m.Dense.mul_(m.Mask);
-            m.Velocity.mul_(m.Mask);
+            var kept = m.Mask.logical_and(m.Dense.abs().ge(cut));
+            var before = m.KeptCount;
+            m.SetMask(kept);
+            pruned += before - m.KeptCount;
+            m.Dense.masked_fill_(m.Cut, 0f);
+            m.Velocity.masked_fill_(m.Cut, 0f);
         }
         Kept -= pruned;
         PrunedTotal += pruned;
@@ -128,8 +137,7 @@ public sealed class DynamicNetworkSurgery : IDisposable
         using var _ = no_grad();
         foreach (var m in Masked)
         {
-            using var product = m.Dense.mul(m.Mask);
-            m.Parameter.copy_(product);
+            m.Parameter.copy_(m.Dense).masked_fill_(m.Cut, 0f);
         }
     }
 
@@ -137,7 +145,7 @@ public sealed class DynamicNetworkSurgery : IDisposable
     internal long CountKept()
     {
         using var scope = NewDisposeScope();
-        var kept = Masked.Sum(m => m.Mask.count_nonzero().item<long>());
+        var kept = Masked.Sum(m => m.KeptCount);
         if (UnprunedBias is not null) kept += UnprunedBias.count_nonzero().item<long>();
         return kept;
     }
@@ -147,20 +155,58 @@ public sealed class DynamicNetworkSurgery : IDisposable
         foreach (var m in Masked) m.Dispose();
     }
 
-    /// <summary>A module parameter with its dense shadow <c>W</c> and mask <c>T</c> (float 0/1, same shape and device).</summary>
+    /// <summary>
+    /// A module parameter with its dense shadow <c>W</c> and its mask <c>T</c> (bool, same shape and device), kept with
+    /// its complement so that writing <c>W ⊙ T</c> every iteration costs one copy and one fill.
+    /// </summary>
     internal sealed class MaskedTensor : IDisposable
     {
         public MaskedTensor(Parameter parameter)
         {
             Parameter = parameter;
             Dense = parameter.detach().clone().DetachFromDisposeScope();
-            Mask = ones_like(parameter).DetachFromDisposeScope();
+            Mask = ones_like(parameter, dtype: @bool).DetachFromDisposeScope();
+            Cut = zeros_like(parameter, dtype: @bool).DetachFromDisposeScope();
             Velocity = zeros_like(parameter).DetachFromDisposeScope();
+            PruneBelow = tensor(0f, device: Dense.device).DetachFromDisposeScope();
+            SpliceAbove = tensor(0f, device: Dense.device).DetachFromDisposeScope();
+            KeptCount = parameter.numel();
         }
 
         public Parameter Parameter { get; }
         public Tensor Dense { get; }
-        public Tensor Mask { get; }
+
+        /// <summary><c>T</c>: true where the connection is kept.</summary>
+        public Tensor Mask { get; private set; }
+
+        /// <summary><c>not T</c>: true where the connection is cut.</summary>
+        public Tensor Cut { get; private set; }
+
+        /// <summary>Entries of <see cref="Mask"/> that are true, maintained by <see cref="SetMask"/>.</summary>
+        public long KeptCount { get; private set; }
+
+        /// <summary>The layer's thresholds as 0-dim tensors on the weights' device.</summary>
+        public Tensor PruneBelow { get; private set; }
+
+        public Tensor SpliceAbove { get; private set; }
+
+        /// <summary>Replaces the mask; takes ownership of <paramref name="kept"/> (a bool tensor of the weight's shape).</summary>
+        public void SetMask(Tensor kept, long? keptCount = null)
+        {
+            Mask.Dispose();
+            Cut.Dispose();
+            Mask = kept.DetachFromDisposeScope();
+            Cut = kept.logical_not().DetachFromDisposeScope();
+            KeptCount = keptCount ?? kept.count_nonzero().item<long>();
+        }
+
+        public void SetThresholds(float pruneBelow, float spliceAbove)
+        {
+            PruneBelow.Dispose();
+            SpliceAbove.Dispose();
+            PruneBelow = tensor(pruneBelow, device: Dense.device).DetachFromDisposeScope();
+            SpliceAbove = tensor(spliceAbove, device: Dense.device).DetachFromDisposeScope();
+        }
 
         /// <summary>The optimizer's momentum for <see cref="Dense"/>.</summary>
         public Tensor Velocity { get; }
@@ -169,7 +215,10 @@ public sealed class DynamicNetworkSurgery : IDisposable
         {
             Dense.Dispose();
             Mask.Dispose();
+            Cut.Dispose();
             Velocity.Dispose();
+            PruneBelow.Dispose();
+            SpliceAbove.Dispose();
         }
     }
 }

@@ -181,7 +181,7 @@ public sealed class SurgeryTrainer : IDisposable
                 var grad = m.Parameter.grad;
                 if (grad is null) continue;
                 // Spec step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through).
-                var freeze = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
+                var freeze = _settings.Method == SurgeryMethod.Magnitude ? m.Cut : null;
                 Update(m.Dense, grad, m.Velocity, freeze);
             }
         }
@@ -191,10 +191,10 @@ public sealed class SurgeryTrainer : IDisposable
             if (grad is not null) Update(parameter, grad, velocity, null);
         }
 
-        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? freeze)
+        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? cut)
         {
             if (decay != 0) grad.add_(weight, decay);
-            if (freeze is not null) grad.mul_(freeze);
+            if (cut is not null) grad.masked_fill_(cut, 0f); // magnitude baseline: pruned weights stay exactly zero
             velocity.mul_(momentum).add_(grad, lr);
             weight.sub_(velocity);
         }
@@ -341,8 +341,7 @@ public sealed class SurgeryTrainer : IDisposable
         foreach (var layer in _layers)
         {
             Expect(reader.ReadString() == layer.Layer.Name, $"layer {layer.Layer.Name} missing");
-            layer.PruneBelow = reader.ReadSingle();
-            layer.SpliceAbove = reader.ReadSingle();
+            layer.SetThresholds(reader.ReadSingle(), reader.ReadSingle());
             layer.StartStd = reader.ReadSingle();
             layer.Kept = reader.ReadInt64();
             layer.PrunedTotal = reader.ReadInt64();
@@ -350,7 +349,9 @@ public sealed class SurgeryTrainer : IDisposable
             foreach (var m in layer.Masked)
             {
                 TensorIO.ReadInto(reader, m.Dense);
-                TensorIO.ReadInto(reader, m.Mask);
+                var mask = m.Mask.clone();
+                TensorIO.ReadInto(reader, mask);
+                m.SetMask(mask);
                 TensorIO.ReadInto(reader, m.Velocity);
             }
             layer.WriteMaskedWeights();

@@ -84,5 +84,5 @@ internal static class Fixtures
         public void OnCheckpointDue(SurgeryTrainer trainer) => OnCheckpoint?.Invoke(trainer);
     }
 
-    public static float[] Values(Tensor t) => t.detach().cpu().data<float>().ToArray();
+    public static float[] Values(Tensor t) => t.detach().cpu().to(float32).data<float>().ToArray();
 }

@@ -294,6 +294,29 @@ public class SurgeryTrainerTests
         Assert.True(live.Max() - live.Min() <= 2, "live tensors grew: " + string.Join(", ", live));
     }
 
+    [Theory]
+    [InlineData(LearningRatePolicy.Fixed, 9, 0.1)]
+    [InlineData(LearningRatePolicy.Step, 9, 0.1 * 0.5 * 0.5)] // floor(9 / 4) = 2 steps
+    [InlineData(LearningRatePolicy.Inv, 9, 0.1 * 0.78125)] // lr (1 + gamma iter) ^ -power, power chosen below
+    public void LearningRateFollowsCaffePolicies(LearningRatePolicy policy, int iteration, double expected)
+    {
+        var (train, test) = Blobs();
+        using var _ = train;
+        using var __ = test;
+        using var model = NewModel();
+        var power = Math.Log(1 / 0.78125) / Math.Log(1 + 0.5 * 9); // makes Inv's factor at iteration 9 exactly 0.78125
+        var observer = new RecordingObserver();
+        using var trainer = new SurgeryTrainer(model, [], Settings(10) with
+        {
+            LearningRate = 0.1, LrPolicy = policy, LrGamma = 0.5, LrStepSize = 4, LrPower = power,
+        });
+
+        trainer.Run(train, test, observer);
+
+        Assert.Equal(expected, observer.Iterations[iteration].LearningRate, 12);
+        Assert.Equal(0.1, observer.Iterations[0].LearningRate, 12);
+    }
+
     [Fact]
     public void InvalidSettingsAreRefusedWithTheSettingNamed()
     {
