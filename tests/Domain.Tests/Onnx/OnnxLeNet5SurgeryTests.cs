@@ -49,9 +49,19 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
         }
         var denseError = 1 - OnnxRuntimeAccuracy(exported, test);
 
-        // 2. Surgery on the uploaded ONNX model.
+        // 2. Surgery on the uploaded ONNX model, whose execution in TorchSharp first matches ONNX Runtime's.
         var model = OnnxModel.Load(exported);
         Assert.Equal(4, model.PrunableLayers.Count);
+        using (var full = OnnxModule.Create(model))
+        using (var scope = NewDisposeScope())
+        {
+            var images = test.Inputs.narrow(0, 0, 64).contiguous();
+            var input = images.data<float>().ToArray();
+            var (expected, _) = OnnxRuntimeRunner.Run(exported, input, images.shape);
+            var diff = OnnxParity.MaxAbsDiff(expected, OnnxParity.RunTorch(full, input, images.shape, out _));
+            output.WriteLine($"trained LeNet-5 before surgery, TorchSharp vs ONNX Runtime on 64 test images: max abs diff {diff:g3}");
+            Assert.True(diff <= OnnxParity.Tolerance);
+        }
         var settings = new SurgerySettings
         {
             Iterations = 1000,
