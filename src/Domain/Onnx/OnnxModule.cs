@@ -92,6 +92,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
+        using var scope = NewDisposeScope();
         var values = new Dictionary<string, Tensor>(_nodes.Length * 2 + _bindings.Length, StringComparer.Ordinal)
         {
             [_inputName] = input,
@@ -118,6 +119,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
             }
             values[node.Output[0]] = Execute(node, _attributes[i], inputs, batch);
         }
-        return values[_outputName];
+        // alias(): the output may be the input or a parameter, which must not leave this scope as the caller's to dispose.
+        return values[_outputName].alias().MoveToOuterDisposeScope();
     }
 }

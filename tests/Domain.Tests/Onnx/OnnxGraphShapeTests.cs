@@ -100,6 +100,17 @@ public class OnnxGraphShapeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LeNet5GraphAsPyTorchExportsItMatchesOnnxRuntime()
+    {
+        var bytes = OnnxLeNet5SurgeryTests.LeNet5Graph();
+        output.WriteLine($"LeNet-5 graph: max abs diff {OnnxParity.AssertMatches(bytes, [4, 1, 28, 28]):g3}");
+        var model = OnnxModel.Load(bytes);
+        Assert.Equal(["conv1", "conv2", "fc1", "fc2"], model.PrunableLayers.Select(l => l.Name));
+        Assert.Equal(["conv1_bias", "conv2_bias", "fc1_bias", "fc2_bias"], model.PrunableLayers.Select(l => l.BiasParameter));
+        Assert.Equal(431080, model.Layers.Sum(l => l.ParameterCount));
+    }
+
+    [Fact]
     public void OutputLogitsSkipsTheFinalSoftmaxOnlyWhenAsked()
     {
         var g = new OnnxGraphBuilder(13);
