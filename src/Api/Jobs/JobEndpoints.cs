@@ -76,14 +76,19 @@ public static class JobEndpoints
 
         if (request.ModelId is null) malformed["modelId"] = ["is required"];
         if (request.DatasetId is null) malformed["datasetId"] = ["is required"];
-        SurgeryMethod? method = request.Method?.ToLowerInvariant() switch
+        SurgeryMethod? method = null;
+        if (request.Method is not null)
         {
-            null => null,
-            "dns" => SurgeryMethod.Dns,
-            "magnitude" => SurgeryMethod.Magnitude,
-            _ => (SurgeryMethod)(-1),
-        };
-        if (method is (SurgeryMethod)(-1)) malformed["method"] = ["must be 'dns' or 'magnitude'"];
+            if (Enum.TryParse<SurgeryMethod>(request.Method, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)
+                && !char.IsDigit(request.Method[0]))
+            {
+                method = parsed;
+            }
+            else
+            {
+                malformed["method"] = ["must be 'dns' or 'magnitude'"];
+            }
+        }
         var queue = request.Queue?.ToLowerInvariant() ?? "cpu";
         if (!Queues.Contains(queue)) malformed["queue"] = ["must be 'cpu' or 'gpu'"];
         if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");

@@ -33,7 +33,9 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         }
 
         var connectionString = db.Database.GetConnectionString()!;
-        await using var lockConnection = new NpgsqlConnection(connectionString);
+        // Unpooled: closing it (or the process dying) ends the session and so releases the advisory lock at once.
+        await using var lockConnection = new NpgsqlConnection(
+            new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false }.ConnectionString);
         await lockConnection.OpenAsync(CancellationToken.None);
         if (!await TryLockAsync(lockConnection, jobId)) throw new JobBusyException(jobId);
 
