@@ -3,6 +3,8 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Hangfire;
+using Microsoft.Extensions.DependencyInjection;
 using SurgeryService.Api.Tests.Infrastructure;
 using SurgeryService.Domain.Models;
 using static TorchSharp.torch;
@@ -177,6 +179,33 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
             Assert.Equal(0, l.GetProperty("splicedTotal").GetInt64());
             Assert.True(l.GetProperty("prunedTotal").GetInt64() > 0);
         });
+    }
+
+    [Fact]
+    public async Task RunningAFinishedJobAgainChangesNothing()
+    {
+        var client = host.Client();
+        var model = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 16), "mlp.onnx"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(128, 64), "small.npz"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(
+            model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid(), iterations: 20, checkpointInterval: 10, evalInterval: 10));
+        var before = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+        Assert.Equal("Succeeded", before.GetProperty("state").GetString());
+
+        var hangfire = host.Factory.Services.GetRequiredService<Hangfire.IBackgroundJobClient>();
+        var again = hangfire.Create<SurgeryService.Domain.Jobs.SurgeryJobRunner>(
+            r => r.RunAsync(job, CancellationToken.None), new Hangfire.States.EnqueuedState("cpu"));
+        var ran = await Eventually.TrueAsync(async () =>
+            await host.Db.ScalarAsync<string>($"SELECT statename FROM hangfire.job WHERE id = {again}") == "Succeeded",
+            TimeSpan.FromSeconds(30));
+
+        Assert.True(ran, host.Worker!.Output);
+        var after = await JobScenario.GetJobAsync(client, job);
+        Assert.Equal(before.GetProperty("attempts").GetInt32(), after.GetProperty("attempts").GetInt32());
+        Assert.Equal(before.GetProperty("finishedAt").GetString(), after.GetProperty("finishedAt").GetString());
+        Assert.Equal(20L, await host.Db.ScalarAsync<long>($"SELECT count(*) FROM job_metrics WHERE \"JobId\" = '{job}'"));
     }
 
     [Fact]
