@@ -29,6 +29,23 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
     }
 
     [Fact]
+    public async Task AnApiKeyThatIsTooShortOrSharedStopsTheApiAtStart()
+    {
+        await using var factory = new SurgeryApiFactory(host.Db.ConnectionString, new Dictionary<string, string?>
+        {
+            ["Tenants:acme:ApiKeys:0"] = "short",
+            ["Tenants:globex:ApiKeys:0"] = ServiceHost.AcmeKey,
+            ["Tenants:initech:ApiKeys:0"] = ServiceHost.AcmeKey,
+        });
+
+        var failure = Assert.ThrowsAny<Exception>(() => factory.CreateClient());
+
+        var message = failure.ToString();
+        Assert.Contains("shorter than 16 characters", message);
+        Assert.Contains("also configured for another tenant", message);
+    }
+
+    [Fact]
     public async Task TheHangfireDashboardOpensForOperatorTenantsWithTheKeyInTheHeaderOrAsBasicPassword()
     {
         Assert.Equal(HttpStatusCode.OK, (await host.Client(ServiceHost.AcmeKey).GetAsync("/hangfire")).StatusCode);
