@@ -5,8 +5,19 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Tests.Surgery;
 
-public class SurgeryTrainerTests
+public sealed class SurgeryTrainerTests : IDisposable
 {
+    private readonly SurgeryService.Domain.Datasets.TensorDataset train;
+    private readonly SurgeryService.Domain.Datasets.TensorDataset test;
+
+    public SurgeryTrainerTests() => (train, test) = Blobs();
+
+    public void Dispose()
+    {
+        train.Dispose();
+        test.Dispose();
+    }
+
     private static Mlp NewModel(int seed = 11)
     {
         manual_seed(seed);
@@ -16,9 +27,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void GradientReachesMaskedWeightsWhileModuleSeesZeros()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var settings = Settings(iterations: 1) with { CRate = 1 };
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
@@ -39,9 +47,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void MasksStopChangingAfterIterStop()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var observer = new RecordingObserver();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(60) with { FcIterStop = 20, Gamma = 0 });
@@ -55,9 +60,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void MaskUpdatesBecomeRarerAsSigmaDecays()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var observer = new RecordingObserver();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(400) with { Gamma = 0.05, FcIterStop = 10000 });
@@ -73,9 +75,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void BiasesArePrunedOnlyWhenTheSettingSaysSo()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var plainModel = NewModel();
         using var prunedModel = NewModel();
         var settings = Settings(30) with { CRate = 1.5 };
@@ -94,9 +93,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void MagnitudeMethodNeverSplicesAndKeepsPrunedWeightsAtExactZero()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var observer = new RecordingObserver();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model),
@@ -121,9 +117,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void ConvThenFcPhasesLeaveFullyConnectedMasksAloneInTheFirstHalf()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var observer = new RecordingObserver();
         var layers = PrunableLayers.Discover(model).Select((l, i) => i == 0 ? l with { Kind = LayerKind.Convolution } : l).ToList();
@@ -139,9 +132,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void RunResumedFromCheckpointEndsIdenticalToUninterruptedRun()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         var settings = Settings(60) with { WeightDecay = 1e-4, Momentum = 0.9 };
 
         using var straightModel = NewModel();
@@ -181,9 +171,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void CancelledRunStopsBetweenIterationsAndCanStillWriteItsCheckpoint()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         using var cts = new CancellationTokenSource();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(1000));
@@ -202,9 +189,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void CheckpointIsOfferedEveryInterval()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var due = new List<int>();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(25));
@@ -217,9 +201,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void CheckpointFromAnotherModelIsRefused()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(5));
         using var checkpoint = new MemoryStream();
@@ -235,9 +216,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void SurgeryPrunesASmallNetworkHardAndKeepsItsAccuracy()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         using (var dense = new SurgeryTrainer(model, [], Settings(300)))
         {
@@ -278,9 +256,6 @@ public class SurgeryTrainerTests
     [Fact]
     public void LiveTensorCountStaysFlatOverHundredsOfIterations()
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(400) with { EvalInterval = 50 });
         var live = new List<long>();
@@ -300,9 +275,6 @@ public class SurgeryTrainerTests
     [InlineData(LearningRatePolicy.Inv, 9, 0.1 * 0.78125)] // lr (1 + gamma iter) ^ -power, power chosen below
     public void LearningRateFollowsCaffePolicies(LearningRatePolicy policy, int iteration, double expected)
     {
-        var (train, test) = Blobs();
-        using var _ = train;
-        using var __ = test;
         using var model = NewModel();
         var power = Math.Log(1 / 0.78125) / Math.Log(1 + 0.5 * 9); // makes Inv's factor at iteration 9 exactly 0.78125
         var observer = new RecordingObserver();
