@@ -31,14 +31,29 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
         _outputName = model.OutputName;
         if (outputLogits)
         {
+            // The final Softmax/LogSoftmax, possibly followed by Identity nodes, is left out.
+            var tail = new List<NodeProto>();
             var last = nodes.LastOrDefault(n => n.Output.Contains(_outputName));
+            while (last is { OpType: "Identity" })
+            {
+                tail.Add(last);
+                var input = last.Input[0];
+                last = nodes.LastOrDefault(n => n.Output.Contains(input));
+            }
             if (last is { OpType: "Softmax" or "LogSoftmax" })
             {
                 _outputName = last.Input[0];
                 nodes.Remove(last);
+                tail.ForEach(n => nodes.Remove(n));
             }
         }
-        OutputsLogits = nodes.LastOrDefault(n => n.Output.Contains(_outputName)) is not { OpType: "Softmax" or "LogSoftmax" };
+        var producer = nodes.LastOrDefault(n => n.Output.Contains(_outputName));
+        while (producer is { OpType: "Identity" })
+        {
+            var input = producer.Input[0];
+            producer = nodes.LastOrDefault(n => n.Output.Contains(input));
+        }
+        OutputsLogits = producer is not { OpType: "Softmax" or "LogSoftmax" };
 
         var bindings = new List<(string, string, bool)>();
         using (torch.no_grad())

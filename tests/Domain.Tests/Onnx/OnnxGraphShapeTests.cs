@@ -116,7 +116,7 @@ public class OnnxGraphShapeTests(ITestOutputHelper output)
         var g = new OnnxGraphBuilder(13);
         var x = g.Input("x", -1, 4);
         var y = g.Node("Gemm", [x, g.Init("w", [4, 3])]);
-        var bytes = g.Bytes(g.Node("Softmax", [y]));
+        var bytes = g.Bytes(g.Node("Identity", [g.Node("Softmax", [y])]));
         var model = OnnxModel.Load(bytes);
         using var full = OnnxModule.Create(model);
         using var logits = OnnxModule.Create(model, outputLogits: true);

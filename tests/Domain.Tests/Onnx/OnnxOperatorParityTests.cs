@@ -59,6 +59,15 @@ public class OnnxOperatorParityTests(ITestOutputHelper output)
         Check(g, y, 2, 4, 5, 6);
     }
 
+    [Fact]
+    public void ConvTransposeWithSameUpperAutoPadMatchesOnnxRuntime()
+    {
+        var g = new OnnxGraphBuilder(11);
+        var x = g.Input("x", 1, 2, 4, 5);
+        var y = g.Node("ConvTranspose", [x, g.Init("w", [2, 3, 3, 3])], ("strides", new long[] { 2, 2 }), ("auto_pad", "SAME_UPPER"));
+        Check(g, y, 1, 2, 4, 5);
+    }
+
     [Theory]
     [InlineData(0, 0, 1f, 1f)]
     [InlineData(0, 1, 1f, 1f)]
