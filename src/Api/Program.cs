@@ -31,7 +31,8 @@ builder.Services.AddOptions<DatasetOptions>().BindConfiguration(DatasetOptions.S
 
 builder.Services.AddSurgeryPersistence(builder.Configuration);
 builder.Services.AddSurgeryJobs();
-builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));
+builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
+builder.Services.AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services));
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).

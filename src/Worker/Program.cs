@@ -16,7 +16,8 @@ if (options.TorchThreads > 0)
 }
 builder.Services.AddSurgeryPersistence(builder.Configuration);
 builder.Services.AddSurgeryJobs();
-builder.Services.AddHangfire(hangfire => hangfire.UseSurgeryStorage(builder.Configuration));
+builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
+builder.Services.AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services));
 builder.Services.AddHangfireServer(server =>
 {
     // Configuration arrays bind on top of the default list, so a queue can appear twice.

@@ -28,27 +28,54 @@ public static class ServiceCollectionExtensions
         return services;
     }
 
-    /// <summary>Hangfire's job storage in the same PostgreSQL database, in its own schema.</summary>
-    public static IGlobalConfiguration UseSurgeryStorage(this IGlobalConfiguration hangfire, IConfiguration configuration)
+    /// <summary>
+    /// Hangfire's job storage in the same PostgreSQL database, in its own schema, and a job activator on this host's
+    /// services, both as this host's singletons. Hangfire's defaults are process-wide statics (JobStorage.Current,
+    /// JobActivator.Current) that several hosts in one process (the service tests) would otherwise share.
+    /// Call before <c>AddHangfire</c>, which then keeps these registrations.
+    /// </summary>
+    public static IServiceCollection AddSurgeryHangfireStorage(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddSingleton<JobStorage>(_ => CreateStorage(configuration));
+        services.AddSingleton<JobActivator>(provider => new ScopedJobActivator(provider.GetRequiredService<IServiceScopeFactory>()));
+        return services;
+    }
+
+    /// <summary>Hangfire's serialisation and logging for this service: <c>AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services))</c>.</summary>
+    public static IGlobalConfiguration UseSurgeryDefaults(this IGlobalConfiguration hangfire, IServiceProvider services) => hangfire
+        .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
+        .UseSimpleAssemblyNameTypeSerializer()
+        .UseRecommendedSerializerSettings()
+        .UseLogProvider(new HangfireLogging(services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>()));
+
+    private static PostgreSqlStorage CreateStorage(IConfiguration configuration)
     {
         var connectionString = configuration.GetSurgeryConnectionString();
-        var storage = configuration.GetSection(HangfireStorageSettings.Section).Get<HangfireStorageSettings>() ?? new();
-        return hangfire
-            .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
-            .UseSimpleAssemblyNameTypeSerializer()
-            .UseRecommendedSerializerSettings()
-            .UsePostgreSqlStorage(
-                storage => storage.UseNpgsqlConnection(connectionString),
-                new PostgreSqlStorageOptions
-                {
-                    SchemaName = HangfireSchema,
-                    PrepareSchemaIfNecessary = true,
-                    // A job whose worker died becomes visible to other workers after this long; live workers keep
-                    // extending it (sliding), so long surgeries are never taken twice.
-                    InvisibilityTimeout = TimeSpan.FromSeconds(storage.InvisibilityTimeoutSeconds),
-                    UseSlidingInvisibilityTimeout = true,
-                    QueuePollInterval = TimeSpan.FromMilliseconds(storage.QueuePollIntervalMilliseconds),
-                });
+        var settings = configuration.GetSection(HangfireStorageSettings.Section).Get<HangfireStorageSettings>() ?? new();
+        var options = new PostgreSqlStorageOptions
+        {
+            SchemaName = HangfireSchema,
+            PrepareSchemaIfNecessary = true,
+            // A job whose worker died becomes visible to other workers after this long; live workers keep extending it
+            // (sliding), so long surgeries are never taken twice.
+            InvisibilityTimeout = TimeSpan.FromSeconds(settings.InvisibilityTimeoutSeconds),
+            UseSlidingInvisibilityTimeout = true,
+            QueuePollInterval = TimeSpan.FromMilliseconds(settings.QueuePollIntervalMilliseconds),
+        };
+        return new PostgreSqlStorage(new Hangfire.PostgreSql.Factories.NpgsqlConnectionFactory(connectionString, options), options);
+    }
+
+    /// <summary>Creates each job (the runner and its DbContext) in a DI scope of its own, disposed after the job.</summary>
+    private sealed class ScopedJobActivator(IServiceScopeFactory scopes) : JobActivator
+    {
+        public override JobActivatorScope BeginScope(JobActivatorContext context) => new Scope(scopes.CreateScope());
+
+        private sealed class Scope(IServiceScope scope) : JobActivatorScope
+        {
+            public override object Resolve(Type type) => ActivatorUtilities.GetServiceOrCreateInstance(scope.ServiceProvider, type);
+
+            public override void DisposeScope() => scope.Dispose();
+        }
     }
 
     /// <summary>Registers what a Hangfire server needs to run surgery jobs.</summary>
