@@ -16,6 +16,7 @@ static int Usage()
           --settings FILE            surgery settings as JSON (SurgerySettings), replacing the recipe
           --dense-iterations N       iterations of the dense reference (cached in .data/bench)
           --json FILE                also write the figures as JSON
+          --no-cost                  skip the dense-vs-surgery iteration cost measurement
           --threads N                torch intra-op threads (default: LibTorch's, one per core)
           --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
         """);

@@ -106,7 +106,9 @@ internal static class Reproduce
         }
 
         var layers = PrunableLayers.Discover(model);
-        var (denseMs, surgeryMs) = IterationCost(architecture, cache, layers, settings, train);
+        var (denseMs, surgeryMs) = options.Has("no-cost")
+            ? (double.NaN, double.NaN)
+            : IterationCost(architecture, cache, layers, settings, train);
 
         var observer = new ConsoleObserver();
         var wall = Stopwatch.StartNew();
