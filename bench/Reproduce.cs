@@ -131,9 +131,9 @@ internal static class Reproduce
                 layers = outcome.Layers,
                 iterations = outcome.Iterations,
                 wallSeconds = wall.Elapsed.TotalSeconds,
-                denseIterationMs = denseMs,
-                surgeryIterationMs = surgeryMs,
-                surgeryToDenseRatio = surgeryMs / denseMs,
+                denseIterationMs = double.IsNaN(denseMs) ? (double?)null : denseMs,
+                surgeryIterationMs = double.IsNaN(surgeryMs) ? (double?)null : surgeryMs,
+                surgeryToDenseRatio = double.IsNaN(denseMs) ? (double?)null : surgeryMs / denseMs,
             };
             File.WriteAllText(options.Get("json", ""), JsonSerializer.Serialize(report, Json));
         }
@@ -212,7 +212,10 @@ internal static class Reproduce
         Console.WriteLine($"test error         {100 * (1 - outcome.Before!.Top1):F2}% -> {100 * (1 - outcome.After!.Top1):F2}%");
         Console.WriteLine($"iterations         {outcome.Iterations}");
         Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");
-        Console.WriteLine($"iteration cost     dense {denseMs:F2} ms, surgery {surgeryMs:F2} ms, ratio {surgeryMs / denseMs:F2}x");
+        if (!double.IsNaN(denseMs))
+        {
+            Console.WriteLine($"iteration cost     dense {denseMs:F2} ms, surgery {surgeryMs:F2} ms, ratio {surgeryMs / denseMs:F2}x");
+        }
         Console.WriteLine($"settings           {JsonSerializer.Serialize(settings)}");
     }
 
