@@ -13,4 +13,10 @@ PG_FSYNC=off start_postgres "$DATA_DIR/postgres-test"
 export SURGERY_MNIST_DIR="$MNIST_DIR"
 
 dotnet build SurgeryService.sln -c Release -nologo -v quiet
-dotnet test SurgeryService.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@"
+LOG="$DATA_DIR/test-output.log"
+status=0
+dotnet test SurgeryService.sln -c Release --no-build -nologo --logger "console;verbosity=normal" "$@" 2>&1 | tee "$LOG" || status=$?
+# One summary line over all test projects.
+awk '/^ +Passed: +[0-9]+/ { p += $2 } /^ +Failed: +[0-9]+/ { f += $2 } /^ +Skipped: +[0-9]+/ { s += $2 }
+     END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$LOG"
+exit "$status"
