@@ -1,4 +1,7 @@
 using System.Net;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using SurgeryService.Api.Datasets;
 using SurgeryService.Api.Tests.Infrastructure;
 
 namespace SurgeryService.Api.Tests.Datasets;
@@ -35,7 +38,8 @@ public sealed class BuiltInMnistTests(BuiltInMnistHost host) : IClassFixture<Bui
             ["Datasets:MnistDirectory"] = TestData.MnistDirectory,
         });
         second.CreateClient();
-        await Task.Delay(TimeSpan.FromSeconds(2));
+        var registration = second.Services.GetServices<IHostedService>().OfType<BuiltInDatasets>().Single();
+        await registration.ExecuteTask!.WaitAsync(TimeSpan.FromSeconds(60));
         Assert.Equal(1L, await host.Db.ScalarAsync<long>("SELECT count(*) FROM datasets WHERE \"BuiltIn\""));
     }
 }
