@@ -15,45 +15,55 @@ internal static class Reproduce
 {
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
-    /// <summary>Settings that reached the targets on this machine (see README, "Measured results").</summary>
-    public static SurgerySettings Recipe(string architecture, SurgeryMethod method) => architecture switch
+    /// <summary>
+    /// The best settings found on this machine for each architecture and method (README, "Measured results"); the
+    /// paper published none. A starting point for a user's own models too.
+    /// </summary>
+    public static SurgerySettings Recipe(string architecture, SurgeryMethod method)
     {
-        Architectures.LeNet300100 => new SurgerySettings
+        LayerSettings Layer(string pattern, double cRate) => new() { Pattern = pattern, CRate = cRate };
+        return (architecture, method) switch
         {
-            Method = method,
-            Iterations = 20000,
-            LearningRate = 0.01,
-            LrPolicy = LearningRatePolicy.Inv,
-            Gamma = 1e-4,
-            FcIterStop = 14000,
-            EvalInterval = 2000,
-            Layers =
-            [
-                new LayerSettings { Pattern = "fc1", CRate = 1.5 },
-                new LayerSettings { Pattern = "fc2", CRate = 1.5 },
-                new LayerSettings { Pattern = "fc3", CRate = 1.0 },
-            ],
-        },
-        Architectures.LeNet5 => new SurgerySettings
-        {
-            Method = method,
-            Iterations = 20000,
-            LearningRate = 0.01,
-            LrPolicy = LearningRatePolicy.Inv,
-            Gamma = 1e-4,
-            ConvIterStop = 14000,
-            FcIterStop = 14000,
-            EvalInterval = 2000,
-            Layers =
-            [
-                new LayerSettings { Pattern = "conv1", CRate = 1 },
-                new LayerSettings { Pattern = "conv2", CRate = 3 },
-                new LayerSettings { Pattern = "fc1", CRate = 4 },
-                new LayerSettings { Pattern = "fc2", CRate = 2.5 },
-            ],
-        },
-        _ => throw new ArgumentException($"unknown architecture {architecture}"),
-    };
+            (Architectures.LeNet300100, SurgeryMethod.Dns) => new SurgerySettings
+            {
+                Iterations = 100000,
+                LearningRate = 0.02,
+                Gamma = 1e-4,
+                FcIterStop = 30000,
+                EvalInterval = 20000,
+                Layers = [Layer("fc1", 7.1), Layer("fc2", 4.6), Layer("fc3", 3.5)],
+            },
+            (Architectures.LeNet300100, SurgeryMethod.Magnitude) => new SurgerySettings
+            {
+                Method = SurgeryMethod.Magnitude,
+                Iterations = 40000,
+                MagnitudeRounds = 5,
+                EvalInterval = 10000,
+                Layers = [Layer("fc1", 2.0), Layer("fc2", 2.0), Layer("fc3", 1.2)],
+            },
+            (Architectures.LeNet5, SurgeryMethod.Dns) => new SurgerySettings
+            {
+                Iterations = 20000,
+                Gamma = 1e-4,
+                ConvIterStop = 10000,
+                FcIterStop = 10000,
+                EvalInterval = 5000,
+                Layers = [Layer("conv1", 2.2), Layer("conv2", 3.8), Layer("fc1", 6.0), Layer("fc2", 3.2)],
+            },
+            (Architectures.LeNet5, SurgeryMethod.Magnitude) => new SurgerySettings
+            {
+                Method = SurgeryMethod.Magnitude,
+                Iterations = 12000,
+                MagnitudeRounds = 4,
+                EvalInterval = 4000,
+                Layers = [Layer("conv1", 0.8), Layer("conv2", 1.5), Layer("fc1", 2.0), Layer("fc2", 1.2)],
+            },
+            _ => throw new ArgumentException($"unknown architecture {architecture}"),
+        };
+    }
+
+    /// <summary>Iterations of the dense reference used for the measured results.</summary>
+    private static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 6000 : 10000;
 
     private static SurgerySettings DenseRecipe(int iterations) => new()
     {
@@ -72,7 +82,7 @@ internal static class Reproduce
             : Recipe(architecture, method);
         if (options.Has("iterations")) settings = settings with { Iterations = int.Parse(options.Get("iterations", "")) };
         settings = settings with { Method = method };
-        var denseIterations = int.Parse(options.Get("dense-iterations", "10000"));
+        var denseIterations = int.Parse(options.Get("dense-iterations", DenseIterations(architecture).ToString()));
         var mnistDir = options.Get("mnist",
             Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
 
