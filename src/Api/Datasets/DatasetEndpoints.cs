@@ -5,11 +5,11 @@ using Microsoft.EntityFrameworkCore;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
-using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain;
 
 namespace SurgeryService.Api.Datasets;
 
@@ -49,13 +49,8 @@ public static class DatasetEndpoints
         var group = app.MapGroup("/api/datasets").WithTags("Datasets").RequireAuthorization();
         group.MapPost("/", Upload).WithName("UploadDataset")
             .WithSummary("Upload a dataset (zip of IDX files, or .npz)")
-            .Accepts<DatasetUploadForm>("multipart/form-data")
-            .WithMetadata(new OpenApiExample(new { file = "(binary)", name = "mnist-small" }))
-            .DisableAntiforgery()
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+            .AcceptsUpload<DatasetUploadForm>()
+            .WithMetadata(new OpenApiExample(new { file = "(binary)", name = "mnist-small" }));
         group.MapGet("/", List).WithName("ListDatasets").WithSummary("The tenant's datasets and the built-in ones");
         group.MapGet("/{id:guid}", Get).WithName("GetDataset").WithSummary("One dataset");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteDataset").WithSummary("Delete a dataset no queued or running job uses")

@@ -1,14 +1,14 @@
+using System.Security.Claims;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.EntityFrameworkCore;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
-using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Persistence;
-using System.Security.Claims;
+using SurgeryService.Domain;
 
 namespace SurgeryService.Api.Models;
 
@@ -54,13 +54,8 @@ public static class ModelEndpoints
         var group = app.MapGroup("/api/models").WithTags("Models").RequireAuthorization();
         group.MapPost("/", Upload).WithName("UploadModel")
             .WithSummary("Upload a model (ONNX, or TorchSharp weights with an architecture)")
-            .Accepts<ModelUploadForm>("multipart/form-data")
-            .WithMetadata(new OpenApiExample(new { file = "(binary)", architecture = "lenet-300-100", name = "lenet-300-100-dense" }))
-            .DisableAntiforgery()
-            .ProducesProblem(StatusCodes.Status400BadRequest)
-            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status422UnprocessableEntity);
+            .AcceptsUpload<ModelUploadForm>()
+            .WithMetadata(new OpenApiExample(new { file = "(binary)", architecture = "lenet-300-100", name = "lenet-300-100-dense" }));
         group.MapGet("/", List).WithName("ListModels").WithSummary("The tenant's models, newest first");
         group.MapGet("/{id:guid}", Get).WithName("GetModel").WithSummary("One model with its layers");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteModel").WithSummary("Delete a model no queued or running job uses")
