@@ -1,12 +1,15 @@
 using System.Runtime.CompilerServices;
 
+// The engine seeds LibTorch's process-wide generator every iteration (dropout reproducible on resume); test classes
+// training at the same time on other threads would reseed it under each other. Tests run one at a time.
+[assembly: CollectionBehavior(DisableTestParallelization = true)]
+
 namespace SurgeryService.Domain.Tests;
 
 internal static class TestSetup
 {
     /// <summary>
-    /// xunit runs test classes in parallel, and other test processes may train at the same time: one intra-op thread
-    /// per process avoids the oversubscription that makes OpenMP's spinning threads crawl on a small machine.
+    /// Api.Tests and its Worker processes train at the same time as this assembly: one intra-op thread per process avoids the oversubscription that makes OpenMP's spinning threads crawl on a small machine.
     /// </summary>
     [ModuleInitializer]
     internal static void UseOneTorchThread() => TorchSharp.torch.set_num_threads(1);

@@ -44,7 +44,9 @@ public sealed class DynamicNetworkSurgery : IDisposable
     /// <summary>The population standard deviation of the layer's weights at surgery start (magnitude method).</summary>
     public float StartStd { get; internal set; }
 
-    public long Kept { get; internal set; }
+    /// <summary>Connections the masks keep, plus the unpruned bias: the per-iteration count, from the masks.</summary>
+    public long Kept => Masked.Sum(m => m.KeptCount) + (UnprunedBias?.numel() ?? 0);
+
     public long PrunedTotal { get; internal set; }
     public long SplicedTotal { get; internal set; }
 
@@ -71,7 +73,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
         var t = Math.Max(mu + Rule.CRate * sd, 0);
         SetThresholds((float)(0.9 * t), (float)(1.1 * t));
         StartStd = nonzero.numel() > 0 ? (float)values.to(float64).std(unbiased: false).item<double>() : 0f;
-        Kept = CountKept();
     }
 
     internal void SetThresholds(float pruneBelow, float spliceAbove)
@@ -101,7 +102,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
             pruned += m.KeptCount - after + splicedHere;
             m.SetMask(kept, after);
         }
-        Kept += spliced - pruned;
         PrunedTotal += pruned;
         SplicedTotal += spliced;
         return (pruned, spliced);
@@ -126,7 +126,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
             m.Dense.masked_fill_(m.Cut, 0f);
             m.Velocity.masked_fill_(m.Cut, 0f);
         }
-        Kept -= pruned;
         PrunedTotal += pruned;
         return pruned;
     }

@@ -285,7 +285,7 @@ public sealed class SurgeryTrainer : IDisposable
 
     // ---- Checkpoints: everything a resumed run needs (dns-spec.md: thresholds must be saved, never recomputed) ----
 
-    private const string CheckpointMagic = "DNS-CKPT-1";
+    private const string CheckpointMagic = "DNS-CKPT-2";
 
     public void SaveCheckpoint(Stream stream)
     {
@@ -299,7 +299,6 @@ public sealed class SurgeryTrainer : IDisposable
             writer.Write(layer.PruneBelow);
             writer.Write(layer.SpliceAbove);
             writer.Write(layer.StartStd);
-            writer.Write(layer.Kept);
             writer.Write(layer.PrunedTotal);
             writer.Write(layer.SplicedTotal);
             foreach (var m in layer.Masked)
@@ -343,7 +342,6 @@ public sealed class SurgeryTrainer : IDisposable
             Expect(reader.ReadString() == layer.Layer.Name, $"layer {layer.Layer.Name} missing");
             layer.SetThresholds(reader.ReadSingle(), reader.ReadSingle());
             layer.StartStd = reader.ReadSingle();
-            layer.Kept = reader.ReadInt64();
             layer.PrunedTotal = reader.ReadInt64();
             layer.SplicedTotal = reader.ReadInt64();
             foreach (var m in layer.Masked)
