@@ -116,17 +116,16 @@ internal static class Reproduce
         }
 
         var layers = PrunableLayers.Discover(model);
-        var (denseMs, surgeryMs) = options.Has("no-cost")
-            ? (double.NaN, double.NaN)
-            : IterationCost(architecture, cache, layers, settings, train);
+        var cost = options.Has("no-cost") ? null : IterationCost(architecture, cache, settings, train);
 
         var observer = new ConsoleObserver();
         var wall = Stopwatch.StartNew();
         using var trainer = new SurgeryTrainer(model, layers, settings);
         var outcome = trainer.Run(train, test, observer);
         wall.Stop();
+        cost = cost is null ? null : cost with { RunAverageMs = observer.MeanIterationMs };
 
-        Print(architecture, settings, outcome, wall.Elapsed, denseMs, surgeryMs);
+        Print(architecture, settings, outcome, wall.Elapsed, cost);
         if (options.Has("json"))
         {
             var report = new
@@ -141,9 +140,7 @@ internal static class Reproduce
                 layers = outcome.Layers,
                 iterations = outcome.Iterations,
                 wallSeconds = wall.Elapsed.TotalSeconds,
-                denseIterationMs = double.IsNaN(denseMs) ? (double?)null : denseMs,
-                surgeryIterationMs = double.IsNaN(surgeryMs) ? (double?)null : surgeryMs,
-                surgeryToDenseRatio = double.IsNaN(denseMs) ? (double?)null : surgeryMs / denseMs,
+                iterationCost = cost,
             };
             File.WriteAllText(options.Get("json", ""), JsonSerializer.Serialize(report, Json));
         }
@@ -151,43 +148,59 @@ internal static class Reproduce
     }
 
     /// <summary>
-    /// Milliseconds per iteration of dense training and of surgery on the same model and batches, measured in this
-    /// process in alternating chunks (so machine noise hits both alike); medians over the chunks. The surgery side
-    /// runs its first iterations, where mask updates are most frequent: the worst case of a run.
+    /// Milliseconds per iteration, measured in this process in alternating chunks (so machine noise hits all alike;
+    /// medians over the chunks): dense training; surgery in its first iterations, where sigma is about 1 and every
+    /// layer updates its mask in nearly every iteration (the worst case); and surgery with frozen masks (after
+    /// iter_stop, or whenever no layer's draw fires). The run's own average is added after the run.
     /// </summary>
-    private static (double Dense, double Surgery) IterationCost(string architecture, string cache,
-        IReadOnlyList<PrunableLayer> layers, SurgerySettings settings, TensorDataset train)
+    private static IterationCostFigures IterationCost(string architecture, string cache, SurgerySettings settings,
+        TensorDataset train)
     {
         const int chunk = 100, rounds = 10;
         var endless = settings with { Iterations = 10_000_000, EvalInterval = 10_000_000 };
-        using var denseModel = Architectures.Create(architecture);
-        using var surgeryModel = Architectures.Create(architecture);
-        denseModel.load(cache);
-        surgeryModel.load(cache);
-        using var dense = new SurgeryTrainer(denseModel, [], endless);
-        using var surgery = new SurgeryTrainer(surgeryModel, PrunableLayers.Discover(surgeryModel), endless);
+        var frozen = endless with { Layers = [new LayerSettings { Pattern = "*", IterStop = 0 }] };
+        var models = Enumerable.Range(0, 3).Select(_ => Architectures.Create(architecture)).ToList();
+        foreach (var m in models) m.load(cache);
+        var trainers = new List<SurgeryTrainer>
+        {
+            new(models[0], [], endless),
+            new(models[1], PrunableLayers.Discover(models[1]), endless),
+            new(models[2], PrunableLayers.Discover(models[2]), frozen),
+        };
         using var empty = new TensorDataset(zeros(0, 1), zeros(0, dtype: int64), 10);
 
         double Chunk(SurgeryTrainer trainer, int iterations)
         {
             using var cts = new CancellationTokenSource();
-            var stop = trainer.Iteration + iterations - 1;
-            var observer = new StopAt(stop, cts);
+            var observer = new StopAt(trainer.Iteration + iterations - 1, cts);
             var clock = Stopwatch.StartNew();
             trainer.Run(train, empty, observer, cancellationToken: cts.Token);
             return clock.Elapsed.TotalMilliseconds / iterations;
         }
 
-        Chunk(dense, 50);
-        Chunk(surgery, 50);
-        var denseMs = new List<double>();
-        var surgeryMs = new List<double>();
-        for (var round = 0; round < rounds; round++)
+        try
         {
-            denseMs.Add(Chunk(dense, chunk));
-            surgeryMs.Add(Chunk(surgery, chunk));
+            foreach (var trainer in trainers) Chunk(trainer, 50);
+            var ms = trainers.Select(_ => new List<double>()).ToList();
+            for (var round = 0; round < rounds; round++)
+            {
+                for (var t = 0; t < trainers.Count; t++) ms[t].Add(Chunk(trainers[t], chunk));
+            }
+            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), null);
         }
-        return (Median(denseMs), Median(surgeryMs));
+        finally
+        {
+            foreach (var trainer in trainers) trainer.Dispose();
+            foreach (var m in models) m.Dispose();
+        }
+    }
+
+    /// <summary>Milliseconds per iteration (see <see cref="IterationCost"/>) and their ratios to dense training.</summary>
+    private sealed record IterationCostFigures(double DenseMs, double UpdatingMs, double FrozenMs, double? RunAverageMs)
+    {
+        public double UpdatingRatio => UpdatingMs / DenseMs;
+        public double FrozenRatio => FrozenMs / DenseMs;
+        public double? RunAverageRatio => RunAverageMs / DenseMs;
     }
 
     private static double Median(List<double> values)
@@ -208,7 +221,7 @@ internal static class Reproduce
     }
 
     private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
-        double denseMs, double surgeryMs)
+        IterationCostFigures? cost)
     {
         Console.WriteLine();
         Console.WriteLine($"== {architecture}, method {settings.Method.ToString().ToLowerInvariant()} ==");
@@ -222,9 +235,11 @@ internal static class Reproduce
         Console.WriteLine($"test error         {100 * (1 - outcome.Before!.Top1):F2}% -> {100 * (1 - outcome.After!.Top1):F2}%");
         Console.WriteLine($"iterations         {outcome.Iterations}");
         Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");
-        if (!double.IsNaN(denseMs))
+        if (cost is not null)
         {
-            Console.WriteLine($"iteration cost     dense {denseMs:F2} ms, surgery {surgeryMs:F2} ms, ratio {surgeryMs / denseMs:F2}x");
+            Console.WriteLine($"iteration cost     dense {cost.DenseMs:F2} ms; surgery with every mask updating " +
+                $"{cost.UpdatingMs:F2} ms ({cost.UpdatingRatio:F2}x), with masks frozen {cost.FrozenMs:F2} ms ({cost.FrozenRatio:F2}x), " +
+                $"this run's average {cost.RunAverageMs:F2} ms ({cost.RunAverageRatio:F2}x)");
         }
         Console.WriteLine($"settings           {JsonSerializer.Serialize(settings)}");
     }
@@ -237,19 +252,37 @@ internal static class Reproduce
         }
     }
 
+    /// <summary>Prints progress every 1000 iterations and measures the run's iterations, evaluations left out.</summary>
     private sealed class ConsoleObserver : ISurgeryObserver
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
+        private TimeSpan? _previous;
+        private TimeSpan _training;
+        private int _timed;
+
+        /// <summary>Mean milliseconds between consecutive iterations with no evaluation between them.</summary>
+        public double? MeanIterationMs => _timed == 0 ? null : _training.TotalMilliseconds / _timed;
 
         public void OnIteration(IterationMetrics metrics)
         {
+            var now = _clock.Elapsed;
+            if (_previous is { } previous)
+            {
+                _training += now - previous;
+                _timed++;
+            }
+            _previous = now;
             if ((metrics.Iteration + 1) % 1000 != 0) return;
             var kept = metrics.Layers.Count == 0 ? "" : $", kept {100.0 * metrics.Kept / metrics.Total:F2}%";
-            Console.WriteLine($"  iter {metrics.Iteration + 1,6}: loss {metrics.Loss:F4}, lr {metrics.LearningRate:F5}{kept} ({_clock.Elapsed.TotalSeconds:F0} s)");
+            Console.WriteLine($"  iter {metrics.Iteration + 1,6}: loss {metrics.Loss:F4}, lr {metrics.LearningRate:F5}{kept} ({now.TotalSeconds:F0} s)");
+            _previous = _clock.Elapsed; // the console write is not training
         }
 
-        public void OnEvaluation(EvaluationMetrics metrics) =>
+        public void OnEvaluation(EvaluationMetrics metrics)
+        {
             Console.WriteLine($"  eval at {metrics.Iteration}: loss {metrics.Loss:F4}, error {100 * (1 - metrics.Top1):F2}%");
+            _previous = null;
+        }
 
         public void OnCheckpointDue(SurgeryTrainer trainer) { }
     }

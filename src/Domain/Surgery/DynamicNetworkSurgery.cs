@@ -77,6 +77,11 @@ public sealed class DynamicNetworkSurgery : IDisposable
 
     internal void SetThresholds(float pruneBelow, float spliceAbove)
     {
+        // UpdateMask relies on b + (a - b) == a in float, which holds for a <= b <= 2a (0.9t and 1.1t; a == b).
+        if (!(pruneBelow <= spliceAbove && pruneBelow - spliceAbove + spliceAbove == pruneBelow))
+        {
+            throw new ArgumentException($"thresholds {pruneBelow} and {spliceAbove} are not a hysteresis band");
+        }
         PruneBelow = pruneBelow;
         SpliceAbove = spliceAbove;
         foreach (var m in Masked) m.SetThresholds(pruneBelow, spliceAbove);
@@ -93,14 +98,17 @@ public sealed class DynamicNetworkSurgery : IDisposable
         foreach (var m in Masked)
         {
             // Both rules with their hysteresis in one comparison: a kept entry survives while |w| > a, a cut one
-            // comes back once |w| > b. So T' = |w| > (T ? a : b).
-            var threshold = where(m.Mask, m.PruneBelow, m.SpliceAbove);
-            var kept = m.Dense.abs().gt(threshold);
-            var after = kept.count_nonzero().item<long>();
-            var splicedHere = kept.gt(m.Mask).count_nonzero().item<long>(); // T' = 1 where T = 0
-            spliced += splicedHere;
-            pruned += m.KeptCount - after + splicedHere;
-            m.SetMask(kept, after);
+            // comes back once |w| > b. So T' = |w| > (T ? a : b), on float masks (LibTorch's bool kernels are several
+            // times slower) and in preallocated buffers (a fresh large tensor per update costs more in page faults than
+            // the arithmetic). The per-entry threshold b + (a - b) T T is exact: T T = T for 0/1, and a - b is exact
+            // because a and b lie within a factor of two of each other (Sterbenz), so b + (a - b) gives back a.
+            var threshold = m.Scratch.fill_(m.SpliceAbove).addcmul_(m.Mask, m.Mask, m.PruneBelow - m.SpliceAbove);
+            var kept = m.Spare.copy_(m.Dense).abs_().gt_(threshold);
+            var after = MaskedTensor.Count(kept);
+            var stayed = MaskedTensor.Overlap(kept, m.Mask);
+            pruned += m.KeptCount - stayed;
+            spliced += after - stayed;
+            m.SwapInSpare(after);
         }
         PrunedTotal += pruned;
         SplicedTotal += spliced;
@@ -119,24 +127,38 @@ public sealed class DynamicNetworkSurgery : IDisposable
         long pruned = 0;
         foreach (var m in Masked)
         {
-            var kept = m.Mask.logical_and(m.Dense.abs().ge(cut));
+            var kept = m.Dense.abs().ge_(cut).mul_(m.Mask);
             var before = m.KeptCount;
             m.SetMask(kept);
             pruned += before - m.KeptCount;
-            m.Dense.masked_fill_(m.Cut, 0f);
-            m.Velocity.masked_fill_(m.Cut, 0f);
+            m.Dense.mul_(m.Mask);
+            m.Velocity.mul_(m.Mask);
         }
         PrunedTotal += pruned;
         return pruned;
     }
 
-    /// <summary>Spec step 4: the module computes with <c>W ⊙ T</c>. Pruned entries are exact zeros.</summary>
+    /// <summary>
+    /// Spec step 4, every iteration: the module computes with <c>W ⊙ T</c>. A cut negative weight may be written as
+    /// -0, which computes the same; <see cref="WriteDeliveredWeights"/> writes the exact zeros a user receives.
+    /// </summary>
     internal void WriteMaskedWeights()
     {
         using var _ = no_grad();
         foreach (var m in Masked)
         {
-            m.Parameter.copy_(m.Dense).masked_fill_(m.Cut, 0f);
+            m.Parameter.copy_(m.Dense).mul_(m.Mask);
+        }
+    }
+
+    /// <summary>Spec step 6: the deployed weights, <c>W ⊙ T</c> with every pruned entry exactly +0.</summary>
+    internal void WriteDeliveredWeights()
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        foreach (var m in Masked)
+        {
+            m.Parameter.copy_(m.Dense).masked_fill_(m.Mask.eq(0f), 0f);
         }
     }
 
@@ -155,8 +177,8 @@ public sealed class DynamicNetworkSurgery : IDisposable
     }
 
     /// <summary>
-    /// A module parameter with its dense shadow <c>W</c> and its mask <c>T</c> (bool, same shape and device), kept with
-    /// its complement so that writing <c>W ⊙ T</c> every iteration costs one copy and one fill.
+    /// A module parameter with its dense shadow <c>W</c>, its mask <c>T</c> (1 or 0, in the weight's type, shape and
+    /// device: elementwise float kernels are the fast ones in LibTorch) and the optimizer's momentum.
     /// </summary>
     internal sealed class MaskedTensor : IDisposable
     {
@@ -164,47 +186,66 @@ public sealed class DynamicNetworkSurgery : IDisposable
         {
             Parameter = parameter;
             Dense = parameter.detach().clone().DetachFromDisposeScope();
-            Mask = ones_like(parameter, dtype: @bool).DetachFromDisposeScope();
-            Cut = zeros_like(parameter, dtype: @bool).DetachFromDisposeScope();
+            Mask = ones_like(parameter).DetachFromDisposeScope();
+            Spare = empty_like(Mask).DetachFromDisposeScope();
+            Scratch = empty_like(Mask).DetachFromDisposeScope();
             Velocity = zeros_like(parameter).DetachFromDisposeScope();
-            PruneBelow = tensor(0f, device: Dense.device).DetachFromDisposeScope();
-            SpliceAbove = tensor(0f, device: Dense.device).DetachFromDisposeScope();
+            PruneBelow = 0f;
+            SpliceAbove = 0f;
             KeptCount = parameter.numel();
         }
 
         public Parameter Parameter { get; }
         public Tensor Dense { get; }
 
-        /// <summary><c>T</c>: true where the connection is kept.</summary>
+        /// <summary><c>T</c>: 1 where the connection is kept, 0 where it is cut.</summary>
         public Tensor Mask { get; private set; }
 
-        /// <summary><c>not T</c>: true where the connection is cut.</summary>
-        public Tensor Cut { get; private set; }
+        /// <summary>The next mask, computed in place by a mask update and then swapped with <see cref="Mask"/>.</summary>
+        public Tensor Spare { get; private set; }
 
-        /// <summary>Entries of <see cref="Mask"/> that are true, maintained by <see cref="SetMask"/>.</summary>
+        /// <summary>Working memory of the weight's shape for a mask update.</summary>
+        public Tensor Scratch { get; }
+
+        /// <summary>Entries of <see cref="Mask"/> that are 1, maintained by <see cref="SetMask"/>.</summary>
         public long KeptCount { get; private set; }
 
-        /// <summary>The layer's thresholds as 0-dim tensors on the weights' device.</summary>
-        public Tensor PruneBelow { get; private set; }
+        public float PruneBelow { get; private set; }
 
-        public Tensor SpliceAbove { get; private set; }
+        public float SpliceAbove { get; private set; }
 
-        /// <summary>Replaces the mask; takes ownership of <paramref name="kept"/> (a bool tensor of the weight's shape).</summary>
+        /// <summary>Replaces the mask; takes ownership of <paramref name="kept"/> (0/1 in the weight's type and shape).</summary>
         public void SetMask(Tensor kept, long? keptCount = null)
         {
             Mask.Dispose();
-            Cut.Dispose();
             Mask = kept.DetachFromDisposeScope();
-            Cut = kept.logical_not().DetachFromDisposeScope();
-            KeptCount = keptCount ?? kept.count_nonzero().item<long>();
+            KeptCount = keptCount ?? Count(kept);
         }
+
+        /// <summary>Makes <see cref="Spare"/>, which holds <paramref name="keptCount"/> ones, the mask.</summary>
+        public void SwapInSpare(long keptCount)
+        {
+            (Mask, Spare) = (Spare, Mask);
+            KeptCount = keptCount;
+        }
+
+        /// <summary>
+        /// The ones in a 0/1 mask. A float sum of 0/1 values is exact while every partial sum fits the mantissa
+        /// (2^24 entries); larger tensors sum in double.
+        /// </summary>
+        public static long Count(Tensor mask) => mask.numel() <= 1 << 24
+            ? (long)mask.sum().item<float>()
+            : (long)mask.sum(type: float64).item<double>();
+
+        /// <summary>Entries that are 1 in both masks, exact as in <see cref="Count"/>.</summary>
+        public static long Overlap(Tensor first, Tensor second) => first.numel() <= 1 << 24
+            ? (long)first.flatten().dot(second.flatten()).item<float>()
+            : (long)first.to(float64).flatten().dot(second.to(float64).flatten()).item<double>();
 
         public void SetThresholds(float pruneBelow, float spliceAbove)
         {
-            PruneBelow.Dispose();
-            SpliceAbove.Dispose();
-            PruneBelow = tensor(pruneBelow, device: Dense.device).DetachFromDisposeScope();
-            SpliceAbove = tensor(spliceAbove, device: Dense.device).DetachFromDisposeScope();
+            PruneBelow = pruneBelow;
+            SpliceAbove = spliceAbove;
         }
 
         /// <summary>The optimizer's momentum for <see cref="Dense"/>.</summary>
@@ -214,10 +255,9 @@ public sealed class DynamicNetworkSurgery : IDisposable
         {
             Dense.Dispose();
             Mask.Dispose();
-            Cut.Dispose();
+            Spare.Dispose();
+            Scratch.Dispose();
             Velocity.Dispose();
-            PruneBelow.Dispose();
-            SpliceAbove.Dispose();
         }
     }
 }

@@ -92,7 +92,7 @@ public sealed class SurgeryTrainer : IDisposable
             }
         }
 
-        foreach (var layer in _layers) layer.WriteMaskedWeights();
+        foreach (var layer in _layers) layer.WriteDeliveredWeights();
         EvaluationMetrics? after = null;
         if (!cancelled && test.Count > 0)
         {
@@ -181,7 +181,7 @@ public sealed class SurgeryTrainer : IDisposable
                 var grad = m.Parameter.grad;
                 if (grad is null) continue;
                 // Spec step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through).
-                var freeze = _settings.Method == SurgeryMethod.Magnitude ? m.Cut : null;
+                var freeze = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
                 Update(m.Dense, grad, m.Velocity, freeze);
             }
         }
@@ -191,10 +191,10 @@ public sealed class SurgeryTrainer : IDisposable
             if (grad is not null) Update(parameter, grad, velocity, null);
         }
 
-        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? cut)
+        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep)
         {
             if (decay != 0) grad.add_(weight, decay);
-            if (cut is not null) grad.masked_fill_(cut, 0f); // magnitude baseline: pruned weights stay exactly zero
+            if (keep is not null) grad.mul_(keep); // magnitude baseline: pruned weights stay exactly zero
             velocity.mul_(momentum).add_(grad, lr);
             weight.sub_(velocity);
         }
@@ -304,7 +304,7 @@ public sealed class SurgeryTrainer : IDisposable
             foreach (var m in layer.Masked)
             {
                 TensorIO.Write(writer, m.Dense);
-                TensorIO.Write(writer, m.Mask);
+                using (var mask = m.Mask.ne(0f)) TensorIO.Write(writer, mask); // stored as bool
                 TensorIO.Write(writer, m.Velocity);
             }
         }
@@ -347,9 +347,9 @@ public sealed class SurgeryTrainer : IDisposable
             foreach (var m in layer.Masked)
             {
                 TensorIO.ReadInto(reader, m.Dense);
-                var mask = m.Mask.clone();
+                using var mask = m.Mask.ne(0f);
                 TensorIO.ReadInto(reader, mask);
-                m.SetMask(mask);
+                m.SetMask(mask.to(m.Dense.dtype));
                 TensorIO.ReadInto(reader, m.Velocity);
             }
             layer.WriteMaskedWeights();

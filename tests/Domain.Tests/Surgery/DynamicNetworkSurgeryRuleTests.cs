@@ -90,7 +90,26 @@ public class DynamicNetworkSurgeryRuleTests
     }
 
     [Fact]
-    public void ModuleReceivesMaskedProductWithExactZerosWhileDenseWeightsKeepTheirValues()
+    public void ThresholdsAreExactAtTheBandEdges()
+    {
+        using var layer = Surgery([1, -2, 3, 0, -4, 5]);
+        var a = layer.PruneBelow;
+        var b = layer.SpliceAbove;
+        layer.UpdateMask(); // kept: -4 and 5
+        layer.Weight.Dense[4] = tensor(-a); // |w| == a: pruned
+        layer.Weight.Dense[5] = tensor(MathF.BitIncrement(a)); // just above a: kept
+        layer.Weight.Dense[1] = tensor(b); // cut, |w| == b: stays cut
+        layer.Weight.Dense[2] = tensor(-MathF.BitIncrement(b)); // cut, just above b: spliced
+
+        var (pruned, spliced) = layer.UpdateMask();
+
+        Assert.Equal([0f, 0f, 1f, 0f, 0f, 1f], Values(layer.Weight.Mask));
+        Assert.Equal((1L, 1L), (pruned, spliced));
+        Assert.Equal(2, layer.Kept);
+    }
+
+    [Fact]
+    public void ModuleReceivesMaskedProductWhileDenseWeightsKeepTheirValues()
     {
         using var layer = Surgery([1, -2, 3, 0, -4]);
         layer.UpdateMask();
@@ -99,6 +118,19 @@ public class DynamicNetworkSurgeryRuleTests
 
         Assert.Equal([0f, 0f, 0f, 0f, -4f], Values(layer.Weight.Parameter));
         Assert.Equal([1f, -2f, 3f, 0f, -4f], Values(layer.Weight.Dense));
+    }
+
+    [Fact]
+    public void DeliveredWeightsHoldPositiveZerosWherePruned()
+    {
+        using var layer = Surgery([1, -2, 3, 0, -4]);
+        layer.UpdateMask();
+        layer.WriteMaskedWeights(); // may write -0 for the cut -2
+
+        layer.WriteDeliveredWeights();
+
+        Assert.Equal([0, 0, 0, 0, BitConverter.SingleToInt32Bits(-4f)],
+            Values(layer.Weight.Parameter).Select(BitConverter.SingleToInt32Bits));
     }
 
     [Fact]
