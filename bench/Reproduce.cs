@@ -31,7 +31,8 @@ internal static class Reproduce
                 Gamma = 1e-4,
                 FcIterStop = 30000,
                 EvalInterval = 20000,
-                Layers = [Layer("fc1", 7.1), Layer("fc2", 4.6), Layer("fc3", 3.5)],
+                PruneBiases = true,
+                Layers = [Layer("fc1", 7.0), Layer("fc2", 3.3), Layer("fc3", 2.5)],
             },
             (Architectures.LeNet300100, SurgeryMethod.Magnitude) => new SurgerySettings
             {
