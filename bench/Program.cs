@@ -14,7 +14,7 @@ static int Usage()
           --method dns|magnitude     surgery method (default dns)
           --iterations N             surgery iterations (default: the architecture's recipe)
           --settings FILE            surgery settings as JSON (SurgerySettings), replacing the recipe
-          --dense-iterations N       iterations of the dense reference (cached in .data/bench; 10000, lenet-5 6000)
+          --dense-iterations N       iterations of the dense reference (cached in .data/bench; 10000, lenet-5 15000)
           --json FILE                also write the figures as JSON
           --no-cost                  skip the dense-vs-surgery iteration cost measurement
           --threads N                torch intra-op threads (default: LibTorch's, one per core)

@@ -44,12 +44,16 @@ internal static class Reproduce
             },
             (Architectures.LeNet5, SurgeryMethod.Dns) => new SurgerySettings
             {
-                Iterations = 20000,
+                Iterations = 30000,
+                LrPolicy = LearningRatePolicy.Step,
+                LrStepSize = 10000,
+                LrGamma = 0.3,
                 Gamma = 1e-4,
                 ConvIterStop = 10000,
                 FcIterStop = 10000,
                 EvalInterval = 5000,
-                Layers = [Layer("conv1", 2.2), Layer("conv2", 3.8), Layer("fc1", 6.0), Layer("fc2", 3.2)],
+                PruneBiases = true,
+                Layers = [Layer("conv1", 2.2), Layer("conv2", 3.8), Layer("fc1", 6.2), Layer("fc2", 3.2)],
             },
             (Architectures.LeNet5, SurgeryMethod.Magnitude) => new SurgerySettings
             {
@@ -64,7 +68,7 @@ internal static class Reproduce
     }
 
     /// <summary>Iterations of the dense reference used for the measured results.</summary>
-    private static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 6000 : 10000;
+    private static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 15000 : 10000;
 
     private static SurgerySettings DenseRecipe(int iterations) => new()
     {
