@@ -40,7 +40,7 @@ internal static class Reproduce
                 Iterations = 40000,
                 MagnitudeRounds = 5,
                 EvalInterval = 10000,
-                Layers = [Layer("fc1", 2.0), Layer("fc2", 2.0), Layer("fc3", 1.2)],
+                Layers = [Layer("fc1", 3.8), Layer("fc2", 3.8), Layer("fc3", 2.4)],
             },
             (Architectures.LeNet5, SurgeryMethod.Dns) => new SurgerySettings
             {
