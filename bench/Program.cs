@@ -17,6 +17,7 @@ static int Usage()
           --dense-iterations N       iterations of the dense reference (cached in .data/bench; 10000, lenet-5 15000)
           --json FILE                also write the figures as JSON
           --no-cost                  skip the dense-vs-surgery iteration cost measurement
+          --cost-only                measure the iteration cost only (no surgery run)
           --threads N                torch intra-op threads (default: LibTorch's, one per core)
           --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
         """);

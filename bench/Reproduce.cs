@@ -121,14 +121,18 @@ internal static class Reproduce
         }
 
         var layers = PrunableLayers.Discover(model);
-        var cost = options.Has("no-cost") ? null : IterationCost(architecture, cache, settings, train);
+        var cost = options.Has("no-cost") ? null : IterationCost(architecture, cache, settings, train, layers);
+        if (options.Has("cost-only"))
+        {
+            PrintCost(cost!);
+            return 0;
+        }
 
         var observer = new ConsoleObserver();
         var wall = Stopwatch.StartNew();
         using var trainer = new SurgeryTrainer(model, layers, settings);
         var outcome = trainer.Run(train, test, observer);
         wall.Stop();
-        cost = cost is null ? null : cost with { RunAverageMs = observer.MeanIterationMs };
 
         Print(architecture, settings, outcome, wall.Elapsed, cost);
         if (options.Has("json"))
@@ -154,22 +158,23 @@ internal static class Reproduce
 
     /// <summary>
     /// Milliseconds per iteration, measured in this process in alternating chunks (so machine noise hits all alike;
-    /// medians over the chunks): dense training; surgery in its first iterations, where sigma is about 1 and every
-    /// layer updates its mask in nearly every iteration (the worst case); and surgery with frozen masks (after
-    /// iter_stop, or whenever no layer's draw fires). The run's own average is added after the run.
+    /// medians over the chunks): dense training; surgery with sigma held at 1, so that every layer updates its mask in
+    /// every iteration (the worst case, near a run's start); and surgery with frozen masks (after iter_stop, or when no
+    /// layer's draw fires). A run's mean follows from the two and the share of updates that sigma's schedule gives.
     /// </summary>
     private static IterationCostFigures IterationCost(string architecture, string cache, SurgerySettings settings,
-        TensorDataset train)
+        TensorDataset train, IReadOnlyList<PrunableLayer> layers)
     {
         const int chunk = 100, rounds = 10;
         var endless = settings with { Iterations = 10_000_000, EvalInterval = 10_000_000 };
+        var updating = endless with { Layers = [new LayerSettings { Pattern = "*", Gamma = 0, IterStop = int.MaxValue }] };
         var frozen = endless with { Layers = [new LayerSettings { Pattern = "*", IterStop = 0 }] };
         var models = Enumerable.Range(0, 3).Select(_ => Architectures.Create(architecture)).ToList();
         foreach (var m in models) m.load(cache);
         var trainers = new List<SurgeryTrainer>
         {
             new(models[0], [], endless),
-            new(models[1], PrunableLayers.Discover(models[1]), endless),
+            new(models[1], PrunableLayers.Discover(models[1]), updating),
             new(models[2], PrunableLayers.Discover(models[2]), frozen),
         };
         using var empty = new TensorDataset(zeros(0, 1), zeros(0, dtype: int64), 10);
@@ -191,7 +196,7 @@ internal static class Reproduce
             {
                 for (var t = 0; t < trainers.Count; t++) ms[t].Add(Chunk(trainers[t], chunk));
             }
-            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), null);
+            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), SurgeryTrainer.ExpectedMaskUpdateShare(settings, layers));
         }
         finally
         {
@@ -200,12 +205,15 @@ internal static class Reproduce
         }
     }
 
-    /// <summary>Milliseconds per iteration (see <see cref="IterationCost"/>) and their ratios to dense training.</summary>
-    private sealed record IterationCostFigures(double DenseMs, double UpdatingMs, double FrozenMs, double? RunAverageMs)
+    /// <summary>Milliseconds per iteration (see <see cref="IterationCost"/>), their ratios to dense training, and a run's mean.</summary>
+    private sealed record IterationCostFigures(double DenseMs, double UpdatingMs, double FrozenMs, double UpdateShare)
     {
         public double UpdatingRatio => UpdatingMs / DenseMs;
         public double FrozenRatio => FrozenMs / DenseMs;
-        public double? RunAverageRatio => RunAverageMs / DenseMs;
+
+        /// <summary>A run's mean iteration: frozen, plus the update's cost in the share of iterations that update.</summary>
+        public double RunMeanMs => FrozenMs + UpdateShare * (UpdatingMs - FrozenMs);
+        public double RunMeanRatio => RunMeanMs / DenseMs;
     }
 
     private static double Median(List<double> values)
@@ -240,14 +248,15 @@ internal static class Reproduce
         Console.WriteLine($"test error         {100 * (1 - outcome.Before!.Top1):F2}% -> {100 * (1 - outcome.After!.Top1):F2}%");
         Console.WriteLine($"iterations         {outcome.Iterations}");
         Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");
-        if (cost is not null)
-        {
-            Console.WriteLine($"iteration cost     dense {cost.DenseMs:F2} ms; surgery with every mask updating " +
-                $"{cost.UpdatingMs:F2} ms ({cost.UpdatingRatio:F2}x), with masks frozen {cost.FrozenMs:F2} ms ({cost.FrozenRatio:F2}x), " +
-                $"this run's average {cost.RunAverageMs:F2} ms ({cost.RunAverageRatio:F2}x)");
-        }
+        if (cost is not null) PrintCost(cost);
         Console.WriteLine($"settings           {JsonSerializer.Serialize(settings)}");
     }
+
+    private static void PrintCost(IterationCostFigures cost) =>
+        Console.WriteLine($"iteration cost     dense {cost.DenseMs:F2} ms; surgery with every mask updating every " +
+            $"iteration {cost.UpdatingMs:F2} ms ({cost.UpdatingRatio:F2}x), with masks frozen {cost.FrozenMs:F2} ms " +
+            $"({cost.FrozenRatio:F2}x); masks update in {100 * cost.UpdateShare:F1}% of this run's layer-iterations, " +
+            $"so its mean is {cost.RunMeanMs:F2} ms ({cost.RunMeanRatio:F2}x)");
 
     private static TensorDataset Scaled(TensorDataset raw)
     {
@@ -257,37 +266,19 @@ internal static class Reproduce
         }
     }
 
-    /// <summary>Prints progress every 1000 iterations and measures the run's iterations, evaluations left out.</summary>
     private sealed class ConsoleObserver : ISurgeryObserver
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
-        private TimeSpan? _previous;
-        private TimeSpan _training;
-        private int _timed;
-
-        /// <summary>Mean milliseconds between consecutive iterations with no evaluation between them.</summary>
-        public double? MeanIterationMs => _timed == 0 ? null : _training.TotalMilliseconds / _timed;
 
         public void OnIteration(IterationMetrics metrics)
         {
-            var now = _clock.Elapsed;
-            if (_previous is { } previous)
-            {
-                _training += now - previous;
-                _timed++;
-            }
-            _previous = now;
             if ((metrics.Iteration + 1) % 1000 != 0) return;
             var kept = metrics.Layers.Count == 0 ? "" : $", kept {100.0 * metrics.Kept / metrics.Total:F2}%";
-            Console.WriteLine($"  iter {metrics.Iteration + 1,6}: loss {metrics.Loss:F4}, lr {metrics.LearningRate:F5}{kept} ({now.TotalSeconds:F0} s)");
-            _previous = _clock.Elapsed; // the console write is not training
+            Console.WriteLine($"  iter {metrics.Iteration + 1,6}: loss {metrics.Loss:F4}, lr {metrics.LearningRate:F5}{kept} ({_clock.Elapsed.TotalSeconds:F0} s)");
         }
 
-        public void OnEvaluation(EvaluationMetrics metrics)
-        {
+        public void OnEvaluation(EvaluationMetrics metrics) =>
             Console.WriteLine($"  eval at {metrics.Iteration}: loss {metrics.Loss:F4}, error {100 * (1 - metrics.Top1):F2}%");
-            _previous = null;
-        }
 
         public void OnCheckpointDue(SurgeryTrainer trainer) { }
     }

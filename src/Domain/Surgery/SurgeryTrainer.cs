@@ -161,11 +161,30 @@ public sealed class SurgeryTrainer : IDisposable
     }
 
     /// <summary>The iterations in which a layer's mask may change (dns-spec.md: phases for deep networks).</summary>
-    private (int Start, int End) PhaseWindow(LayerKind kind)
+    private (int Start, int End) PhaseWindow(LayerKind kind) => PhaseWindow(_settings, kind);
+
+    private static (int Start, int End) PhaseWindow(SurgerySettings settings, LayerKind kind)
     {
-        if (_settings.Phases == PruningPhases.All) return (0, _settings.Iterations);
-        var half = _settings.Iterations / 2;
-        return kind == LayerKind.Convolution ? (0, half) : (half, _settings.Iterations);
+        if (settings.Phases == PruningPhases.All) return (0, settings.Iterations);
+        var half = settings.Iterations / 2;
+        return kind == LayerKind.Convolution ? (0, half) : (half, settings.Iterations);
+    }
+
+    /// <summary>
+    /// The expected share of (layer, iteration) pairs in which a DNS run updates a mask: sigma(iter) summed over each
+    /// layer's window up to its iter_stop, over layers times iterations. How often a run pays for mask updates.
+    /// </summary>
+    public static double ExpectedMaskUpdateShare(SurgerySettings settings, IReadOnlyList<PrunableLayer> layers)
+    {
+        if (settings.Method != SurgeryMethod.Dns || layers.Count == 0) return 0;
+        double updates = 0;
+        foreach (var layer in layers)
+        {
+            var rule = LayerRule.For(layer, settings);
+            var (start, end) = PhaseWindow(settings, layer.Kind);
+            for (var local = 0; local < Math.Min(rule.IterStop, end - start); local++) updates += rule.Sigma(local);
+        }
+        return updates / layers.Count / settings.Iterations;
     }
 
     /// <summary>Caffe's SGD: <c>v = m v + lr (g + wd w)</c>, <c>w -= v</c>; masked layers step their dense weights.</summary>

@@ -162,4 +162,20 @@ public class DynamicNetworkSurgeryRuleTests
         Assert.Equal((3.0, 5), (fc.CRate, fc.IterStop));
         Assert.Equal((3.0, 8000), (other.CRate, other.IterStop));
     }
+
+    [Fact]
+    public void ExpectedUpdateShareFollowsSigmaUpToIterStopInEachLayersWindow()
+    {
+        var conv = new PrunableLayer("conv", LayerKind.Convolution, "conv.weight", null);
+        var settings = new SurgerySettings { Iterations = 100, Gamma = 0, ConvIterStop = 30, FcIterStop = 80 };
+
+        // sigma = 1: conv updates in 30 of 100 iterations, fc in 80.
+        Assert.Equal(0.55, SurgeryTrainer.ExpectedMaskUpdateShare(settings, [conv, Fc]), 12);
+        // In phases fc's window is the second half, so its 80 shrink to 50.
+        Assert.Equal(0.40, SurgeryTrainer.ExpectedMaskUpdateShare(settings with { Phases = PruningPhases.ConvThenFc }, [conv, Fc]), 12);
+        // sigma = 1 / (1 + iter) over 4 iterations: 1 + 1/2 + 1/3 + 1/4.
+        var decaying = new SurgerySettings { Iterations = 10, Gamma = 1, FcIterStop = 4 };
+        Assert.Equal((1 + 1 / 2.0 + 1 / 3.0 + 1 / 4.0) / 10, SurgeryTrainer.ExpectedMaskUpdateShare(decaying, [Fc]), 12);
+        Assert.Equal(0, SurgeryTrainer.ExpectedMaskUpdateShare(settings with { Method = SurgeryMethod.Magnitude }, [Fc]));
+    }
 }
