@@ -13,12 +13,13 @@ public sealed class WorkerLossTests(WorkerLossHost host, Xunit.Abstractions.ITes
     {
         var client = host.Client();
         var (model, dataset) = await JobScenario.UploadAsync(client);
-        const int iterations = 300;
-        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 25, evalInterval: 100));
+        // Long enough (a few seconds) that the worker is killed mid-run, after a couple of checkpoints.
+        const int iterations = 1500;
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 100, evalInterval: 500));
 
         var clock = System.Diagnostics.Stopwatch.StartNew();
         using var first = host.StartWorker();
-        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("checkpointIteration").GetInt32() >= 75,
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("checkpointIteration").GetInt32() >= 200,
             TimeSpan.FromSeconds(90), () => first.Output);
         first.Kill();
         var atKill = await JobScenario.GetJobAsync(client, job);
@@ -35,14 +36,14 @@ public sealed class WorkerLossTests(WorkerLossHost host, Xunit.Abstractions.ITes
         Assert.Equal("Succeeded", done.GetProperty("state").GetString());
         Assert.Equal(2, done.GetProperty("attempts").GetInt32());
         Assert.Equal(checkpoint, done.GetProperty("resumedFromIteration").GetInt32());
-        Assert.True(checkpoint >= 75);
+        Assert.True(checkpoint >= 200);
         Assert.Contains($"starts at iteration {checkpoint}", second.Output);
 
         var metrics = await client.GetAsync($"/api/jobs/{job}/metrics?limit=100000").ExpectAsync(HttpStatusCode.OK);
         var series = metrics.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()).ToList();
         Assert.Equal(Enumerable.Range(0, iterations), series);
         var evaluations = metrics.GetProperty("evaluations").EnumerateArray().Select(e => e.GetProperty("iteration").GetInt32()).ToList();
-        Assert.Equal([0, 100, 200, 300], evaluations);
+        Assert.Equal([0, 500, 1000, 1500], evaluations);
         Assert.Equal(1L, await host.Db.ScalarAsync<long>(
             $"SELECT count(*) FROM artifacts WHERE \"Kind\" = 'Checkpoint' AND \"FileName\" LIKE '%{job}%'"));
     }
@@ -58,9 +59,10 @@ public sealed class WorkerShutdownTests(WorkerShutdownHost host) : IClassFixture
     {
         var client = host.Client();
         var (model, dataset) = await JobScenario.UploadAsync(client);
-        const int iterations = 300;
-        // No periodic checkpoint falls inside the run: any checkpoint comes from the shutdown.
-        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 100_000, evalInterval: 100));
+        // Long enough (a few seconds) that the stop lands mid-run. No periodic checkpoint falls inside the run: any
+        // checkpoint comes from the shutdown.
+        const int iterations = 1500;
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations, checkpointInterval: 100_000, evalInterval: 500));
 
         using var first = host.StartWorker();
         await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() >= 40, TimeSpan.FromSeconds(90), () => first.Output);
