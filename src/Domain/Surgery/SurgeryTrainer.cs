@@ -130,7 +130,7 @@ public sealed class SurgeryTrainer : IDisposable
     {
         long pruned = 0, spliced = 0;
         var updated = false;
-        var (start, end) = PhaseWindow(layer.Layer.Kind);
+        var (start, end) = PhaseWindow(_settings, layer.Layer.Kind);
         var local = iteration - start;
         if (iteration >= start && iteration < end)
         {
@@ -161,8 +161,6 @@ public sealed class SurgeryTrainer : IDisposable
     }
 
     /// <summary>The iterations in which a layer's mask may change (dns-spec.md: phases for deep networks).</summary>
-    private (int Start, int End) PhaseWindow(LayerKind kind) => PhaseWindow(_settings, kind);
-
     private static (int Start, int End) PhaseWindow(SurgerySettings settings, LayerKind kind)
     {
         if (settings.Phases == PruningPhases.All) return (0, settings.Iterations);
@@ -200,8 +198,8 @@ public sealed class SurgeryTrainer : IDisposable
                 var grad = m.Parameter.grad;
                 if (grad is null) continue;
                 // Spec step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through).
-                var freeze = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
-                Update(m.Dense, grad, m.Velocity, freeze);
+                var keep = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
+                Update(m.Dense, grad, m.Velocity, keep);
             }
         }
         foreach (var (_, parameter, velocity) in _plain)
