@@ -84,7 +84,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
         }
         PruneBelow = pruneBelow;
         SpliceAbove = spliceAbove;
-        foreach (var m in Masked) m.SetThresholds(pruneBelow, spliceAbove);
     }
 
     /// <summary>
@@ -102,7 +101,7 @@ public sealed class DynamicNetworkSurgery : IDisposable
             // times slower) and in preallocated buffers (a fresh large tensor per update costs more in page faults than
             // the arithmetic). The per-entry threshold b + (a - b) T T is exact: T T = T for 0/1, and a - b is exact
             // because a and b lie within a factor of two of each other (Sterbenz), so b + (a - b) gives back a.
-            var threshold = m.Scratch.fill_(m.SpliceAbove).addcmul_(m.Mask, m.Mask, m.PruneBelow - m.SpliceAbove);
+            var threshold = m.Scratch.fill_(SpliceAbove).addcmul_(m.Mask, m.Mask, PruneBelow - SpliceAbove);
             var kept = m.Spare.copy_(m.Dense).abs_().gt_(threshold);
             var after = MaskedTensor.Count(kept);
             var stayed = MaskedTensor.Overlap(kept, m.Mask);
@@ -190,8 +189,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
             Spare = empty_like(Mask).DetachFromDisposeScope();
             Scratch = empty_like(Mask).DetachFromDisposeScope();
             Velocity = zeros_like(parameter).DetachFromDisposeScope();
-            PruneBelow = 0f;
-            SpliceAbove = 0f;
             KeptCount = parameter.numel();
         }
 
@@ -209,10 +206,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
 
         /// <summary>Entries of <see cref="Mask"/> that are 1, maintained by <see cref="SetMask"/>.</summary>
         public long KeptCount { get; private set; }
-
-        public float PruneBelow { get; private set; }
-
-        public float SpliceAbove { get; private set; }
 
         /// <summary>Replaces the mask; takes ownership of <paramref name="kept"/> (0/1 in the weight's type and shape).</summary>
         public void SetMask(Tensor kept, long? keptCount = null)
@@ -241,12 +234,6 @@ public sealed class DynamicNetworkSurgery : IDisposable
         public static long Overlap(Tensor first, Tensor second) => first.numel() <= 1 << 24
             ? (long)first.flatten().dot(second.flatten()).item<float>()
             : (long)first.to(float64).flatten().dot(second.to(float64).flatten()).item<double>();
-
-        public void SetThresholds(float pruneBelow, float spliceAbove)
-        {
-            PruneBelow = pruneBelow;
-            SpliceAbove = spliceAbove;
-        }
 
         /// <summary>The optimizer's momentum for <see cref="Dense"/>.</summary>
         public Tensor Velocity { get; }
