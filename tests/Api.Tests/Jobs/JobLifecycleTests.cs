@@ -185,12 +185,9 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     public async Task RunningAFinishedJobAgainChangesNothing()
     {
         var client = host.Client();
-        var model = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 16), "mlp.onnx"))
-            .ExpectAsync(HttpStatusCode.Created);
-        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(128, 64), "small.npz"))
-            .ExpectAsync(HttpStatusCode.Created);
+        var (model, dataset) = await JobScenario.UploadOnnxMlpAsync(client, TestData.MnistNpz(128, 64), "small.npz");
         var job = await JobScenario.SubmitAsync(client, JobScenario.Request(
-            model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid(), iterations: 20, checkpointInterval: 10, evalInterval: 10));
+            model, dataset, iterations: 20, checkpointInterval: 10, evalInterval: 10));
         var before = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
         Assert.Equal("Succeeded", before.GetProperty("state").GetString());
 

@@ -21,6 +21,16 @@ public static class JobScenario
         return (model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid());
     }
 
+    /// <summary>A small ONNX MLP (16 hidden units) and a dataset upload in whatever format the caller tests.</summary>
+    public static async Task<(Guid Model, Guid Dataset)> UploadOnnxMlpAsync(HttpClient client, byte[] dataset, string datasetFileName)
+    {
+        var model = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 16), "mlp.onnx"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var stored = await client.PostAsync("/api/datasets", HttpExtensions.Form(dataset, datasetFileName))
+            .ExpectAsync(HttpStatusCode.Created);
+        return (model.GetProperty("id").GetGuid(), stored.GetProperty("id").GetGuid());
+    }
+
     public static object Request(Guid model, Guid dataset, int iterations, int checkpointInterval, int evalInterval = 50,
         int batchSize = 32) => new
     {

@@ -13,13 +13,10 @@ public sealed class SingleProcessTests(SingleProcessHost host) : IClassFixture<S
     public async Task TheApiAloneRunsAJobWhenItHostsTheWorker()
     {
         var client = host.Client();
-        var model = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 16), "mlp.onnx"))
-            .ExpectAsync(HttpStatusCode.Created);
-        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistIdxZip(128, 64), "mnist.zip"))
-            .ExpectAsync(HttpStatusCode.Created);
+        var (model, dataset) = await JobScenario.UploadOnnxMlpAsync(client, TestData.MnistIdxZip(128, 64), "mnist.zip");
 
         var job = await JobScenario.SubmitAsync(client, JobScenario.Request(
-            model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid(), iterations: 20, checkpointInterval: 10, evalInterval: 10));
+            model, dataset, iterations: 20, checkpointInterval: 10, evalInterval: 10));
         var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(60));
 
         Assert.Equal("Succeeded", done.GetProperty("state").GetString());
