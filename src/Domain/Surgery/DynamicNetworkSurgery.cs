@@ -15,16 +15,44 @@ public sealed class DynamicNetworkSurgery : IDisposable
         Layer = layer;
         Rule = rule;
         using var _ = no_grad();
-        Weight = new MaskedTensor(weight);
+        Parameter[] masked = bias is not null && pruneBias ? [weight, bias] : [weight];
+        if (masked.Any(p => p.dtype != weight.dtype || p.device_type != weight.device_type || p.device_index != weight.device_index))
+        {
+            throw new ArgumentException($"layer {layer.Name}: the weight and the bias differ in type or device");
+        }
+
+        // The weight and the pruned bias share one flat buffer each for W, T and the update's working memory, so a mask
+        // update is a handful of kernel calls per layer, not per tensor (a bias is too small to pay for its own calls).
+        var size = masked.Sum(p => p.numel());
+        _dense = empty(size, weight.dtype, weight.device).DetachFromDisposeScope();
+        _mask = ones(size, weight.dtype, weight.device).DetachFromDisposeScope();
+        _spare = empty(size, weight.dtype, weight.device).DetachFromDisposeScope();
+        _scratch = empty(size, weight.dtype, weight.device).DetachFromDisposeScope();
+        long offset = 0;
+        var tensors = new List<MaskedTensor>();
+        foreach (var parameter in masked)
+        {
+            tensors.Add(new MaskedTensor(parameter, _dense, _mask, _spare, offset));
+            offset += parameter.numel();
+        }
+        Masked = tensors;
+        MaskedKept = size;
+        Weight = tensors[0];
         if (bias is not null && pruneBias)
         {
-            Bias = new MaskedTensor(bias);
+            Bias = tensors[1];
         }
         else if (bias is not null)
         {
             UnprunedBias = bias;
         }
     }
+
+    // W, T, the next T and working memory of every masked tensor of the layer, end to end (weight, then bias).
+    private readonly Tensor _dense;
+    private Tensor _mask;
+    private Tensor _spare;
+    private readonly Tensor _scratch;
 
     public PrunableLayer Layer { get; }
     internal LayerRule Rule { get; }
@@ -45,14 +73,18 @@ public sealed class DynamicNetworkSurgery : IDisposable
     public float StartStd { get; internal set; }
 
     /// <summary>Connections the masks keep, plus the unpruned bias: the per-iteration count, from the masks.</summary>
-    public long Kept => Masked.Sum(m => m.KeptCount) + (UnprunedBias?.numel() ?? 0);
+    public long Kept => MaskedKept + (UnprunedBias?.numel() ?? 0);
+
+    /// <summary>The ones in the layer's masks, maintained by every change of a mask.</summary>
+    private long MaskedKept { get; set; }
 
     public long PrunedTotal { get; internal set; }
     public long SplicedTotal { get; internal set; }
 
     public long Total => Weight.Dense.numel() + (Bias?.Dense.numel() ?? UnprunedBias?.numel() ?? 0);
 
-    internal IEnumerable<MaskedTensor> Masked => Bias is null ? [Weight] : [Weight, Bias];
+    /// <summary>The weight, then the bias when it is pruned.</summary>
+    internal IReadOnlyList<MaskedTensor> Masked { get; }
 
     /// <summary>
     /// Spec step 2, once at surgery start: from the nonzero entries of W (and b when biases are pruned),
@@ -62,7 +94,7 @@ public sealed class DynamicNetworkSurgery : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var values = cat(Masked.Select(m => m.Dense.flatten()).ToList());
+        var values = _dense;
         var nonzero = values.masked_select(values.ne(0)).abs().to(float64);
         double mu = 0, sd = 0;
         if (nonzero.numel() > 0)
@@ -93,22 +125,20 @@ public sealed class DynamicNetworkSurgery : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        long pruned = 0, spliced = 0;
-        foreach (var m in Masked)
-        {
-            // Both rules with their hysteresis in one comparison: a kept entry survives while |w| > a, a cut one
-            // comes back once |w| > b. So T' = |w| > (T ? a : b), on float masks (LibTorch's bool kernels are several
-            // times slower) and in preallocated buffers (a fresh large tensor per update costs more in page faults than
-            // the arithmetic). The per-entry threshold b + (a - b) T T is exact: T T = T for 0/1, and a - b is exact
-            // because a and b lie within a factor of two of each other (Sterbenz), so b + (a - b) gives back a.
-            var threshold = m.Scratch.fill_(SpliceAbove).addcmul_(m.Mask, m.Mask, PruneBelow - SpliceAbove);
-            var kept = m.Spare.copy_(m.Dense).abs_().gt_(threshold);
-            var after = MaskedTensor.Count(kept);
-            var stayed = MaskedTensor.Overlap(kept, m.Mask);
-            pruned += m.KeptCount - stayed;
-            spliced += after - stayed;
-            m.SwapInSpare(after);
-        }
+        // Both rules with their hysteresis in one comparison: a kept entry survives while |w| > a, a cut one comes back
+        // once |w| > b. So T' = |w| > (T ? a : b), on float masks (LibTorch's bool kernels are several times slower) and
+        // in preallocated buffers (a fresh large tensor per update costs more in page faults than the arithmetic). The
+        // per-entry threshold b + (a - b) T T is exact: T T = T for 0/1, and a - b is exact because a and b lie within a
+        // factor of two of each other (Sterbenz), so b + (a - b) gives back a.
+        var threshold = _scratch.fill_(SpliceAbove).addcmul_(_mask, _mask, PruneBelow - SpliceAbove);
+        var kept = _spare.copy_(_dense).abs_().gt_(threshold);
+        var after = Count(kept);
+        var stayed = Overlap(kept, _mask);
+        var pruned = MaskedKept - stayed;
+        var spliced = after - stayed;
+        (_mask, _spare) = (_spare, _mask);
+        foreach (var m in Masked) m.SwapInSpare();
+        MaskedKept = after;
         PrunedTotal += pruned;
         SplicedTotal += spliced;
         return (pruned, spliced);
@@ -123,16 +153,10 @@ public sealed class DynamicNetworkSurgery : IDisposable
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         SetThresholds(cut, cut);
-        long pruned = 0;
-        foreach (var m in Masked)
-        {
-            var kept = m.Dense.abs().ge_(cut).mul_(m.Mask);
-            var before = m.KeptCount;
-            m.SetMask(kept);
-            pruned += before - m.KeptCount;
-            m.Dense.mul_(m.Mask);
-            m.Velocity.mul_(m.Mask);
-        }
+        _mask.mul_(_dense.abs().ge_(cut));
+        var pruned = RecountMask();
+        _dense.mul_(_mask);
+        foreach (var m in Masked) m.Velocity.mul_(m.Mask);
         PrunedTotal += pruned;
         return pruned;
     }
@@ -161,11 +185,32 @@ public sealed class DynamicNetworkSurgery : IDisposable
         }
     }
 
+    /// <summary>Counts the masks' ones after they were written directly (a checkpoint); returns how many fewer there are.</summary>
+    internal long RecountMask()
+    {
+        var before = MaskedKept;
+        MaskedKept = Count(_mask);
+        return before - MaskedKept;
+    }
+
+    /// <summary>
+    /// The ones in a 0/1 mask. A float sum of 0/1 values is exact while every partial sum fits the mantissa (2^24
+    /// entries); larger tensors sum in double.
+    /// </summary>
+    private static long Count(Tensor mask) => mask.numel() <= 1 << 24
+        ? (long)mask.sum().item<float>()
+        : (long)mask.sum(type: float64).item<double>();
+
+    /// <summary>Entries that are 1 in both flat masks, exact as in <see cref="Count"/>.</summary>
+    private static long Overlap(Tensor first, Tensor second) => first.numel() <= 1 << 24
+        ? (long)first.dot(second).item<float>()
+        : (long)first.to(float64).dot(second.to(float64)).item<double>();
+
     /// <summary>Nonzero parameters the deployed layer holds (weights, and biases whether pruned or not).</summary>
     internal long CountKept()
     {
         using var scope = NewDisposeScope();
-        var kept = Masked.Sum(m => m.KeptCount);
+        var kept = MaskedKept;
         if (UnprunedBias is not null) kept += UnprunedBias.count_nonzero().item<long>();
         return kept;
     }
@@ -173,24 +218,31 @@ public sealed class DynamicNetworkSurgery : IDisposable
     public void Dispose()
     {
         foreach (var m in Masked) m.Dispose();
+        _dense.Dispose();
+        _mask.Dispose();
+        _spare.Dispose();
+        _scratch.Dispose();
     }
 
     /// <summary>
     /// A module parameter with its dense shadow <c>W</c>, its mask <c>T</c> (1 or 0, in the weight's type, shape and
-    /// device: elementwise float kernels are the fast ones in LibTorch) and the optimizer's momentum.
+    /// device: elementwise float kernels are the fast ones in LibTorch) and the optimizer's momentum. <c>W</c> and
+    /// <c>T</c> are views into the layer's flat buffers.
     /// </summary>
     internal sealed class MaskedTensor : IDisposable
     {
-        public MaskedTensor(Parameter parameter)
+        public MaskedTensor(Parameter parameter, Tensor dense, Tensor mask, Tensor spare, long offset)
         {
             Parameter = parameter;
-            Dense = parameter.detach().clone().DetachFromDisposeScope();
-            Mask = ones_like(parameter).DetachFromDisposeScope();
-            Spare = empty_like(Mask).DetachFromDisposeScope();
-            Scratch = empty_like(Mask).DetachFromDisposeScope();
+            Tensor View(Tensor flat) => flat.narrow(0, offset, parameter.numel()).view(parameter.shape).DetachFromDisposeScope();
+            Dense = View(dense);
+            Dense.copy_(parameter.detach());
+            Mask = View(mask);
+            _spare = View(spare);
             Velocity = zeros_like(parameter).DetachFromDisposeScope();
-            KeptCount = parameter.numel();
         }
+
+        private Tensor _spare;
 
         public Parameter Parameter { get; }
         public Tensor Dense { get; }
@@ -198,52 +250,17 @@ public sealed class DynamicNetworkSurgery : IDisposable
         /// <summary><c>T</c>: 1 where the connection is kept, 0 where it is cut.</summary>
         public Tensor Mask { get; private set; }
 
-        /// <summary>The next mask, computed in place by a mask update and then swapped with <see cref="Mask"/>.</summary>
-        public Tensor Spare { get; private set; }
-
-        /// <summary>Working memory of the weight's shape for a mask update.</summary>
-        public Tensor Scratch { get; }
-
-        /// <summary>Entries of <see cref="Mask"/> that are 1, maintained by <see cref="SetMask"/>.</summary>
-        public long KeptCount { get; private set; }
-
-        /// <summary>Replaces the mask; takes ownership of <paramref name="kept"/> (0/1 in the weight's type and shape).</summary>
-        public void SetMask(Tensor kept, long? keptCount = null)
-        {
-            Mask.Dispose();
-            Mask = kept.DetachFromDisposeScope();
-            KeptCount = keptCount ?? Count(kept);
-        }
-
-        /// <summary>Makes <see cref="Spare"/>, which holds <paramref name="keptCount"/> ones, the mask.</summary>
-        public void SwapInSpare(long keptCount)
-        {
-            (Mask, Spare) = (Spare, Mask);
-            KeptCount = keptCount;
-        }
-
-        /// <summary>
-        /// The ones in a 0/1 mask. A float sum of 0/1 values is exact while every partial sum fits the mantissa
-        /// (2^24 entries); larger tensors sum in double.
-        /// </summary>
-        public static long Count(Tensor mask) => mask.numel() <= 1 << 24
-            ? (long)mask.sum().item<float>()
-            : (long)mask.sum(type: float64).item<double>();
-
-        /// <summary>Entries that are 1 in both masks, exact as in <see cref="Count"/>.</summary>
-        public static long Overlap(Tensor first, Tensor second) => first.numel() <= 1 << 24
-            ? (long)first.flatten().dot(second.flatten()).item<float>()
-            : (long)first.to(float64).flatten().dot(second.to(float64).flatten()).item<double>();
-
         /// <summary>The optimizer's momentum for <see cref="Dense"/>.</summary>
         public Tensor Velocity { get; }
+
+        /// <summary>Follows the layer, whose next mask (computed in its spare buffer) has become the mask.</summary>
+        public void SwapInSpare() => (Mask, _spare) = (_spare, Mask);
 
         public void Dispose()
         {
             Dense.Dispose();
             Mask.Dispose();
-            Spare.Dispose();
-            Scratch.Dispose();
+            _spare.Dispose();
             Velocity.Dispose();
         }
     }

@@ -366,9 +366,10 @@ public sealed class SurgeryTrainer : IDisposable
                 TensorIO.ReadInto(reader, m.Dense);
                 using var mask = m.Mask.ne(0f);
                 TensorIO.ReadInto(reader, mask);
-                m.SetMask(mask.to(m.Dense.dtype));
+                m.Mask.copy_(mask);
                 TensorIO.ReadInto(reader, m.Velocity);
             }
+            layer.RecountMask();
             layer.WriteMaskedWeights();
         }
         Expect(reader.ReadInt32() == _plain.Count, "parameter count differs");

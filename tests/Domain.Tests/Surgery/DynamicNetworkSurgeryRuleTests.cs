@@ -49,6 +49,32 @@ public class DynamicNetworkSurgeryRuleTests
     }
 
     [Fact]
+    public void PrunedBiasSharesTheLayersUpdateAndKeepsItsOwnMask()
+    {
+        // |values| 1, 2, 3, 4 and 5, 0.5 -> mu 2.5833, sd 1.5921, t 4.1754: a = 3.7579, b = 4.5930.
+        using var layer = Surgery([1, -2, 3, -4], bias: [5, -0.5f], pruneBias: true);
+
+        var (pruned, spliced) = layer.UpdateMask();
+
+        Assert.Equal([0f, 0f, 0f, 1f], Values(layer.Weight.Mask));
+        Assert.Equal([1f, 0f], Values(layer.Bias!.Mask));
+        Assert.Equal((4, 0), (pruned, spliced));
+        Assert.Equal(2, layer.Kept);
+
+        layer.Weight.Dense[3] = tensor(3.0f); // kept, fell below a: pruned
+        layer.Bias.Dense[1] = tensor(4.7f); // cut, grew above b: spliced
+        (pruned, spliced) = layer.UpdateMask();
+        layer.WriteMaskedWeights();
+
+        Assert.Equal([0f, 0f, 0f, 0f], Values(layer.Weight.Mask));
+        Assert.Equal([1f, 1f], Values(layer.Bias.Mask));
+        Assert.Equal((1, 1), (pruned, spliced));
+        Assert.Equal(2, layer.Kept);
+        Assert.Equal([0f, 0f, 0f, 0f], Values(layer.Weight.Parameter).Select(Math.Abs));
+        Assert.Equal([5f, 4.7f], Values(layer.Bias.Parameter));
+    }
+
+    [Fact]
     public void PrunesKeptWeightAtOrBelowLowerThreshold()
     {
         using var layer = Surgery([1, -2, 3, 0, -4]); // a = 3.2562, b = 3.9798

@@ -132,7 +132,7 @@ public sealed class SurgeryTrainerTests : IDisposable
     [Fact]
     public void RunResumedFromCheckpointEndsIdenticalToUninterruptedRun()
     {
-        var settings = Settings(60) with { WeightDecay = 1e-4, Momentum = 0.9 };
+        var settings = Settings(60) with { WeightDecay = 1e-4, Momentum = 0.9, PruneBiases = true };
 
         using var straightModel = NewModel();
         using var straight = new SurgeryTrainer(straightModel, PrunableLayers.Discover(straightModel), settings);
@@ -160,6 +160,8 @@ public sealed class SurgeryTrainerTests : IDisposable
         {
             Assert.Equal(Values(straight.Layers[k].Weight.Mask), Values(resumed.Layers[k].Weight.Mask));
             Assert.Equal(Values(straight.Layers[k].Weight.Dense), Values(resumed.Layers[k].Weight.Dense));
+            Assert.Equal(Values(straight.Layers[k].Bias!.Mask), Values(resumed.Layers[k].Bias!.Mask));
+            Assert.Equal(straight.Layers[k].Kept, resumed.Layers[k].Kept);
             Assert.Equal(straight.Layers[k].PruneBelow, resumed.Layers[k].PruneBelow);
         }
         foreach (var ((name, a), (_, b)) in straightModel.named_parameters().Zip(resumedModel.named_parameters()))
