@@ -94,8 +94,7 @@ public sealed class DynamicNetworkSurgery : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var values = _dense;
-        var nonzero = values.masked_select(values.ne(0)).abs().to(float64);
+        var nonzero = _dense.masked_select(_dense.ne(0)).abs().to(float64);
         double mu = 0, sd = 0;
         if (nonzero.numel() > 0)
         {
@@ -104,7 +103,7 @@ public sealed class DynamicNetworkSurgery : IDisposable
         }
         var t = Math.Max(mu + Rule.CRate * sd, 0);
         SetThresholds((float)(0.9 * t), (float)(1.1 * t));
-        StartStd = nonzero.numel() > 0 ? (float)values.to(float64).std(unbiased: false).item<double>() : 0f;
+        StartStd = nonzero.numel() > 0 ? (float)_dense.to(float64).std(unbiased: false).item<double>() : 0f;
     }
 
     internal void SetThresholds(float pruneBelow, float spliceAbove)
@@ -185,7 +184,10 @@ public sealed class DynamicNetworkSurgery : IDisposable
         }
     }
 
-    /// <summary>Counts the masks' ones after they were written directly (a checkpoint); returns how many fewer there are.</summary>
+    /// <summary>
+    /// Counts the masks' ones after a change other than <see cref="UpdateMask"/> (a magnitude cut, a checkpoint); returns
+    /// how many fewer there are.
+    /// </summary>
     internal long RecountMask()
     {
         var before = MaskedKept;
