@@ -121,7 +121,7 @@ internal static class Reproduce
         }
 
         var layers = PrunableLayers.Discover(model);
-        var cost = options.Has("no-cost") ? null : IterationCost(architecture, cache, settings, train, layers);
+        var cost = options.Has("no-cost") && !options.Has("cost-only") ? null : IterationCost(architecture, cache, settings, train, layers);
         if (options.Has("cost-only"))
         {
             PrintCost(cost!);
