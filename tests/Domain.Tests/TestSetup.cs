@@ -1,7 +1,7 @@
 using System.Runtime.CompilerServices;
 
-// The engine seeds LibTorch's process-wide generator every iteration (dropout reproducible on resume); test classes
-// training at the same time on other threads would reseed it under each other. Tests run one at a time.
+// Tests seed LibTorch's process-wide generator to build their models and data; test classes running at the same time
+// on other threads would reseed it under each other. Tests run one at a time.
 [assembly: CollectionBehavior(DisableTestParallelization = true)]
 
 namespace SurgeryService.Domain.Tests;

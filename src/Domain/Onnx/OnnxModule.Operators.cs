@@ -1,4 +1,5 @@
 using SurgeryService.Domain.Onnx.Proto;
+using SurgeryService.Domain.Surgery;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -41,7 +42,7 @@ public sealed partial class OnnxModule
             case "Dropout":
             {
                 var ratio = _opset >= 12 ? (Opt(1) is { } r ? r.cpu().item<float>() : 0.5f) : a.Float("ratio", 0.5f);
-                return training && ratio > 0 ? F.dropout(In(0), ratio, training: true) : In(0).alias();
+                return training ? TrainingRandom.Dropout(In(0), ratio) : In(0).alias();
             }
             case "Flatten":
             {

@@ -20,6 +20,7 @@ public sealed class SurgeryTrainer : IDisposable
     private readonly SurgerySettings _settings;
     private readonly List<DynamicNetworkSurgery> _layers = [];
     private readonly List<(string Name, Parameter Parameter, Tensor Velocity)> _plain = [];
+    private readonly Generator _random;
     private Tensor? _permutation;
     private long _permutationEpoch = -1;
 
@@ -53,6 +54,7 @@ public sealed class SurgeryTrainer : IDisposable
         {
             layer.FixThresholds();
         }
+        _random = new Generator(0, Device);
     }
 
     public Device Device { get; }
@@ -107,7 +109,10 @@ public sealed class SurgeryTrainer : IDisposable
     {
         using var scope = NewDisposeScope();
         var iteration = Iteration;
-        torch.random.manual_seed(unchecked(_settings.Seed * 1_000_003L + iteration)); // dropout, reproducible on resume
+        // Dropout draws from this run's own generator, seeded from the iteration: reproducible on resume, and never
+        // shared with a job training beside it on another thread.
+        _random.manual_seed(unchecked(_settings.Seed * 1_000_003L + iteration));
+        using var random = TrainingRandom.Use(_random);
         var stats = new LayerIterationStats[_layers.Count];
         for (var k = 0; k < _layers.Count; k++)
         {
@@ -395,6 +400,7 @@ public sealed class SurgeryTrainer : IDisposable
         foreach (var layer in _layers) layer.Dispose();
         foreach (var (_, _, velocity) in _plain) velocity.Dispose();
         _permutation?.Dispose();
+        _random.Dispose();
     }
 }
 

@@ -1,6 +1,5 @@
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Surgery;
-using Dropout = TorchSharp.Modules.Dropout;
 using Linear = TorchSharp.Modules.Linear;
 using Parameter = TorchSharp.Modules.Parameter;
 using static TorchSharp.torch;
@@ -11,11 +10,13 @@ namespace SurgeryService.Domain.Tests.Surgery;
 /// <summary>Small models and synthetic data for the engine's tests.</summary>
 internal static class Fixtures
 {
-    /// <summary>A 2-layer MLP with dropout: fc1 (inputs x hidden) and fc2 (hidden x classes).</summary>
+    /// <summary>
+    /// A 2-layer MLP with dropout: fc1 (inputs x hidden) and fc2 (hidden x classes). Its dropout draws from the
+    /// trainer's generator, as the ONNX graphs' Dropout does.
+    /// </summary>
     public sealed class Mlp : Module<Tensor, Tensor>
     {
         private readonly Linear fc1;
-        private readonly Dropout drop = Dropout(0.2);
         private readonly Linear fc2;
 
         public Mlp(int inputs, int hidden, int classes) : base("mlp")
@@ -29,7 +30,8 @@ internal static class Fixtures
         {
             using var scope = NewDisposeScope();
             var x = functional.relu(fc1.forward(input.flatten(1)));
-            return fc2.forward(drop.forward(x)).MoveToOuterDisposeScope();
+            if (training) x = TrainingRandom.Dropout(x, 0.2);
+            return fc2.forward(x).MoveToOuterDisposeScope();
         }
     }
 

@@ -171,6 +171,50 @@ public sealed class SurgeryTrainerTests : IDisposable
     }
 
     [Fact]
+    public void RunsTrainingAtOnceOnTwoThreadsEndAsEachEndsAlone()
+    {
+        // A worker may run several jobs at once: each run's dropout draws from its own generator, never from the other's.
+        var settings = Settings(150) with { PruneBiases = true };
+        float[][] Parameters(Mlp model) => model.parameters().Select(p => Values(p)).ToArray();
+
+        var alone = new List<float[][]>();
+        foreach (var seed in new[] { 1, 2 })
+        {
+            using var model = NewModel();
+            using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings with { Seed = seed });
+            trainer.Run(train, test, new RecordingObserver());
+            alone.Add(Parameters(model));
+        }
+
+        using var model1 = NewModel();
+        using var model2 = NewModel();
+        using var trainer1 = new SurgeryTrainer(model1, PrunableLayers.Discover(model1), settings with { Seed = 1 });
+        using var trainer2 = new SurgeryTrainer(model2, PrunableLayers.Discover(model2), settings with { Seed = 2 });
+        using var lockstep = new Barrier(2); // both runs start every iteration together, so their steps overlap
+        var failures = new List<Exception>();
+        var threads = new[] { trainer1, trainer2 }.Select(trainer => new Thread(() =>
+        {
+            try
+            {
+                var observer = new RecordingObserver { OnEachIteration = _ => lockstep.SignalAndWait(TimeSpan.FromSeconds(60)) };
+                trainer.Run(train, test, observer);
+            }
+            catch (Exception e)
+            {
+                lock (failures) failures.Add(e);
+                lockstep.RemoveParticipant();
+            }
+        })).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+
+        Assert.Empty(failures);
+        Assert.Equal(alone[0], Parameters(model1));
+        Assert.Equal(alone[1], Parameters(model2));
+        Assert.NotEqual(alone[0], alone[1]); // the seeds differ, so a mix-up of the two streams would show
+    }
+
+    [Fact]
     public void CancelledRunStopsBetweenIterationsAndCanStillWriteItsCheckpoint()
     {
         using var model = NewModel();
