@@ -54,7 +54,7 @@ public sealed class SurgeryTrainer : IDisposable
         {
             layer.FixThresholds();
         }
-        _random = new Generator(0, Device);
+        _random = new Generator(0); // a CPU generator whatever the device: TorchSharp makes no other kind
     }
 
     public Device Device { get; }

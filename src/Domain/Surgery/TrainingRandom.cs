@@ -4,7 +4,7 @@ namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
 /// The random source of stochastic layers (dropout) during a training step. <see cref="SurgeryTrainer"/> owns one
-/// generator per run, reseeds it from (seed, iteration) before every step and makes it current on its own thread, so a
+/// (CPU) generator per run, reseeds it from (seed, iteration) before every step and makes it current on its own thread, so a
 /// resumed run draws exactly what an uninterrupted one would, and jobs that train at the same time on other threads
 /// never draw from each other's stream. Outside a step there is none, and LibTorch's process-wide generator is used.
 /// </summary>
@@ -33,7 +33,8 @@ public static class TrainingRandom
         if (ratio <= 0) return input.alias();
         if (ratio >= 1) return input.mul(0);
         using var scope = NewDisposeScope();
-        var keep = empty_like(input).bernoulli_(1 - ratio, _current);
+        // TorchSharp 0.107 makes only CPU generators: the mask is drawn on the CPU and moved to the input's device.
+        var keep = empty(input.shape, float32).bernoulli_(1 - ratio, _current).to(input.dtype, input.device);
         return input.mul(keep).div_(1 - ratio).MoveToOuterDisposeScope();
     }
 
