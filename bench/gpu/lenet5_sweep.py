@@ -304,7 +304,6 @@ def main():
     epoch_of_perm = -1
     lr, lr_steps = None, None
     clock = time.time()
-    iteration = 0
     for iteration in range(args.iterations):
         # Spec step 3: one draw per layer per model; sigma(iter) = (1 + gamma iter)^-power; frozen from iter_stop on.
         with torch.no_grad():

@@ -4,19 +4,20 @@ namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
 /// The random source of stochastic layers (dropout) during a training step. <see cref="SurgeryTrainer"/> owns one
-/// (CPU) generator per run, reseeds it from (seed, iteration) before every step and makes it current on its own thread, so a
-/// resumed run draws exactly what an uninterrupted one would, and jobs that train at the same time on other threads
-/// never draw from each other's stream. Outside a step there is none, and LibTorch's process-wide generator is used.
+/// (CPU) generator per run, reseeds it from (seed, iteration) before every step and makes it current on its own
+/// thread, so a resumed run draws exactly what an uninterrupted one would, and jobs that train at the same time on
+/// other threads never draw from each other's stream. Outside a step there is none, and LibTorch's process-wide
+/// generator is used.
 /// </summary>
 public static class TrainingRandom
 {
+    /// <summary>The generator of the step running on this thread, or null outside one.</summary>
     [ThreadStatic]
     private static Generator? _current;
 
-    /// <summary>The generator of the step running on this thread, or null outside one.</summary>
-    public static Generator? Current => _current;
-
-    /// <summary>Makes <paramref name="generator"/> current on this thread until the returned scope is disposed.</summary>
+    /// <summary>
+    /// Makes <paramref name="generator"/> current on this thread until the returned scope is disposed.
+    /// </summary>
     internal static Scope Use(Generator generator)
     {
         var previous = _current;
@@ -26,7 +27,7 @@ public static class TrainingRandom
 
     /// <summary>
     /// Inverted dropout: each element is zeroed with probability <paramref name="ratio"/> and the rest are scaled by
-    /// <c>1 / (1 - ratio)</c>, as ONNX's and PyTorch's Dropout train; the mask comes from <see cref="Current"/>.
+    /// <c>1 / (1 - ratio)</c>, as ONNX's and PyTorch's Dropout train; the mask comes from the current step's generator.
     /// </summary>
     public static Tensor Dropout(Tensor input, double ratio)
     {
