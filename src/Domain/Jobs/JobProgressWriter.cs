@@ -63,14 +63,14 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
 
     public void OnEvaluation(EvaluationMetrics metrics) => _queue.Writer.TryWrite(metrics);
 
-    public void OnCheckpointDue(SurgeryTrainer trainer) => Checkpoint(trainer);
+    public void OnCheckpointDue(ICheckpointSource source) => Checkpoint(source);
 
-    /// <summary>Snapshots the trainer now (on the training thread); the bytes are written after the metrics before them.</summary>
-    public void Checkpoint(SurgeryTrainer trainer)
+    /// <summary>Snapshots the run now (on the training thread); the bytes are written after the metrics before them.</summary>
+    public void Checkpoint(ICheckpointSource source)
     {
         var memory = new MemoryStream();
-        trainer.SaveCheckpoint(memory);
-        _queue.Writer.TryWrite(new CheckpointData(trainer.Iteration, memory.ToArray()));
+        source.SaveCheckpoint(memory);
+        _queue.Writer.TryWrite(new CheckpointData(source.Iteration, memory.ToArray()));
     }
 
     /// <summary>Writes everything still queued and stops; rethrows a failure of the write loop.</summary>
