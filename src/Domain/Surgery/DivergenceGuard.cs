@@ -43,6 +43,10 @@ internal sealed class DivergenceGuard(double startLoss, double startTop1, int cl
     public Divergence? OnEvaluation(EvaluationMetrics evaluation, double keptShare, bool judgeAccuracy)
     {
         if (!double.IsFinite(evaluation.Loss)) return new Divergence(evaluation.Iteration, DivergenceKind.NonFiniteLoss, StartLoss, evaluation.Loss, StartTop1, Chance);
+        if (evaluation.Loss > LossCeiling)
+        {
+            return new Divergence(evaluation.Iteration, DivergenceKind.LossExploded, StartLoss, evaluation.Loss, StartTop1, Chance) { Evaluated = true };
+        }
         var clearlyAboveChance = judgeAccuracy && StartTop1 >= 2 * Chance;
         return clearlyAboveChance && evaluation.Top1 <= 1.2 * Chance
             ? new Divergence(evaluation.Iteration, DivergenceKind.AtChance, StartLoss, evaluation.Top1, StartTop1, Chance) { KeptShare = keptShare }
@@ -68,6 +72,9 @@ internal sealed record Divergence(int Iteration, DivergenceKind Kind, double Sta
 {
     public double KeptShare { get; init; } = 1;
 
+    /// <summary>Seen on an evaluation rather than on the training loss.</summary>
+    public bool Evaluated { get; init; }
+
     public string Describe(double learningRate, float inputMin, float inputMax, bool budgetMode)
     {
         var inputs = $"inputs in [{inputMin:g4}, {inputMax:g4}]";
@@ -80,7 +87,7 @@ internal sealed record Divergence(int Iteration, DivergenceKind Kind, double Sta
             DivergenceKind.NonFiniteLoss =>
                 $"the loss became {Value} at iteration {Iteration} with learningRate {learningRate:g3} on {inputs}: {fix}",
             DivergenceKind.LossExploded =>
-                $"the loss rose from {StartLoss:g3} to {Value:g3} (mean of {DivergenceGuard.Window} iterations) by iteration {Iteration} " +
+                $"the loss rose from {StartLoss:g3} to {Value:g3} ({(Evaluated ? "evaluation" : $"mean of {DivergenceGuard.Window} iterations")}) by iteration {Iteration} " +
                 $"with learningRate {learningRate:g3} on {inputs}: {fix}",
             _ =>
                 $"top-1 fell to {Value:P2} (chance is {Chance:P2}, the start {StartTop1:P2}) at iteration {Iteration} with " +

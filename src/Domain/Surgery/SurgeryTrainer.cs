@@ -178,12 +178,13 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
             throw new SurgeryException("Training diverged",
                 $"{cause} (after {Rollbacks} rollbacks to the last good state, each with a tenth of the learning rate)", 422);
         }
-        var iteration = Iteration;
+        // The snapshot holds the weights to go back to; the count of rollbacks and the rate's scale go on from now.
+        var (iteration, rollbacks, scale) = (Iteration, Rollbacks, _learningRateScale);
         Restore(_lastGood);
         Iteration = iteration;
-        Rollbacks++;
-        _learningRateScale /= 10;
-        _guard!.Reset();
+        Rollbacks = rollbacks + 1;
+        _learningRateScale = scale / 10;
+        _guard?.Reset();
         observer.OnEvent(new SurgeryEvent(iteration, SurgeryEventKind.Rollback,
             $"{cause}; rolled back to the last good state, learning rate now x{_learningRateScale:g3} (rollback {Rollbacks} of {DivergenceGuard.MaxRollbacks})"));
     }
