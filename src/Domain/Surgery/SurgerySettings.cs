@@ -210,6 +210,9 @@ public sealed record SurgeryTarget
 
     public const int MaxValidationSamples = 10_000;
 
+    /// <summary>The validation split is the same samples for every job on a dataset, whatever its training seed.</summary>
+    public const int ValidationSplitSeed = 1;
+
     /// <summary>Samples held out of <paramref name="trainCount"/> training samples.</summary>
     public int ValidationCount(long trainCount) =>
         (int)Math.Clamp(Math.Round(trainCount * Validation), Math.Min(1, trainCount - 1), Math.Min(MaxValidationSamples, trainCount - 1));
