@@ -50,6 +50,12 @@ public sealed class SurgeryJob
     public Guid? CheckpointArtifactId { get; set; }
     public int CheckpointIteration { get; set; }
 
+    /// <summary>Events (see <see cref="JobEvent"/>) emitted before the checkpoint was taken.</summary>
+    public int CheckpointEvents { get; set; }
+
+    /// <summary>Budget mode: the search's stages, sensitivity curves and verdict, once the job has finished.</summary>
+    public SearchReport? Search { get; set; }
+
     /// <summary>The checkpoint iteration the latest attempt resumed from, when it did.</summary>
     public int? ResumedFromIteration { get; set; }
 

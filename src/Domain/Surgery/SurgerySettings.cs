@@ -87,9 +87,11 @@ public sealed record SurgerySettings
     public SurgeryTarget? Target { get; init; }
 
     /// <summary>Whether the job runs the budget search rather than the paper's fixed thresholds.</summary>
+    [JsonIgnore]
     public bool IsBudgetMode => Target is not null || (CRate is null && Layers.All(l => l.CRate is null));
 
     /// <summary>The target of a budget-mode job: the one given, or the defaults.</summary>
+    [JsonIgnore]
     public SurgeryTarget EffectiveTarget => Target ?? new SurgeryTarget();
 
     /// <summary>Probability schedule of a mask update: sigma(iter) = (1 + gamma * iter) ^ (-power).</summary>

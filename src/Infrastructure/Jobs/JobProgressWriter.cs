@@ -25,13 +25,18 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private readonly CancellationTokenSource _failed = new();
     private readonly List<IterationMetrics> _metrics = [];
     private readonly List<EvaluationMetrics> _evaluations = [];
+    private readonly List<(int Sequence, SurgeryEvent Event)> _events = [];
+    private int _nextEvent;
     private Guid? _checkpointArtifactId;
     private IReadOnlyList<string>? _layerNames;
     private long[]? _layerTotals;
     private Task? _loop;
 
-    public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options)
+    /// <summary>Events the job kept from before its checkpoint are <paramref name="eventsBefore"/>; new ones are numbered after them.</summary>
+    public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options,
+        int eventsBefore = 0)
     {
+        _nextEvent = eventsBefore;
         _connectionString = connectionString;
         _jobId = jobId;
         _tenantId = tenantId;
@@ -63,6 +68,8 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     public void OnIteration(IterationMetrics metrics) => _queue.Writer.TryWrite(metrics);
 
     public void OnEvaluation(EvaluationMetrics metrics) => _queue.Writer.TryWrite(metrics);
+
+    public void OnEvent(SurgeryEvent surgeryEvent) => _queue.Writer.TryWrite(surgeryEvent);
 
     public void OnCheckpointDue(ICheckpointSource source) => Checkpoint(source);
 
@@ -131,6 +138,9 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                     case EvaluationMetrics evaluation:
                         _evaluations.Add(evaluation);
                         break;
+                    case SurgeryEvent surgeryEvent:
+                        _events.Add((_nextEvent++, surgeryEvent));
+                        break;
                     case CheckpointData checkpoint:
                         await FlushAsync(connection);
                         await WriteCheckpointAsync(connection, checkpoint);
@@ -196,6 +206,22 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             await insert.ExecuteNonQueryAsync();
         }
 
+        if (_events.Count > 0)
+        {
+            await using var insert = new NpgsqlCommand(
+                """
+                INSERT INTO job_events ("JobId", "Sequence", "Iteration", "Kind", "Message", "CreatedAt")
+                SELECT @job, e.*, now() FROM unnest(@sequence, @iteration, @kind, @message) AS e
+                ON CONFLICT DO NOTHING
+                """, connection, transaction);
+            insert.Parameters.AddWithValue("job", _jobId);
+            insert.Parameters.AddWithValue("sequence", _events.Select(e => e.Sequence).ToArray());
+            insert.Parameters.AddWithValue("iteration", _events.Select(e => e.Event.Iteration).ToArray());
+            insert.Parameters.AddWithValue("kind", _events.Select(e => e.Event.Kind.ToString()).ToArray());
+            insert.Parameters.AddWithValue("message", _events.Select(e => e.Event.Message.Length > 4000 ? e.Event.Message[..4000] : e.Event.Message).ToArray());
+            await insert.ExecuteNonQueryAsync();
+        }
+
         var last = _metrics.Count > 0 ? _metrics[^1] : null;
         var evaluation = _evaluations.Count > 0 ? _evaluations[^1] : null;
         await using (var update = new NpgsqlCommand(
@@ -237,6 +263,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         await transaction.CommitAsync();
         _metrics.Clear();
         _evaluations.Clear();
+        _events.Clear();
     }
 
     private async Task WriteCheckpointAsync(NpgsqlConnection connection, CheckpointData checkpoint)
@@ -245,9 +272,10 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         var artifact = await ArtifactStore.SaveAsync(connection, transaction, _tenantId, ArtifactKind.Checkpoint,
             $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", new MemoryStream(checkpoint.Bytes));
         await using (var update = new NpgsqlCommand(
-            """UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration WHERE "Id" = @id""",
+            """UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration, "CheckpointEvents" = @events WHERE "Id" = @id""",
             connection, transaction))
         {
+            update.Parameters.AddWithValue("events", _nextEvent);
             update.Parameters.AddWithValue("id", _jobId);
             update.Parameters.AddWithValue("artifact", artifact.Id);
             update.Parameters.AddWithValue("iteration", checkpoint.Iteration);

@@ -66,6 +66,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         // Rows past the checkpoint came from a lost attempt; the resumed run writes them again from the same state.
         await db.JobMetrics.Where(m => m.JobId == jobId && m.Iteration >= resumeFrom).ExecuteDeleteAsync(CancellationToken.None);
         await db.JobEvaluations.Where(e => e.JobId == jobId && e.Iteration > resumeFrom).ExecuteDeleteAsync(CancellationToken.None);
+        var eventsBefore = job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents;
+        await db.JobEvents.Where(e => e.JobId == jobId && e.Sequence >= eventsBefore).ExecuteDeleteAsync(CancellationToken.None);
         await db.SaveChangesAsync(CancellationToken.None);
         logger.LogInformation("Job {JobId} attempt {Attempt} starts at iteration {Iteration}", jobId, job.Attempts, resumeFrom);
 
@@ -116,7 +118,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             ? await artifacts.ReadAllBytesAsync(checkpointId, shutdown)
             : null;
 
-        await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value);
+        await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value,
+            job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents);
         writer.Start();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested, writer.Failed);
         var checkpointInterval = job.CheckpointInterval > 0 ? job.CheckpointInterval : options.Value.DefaultCheckpointInterval;
@@ -130,11 +133,13 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             using var _train = train;
             using var _test = test;
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
-            if (checkpoint is not null) trainer.LoadCheckpoint(new MemoryStream(checkpoint));
-            var outcome = trainer.Run(train, test, writer, checkpointInterval, stop.Token);
+            var run = job.Settings.IsBudgetMode
+                ? RunBudgetSearch(trainer, job.Settings, train, test, checkpoint, writer, checkpointInterval, stop.Token)
+                : RunFixed(trainer, train, test, checkpoint, writer, checkpointInterval, stop.Token);
+            var outcome = run.Outcome;
             if (outcome.Cancelled)
             {
-                if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(trainer); // shutdown: keep the work
+                if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
                 return (outcome, Files: new List<(ResultFormat, string)>());
             }
             var files = new List<(ResultFormat, string)>();
@@ -168,6 +173,37 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             foreach (var (_, path) in result.Files) File.Delete(path);
         }
     }
+
+    /// <summary>The paper's fixed thresholds (the job names cRates).</summary>
+    private static RunResult RunFixed(SurgeryTrainer trainer, TensorDataset train, TensorDataset test, byte[]? checkpoint,
+        JobProgressWriter writer, int checkpointInterval, CancellationToken stop)
+    {
+        if (checkpoint is not null) trainer.LoadCheckpoint(new MemoryStream(checkpoint));
+        return new RunResult(trainer.Run(train, test, writer, checkpointInterval, stop), trainer);
+    }
+
+    /// <summary>
+    /// Budget mode: the validation split is held out of the training samples (the same samples for every job on the
+    /// dataset) and never trained on; the search picks the thresholds.
+    /// </summary>
+    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, SurgerySettings settings, TensorDataset train,
+        TensorDataset test, byte[]? checkpoint, JobProgressWriter writer, int checkpointInterval, CancellationToken stop)
+    {
+        if (train.Count < 2)
+        {
+            throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
+        }
+        var target = settings.EffectiveTarget;
+        var (fit, validation) = train.Split(target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
+        using var _fit = fit;
+        using var _validation = validation;
+        var search = new BudgetSearch(trainer, settings);
+        if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
+        return new RunResult(search.Run(fit, validation, test, writer, checkpointInterval, stop), search);
+    }
+
+    /// <summary>A run's outcome and what can checkpoint it (the trainer, or the search around it).</summary>
+    private sealed record RunResult(SurgeryOutcome Outcome, ICheckpointSource Source);
 
     private async Task StoreResultsAsync(SurgeryJob job, ModelEntry model, SurgeryOutcome outcome, List<(ResultFormat Format, string Path)> files)
     {
@@ -204,6 +240,12 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         job.Kept = outcome.Kept;
         job.Total = outcome.Total;
         if (outcome.Before is { } before) job.Top1Before ??= before.Top1;
+        if (outcome.Search is { } search)
+        {
+            // The progress writer's first evaluation was on the validation split; the job reports the test set's.
+            job.Top1Before = search.TestTop1Before;
+            job.Search = search;
+        }
         if (outcome.After is { } after)
         {
             job.Top1After = after.Top1;

@@ -15,6 +15,7 @@ public sealed class SurgeryDbContext(DbContextOptions<SurgeryDbContext> options)
     public DbSet<SurgeryJob> Jobs => Set<SurgeryJob>();
     public DbSet<JobMetric> JobMetrics => Set<JobMetric>();
     public DbSet<JobEvaluation> JobEvaluations => Set<JobEvaluation>();
+    public DbSet<JobEvent> JobEvents => Set<JobEvent>();
     public DbSet<JobLayerResult> JobLayerResults => Set<JobLayerResult>();
     public DbSet<ModelEntry> Models => Set<ModelEntry>();
     public DbSet<DatasetEntry> Datasets => Set<DatasetEntry>();

@@ -19,6 +19,7 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
         job.Property(j => j.Error).HasMaxLength(4000);
         job.Property(j => j.Settings).HasJsonConversion();
         job.Property(j => j.Preprocessing).HasJsonConversion();
+        job.Property(j => j.Search!).HasJsonConversion();
         job.Ignore(j => j.IsFinished);
         job.HasOne<ModelEntry>().WithMany().HasForeignKey(j => j.ModelId).OnDelete(DeleteBehavior.SetNull);
         job.HasOne<DatasetEntry>().WithMany().HasForeignKey(j => j.DatasetId).OnDelete(DeleteBehavior.SetNull);
@@ -42,6 +43,18 @@ internal sealed class JobMetricConfiguration : IEntityTypeConfiguration<JobMetri
         metric.ToTable("job_metrics");
         metric.HasKey(m => new { m.JobId, m.Iteration });
         metric.HasOne<SurgeryJob>().WithMany().HasForeignKey(m => m.JobId).OnDelete(DeleteBehavior.Cascade);
+    }
+}
+
+internal sealed class JobEventConfiguration : IEntityTypeConfiguration<JobEvent>
+{
+    public void Configure(EntityTypeBuilder<JobEvent> jobEvent)
+    {
+        jobEvent.ToTable("job_events");
+        jobEvent.HasKey(e => new { e.JobId, e.Sequence });
+        jobEvent.Property(e => e.Kind).HasMaxLength(16);
+        jobEvent.Property(e => e.Message).HasMaxLength(4000);
+        jobEvent.HasOne<SurgeryJob>().WithMany().HasForeignKey(e => e.JobId).OnDelete(DeleteBehavior.Cascade);
     }
 }
 
