@@ -26,6 +26,7 @@ static int Usage()
           --seeds N, --first-seed S  seeds S..S+N-1 (default 3 seeds from 1)
           --max-iterations N         iterations of the whole search (default: the recipe's)
           --method dns|magnitude     surgery method (default dns)
+          --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
           --json FILE, --threads N, --mnist DIR   as for reproduce
         """);
     return 2;

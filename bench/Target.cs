@@ -56,6 +56,7 @@ internal static class Target
                 Iterations = maxIterations,
                 EvalInterval = Math.Max(100, maxIterations / 100),
                 Seed = seed,
+                BiasLrMultiplier = double.Parse(options.Get("bias-lr-mult", "1"), System.Globalization.CultureInfo.InvariantCulture),
             };
             var clock = Stopwatch.StartNew();
             using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);

@@ -117,6 +117,9 @@ public sealed record SurgerySettings
     public double Momentum { get; init; } = 0.9;
     public double WeightDecay { get; init; } = 5e-4;
     public bool PruneBiases { get; init; }
+
+    /// <summary>Biases learn at this multiple of the learning rate (Caffe's LeNet uses <c>lr_mult: 2</c>).</summary>
+    public double BiasLrMultiplier { get; init; } = 1;
     public PruningPhases Phases { get; init; } = PruningPhases.All;
 
     /// <summary>Magnitude method only: prune-then-retrain rounds; the threshold multiplier grows to c_rate over them.</summary>
@@ -164,6 +167,7 @@ public sealed record SurgerySettings
         Check(LrStepSize > 0, "lrStepSize", "must be > 0");
         Check(double.IsFinite(Momentum) && Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
         Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weightDecay", "must be >= 0");
+        Check(double.IsFinite(BiasLrMultiplier) && BiasLrMultiplier is >= 0 and <= 100, "biasLrMultiplier", "must be between 0 and 100");
         Check(MagnitudeRounds is > 0 and <= 100, "magnitudeRounds", "must be between 1 and 100");
         Check(EvalInterval > 0, "evalInterval", "must be > 0");
         Check(Enum.IsDefined(Method), "method", "must be 'dns' or 'magnitude'");

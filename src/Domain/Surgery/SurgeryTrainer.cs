@@ -23,6 +23,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     private readonly Generator _random;
     private Tensor? _permutation;
     private long _permutationEpoch = -1;
+    private readonly HashSet<string> _biases;
     private SurgeryStage? _stage;
     private DivergenceGuard? _guard;
     private byte[]? _lastGood;
@@ -57,6 +58,9 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         {
             _plain.Add((name, parameter, zeros_like(parameter).DetachFromDisposeScope()));
         }
+        _biases = layers.Where(l => l.BiasParameter is not null).Select(l => l.BiasParameter!)
+            .Concat(parameters.Keys.Where(n => n.EndsWith("bias", StringComparison.OrdinalIgnoreCase)))
+            .ToHashSet();
         foreach (var layer in _layers)
         {
             layer.FixThresholds();
@@ -340,6 +344,8 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         using var _ = no_grad();
         var momentum = _settings.Momentum;
         var decay = _settings.WeightDecay;
+        // Caffe's LeNet prototxts train biases at lr_mult 2; the setting makes that a choice.
+        var biasLr = lr * _settings.BiasLrMultiplier;
         foreach (var layer in _layers)
         {
             foreach (var m in layer.Masked)
@@ -348,16 +354,16 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
                 if (grad is null) continue;
                 // Spec step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through).
                 var keep = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
-                Update(m.Dense, grad, m.Velocity, keep);
+                Update(m.Dense, grad, m.Velocity, keep, m == layer.Bias ? biasLr : lr);
             }
         }
-        foreach (var (_, parameter, velocity) in _plain)
+        foreach (var (name, parameter, velocity) in _plain)
         {
             var grad = parameter.grad;
-            if (grad is not null) Update(parameter, grad, velocity, null);
+            if (grad is not null) Update(parameter, grad, velocity, null, _biases.Contains(name) ? biasLr : lr);
         }
 
-        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep)
+        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep, double lr)
         {
             if (decay != 0) grad.add_(weight, decay);
             if (keep is not null) grad.mul_(keep); // magnitude baseline: pruned weights stay exactly zero
