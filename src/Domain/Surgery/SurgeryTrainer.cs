@@ -225,6 +225,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     /// <summary>The whole training state in memory (a checkpoint).</summary>
     internal byte[] Snapshot()
     {
+        using var scope = NewDisposeScope();
         using var memory = new MemoryStream();
         SaveCheckpoint(memory);
         return memory.ToArray();
@@ -470,6 +471,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 
     public void SaveCheckpoint(Stream stream)
     {
+        using var scope = NewDisposeScope(); // TensorIO's intermediate tensors
         using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         writer.Write(CheckpointMagic);
         writer.Write(Iteration);
@@ -524,6 +526,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     /// <summary>Restores a checkpoint written by a trainer with the same model, layers and settings.</summary>
     public void LoadCheckpoint(Stream stream)
     {
+        using var scope = NewDisposeScope();
         using var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         void Expect(bool ok, string what)
         {
