@@ -13,6 +13,7 @@ using SurgeryService.Api.Models;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Infrastructure.Persistence;
 
@@ -33,7 +34,8 @@ builder.Services.AddSurgeryCore(builder.Configuration);
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).
-    builder.Services.AddHangfireServer(server => server.Queues = [.. JobEndpoints.Queues, "default"]);
+    builder.Services.AddHangfireServer(server => server.Queues = [.. JobQueues.All]);
+    builder.Services.AddSurgeryJobServer();
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();

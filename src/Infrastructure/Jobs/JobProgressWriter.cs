@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using Npgsql;
 using NpgsqlTypes;
 using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Infrastructure.Artifacts;
 
@@ -12,7 +13,10 @@ namespace SurgeryService.Infrastructure.Jobs;
 /// The engine's observer for a job. The training thread only enqueues; one background loop writes the queue in order:
 /// metric rows in batches (binary COPY into a staging table, then INSERT .. ON CONFLICT DO NOTHING so a replayed
 /// iteration can never appear twice), evaluations, the job's progress fields, and checkpoints, each checkpoint only
-/// after every metric before it. Each write also reads the job's cancel flag.
+/// after every metric before it. Each write also reads the job's cancel flag. It writes progress only, never the job's
+/// state, and only while the job is Running: a write that finds the job in another state (finished by another writer)
+/// writes nothing and stops the run like a cancel. Every write changes the row's xmin, so an EF writer holding an older
+/// copy of the job reloads before its transition (see <c>SurgeryJobConfiguration</c>).
 /// </summary>
 public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
 {
@@ -44,13 +48,11 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         _options = options;
     }
 
-    /// <summary>Cancelled once the job's cancel flag is seen set in the database.</summary>
+    /// <summary>Cancelled once the job's cancel flag is seen set in the database, or the job is seen no longer running.</summary>
     public CancellationToken CancelRequested => _cancelRequested.Token;
 
     /// <summary>Cancelled when writing fails (database lost): training stops, the attempt fails and is retried from its checkpoint.</summary>
     public CancellationToken Failed => _failed.Token;
-
-    public int CheckpointsWritten { get; private set; }
 
     public void Start() => _loop = Task.Run(async () =>
     {
@@ -100,6 +102,9 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     }
 
     private sealed record CheckpointData(int Iteration, byte[] Bytes);
+
+    /// <summary>How the jobs table stores <see cref="JobState.Running"/> (the state column holds the enum's name).</summary>
+    private static readonly string Running = nameof(JobState.Running);
 
     private async Task WriteLoopAsync()
     {
@@ -237,11 +242,12 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                 "LayerNames" = COALESCE(@layers, "LayerNames"),
                 "LayerTotals" = COALESCE(@totals, "LayerTotals"),
                 "UpdatedAt" = now()
-            WHERE "Id" = @id
+            WHERE "Id" = @id AND "State" = @running
             RETURNING "CancelRequested"
             """, connection, transaction))
         {
             update.Parameters.AddWithValue("id", _jobId);
+            update.Parameters.AddWithValue("running", Running);
             update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer) { Value = last is null ? DBNull.Value : last.Iteration + 1 });
             update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
             update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
@@ -258,7 +264,19 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             {
                 Value = (object?)_layerTotals ?? DBNull.Value,
             });
-            if (await update.ExecuteScalarAsync() is true) _cancelRequested.Cancel();
+            switch (await update.ExecuteScalarAsync())
+            {
+                case null:
+                    // No longer running: another writer finished the job. Nothing of this batch belongs to it any more.
+                    await transaction.RollbackAsync();
+                    _metrics.Clear();
+                    _evaluations.Clear();
+                    _cancelRequested.Cancel();
+                    return;
+                case true:
+                    _cancelRequested.Cancel();
+                    break;
+            }
         }
         await transaction.CommitAsync();
         _metrics.Clear();
@@ -272,14 +290,22 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         var artifact = await ArtifactStore.SaveAsync(connection, transaction, _tenantId, ArtifactKind.Checkpoint,
             $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", new MemoryStream(checkpoint.Bytes));
         await using (var update = new NpgsqlCommand(
-            """UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration, "CheckpointEvents" = @events WHERE "Id" = @id""",
-            connection, transaction))
+            """
+            UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration, "CheckpointEvents" = @events
+            WHERE "Id" = @id AND "State" = @running
+            """, connection, transaction))
         {
             update.Parameters.AddWithValue("events", _nextEvent);
             update.Parameters.AddWithValue("id", _jobId);
+            update.Parameters.AddWithValue("running", Running);
             update.Parameters.AddWithValue("artifact", artifact.Id);
             update.Parameters.AddWithValue("iteration", checkpoint.Iteration);
-            await update.ExecuteNonQueryAsync();
+            if (await update.ExecuteNonQueryAsync() == 0)
+            {
+                await transaction.RollbackAsync(); // finished by another writer: its checkpoint is no longer needed
+                _cancelRequested.Cancel();
+                return;
+            }
         }
         if (_checkpointArtifactId is { } previous)
         {
@@ -289,6 +315,5 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         }
         await transaction.CommitAsync();
         _checkpointArtifactId = artifact.Id;
-        CheckpointsWritten++;
     }
 }
