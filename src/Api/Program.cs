@@ -53,7 +53,11 @@ builder.Services.AddAuthorizationBuilder()
     }));
 
 builder.Services.ConfigureHttpJsonOptions(json =>
-    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase)));
+{
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
+    json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
+});
 // Unreadable bodies surface as BadHttpRequestException, which DomainExceptionHandler turns into a 400 naming the field.
 builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
 builder.Services.AddProblemDetails();

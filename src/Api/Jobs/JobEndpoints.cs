@@ -45,6 +45,8 @@ public static class JobEndpoints
         group.MapGet("/{id:guid}/report.svg", ReportSvg).WithName("GetJobReportSvg")
             .WithSummary("Per-layer remaining weights and accuracy against iteration, as SVG")
             .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml");
+        group.MapGet("/{id:guid}/log", Log).WithName("GetJobLog")
+            .WithSummary("The job's warnings, rollbacks and budget-search steps, in order (also while it runs)");
         group.MapPost("/{id:guid}/cancel", Cancel).WithName("CancelJob")
             .WithSummary("Stop a queued or running job at its next iteration");
         return group;
@@ -90,7 +92,14 @@ public static class JobEndpoints
 
         var settings = request.Settings ?? new SurgerySettings();
         if (method is { } m) settings = settings with { Method = m };
-        foreach (var (name, problem) in settings.ValidationErrors()) invalid["settings." + name] = [problem];
+        if (request.Target is not null)
+        {
+            if (settings.Target is not null) malformed["target"] = ["is given twice: at the top level and in settings; give it once"];
+            settings = settings with { Target = request.Target };
+        }
+        if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");
+        // The target block is the job's, named as the request names it; the rest are settings.
+        foreach (var (name, problem) in settings.ValidationErrors()) invalid[name.StartsWith("target", StringComparison.Ordinal) ? name : "settings." + name] = [problem];
         var preprocessing = request.Preprocessing ?? new JobPreprocessing();
         foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
         if (request.CheckpointInterval is <= 0 or > 10_000_000) invalid["checkpointInterval"] = ["must be between 1 and 10000000"];
@@ -123,7 +132,7 @@ public static class JobEndpoints
             Preprocessing = preprocessing,
             Queue = queue,
             CheckpointInterval = request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            TotalIterations = settings.Iterations,
+            TotalIterations = settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations,
             CreatedAt = DateTimeOffset.UtcNow,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
@@ -285,6 +294,14 @@ public static class JobEndpoints
         var svg = JobReportSvg.Render(job, points.Select(p => (p.Iteration, p.LayerKept)).ToList(), job.LayerTotals,
             evaluations.Select(e => (e.Iteration, e.Top1)).ToList());
         return TypedResults.Content(svg, "image/svg+xml");
+    }
+
+    public static async Task<Results<Ok<IReadOnlyList<JobLogEntry>>, NotFound<ProblemDetails>>> Log(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        return TypedResults.Ok(await JobReportBuilder.LogAsync(db, id, cancellationToken));
     }
 
     public static async Task<Results<Accepted<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Cancel(

@@ -35,6 +35,14 @@ public static class JobReportBuilder
             files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim())).ToList(),
             job.Attempts,
             job.ResumedFromIteration,
-            job.StartedAt is { } s && job.FinishedAt is { } e ? (e - s).TotalSeconds : null);
+            job.StartedAt is { } s && job.FinishedAt is { } e ? (e - s).TotalSeconds : null,
+            JobResponse.ModeOf(job.Settings),
+            job.Search,
+            await LogAsync(db, job.Id, cancellationToken));
     }
+
+    public static async Task<IReadOnlyList<JobLogEntry>> LogAsync(SurgeryDbContext db, Guid jobId, CancellationToken cancellationToken) =>
+        await db.JobEvents.AsNoTracking().Where(e => e.JobId == jobId).OrderBy(e => e.Sequence)
+            .Select(e => new JobLogEntry(e.Sequence, e.Iteration, e.Kind, e.Message, e.CreatedAt))
+            .ToListAsync(cancellationToken);
 }

@@ -271,6 +271,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                     await transaction.RollbackAsync();
                     _metrics.Clear();
                     _evaluations.Clear();
+                    _events.Clear();
                     _cancelRequested.Cancel();
                     return;
                 case true:
