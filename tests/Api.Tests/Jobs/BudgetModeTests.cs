@@ -38,7 +38,7 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
         return OnnxWriter.Export(module, settings, outcome).Dense;
     }
 
-    private async Task<(Guid Model, Guid Dataset)> UploadAsync(HttpClient client)
+    internal static async Task<(Guid Model, Guid Dataset)> UploadAsync(HttpClient client)
     {
         var model = await client.PostAsync("/api/models", HttpExtensions.Form(TrainedMlp.Value, "mlp-trained.onnx"))
             .ExpectAsync(HttpStatusCode.Created);
@@ -47,7 +47,7 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
         return (model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid());
     }
 
-    private static object BudgetRequest(Guid model, Guid dataset, int iterations, int checkpointInterval, object? target) => new
+    internal static object BudgetRequest(Guid model, Guid dataset, int iterations, int checkpointInterval, object? target) => new
     {
         modelId = model,
         datasetId = dataset,
@@ -177,14 +177,27 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
         Assert.Contains(log.EnumerateArray(), e => e.GetProperty("kind").GetString() == "Rollback");
     }
 
+    private sealed class NoObserver : ISurgeryObserver
+    {
+        public void OnIteration(IterationMetrics metrics) { }
+        public void OnEvaluation(EvaluationMetrics metrics) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
+    }
+}
+
+public sealed class BudgetWorkerLossHost() : ServiceHost("budgetloss", withWorker: false);
+
+/// <summary>A budget-mode job whose worker process is killed in the middle of a search stage.</summary>
+public sealed class BudgetWorkerLossTests(BudgetWorkerLossHost host, ITestOutputHelper output) : IClassFixture<BudgetWorkerLossHost>
+{
     [Fact]
     public async Task ABudgetJobWhoseWorkerIsKilledMidStageResumesWithOneContinuousSeries()
     {
         var client = host.Client();
-        var (model, dataset) = await UploadAsync(client);
-        const int iterations = 2400;
+        var (model, dataset) = await BudgetModeTests.UploadAsync(client);
+        const int iterations = 4000;
         var job = await JobScenario.SubmitAsync(client,
-            BudgetRequest(model, dataset, iterations, checkpointInterval: 150, new { maxAccuracyDrop = 1.0, validation = 0.2 }));
+            BudgetModeTests.BudgetRequest(model, dataset, iterations, checkpointInterval: 150, new { maxAccuracyDrop = 1.0, validation = 0.2 }));
 
         // A worker of its own, killed once a checkpoint inside the search's first stages has been written.
         var first = host.StartWorker();
@@ -196,7 +209,7 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
         var checkpoint = atKill.GetProperty("checkpointIteration").GetInt32();
         Assert.Equal("Running", atKill.GetProperty("state").GetString());
 
-        host.Worker ??= host.StartWorker();
+        host.Worker = host.StartWorker();
         var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(300), () => host.Worker.Output);
         output.WriteLine($"killed with checkpoint {checkpoint}; {done}");
         Assert.Equal("Succeeded", done.GetProperty("state").GetString());
@@ -214,10 +227,4 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
         Assert.True(done.GetProperty("budgetMet").GetBoolean());
     }
 
-    private sealed class NoObserver : ISurgeryObserver
-    {
-        public void OnIteration(IterationMetrics metrics) { }
-        public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(ICheckpointSource source) { }
-    }
 }
