@@ -45,6 +45,24 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         Assert.Contains("also configured for another tenant", message);
     }
 
+    [Theory]
+    [InlineData("Hangfire:InvisibilityTimeoutSeconds", "0")]
+    [InlineData("Hangfire:QueuePollIntervalMilliseconds", "-5")]
+    [InlineData("Jobs:OrphanSweepSeconds", "0")]
+    public async Task ABadHangfireOrJobSettingStopsTheApiAtStartNamingIt(string setting, string value)
+    {
+        await using var factory = new SurgeryApiFactory(host.Db.ConnectionString, new Dictionary<string, string?>
+        {
+            ["Tenants:acme:ApiKeys:0"] = ServiceHost.AcmeKey,
+            [setting] = value,
+        });
+
+        var failure = Assert.ThrowsAny<Exception>(() => factory.CreateClient());
+
+        var message = failure.ToString();
+        Assert.True(message.Contains($"members: '{setting.Split(':')[1]}'", StringComparison.Ordinal), message);
+    }
+
     [Fact]
     public async Task TheHangfireDashboardOpensForOperatorTenantsWithTheKeyInTheHeaderOrAsBasicPassword()
     {
@@ -68,6 +86,16 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         var upload = document.GetProperty("paths").GetProperty("/api/models").GetProperty("post");
         Assert.Equal("lenet-300-100", upload.GetProperty("requestBody").GetProperty("content").GetProperty("multipart/form-data")
             .GetProperty("example").GetProperty("architecture").GetString());
+
+        // Every status an endpoint returns is in its Results<...> union, so the document lists it.
+        string[] Statuses(string path, string method) => document.GetProperty("paths").GetProperty(path).GetProperty(method)
+            .GetProperty("responses").EnumerateObject().Select(r => r.Name).Order().ToArray();
+        Assert.Equal(["202", "400", "422"], Statuses("/api/jobs", "post"));
+        Assert.Equal(["202", "404", "409"], Statuses("/api/jobs/{id}/cancel", "post"));
+        Assert.Equal(["200", "400", "404", "409", "422"], Statuses("/api/jobs/{id}/result", "get"));
+        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/report", "get"));
+        Assert.Equal(["204", "404", "409"], Statuses("/api/models/{id}", "delete"));
+        Assert.Equal(["204", "404", "409"], Statuses("/api/datasets/{id}", "delete"));
     }
 
     [Fact]
