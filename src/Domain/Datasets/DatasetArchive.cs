@@ -233,7 +233,7 @@ public static class DatasetArchive
         return NpyReader.ReadHeader(start, length, entry.FullName);
     }
 
-    private static bool IsGzip(ReadOnlySpan<byte> bytes) => bytes.Length > 2 && bytes[0] == 0x1F && bytes[1] == 0x8B;
+    private static bool IsGzip(ReadOnlySpan<byte> bytes) => bytes.Length >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B;
 
     private static void CheckShapes(long[] xTrain, long[] yTrain, long[] xTest, long[] yTest)
     {

@@ -96,7 +96,7 @@ public static class TestData
         stream.Write(data);
     }
 
-    private static byte[] Idx(byte type, int[] shape, byte[] data)
+    public static byte[] Idx(byte type, int[] shape, byte[] data)
     {
         using var memory = new MemoryStream();
         memory.Write([0, 0, type, (byte)shape.Length]);

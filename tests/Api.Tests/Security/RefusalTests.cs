@@ -201,6 +201,56 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
     }
 
     [Fact]
+    public async Task AnIdxZipIsInspectedFromItsHeadersGzippedOrNotAndAShortFileIsRefusedTheSameWay()
+    {
+        var client = host.Client();
+        var (xTrain, yTrain, xTest, yTest) = TestData.MnistSubset(40, 10);
+        static byte[] Gzip(byte[] data)
+        {
+            using var memory = new MemoryStream();
+            using (var gzip = new System.IO.Compression.GZipStream(memory, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            {
+                gzip.Write(data);
+            }
+            return memory.ToArray();
+        }
+        byte[] Zip(byte[] trainImages, Func<byte[], byte[]> encode)
+        {
+            using var memory = new MemoryStream();
+            using (var zip = new System.IO.Compression.ZipArchive(memory, System.IO.Compression.ZipArchiveMode.Create, leaveOpen: true))
+            {
+                foreach (var (name, data) in new[]
+                         {
+                             ("train-images-idx3-ubyte", trainImages), ("train-labels-idx1-ubyte", TestData.Idx(0x08, [40], yTrain)),
+                             ("t10k-images-idx3-ubyte", TestData.Idx(0x08, [10, 28, 28], xTest)), ("t10k-labels-idx1-ubyte", TestData.Idx(0x08, [10], yTest)),
+                         })
+                {
+                    using var entry = zip.CreateEntry(name).Open();
+                    entry.Write(encode(data));
+                }
+            }
+            return memory.ToArray();
+        }
+        var images = TestData.Idx(0x08, [40, 28, 28], xTrain);
+        var shortImages = TestData.Idx(0x08, [40, 28, 28], xTrain[..(39 * 784)]);
+
+        var gzipped = await client.PostAsync("/api/datasets", HttpExtensions.Form(Zip(images, Gzip), "gz.zip"))
+            .ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal([1L, 28, 28], gzipped.GetProperty("sampleShape").EnumerateArray().Select(d => d.GetInt64()));
+        Assert.Equal(40, gzipped.GetProperty("trainCount").GetInt64());
+        Assert.Equal(10, gzipped.GetProperty("testCount").GetInt64());
+        Assert.Equal("uint8", gzipped.GetProperty("inputType").GetString());
+
+        foreach (var encode in new Func<byte[], byte[]>[] { d => d, Gzip })
+        {
+            var refused = await client.PostAsync("/api/datasets", HttpExtensions.Form(Zip(shortImages, encode), "short.zip"))
+                .ExpectAsync(HttpStatusCode.UnprocessableEntity);
+            Assert.Equal("train-images-idx3-ubyte holds 30576 data bytes but its header announces 31360",
+                refused.GetProperty("detail").GetString());
+        }
+    }
+
+    [Fact]
     public async Task BadDatasetsAre422WithTheReason()
     {
         var client = host.Client();
