@@ -76,7 +76,7 @@ public sealed class BuiltInDatasets(IServiceScopeFactory scopes, Microsoft.Exten
             DatasetSummary summary;
             await using (var file = File.OpenRead(zipPath))
             {
-                summary = DatasetArchive.Inspect(file);
+                summary = await DatasetArchive.InspectAsync(file, cancellationToken);
             }
             db.Datasets.Add(DatasetEndpoints.Entry(summary, MnistName, null, artifact));
             try

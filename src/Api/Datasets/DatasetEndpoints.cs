@@ -54,8 +54,7 @@ public static class DatasetEndpoints
             .WithMetadata(new OpenApiExample(new { file = "(binary)", name = "mnist-small" }));
         group.MapGet("/", List).WithName("ListDatasets").WithSummary("The tenant's datasets and the built-in ones");
         group.MapGet("/{id:guid}", Get).WithName("GetDataset").WithSummary("One dataset");
-        group.MapDelete("/{id:guid}", Delete).WithName("DeleteDataset").WithSummary("Delete a dataset no queued or running job uses")
-            .ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapDelete("/{id:guid}", Delete).WithName("DeleteDataset").WithSummary("Delete a dataset no queued or running job uses");
         return group;
     }
 
@@ -70,7 +69,7 @@ public static class DatasetEndpoints
             DatasetSummary summary;
             await using (var content = await artifacts.OpenReadAsync(upload.File.Id, cancellationToken))
             {
-                summary = DatasetArchive.Inspect(content);
+                summary = await DatasetArchive.InspectAsync(content, cancellationToken);
             }
             var dataset = Entry(summary, upload.Field("name") ?? upload.File.FileName, tenant, upload.File);
             db.Datasets.Add(dataset);
@@ -119,7 +118,7 @@ public static class DatasetEndpoints
         return dataset is null ? NotFoundProblem.For("dataset", id) : TypedResults.Ok(DatasetResponse.From(dataset));
     }
 
-    public static async Task<Results<NoContent, NotFound<ProblemDetails>>> Delete(
+    public static async Task<Results<NoContent, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Delete(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
@@ -127,14 +126,14 @@ public static class DatasetEndpoints
         if (dataset is null) return NotFoundProblem.For("dataset", id);
         if (dataset.BuiltIn)
         {
-            throw new SurgeryException("Built-in dataset", $"'{dataset.Name}' is built in and cannot be deleted", ErrorKind.Conflict);
+            return Problems.Conflict("Built-in dataset", $"'{dataset.Name}' is built in and cannot be deleted");
         }
         var active = await db.Jobs.Where(j => j.DatasetId == id && (j.State == JobState.Queued || j.State == JobState.Running))
             .Select(j => j.Id).ToListAsync(cancellationToken);
         if (active.Count > 0)
         {
-            throw new SurgeryException("Dataset in use",
-                $"jobs {string.Join(", ", active)} still use this dataset: cancel them or wait until they finish", ErrorKind.Conflict);
+            return Problems.Conflict("Dataset in use",
+                $"jobs {string.Join(", ", active)} still use this dataset: cancel them or wait until they finish");
         }
         db.Datasets.Remove(dataset);
         await db.SaveChangesAsync(cancellationToken);

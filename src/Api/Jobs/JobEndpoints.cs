@@ -9,6 +9,7 @@ using Microsoft.Extensions.Options;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Domain;
+using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
@@ -109,7 +110,7 @@ public static class JobEndpoints
         var dataset = await db.Datasets.AsNoTracking()
             .SingleOrDefaultAsync(x => x.Id == request.DatasetId && (x.TenantId == tenant || x.BuiltIn), cancellationToken);
         if (dataset is null) invalid["datasetId"] = [$"there is no dataset with id {request.DatasetId}"];
-        if (model is not null && dataset is not null && JobInputs.ShapeProblem(dataset.SampleShape, model.InputShape) is { } shape)
+        if (model is not null && dataset is not null && SampleShapes.Problem(dataset.SampleShape, preprocessing.Layout, model.InputShape) is { } shape)
         {
             invalid["datasetId"] = [shape];
         }

@@ -59,8 +59,7 @@ public static class ModelEndpoints
             .WithMetadata(new OpenApiExample(new { file = "(binary)", architecture = "lenet-300-100", name = "lenet-300-100-dense" }));
         group.MapGet("/", List).WithName("ListModels").WithSummary("The tenant's models, newest first");
         group.MapGet("/{id:guid}", Get).WithName("GetModel").WithSummary("One model with its layers");
-        group.MapDelete("/{id:guid}", Delete).WithName("DeleteModel").WithSummary("Delete a model no queued or running job uses")
-            .ProducesProblem(StatusCodes.Status409Conflict);
+        group.MapDelete("/{id:guid}", Delete).WithName("DeleteModel").WithSummary("Delete a model no queued or running job uses");
         return group;
     }
 
@@ -118,7 +117,7 @@ public static class ModelEndpoints
         return model is null ? NotFoundProblem.For("model", id) : TypedResults.Ok(ModelResponse.From(model));
     }
 
-    public static async Task<Results<NoContent, NotFound<Microsoft.AspNetCore.Mvc.ProblemDetails>>> Delete(
+    public static async Task<Results<NoContent, NotFound<Microsoft.AspNetCore.Mvc.ProblemDetails>, Conflict<Microsoft.AspNetCore.Mvc.ProblemDetails>>> Delete(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
@@ -128,8 +127,8 @@ public static class ModelEndpoints
             .Select(j => j.Id).ToListAsync(cancellationToken);
         if (active.Count > 0)
         {
-            throw new SurgeryException("Model in use",
-                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish", ErrorKind.Conflict);
+            return Problems.Conflict("Model in use",
+                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish");
         }
         db.Models.Remove(model);
         await db.SaveChangesAsync(cancellationToken);

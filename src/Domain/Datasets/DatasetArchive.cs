@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.IO.Compression;
 using static TorchSharp.torch;
 
@@ -30,34 +29,62 @@ public static class DatasetArchive
 {
     private static readonly string[] NpzArrays = ["x_train", "y_train", "x_test", "y_test"];
 
-    public static DatasetSummary Inspect(Stream content)
+    /// <summary>
+    /// Shapes, element type, sample counts and class count of an upload. Of the inputs it reads only the headers (and,
+    /// for a gzipped IDX file, streams through the data to learn its length); the labels are read whole for the class
+    /// count.
+    /// </summary>
+    public static async Task<DatasetSummary> InspectAsync(Stream content, CancellationToken cancellationToken)
     {
-        using var zip = Open(content);
-        var parts = Parts(zip);
-        if (parts.Format == DatasetFormat.Npz)
+        await using var zip = await OpenAsync(content, cancellationToken);
+        var (format, entries) = Locate(zip);
+        var trainLabels = await ReadEntryAsync(entries[1], cancellationToken);
+        var testLabels = await ReadEntryAsync(entries[3], cancellationToken);
+        if (format == DatasetFormat.Npz)
         {
-            var headers = parts.Entries.Select(e => NpyReader.ReadHeader(e.Data, e.Name)).ToArray();
-            CheckShapes(headers[0].Shape, headers[1].Shape, headers[2].Shape, headers[3].Shape);
-            var classes = ClassCount(parts.Entries[1], parts.Entries[3]);
-            return new DatasetSummary(DatasetFormat.Npz, SampleShape(headers[0].Shape), TypeName(headers[0].DType),
-                classes, headers[0].Shape[0], headers[2].Shape[0]);
+            var xTrain = await NpyHeaderAsync(entries[0], cancellationToken);
+            var xTest = await NpyHeaderAsync(entries[2], cancellationToken);
+            var yTrain = NpyReader.ReadHeader(trainLabels, trainLabels.Length, entries[1].FullName);
+            var yTest = NpyReader.ReadHeader(testLabels, testLabels.Length, entries[3].FullName);
+            CheckShapes(xTrain.Shape, yTrain.Shape, xTest.Shape, yTest.Shape);
+            return new DatasetSummary(DatasetFormat.Npz, SampleShape(xTrain.Shape), TypeName(xTrain.DType),
+                ClassCount(format, entries[1].FullName, trainLabels, entries[3].FullName, testLabels), xTrain.Shape[0], xTest.Shape[0]);
         }
-        var idx = parts.Entries.Select(e => IdxShape(e.Data, e.Name)).ToArray();
-        CheckShapes(idx[0].Shape, idx[1].Shape, idx[2].Shape, idx[3].Shape);
-        return new DatasetSummary(DatasetFormat.Idx, SampleShape(idx[0].Shape), idx[0].Type,
-            ClassCount(parts.Entries[1], parts.Entries[3]), idx[0].Shape[0], idx[2].Shape[0]);
+        var images = await IdxHeaderAsync(entries[0], cancellationToken);
+        var testImages = await IdxHeaderAsync(entries[2], cancellationToken);
+        var labels = IdxReader.ReadHeader(trainLabels, trainLabels.Length, entries[1].FullName);
+        var testLabelsHeader = IdxReader.ReadHeader(testLabels, testLabels.Length, entries[3].FullName);
+        CheckShapes(images.Shape, labels.Shape, testImages.Shape, testLabelsHeader.Shape);
+        return new DatasetSummary(DatasetFormat.Idx, SampleShape(images.Shape), images.TypeName,
+            ClassCount(format, entries[1].FullName, trainLabels, entries[3].FullName, testLabels), images.Shape[0], testImages.Shape[0]);
     }
 
+    /// <summary>Every array, decoded: inputs as float32 (unscaled; <c>[N, H, W]</c> images become <c>[N, 1, H, W]</c>), labels as int64.</summary>
     public static DatasetTensors Read(Stream content)
     {
         using var zip = Open(content);
-        var parts = Parts(zip);
-        var tensors = parts.Entries.Select((e, i) =>
+        var (format, entries) = Locate(zip);
+        var tensors = new List<Tensor>(4);
+        try
         {
-            using var raw = parts.Format == DatasetFormat.Npz ? NpyReader.Read(e.Data, e.Name) : IdxReader.Read(e.Data, e.Name);
-            var t = i % 2 == 0 ? raw.to(float32) : raw.to(int64);
-            return i % 2 == 0 && t.dim() == 3 ? t.unsqueeze(1) : t; // [N, H, W] images -> [N, 1, H, W]
-        }).ToArray();
+            for (var i = 0; i < entries.Length; i++)
+            {
+                var data = ReadEntry(entries[i]);
+                using var raw = format == DatasetFormat.Npz ? NpyReader.Read(data, entries[i].FullName) : IdxReader.Read(data, entries[i].FullName);
+                if (i % 2 == 1)
+                {
+                    tensors.Add(raw.to(int64));
+                    continue;
+                }
+                using var inputs = raw.to(float32);
+                tensors.Add(inputs.dim() == 3 ? inputs.unsqueeze(1) : inputs.alias());
+            }
+        }
+        catch
+        {
+            foreach (var t in tensors) t.Dispose();
+            throw;
+        }
         return new DatasetTensors(tensors[0], tensors[1], tensors[2], tensors[3]);
     }
 
@@ -69,25 +96,32 @@ public static class DatasetArchive
         }
         catch (InvalidDataException)
         {
-            throw new SurgeryException("Bad dataset",
-                "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
+            throw NotAZip();
         }
     }
 
-    private sealed record Entry(string Name, byte[] Data);
+    private static async Task<ZipArchive> OpenAsync(Stream content, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await ZipArchive.CreateAsync(content, ZipArchiveMode.Read, leaveOpen: true, entryNameEncoding: null, cancellationToken);
+        }
+        catch (InvalidDataException)
+        {
+            throw NotAZip();
+        }
+    }
 
-    private sealed record Archive(DatasetFormat Format, Entry[] Entries);
+    private static SurgeryException NotAZip() => new("Bad dataset",
+        "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
 
-    /// <summary>x_train, y_train, x_test, y_test in this order, decompressed.</summary>
-    private static Archive Parts(ZipArchive zip)
+    /// <summary>The entries of x_train, y_train, x_test, y_test in this order, and the format they are in.</summary>
+    private static (DatasetFormat Format, ZipArchiveEntry[] Entries) Locate(ZipArchive zip)
     {
         var files = zip.Entries.Where(e => !e.FullName.EndsWith('/')).ToList();
         var npz = NpzArrays.Select(name => files.FirstOrDefault(e =>
             Path.GetFileName(e.FullName) == name + ".npy")).ToArray();
-        if (npz.All(e => e is not null))
-        {
-            return new Archive(DatasetFormat.Npz, npz.Select(e => new Entry(e!.FullName, ReadEntry(e))).ToArray());
-        }
+        if (npz.All(e => e is not null)) return (DatasetFormat.Npz, npz.Select(e => e!).ToArray());
 
         ZipArchiveEntry? Find(string[] split, string kind) => files.FirstOrDefault(e =>
         {
@@ -96,10 +130,7 @@ public static class DatasetArchive
         });
         string[] train = ["train"], test = ["t10k", "test"];
         var idx = new[] { Find(train, "image"), Find(train, "label"), Find(test, "image"), Find(test, "label") };
-        if (idx.All(e => e is not null))
-        {
-            return new Archive(DatasetFormat.Idx, idx.Select(e => new Entry(e!.FullName, ReadEntry(e))).ToArray());
-        }
+        if (idx.All(e => e is not null)) return (DatasetFormat.Idx, idx.Select(e => e!).ToArray());
         if (npz.Any(e => e is not null))
         {
             throw new SurgeryException("Bad dataset", "the .npz lacks " +
@@ -111,62 +142,98 @@ public static class DatasetArchive
             string.Join(", ", files.Take(10).Select(f => f.FullName)), ErrorKind.BadInput);
     }
 
+    private static SurgeryException Corrupt(ZipArchiveEntry entry, InvalidDataException e) =>
+        new("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", ErrorKind.BadInput);
+
+    /// <summary>The whole entry, gunzipped when it is a gzipped IDX file as MNIST is distributed.</summary>
     private static byte[] ReadEntry(ZipArchiveEntry entry)
     {
         try
         {
-            return Decompress(entry);
-        }
-        catch (InvalidDataException e)
-        {
-            throw new SurgeryException("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", ErrorKind.BadInput);
-        }
-    }
-
-    private static byte[] Decompress(ZipArchiveEntry entry)
-    {
-        using var memory = new MemoryStream();
-        using (var stream = entry.Open())
-        {
+            using var stream = entry.Open();
+            using var memory = new MemoryStream();
             stream.CopyTo(memory);
-        }
-        var bytes = memory.ToArray();
-        if (bytes.Length > 2 && bytes[0] == 0x1F && bytes[1] == 0x8B) // a gzipped IDX file as MNIST is distributed
-        {
+            var bytes = memory.ToArray();
+            if (!IsGzip(bytes)) return bytes;
             using var gzip = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
             using var plain = new MemoryStream();
             gzip.CopyTo(plain);
             return plain.ToArray();
         }
-        return bytes;
+        catch (InvalidDataException e)
+        {
+            throw Corrupt(entry, e);
+        }
     }
 
-    private static (long[] Shape, string Type) IdxShape(byte[] data, string what)
+    private static async Task<byte[]> ReadEntryAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
     {
-        if (data.Length < 4 || data[0] != 0 || data[1] != 0 || data[3] == 0 || data.Length < 4 + 4 * data[3])
+        try
         {
-            throw new SurgeryException("Bad dataset", $"{what} is not an IDX file (bad header)", ErrorKind.BadInput);
+            await using var stream = await OpenEntryAsync(entry, cancellationToken);
+            using var memory = new MemoryStream();
+            await stream.CopyToAsync(memory, cancellationToken);
+            return memory.ToArray();
         }
-        var (type, size) = data[2] switch
+        catch (InvalidDataException e)
         {
-            0x08 => ("uint8", 1),
-            0x09 => ("int8", 1),
-            0x0B => ("int16", 2),
-            0x0C => ("int32", 4),
-            0x0D => ("float32", 4),
-            0x0E => ("float64", 8),
-            _ => throw new SurgeryException("Bad dataset", $"{what} has unknown IDX type code 0x{data[2]:X2}", ErrorKind.BadInput),
-        };
-        var shape = Enumerable.Range(0, data[3])
-            .Select(i => (long)BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(4 + 4 * i, 4))).ToArray();
-        var expected = shape.Aggregate(1L, (a, b) => a * b) * size;
-        if (data.Length - 4 - 4 * data[3] != expected)
-        {
-            throw new SurgeryException("Bad dataset",
-                $"{what} holds {data.Length - 4 - 4 * data[3]} data bytes but its header announces {expected}", ErrorKind.BadInput);
+            throw Corrupt(entry, e);
         }
-        return (shape, type);
     }
+
+    /// <summary>The entry's plain bytes as a stream: gunzipping when the entry is gzipped.</summary>
+    private static async Task<Stream> OpenEntryAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
+    {
+        var stream = await entry.OpenAsync(cancellationToken);
+        var start = new byte[2];
+        var read = await stream.ReadAtLeastAsync(start, 2, throwOnEndOfStream: false, cancellationToken);
+        await stream.DisposeAsync();
+        stream = await entry.OpenAsync(cancellationToken);
+        return read == 2 && IsGzip(start) ? new GZipStream(stream, CompressionMode.Decompress) : stream;
+    }
+
+    /// <summary>The first <paramref name="count"/> plain bytes of an entry (fewer when it is shorter) and its plain length.</summary>
+    private static async Task<(byte[] Start, long Length)> ReadStartAsync(ZipArchiveEntry entry, int count, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var stream = await OpenEntryAsync(entry, cancellationToken);
+            var start = new byte[count];
+            var read = await stream.ReadAtLeastAsync(start, count, throwOnEndOfStream: false, cancellationToken);
+            long length;
+            if (stream is GZipStream)
+            {
+                // A gzip stream does not know its plain length: count it without keeping the data.
+                length = read;
+                var buffer = new byte[81920];
+                int n;
+                while ((n = await stream.ReadAsync(buffer, cancellationToken)) > 0) length += n;
+            }
+            else
+            {
+                length = entry.Length;
+            }
+            return (start[..read], length);
+        }
+        catch (InvalidDataException e)
+        {
+            throw Corrupt(entry, e);
+        }
+    }
+
+    private static async Task<IdxHeader> IdxHeaderAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
+    {
+        var (start, length) = await ReadStartAsync(entry, IdxReader.MaxHeaderLength, cancellationToken);
+        return IdxReader.ReadHeader(start, length, entry.FullName);
+    }
+
+    private static async Task<NpyHeader> NpyHeaderAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
+    {
+        var (start, length) = await ReadStartAsync(entry, NpyReader.MaxHeaderLength, cancellationToken);
+        return NpyReader.ReadHeader(start, length, entry.FullName);
+    }
+
+    private static bool IsGzip(ReadOnlySpan<byte> bytes) => bytes.Length >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B;
 
     private static void CheckShapes(long[] xTrain, long[] yTrain, long[] xTest, long[] yTest)
     {
@@ -186,20 +253,20 @@ public static class DatasetArchive
 
     private static long[] SampleShape(long[] inputs) => inputs.Length == 3 ? [1, inputs[1], inputs[2]] : inputs[1..];
 
-    private static int ClassCount(Entry trainLabels, Entry testLabels)
+    private static int ClassCount(DatasetFormat format, string trainName, byte[] trainLabels, string testName, byte[] testLabels)
     {
-        var isNpz = trainLabels.Name.EndsWith(".npy", StringComparison.Ordinal);
         long max = -1;
-        foreach (var entry in new[] { trainLabels, testLabels })
+        foreach (var (name, data) in new[] { (trainName, trainLabels), (testName, testLabels) })
         {
-            using var raw = isNpz ? NpyReader.Read(entry.Data, entry.Name) : IdxReader.Read(entry.Data, entry.Name);
+            using var scope = NewDisposeScope();
+            var raw = format == DatasetFormat.Npz ? NpyReader.Read(data, name) : IdxReader.Read(data, name);
             if (raw.is_floating_point() && !raw.eq(raw.floor()).all().item<bool>())
             {
-                throw new SurgeryException("Bad dataset", $"{entry.Name} holds non-integer labels", ErrorKind.BadInput);
+                throw new SurgeryException("Bad dataset", $"{name} holds non-integer labels", ErrorKind.BadInput);
             }
             if (raw.numel() == 0) continue;
-            using var asLong = raw.to(int64);
-            if (asLong.min().item<long>() < 0) throw new SurgeryException("Bad dataset", $"{entry.Name} holds negative labels", ErrorKind.BadInput);
+            var asLong = raw.to(int64);
+            if (asLong.min().item<long>() < 0) throw new SurgeryException("Bad dataset", $"{name} holds negative labels", ErrorKind.BadInput);
             max = Math.Max(max, asLong.max().item<long>());
         }
         return (int)(max + 1);

@@ -35,8 +35,13 @@ public static class Mnist
         {
             throw new SurgeryException("Bad dataset", $"{name} labels must have one dimension, not {y.dim()}");
         }
-        var inputs = x.dim() == 3 ? x.unsqueeze(1) : x.alias();
-        var classes = y.numel() == 0 ? 0 : (int)y.max().item<float>() + 1;
-        return new TensorDataset(inputs, y.to(TorchSharp.torch.int64), classes);
+        var classes = 0;
+        if (y.numel() > 0)
+        {
+            using var max = y.max();
+            classes = (int)max.item<float>() + 1;
+        }
+        // TensorDataset takes these two over (it detaches them from any dispose scope and disposes them itself).
+        return new TensorDataset(x.dim() == 3 ? x.unsqueeze(1) : x.alias(), y.to(TorchSharp.torch.int64), classes);
     }
 }

@@ -29,7 +29,17 @@ public static partial class NpyReader
         ["b1"] = (ScalarType.Bool, 1),
     };
 
-    public static NpyHeader ReadHeader(ReadOnlySpan<byte> data, string what)
+    /// <summary>
+    /// Bytes that hold any header this reader accepts in practice (NumPy writes version 2 headers only past 64 KiB of
+    /// header text, which four plain arrays never need).
+    /// </summary>
+    public const int MaxHeaderLength = 1 << 17;
+
+    /// <summary>
+    /// Parses the header at the start of <paramref name="data"/> and checks it against the file's length in bytes,
+    /// <paramref name="fileLength"/>, which may be longer than what <paramref name="data"/> holds.
+    /// </summary>
+    public static NpyHeader ReadHeader(ReadOnlySpan<byte> data, long fileLength, string what)
     {
         if (data.Length < 10 || data[0] != 0x93 || !data.Slice(1, 5).SequenceEqual("NUMPY"u8))
         {
@@ -66,9 +76,9 @@ public static partial class NpyReader
             .ToArray();
         var result = new NpyHeader(type, dims, start + length);
         var expected = result.Count * Types[type].Size;
-        if (data.Length - result.DataOffset != expected)
+        if (fileLength - result.DataOffset != expected)
         {
-            throw Bad(what, $"holds {data.Length - result.DataOffset} data bytes but its header announces {expected}");
+            throw Bad(what, $"holds {fileLength - result.DataOffset} data bytes but its header announces {expected}");
         }
         return result;
     }
@@ -76,7 +86,7 @@ public static partial class NpyReader
     /// <summary>The array as a tensor of its own element type.</summary>
     public static Tensor Read(ReadOnlySpan<byte> data, string what)
     {
-        var header = ReadHeader(data, what);
+        var header = ReadHeader(data, data.Length, what);
         var (type, _) = Types[header.DType];
         using var raw = empty(header.Shape, type);
         if (header.Count > 0) raw.bytes = data[header.DataOffset..].ToArray();

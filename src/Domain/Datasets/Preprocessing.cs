@@ -81,22 +81,10 @@ public sealed record InputPreprocessing
         }
     }
 
-    private static Tensor FitShape(Tensor x, IReadOnlyList<long> target, long[] datasetShape)
+    private Tensor FitShape(Tensor x, IReadOnlyList<long> modelShape, long[] datasetShape)
     {
-        var sample = x.shape[1..];
-        if (sample.Length == target.Count && sample.Zip(target).All(p => p.Second < 0 || p.First == p.Second))
-        {
-            return x;
-        }
-        var known = target.Where(d => d > 0).Aggregate(1L, (p, d) => p * d);
-        var numel = sample.Aggregate(1L, (p, d) => p * d);
-        var unknown = target.Count(d => d < 0);
-        if ((unknown == 0 && known == numel) || (unknown == 1 && numel % known == 0))
-        {
-            return x.reshape(new long[] { x.shape[0] }.Concat(target).ToArray());
-        }
-        throw new SurgeryException("Dataset does not fit the model",
-            $"the data set's samples have shape [{string.Join(", ", datasetShape)}] but the model's input takes " +
-            $"[{string.Join(", ", target.Select(d => d < 0 ? "?" : d.ToString(System.Globalization.CultureInfo.InvariantCulture)))}]");
+        var target = SampleShapes.Target(x.shape[1..], modelShape)
+            ?? throw new SurgeryException("Dataset does not fit the model", SampleShapes.Describe(datasetShape, Layout, modelShape));
+        return target.SequenceEqual(x.shape[1..]) ? x : x.reshape([x.shape[0], .. target]);
     }
 }

@@ -55,13 +55,6 @@ public static class ModelFormats
         _ => "torchsharp",
     };
 
-    /// <summary>Result formats a job on a model of this format produces; the first is the default download.</summary>
-    public static IReadOnlyList<ResultFormat> ResultFormatsFor(ModelFormat format) => format switch
-    {
-        ModelFormat.Onnx => [ResultFormat.Onnx, ResultFormat.OnnxSparse],
-        _ => [ResultFormat.TorchSharp],
-    };
-
     /// <summary>Parses an upload; a 422 <see cref="SurgeryException"/> says what is wrong with it.</summary>
     public static ModelInspection Inspect(byte[] content, string? architecture)
     {

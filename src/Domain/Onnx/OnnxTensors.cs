@@ -74,8 +74,10 @@ internal static class OnnxTensors
         }
         if (directory is null)
         {
+            // Uploads are one file: only a model loaded from a path (OnnxModel.Load(string)) has a directory to look in.
             throw new SurgeryException("Missing external data",
-                $"tensor '{tensor.Name}' is stored in the external file '{location}'; upload the model together with that file");
+                $"tensor '{tensor.Name}' is stored in the external file '{location}', and the service takes the model as one file: " +
+                "save it with its weights inside (onnx.save_model(model, path, save_as_external_data=False))", ErrorKind.Unsupported);
         }
         var root = Path.GetFullPath(directory);
         var path = Path.GetFullPath(Path.Combine(root, location));
@@ -108,7 +110,7 @@ internal static class OnnxTensors
     {
         var dims = tensor.Dims.ToArray();
         var bytes = RawBytes(tensor, directory);
-        var result = (OnnxDataType)tensor.DataType switch
+        using var flat = (OnnxDataType)tensor.DataType switch
         {
             OnnxDataType.Float => torch.tensor(MemoryMarshal.Cast<byte, float>(bytes).ToArray()),
             OnnxDataType.Double => torch.tensor(MemoryMarshal.Cast<byte, double>(bytes).ToArray()),
@@ -120,11 +122,17 @@ internal static class OnnxTensors
             OnnxDataType.Bool => torch.tensor(bytes.Select(b => b != 0).ToArray()),
             OnnxDataType.UInt16 => torch.tensor(MemoryMarshal.Cast<byte, ushort>(bytes).ToArray().Select(v => (int)v).ToArray()),
             OnnxDataType.UInt32 => torch.tensor(MemoryMarshal.Cast<byte, uint>(bytes).ToArray().Select(v => (long)v).ToArray()),
-            OnnxDataType.Float16 => torch.tensor(MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(v => (float)v).ToArray()).to_type(ScalarType.Float16),
+            OnnxDataType.Float16 => HalfTensor(MemoryMarshal.Cast<byte, Half>(bytes).ToArray()),
             _ => throw new SurgeryException("Unsupported ONNX tensor",
                 $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported),
         };
-        return result.reshape(dims);
+        return flat.reshape(dims);
+
+        static Tensor HalfTensor(Half[] values)
+        {
+            using var wide = torch.tensor(values.Select(v => (float)v).ToArray());
+            return wide.to_type(ScalarType.Float16);
+        }
     }
 
     public static float[] Floats(TensorProto tensor, string? directory) =>
@@ -151,8 +159,8 @@ internal static class OnnxTensors
     /// <summary>The values of a float tensor as an array, with negative zero written as zero.</summary>
     public static float[] ToFloatArray(Tensor tensor)
     {
-        using var cpu = tensor.detach().cpu().to_type(ScalarType.Float32).contiguous();
-        var values = cpu.data<float>().ToArray();
+        using var scope = NewDisposeScope(); // detach, cpu, to_type and contiguous may each make a tensor
+        var values = tensor.detach().cpu().to_type(ScalarType.Float32).contiguous().data<float>().ToArray();
         for (var i = 0; i < values.Length; i++)
         {
             if (values[i] == 0f) values[i] = 0f;

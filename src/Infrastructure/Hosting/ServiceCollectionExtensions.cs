@@ -1,8 +1,10 @@
+using System.ComponentModel.DataAnnotations;
 using Hangfire;
 using Hangfire.PostgreSql;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using SurgeryService.Infrastructure.Artifacts;
 using SurgeryService.Infrastructure.Jobs;
 using SurgeryService.Infrastructure.Persistence;
@@ -60,7 +62,12 @@ public static class ServiceCollectionExtensions
     /// </summary>
     private static IServiceCollection AddSurgeryHangfireStorage(this IServiceCollection services, IConfiguration configuration)
     {
-        services.AddSingleton<JobStorage>(_ => CreateStorage(configuration));
+        services.AddOptions<HangfireStorageSettings>()
+            .BindConfiguration(HangfireStorageSettings.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        services.AddSingleton<JobStorage>(provider =>
+            CreateStorage(configuration.GetSurgeryConnectionString(), provider.GetRequiredService<IOptions<HangfireStorageSettings>>().Value));
         services.AddSingleton<JobActivator>(provider => new ScopedJobActivator(provider.GetRequiredService<IServiceScopeFactory>()));
         return services;
     }
@@ -72,10 +79,8 @@ public static class ServiceCollectionExtensions
         .UseRecommendedSerializerSettings()
         .UseLogProvider(new HangfireLogging(services.GetRequiredService<Microsoft.Extensions.Logging.ILoggerFactory>()));
 
-    private static PostgreSqlStorage CreateStorage(IConfiguration configuration)
+    private static PostgreSqlStorage CreateStorage(string connectionString, HangfireStorageSettings settings)
     {
-        var connectionString = configuration.GetSurgeryConnectionString();
-        var settings = configuration.GetSection(HangfireStorageSettings.Section).Get<HangfireStorageSettings>() ?? new();
         var options = new PostgreSqlStorageOptions
         {
             SchemaName = HangfireSchema,
@@ -121,7 +126,10 @@ public sealed class HangfireStorageSettings
     public const string Section = "Hangfire";
 
     /// <summary>How long a job fetched by a worker that then disappeared stays invisible to the others.</summary>
+    [Range(1, 86_400)]
     public int InvisibilityTimeoutSeconds { get; set; } = 300;
 
+    /// <summary>How often an idle worker asks the queue for a job.</summary>
+    [Range(50, 60_000)]
     public int QueuePollIntervalMilliseconds { get; set; } = 1000;
 }

@@ -1,6 +1,7 @@
 using System.IO.Compression;
 using System.Text;
 using SurgeryService.Domain.Models;
+using SurgeryService.Tests.Shared;
 using static TorchSharp.torch;
 
 namespace SurgeryService.Api.Tests.Infrastructure;
@@ -8,9 +9,7 @@ namespace SurgeryService.Api.Tests.Infrastructure;
 /// <summary>Small models and datasets for service tests: a few hundred MNIST samples, an untrained LeNet.</summary>
 public static class TestData
 {
-    public static string MnistDirectory =>
-        Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR")
-        ?? throw new InvalidOperationException("SURGERY_MNIST_DIR is not set: run the tests with ./scripts/test.sh");
+    public static string MnistDirectory => TestMnist.Directory;
 
     /// <summary>The first samples of MNIST's train and test sets as raw IDX parts (images uint8 [N,28,28], labels uint8 [N]).</summary>
     public static (byte[] TrainImages, byte[] TrainLabels, byte[] TestImages, byte[] TestLabels) MnistSubset(int train, int test)
@@ -97,7 +96,7 @@ public static class TestData
         stream.Write(data);
     }
 
-    private static byte[] Idx(byte type, int[] shape, byte[] data)
+    public static byte[] Idx(byte type, int[] shape, byte[] data)
     {
         using var memory = new MemoryStream();
         memory.Write([0, 0, type, (byte)shape.Length]);

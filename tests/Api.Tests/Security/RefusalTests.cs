@@ -45,6 +45,24 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         Assert.Contains("also configured for another tenant", message);
     }
 
+    [Theory]
+    [InlineData("Hangfire:InvisibilityTimeoutSeconds", "0")]
+    [InlineData("Hangfire:QueuePollIntervalMilliseconds", "-5")]
+    [InlineData("Jobs:OrphanSweepSeconds", "0")]
+    public async Task ABadHangfireOrJobSettingStopsTheApiAtStartNamingIt(string setting, string value)
+    {
+        await using var factory = new SurgeryApiFactory(host.Db.ConnectionString, new Dictionary<string, string?>
+        {
+            ["Tenants:acme:ApiKeys:0"] = ServiceHost.AcmeKey,
+            [setting] = value,
+        });
+
+        var failure = Assert.ThrowsAny<Exception>(() => factory.CreateClient());
+
+        var message = failure.ToString();
+        Assert.True(message.Contains($"members: '{setting.Split(':')[1]}'", StringComparison.Ordinal), message);
+    }
+
     [Fact]
     public async Task TheHangfireDashboardOpensForOperatorTenantsWithTheKeyInTheHeaderOrAsBasicPassword()
     {
@@ -68,6 +86,16 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         var upload = document.GetProperty("paths").GetProperty("/api/models").GetProperty("post");
         Assert.Equal("lenet-300-100", upload.GetProperty("requestBody").GetProperty("content").GetProperty("multipart/form-data")
             .GetProperty("example").GetProperty("architecture").GetString());
+
+        // Every status an endpoint returns is in its Results<...> union, so the document lists it.
+        string[] Statuses(string path, string method) => document.GetProperty("paths").GetProperty(path).GetProperty(method)
+            .GetProperty("responses").EnumerateObject().Select(r => r.Name).Order().ToArray();
+        Assert.Equal(["202", "400", "422"], Statuses("/api/jobs", "post"));
+        Assert.Equal(["202", "404", "409"], Statuses("/api/jobs/{id}/cancel", "post"));
+        Assert.Equal(["200", "400", "404", "409", "422"], Statuses("/api/jobs/{id}/result", "get"));
+        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/report", "get"));
+        Assert.Equal(["204", "404", "409"], Statuses("/api/models/{id}", "delete"));
+        Assert.Equal(["204", "404", "409"], Statuses("/api/datasets/{id}", "delete"));
     }
 
     [Fact]
@@ -170,6 +198,56 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
             .ExpectAsync(HttpStatusCode.Created);
         Assert.Equal("idx", idx.GetProperty("format").GetString());
         Assert.Equal(50, idx.GetProperty("trainCount").GetInt64());
+    }
+
+    [Fact]
+    public async Task AnIdxZipIsInspectedFromItsHeadersGzippedOrNotAndAShortFileIsRefusedTheSameWay()
+    {
+        var client = host.Client();
+        var (xTrain, yTrain, xTest, yTest) = TestData.MnistSubset(40, 10);
+        static byte[] Gzip(byte[] data)
+        {
+            using var memory = new MemoryStream();
+            using (var gzip = new System.IO.Compression.GZipStream(memory, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            {
+                gzip.Write(data);
+            }
+            return memory.ToArray();
+        }
+        byte[] Zip(byte[] trainImages, Func<byte[], byte[]> encode)
+        {
+            using var memory = new MemoryStream();
+            using (var zip = new System.IO.Compression.ZipArchive(memory, System.IO.Compression.ZipArchiveMode.Create, leaveOpen: true))
+            {
+                foreach (var (name, data) in new[]
+                         {
+                             ("train-images-idx3-ubyte", trainImages), ("train-labels-idx1-ubyte", TestData.Idx(0x08, [40], yTrain)),
+                             ("t10k-images-idx3-ubyte", TestData.Idx(0x08, [10, 28, 28], xTest)), ("t10k-labels-idx1-ubyte", TestData.Idx(0x08, [10], yTest)),
+                         })
+                {
+                    using var entry = zip.CreateEntry(name).Open();
+                    entry.Write(encode(data));
+                }
+            }
+            return memory.ToArray();
+        }
+        var images = TestData.Idx(0x08, [40, 28, 28], xTrain);
+        var shortImages = TestData.Idx(0x08, [40, 28, 28], xTrain[..(39 * 784)]);
+
+        var gzipped = await client.PostAsync("/api/datasets", HttpExtensions.Form(Zip(images, Gzip), "gz.zip"))
+            .ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal([1L, 28, 28], gzipped.GetProperty("sampleShape").EnumerateArray().Select(d => d.GetInt64()));
+        Assert.Equal(40, gzipped.GetProperty("trainCount").GetInt64());
+        Assert.Equal(10, gzipped.GetProperty("testCount").GetInt64());
+        Assert.Equal("uint8", gzipped.GetProperty("inputType").GetString());
+
+        foreach (var encode in new Func<byte[], byte[]>[] { d => d, Gzip })
+        {
+            var refused = await client.PostAsync("/api/datasets", HttpExtensions.Form(Zip(shortImages, encode), "short.zip"))
+                .ExpectAsync(HttpStatusCode.UnprocessableEntity);
+            Assert.Equal("train-images-idx3-ubyte holds 30576 data bytes but its header announces 31360",
+                refused.GetProperty("detail").GetString());
+        }
     }
 
     [Fact]

@@ -2,6 +2,7 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Domain.Tests.Surgery;
+using SurgeryService.Tests.Shared;
 using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Tests.Datasets;
@@ -9,14 +10,10 @@ namespace SurgeryService.Domain.Tests.Datasets;
 /// <summary>On the real MNIST files that scripts/test.sh puts in place (SURGERY_MNIST_DIR).</summary>
 public class MnistTests
 {
-    internal static string Directory() =>
-        Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR")
-        ?? throw new InvalidOperationException("SURGERY_MNIST_DIR is not set: run the tests with ./scripts/test.sh, which fetches MNIST.");
-
     [Fact]
     public void LoadsTheFourOriginalFiles()
     {
-        var (train, test) = Mnist.Load(Directory());
+        var (train, test) = Mnist.Load(TestMnist.Directory);
         using var _ = train;
         using var __ = test;
 
@@ -32,7 +29,7 @@ public class MnistTests
     [Fact]
     public void LeNet300100OnAnMnistSubsetIsPrunedAndKeepsItsAccuracy()
     {
-        var (fullTrain, fullTest) = Mnist.Load(Directory());
+        var (fullTrain, fullTest) = Mnist.Load(TestMnist.Directory);
         using var train = Subset(fullTrain, 6000);
         using var test = Subset(fullTest, 1000);
         fullTrain.Dispose();

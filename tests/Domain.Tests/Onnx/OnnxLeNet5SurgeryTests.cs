@@ -4,6 +4,7 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain.Onnx.Proto;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Tests.Shared;
 using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -20,11 +21,13 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
     private const int TrainSamples = 12000;
     private const int TestSamples = 10000;
 
+    /// <summary>About two minutes: excluded by <c>--filter "Category!=Slow"</c> while iterating; CI runs it (.ci/run runs every test).</summary>
     [Fact]
+    [Trait("Category", "Slow")]
     public void SurgeryOnOnnxLeNet5CompressesTwentyfoldWithoutLosingAccuracyInOnnxRuntime()
     {
         var clock = Stopwatch.StartNew();
-        var (rawTrain, rawTest) = Mnist.Load(MnistDirectory());
+        var (rawTrain, rawTest) = Mnist.Load(TestMnist.Directory);
         using var fullTrain = rawTrain;
         using var fullTest = rawTest;
         var preprocessing = new InputPreprocessing { Scale = 1.0 / 255 };
@@ -164,17 +167,5 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
         var n = Math.Min(count, full.Count);
         return new TensorDataset(full.Inputs.narrow(0, 0, n).clone().MoveToOuterDisposeScope(),
             full.Labels.narrow(0, 0, n).clone().MoveToOuterDisposeScope(), full.ClassCount);
-    }
-
-    internal static string MnistDirectory()
-    {
-        var fromEnvironment = Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR");
-        if (!string.IsNullOrEmpty(fromEnvironment)) return fromEnvironment;
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            var candidate = Path.Combine(dir.FullName, ".data", "datasets", "mnist");
-            if (Mnist.IsPresent(candidate)) return candidate;
-        }
-        throw new InvalidOperationException("MNIST not found: run scripts/test.sh (it fetches MNIST and sets SURGERY_MNIST_DIR)");
     }
 }

@@ -116,6 +116,8 @@ public class OnnxRefusalTests
         w.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "w.bin" });
         var fromBytes = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray()));
         Assert.Contains("'w' is stored in the external file 'w.bin'", fromBytes.Message);
+        Assert.Contains("save_as_external_data=False", fromBytes.Message);
+        Assert.Equal(ErrorKind.Unsupported, fromBytes.Kind);
 
         var directory = Directory.CreateTempSubdirectory("onnx-missing");
         try
