@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
 
@@ -205,7 +206,9 @@ public sealed class DynamicNetworkSurgery : IDisposable
         // in preallocated buffers (a fresh large tensor per update costs more in page faults than the arithmetic). The
         // per-entry threshold b + (a - b) T T is exact: T T = T for 0/1, and a - b is exact because a and b lie within a
         // factor of two of each other (Sterbenz), so b + (a - b) gives back a.
-        var threshold = _scratch.fill_(SpliceAbove).addcmul_(_mask, _mask, PruneBelow - SpliceAbove);
+        using var spliceAbove = SpliceAbove.ToScalar(); // explicit Scalars: see SurgeryTrainer.SgdStep
+        using var band = (PruneBelow - SpliceAbove).ToScalar();
+        var threshold = _scratch.fill_(spliceAbove).addcmul_(_mask, _mask, band);
         var kept = _spare.copy_(_dense).abs_().gt_(threshold);
         var after = Count(kept);
         var stayed = Overlap(kept, _mask);

@@ -343,10 +343,15 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     private void SgdStep(double lr)
     {
         using var _ = no_grad();
-        var momentum = _settings.Momentum;
-        var decay = _settings.WeightDecay;
+        // Scalars are made and disposed here, not converted implicitly per call: an implicit Scalar's native handle is
+        // freed by its finalizer, which can run while LibTorch still reads it (seen as "Expected false to be true" in
+        // c10::Scalar::toDouble after ~40000 iterations, when snapshots made garbage collections frequent).
+        using var momentum = _settings.Momentum.ToScalar();
+        using var decay = _settings.WeightDecay.ToScalar();
+        using var weightLr = lr.ToScalar();
         // Caffe's LeNet prototxts train biases at lr_mult 2; the setting makes that a choice.
-        var biasLr = lr * _settings.BiasLrMultiplier;
+        using var biasLr = (lr * _settings.BiasLrMultiplier).ToScalar();
+        var decays = _settings.WeightDecay != 0;
         foreach (var layer in _layers)
         {
             foreach (var m in layer.Masked)
@@ -355,18 +360,18 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
                 if (grad is null) continue;
                 // Spec step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through).
                 var keep = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
-                Update(m.Dense, grad, m.Velocity, keep, m == layer.Bias ? biasLr : lr);
+                Update(m.Dense, grad, m.Velocity, keep, m == layer.Bias ? biasLr : weightLr);
             }
         }
         foreach (var (name, parameter, velocity) in _plain)
         {
             var grad = parameter.grad;
-            if (grad is not null) Update(parameter, grad, velocity, null, _biases.Contains(name) ? biasLr : lr);
+            if (grad is not null) Update(parameter, grad, velocity, null, _biases.Contains(name) ? biasLr : weightLr);
         }
 
-        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep, double lr)
+        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep, Scalar lr)
         {
-            if (decay != 0) grad.add_(weight, decay);
+            if (decays) grad.add_(weight, decay);
             if (keep is not null) grad.mul_(keep); // magnitude baseline: pruned weights stay exactly zero
             velocity.mul_(momentum).add_(grad, lr);
             weight.sub_(velocity);

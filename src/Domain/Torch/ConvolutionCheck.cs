@@ -63,14 +63,14 @@ public static class ConvolutionCheck
 
     /// <summary>
     /// <c>at::globalContext().setUserEnabledMkldnn(false)</c>, the switch behind PyTorch's
-    /// <c>torch.backends.mkldnn.enabled = False</c>. TorchSharp 0.107 does not wrap it, so it is called through its
+    /// <c>torch.backends.mkldnn.enabled = False</c>, and the same for NNPACK. TorchSharp 0.107 does not wrap it, so it is called through its
     /// exported Itanium-ABI symbols (Linux and macOS; the member function takes <c>this</c> as its first argument).
     /// </summary>
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate IntPtr GlobalContext();
 
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
-    private delegate void SetUserEnabledMkldnn(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
+    private delegate void SetUserEnabled(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
 
     private static bool TryDisableOneDnn()
     {
@@ -79,12 +79,18 @@ public static class ConvolutionCheck
         {
             if (!NativeLibrary.TryLoad(name, typeof(ConvolutionCheck).Assembly, null, out var library)) continue;
             if (!NativeLibrary.TryGetExport(library, "_ZN2at13globalContextEv", out var globalContext)
-                || !NativeLibrary.TryGetExport(library, "_ZN2at7Context20setUserEnabledMkldnnEb", out var setEnabled))
+                || !NativeLibrary.TryGetExport(library, "_ZN2at7Context20setUserEnabledMkldnnEb", out var setMkldnn))
             {
                 return false;
             }
             var context = Marshal.GetDelegateForFunctionPointer<GlobalContext>(globalContext)();
-            Marshal.GetDelegateForFunctionPointer<SetUserEnabledMkldnn>(setEnabled)(context, false);
+            Marshal.GetDelegateForFunctionPointer<SetUserEnabled>(setMkldnn)(context, false);
+            // Without oneDNN, LibTorch next tries NNPACK, which cannot initialise on such a CPU and says so on every
+            // convolution; its own kernels (im2col and GEMM) are what remains.
+            if (NativeLibrary.TryGetExport(library, "_ZN2at7Context20setUserEnabledNNPACKEb", out var setNnpack))
+            {
+                Marshal.GetDelegateForFunctionPointer<SetUserEnabled>(setNnpack)(context, false);
+            }
             return true;
         }
         return false;
