@@ -35,35 +35,6 @@ public class SurgeryException : Exception
         Kind = kind;
     }
 
-    /// <summary>
-    /// The former shape, which took an HTTP status code. Only src/Domain/Surgery still calls it (it is being rewritten
-    /// on another branch); new code passes an <see cref="ErrorKind"/>.
-    /// </summary>
-    public SurgeryException(string title, string message, int statusCode) : this(title, message, statusCode switch
-    {
-        400 => ErrorKind.Malformed,
-        404 => ErrorKind.NotFound,
-        409 => ErrorKind.Conflict,
-        413 => ErrorKind.TooLarge,
-        422 => ErrorKind.BadInput,
-        _ => throw new ArgumentOutOfRangeException(nameof(statusCode), statusCode, "no error kind answers with this status"),
-    })
-    {
-    }
-
     public string Title { get; }
     public ErrorKind Kind { get; }
-
-    /// <summary>
-    /// The former status code, from <see cref="Kind"/>; only tests/Domain.Tests/Surgery still reads it (it is being
-    /// rewritten on another branch). The Api maps kinds itself.
-    /// </summary>
-    public int StatusCode => Kind switch
-    {
-        ErrorKind.Malformed => 400,
-        ErrorKind.NotFound => 404,
-        ErrorKind.Conflict => 409,
-        ErrorKind.TooLarge => 413,
-        _ => 422,
-    };
 }

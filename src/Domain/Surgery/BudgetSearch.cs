@@ -120,7 +120,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     {
         if (train.Count == 0) throw new SurgeryException("Bad dataset", "the training set is empty");
         if (validation.Count == 0) throw new SurgeryException("Bad dataset", "the validation split is empty");
-        if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", 422);
+        if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", ErrorKind.Unsupported);
         if (_report is null) Begin(train, validation, test, observer);
         else trainer.StartGuard(train, null);
         var report = _report!;
@@ -348,7 +348,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         {
             if (reader.ReadString() != CheckpointMagic)
             {
-                throw new SurgeryException("Bad checkpoint", "the checkpoint does not match this run: not a budget-mode checkpoint", 409);
+                throw new SurgeryException("Bad checkpoint", "the checkpoint does not match this run: not a budget-mode checkpoint", ErrorKind.Conflict);
             }
             _report = JsonSerializer.Deserialize<SearchReport>(reader.ReadString(), Json);
             _best = ReadBytes(reader);

@@ -190,7 +190,7 @@ public sealed record SurgerySettings
 /// <summary>Invalid settings: <see cref="Errors"/> maps each bad setting's name to its problem.</summary>
 public sealed class SurgerySettingsException(IReadOnlyDictionary<string, string> errors)
     : SurgeryException("Invalid surgery settings",
-        string.Join("; ", errors.Select(e => $"{e.Key} {e.Value}")), 422)
+        string.Join("; ", errors.Select(e => $"{e.Key} {e.Value}")), ErrorKind.BadInput)
 {
     public IReadOnlyDictionary<string, string> Errors { get; } = errors;
 }

@@ -43,7 +43,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         var parameters = _model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         Parameter Find(string name) => parameters.TryGetValue(name, out var p)
             ? p
-            : throw new SurgeryException("Unknown layer", $"the model has no parameter named '{name}'", 422);
+            : throw new SurgeryException("Unknown layer", $"the model has no parameter named '{name}'", ErrorKind.BadInput);
 
         var masked = new HashSet<string>();
         foreach (var layer in layers)
@@ -180,7 +180,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         if (Rollbacks >= DivergenceGuard.MaxRollbacks || _lastGood is null)
         {
             throw new SurgeryException("Training diverged",
-                $"{cause} (after {Rollbacks} rollbacks to the last good state, each with a tenth of the learning rate)", 422);
+                $"{cause} (after {Rollbacks} rollbacks to the last good state, each with a tenth of the learning rate)", ErrorKind.BadInput);
         }
         // The snapshot holds the weights to go back to; the count of rollbacks and the rate's scale go on from now.
         var (iteration, rollbacks, scale) = (Iteration, Rollbacks, _learningRateScale);
@@ -460,7 +460,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         return choice switch
         {
             DeviceChoice.Cuda when !cuda => throw new SurgeryException("No GPU",
-                "device 'cuda' was requested but this worker has no CUDA device; use 'auto' or 'cpu'", 422),
+                "device 'cuda' was requested but this worker has no CUDA device; use 'auto' or 'cpu'", ErrorKind.Unsupported),
             DeviceChoice.Cuda => CUDA,
             DeviceChoice.Auto when cuda => CUDA,
             _ => CPU,
@@ -535,7 +535,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         using var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         void Expect(bool ok, string what)
         {
-            if (!ok) throw new SurgeryException("Bad checkpoint", $"the checkpoint does not match this run: {what}", 409);
+            if (!ok) throw new SurgeryException("Bad checkpoint", $"the checkpoint does not match this run: {what}", ErrorKind.Conflict);
         }
 
         var magic = reader.ReadString();
@@ -617,7 +617,7 @@ internal static class TensorIO
         var bytes = reader.ReadBytes(reader.ReadInt32());
         if (!shape.SequenceEqual(target.shape) || dtype != target.dtype)
         {
-            throw new SurgeryException("Bad checkpoint", "a tensor in the checkpoint has another shape or type than the model's", 409);
+            throw new SurgeryException("Bad checkpoint", "a tensor in the checkpoint has another shape or type than the model's", ErrorKind.Conflict);
         }
         using var cpu = empty(shape, dtype);
         cpu.bytes = bytes;

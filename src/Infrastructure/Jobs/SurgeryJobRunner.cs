@@ -84,7 +84,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                 jobId, job.CheckpointIteration);
             throw;
         }
-        catch (Exception e) when (e is SurgeryException or System.Runtime.InteropServices.ExternalException)
+        // LibTorch's errors are ExternalExceptions, and so are Npgsql's: a lost database is not the user's input, it is retried.
+        catch (Exception e) when (e is SurgeryException or System.Runtime.InteropServices.ExternalException and not System.Data.Common.DbException)
         {
             // The user's model, data or settings: running again would fail the same way.
             logger.LogWarning(e, "Job {JobId} failed", jobId);
