@@ -154,6 +154,7 @@ public static class JobEndpoints
         }
         if (page < 1) errors["page"] = ["must be >= 1"];
         if (pageSize is < 1 or > 200) errors["pageSize"] = ["must be between 1 and 200"];
+        else if ((long)(page - 1) * pageSize > int.MaxValue) errors["page"] = [$"must be at most {int.MaxValue / pageSize + 1} with pageSize {pageSize}"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var query = db.Jobs.AsNoTracking().Where(j => j.TenantId == tenant);

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.IO.Compression;
 using static TorchSharp.torch;
 
@@ -26,38 +25,56 @@ public sealed record DatasetTensors(Tensor TrainInputs, Tensor TrainLabels, Tens
 /// optionally gzipped), or a NumPy <c>.npz</c> with <c>x_train</c>, <c>y_train</c>, <c>x_test</c>, <c>y_test</c>.
 /// The content decides the format, not the file name.
 /// </summary>
+/// <remarks>
+/// An archive is hostile until proven otherwise (a 37 KB zip can inflate to gigabytes). Every entry is read header
+/// first: the IDX or .npy header says exactly how many bytes follow, the zip's own header must agree with it, the sum
+/// over the four arrays must stay under <c>maxDataBytes</c>, and no entry (nor a gzip inside one) may inflate past
+/// what was announced. Only then is data read, and <see cref="Inspect"/> reads it in small pieces.
+/// </remarks>
 public static class DatasetArchive
 {
+    /// <summary>Default limit on the inflated data of one data set (the four arrays together): 2 GiB.</summary>
+    public const long DefaultMaxDataBytes = 2L << 30;
+
+    /// <summary>Labels must lie in [0, MaxClasses): a class count beyond this is a broken file, not a data set.</summary>
+    public const int MaxClasses = 100_000;
+
     private static readonly string[] NpzArrays = ["x_train", "y_train", "x_test", "y_test"];
 
-    public static DatasetSummary Inspect(Stream content)
+    public static DatasetSummary Inspect(Stream content, long maxDataBytes = DefaultMaxDataBytes)
     {
         using var zip = Open(content);
-        var parts = Parts(zip);
-        if (parts.Format == DatasetFormat.Npz)
+        using var parts = OpenParts(zip, maxDataBytes);
+        var x = parts.Headers;
+        CheckShapes(x[0].Shape, x[1].Shape, x[2].Shape, x[3].Shape);
+        long maxLabel = -1;
+        for (var i = 0; i < 4; i++)
         {
-            var headers = parts.Entries.Select(e => NpyReader.ReadHeader(e.Data, e.Name)).ToArray();
-            CheckShapes(headers[0].Shape, headers[1].Shape, headers[2].Shape, headers[3].Shape);
-            var classes = ClassCount(parts.Entries[1], parts.Entries[3]);
-            return new DatasetSummary(DatasetFormat.Npz, SampleShape(headers[0].Shape), TypeName(headers[0].DType),
-                classes, headers[0].Shape[0], headers[2].Shape[0]);
+            var part = parts[i];
+            Guard(part.Name, () =>
+            {
+                if (i % 2 == 0) ArrayData.ScanData(part.Data, part.Header.DataBytes, part.Name);
+                else maxLabel = Math.Max(maxLabel, ScanLabels(part, parts.Format));
+            });
         }
-        var idx = parts.Entries.Select(e => IdxShape(e.Data, e.Name)).ToArray();
-        CheckShapes(idx[0].Shape, idx[1].Shape, idx[2].Shape, idx[3].Shape);
-        return new DatasetSummary(DatasetFormat.Idx, SampleShape(idx[0].Shape), idx[0].Type,
-            ClassCount(parts.Entries[1], parts.Entries[3]), idx[0].Shape[0], idx[2].Shape[0]);
+        return new DatasetSummary(parts.Format, SampleShape(x[0].Shape),
+            parts.Format == DatasetFormat.Npz ? TypeName(x[0].TypeName) : x[0].TypeName, (int)(maxLabel + 1), x[0].Shape[0], x[2].Shape[0]);
     }
 
-    public static DatasetTensors Read(Stream content)
+    public static DatasetTensors Read(Stream content, long maxDataBytes = DefaultMaxDataBytes)
     {
         using var zip = Open(content);
-        var parts = Parts(zip);
-        var tensors = parts.Entries.Select((e, i) =>
+        using var parts = OpenParts(zip, maxDataBytes);
+        var tensors = new Tensor[4];
+        for (var i = 0; i < 4; i++)
         {
-            using var raw = parts.Format == DatasetFormat.Npz ? NpyReader.Read(e.Data, e.Name) : IdxReader.Read(e.Data, e.Name);
+            var part = parts[i];
+            using var raw = Guard(part.Name, () => parts.Format == DatasetFormat.Npz
+                ? NpyReader.ReadData(part.Data, part.Header, part.Name)
+                : IdxReader.ReadData(part.Data, part.Header, part.Name));
             var t = i % 2 == 0 ? raw.to(float32) : raw.to(int64);
-            return i % 2 == 0 && t.dim() == 3 ? t.unsqueeze(1) : t; // [N, H, W] images -> [N, 1, H, W]
-        }).ToArray();
+            tensors[i] = i % 2 == 0 && t.dim() == 3 ? t.unsqueeze(1) : t; // [N, H, W] images -> [N, 1, H, W]
+        }
         return new DatasetTensors(tensors[0], tensors[1], tensors[2], tensors[3]);
     }
 
@@ -74,19 +91,62 @@ public static class DatasetArchive
         }
     }
 
-    private sealed record Entry(string Name, byte[] Data);
+    /// <summary>One array of the archive: its checked header and a stream positioned at its data, bounded to it.</summary>
+    private sealed record Part(string Name, ArrayHeader Header, Stream Data);
 
-    private sealed record Archive(DatasetFormat Format, Entry[] Entries);
+    /// <summary>The four arrays, opened with their headers checked, before any data is read.</summary>
+    private sealed class Parts(DatasetFormat format, List<Part> parts) : IDisposable
+    {
+        public DatasetFormat Format => format;
 
-    /// <summary>x_train, y_train, x_test, y_test in this order, decompressed.</summary>
-    private static Archive Parts(ZipArchive zip)
+        public Part this[int index] => parts[index];
+
+        public ArrayHeader[] Headers => parts.Select(p => p.Header).ToArray();
+
+        public void Dispose()
+        {
+            foreach (var part in parts) part.Data.Dispose();
+        }
+    }
+
+    private static Parts OpenParts(ZipArchive zip, long maxDataBytes)
+    {
+        var (format, entries) = Select(zip);
+        var opened = new List<Part>();
+        try
+        {
+            long total = 0;
+            foreach (var entry in entries)
+            {
+                var part = OpenPart(entry, format);
+                opened.Add(part);
+                total += part.Header.DataBytes;
+                if (total < 0 || total > maxDataBytes) // a sum of four values each below 2^63 wraps negative at most once
+                {
+                    throw new SurgeryException("Dataset too large",
+                        $"the arrays' headers announce more than {maxDataBytes} bytes of data in all (" +
+                        string.Join(", ", opened.Select(p => $"{p.Name}: {p.Header.DataBytes}")) +
+                        "); the limit is the setting Datasets:MaxDataBytes", 413);
+                }
+            }
+            return new Parts(format, opened);
+        }
+        catch
+        {
+            foreach (var part in opened) part.Data.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>x_train, y_train, x_test, y_test in this order, not yet opened.</summary>
+    private static (DatasetFormat Format, ZipArchiveEntry[] Entries) Select(ZipArchive zip)
     {
         var files = zip.Entries.Where(e => !e.FullName.EndsWith('/')).ToList();
         var npz = NpzArrays.Select(name => files.FirstOrDefault(e =>
             Path.GetFileName(e.FullName) == name + ".npy")).ToArray();
         if (npz.All(e => e is not null))
         {
-            return new Archive(DatasetFormat.Npz, npz.Select(e => new Entry(e!.FullName, ReadEntry(e))).ToArray());
+            return (DatasetFormat.Npz, npz.Select(e => e!).ToArray());
         }
 
         ZipArchiveEntry? Find(string[] split, string kind) => files.FirstOrDefault(e =>
@@ -98,7 +158,7 @@ public static class DatasetArchive
         var idx = new[] { Find(train, "image"), Find(train, "label"), Find(test, "image"), Find(test, "label") };
         if (idx.All(e => e is not null))
         {
-            return new Archive(DatasetFormat.Idx, idx.Select(e => new Entry(e!.FullName, ReadEntry(e))).ToArray());
+            return (DatasetFormat.Idx, idx.Select(e => e!).ToArray());
         }
         if (npz.Any(e => e is not null))
         {
@@ -111,61 +171,97 @@ public static class DatasetArchive
             string.Join(", ", files.Take(10).Select(f => f.FullName)), 422);
     }
 
-    private static byte[] ReadEntry(ZipArchiveEntry entry)
+    /// <summary>
+    /// Opens an entry, unwraps a gzip inside it (MNIST is distributed gzipped) and reads the array header. The stream
+    /// returned can never yield more than the entry's zip header declares, nor more than the array header announces.
+    /// </summary>
+    private static Part OpenPart(ZipArchiveEntry entry, DatasetFormat format)
+    {
+        var name = entry.FullName;
+        Stream? stream = null;
+        try
+        {
+            return Guard(name, () =>
+            {
+                stream = new LimitedReadStream(entry.Open(), entry.Length, () => new SurgeryException("Bad dataset",
+                    $"the archive entry {name} inflates past the {entry.Length} bytes its zip header declares", 422));
+                var start = new byte[2];
+                var read = stream.ReadAtLeast(start, 2, throwOnEndOfStream: false);
+                var gzipped = read == 2 && start[0] == 0x1F && start[1] == 0x8B;
+                stream = new PrefixedStream(start.AsMemory(0, read), stream);
+                if (gzipped) stream = new GZipStream(stream, CompressionMode.Decompress);
+                var counting = new CountingStream(stream);
+                var header = format == DatasetFormat.Npz ? NpyReader.ReadHeader(counting, name) : IdxReader.ReadHeader(counting, name);
+                var expected = counting.Count + header.DataBytes;
+                if (!gzipped && entry.Length != expected)
+                {
+                    throw new SurgeryException("Bad dataset",
+                        $"the archive entry {name} declares {entry.Length} bytes but its {(format == DatasetFormat.Npz ? ".npy" : "IDX")} " +
+                        $"header announces {expected}", 422);
+                }
+                stream = new LimitedReadStream(stream, header.DataBytes, () => new SurgeryException("Bad dataset",
+                    $"{name} holds more than the {header.DataBytes} data bytes its header announces", 422));
+                return new Part(name, header, stream);
+            });
+        }
+        catch
+        {
+            stream?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs a reader, turning a corrupt entry or a reader's refusal into a 422 that names the entry.</summary>
+    private static T Guard<T>(string name, Func<T> read)
     {
         try
         {
-            return Decompress(entry);
+            return read();
         }
         catch (InvalidDataException e)
         {
-            throw new SurgeryException("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", 422);
+            throw new SurgeryException("Bad dataset", $"the archive entry {name} is corrupt: {e.Message}", 422);
+        }
+        catch (SurgeryException e) when (e.StatusCode == 400)
+        {
+            throw new SurgeryException(e.Title, e.Message, 422);
         }
     }
 
-    private static byte[] Decompress(ZipArchiveEntry entry)
+    private static void Guard(string name, Action read) => Guard(name, () =>
     {
-        using var memory = new MemoryStream();
-        using (var stream = entry.Open())
-        {
-            stream.CopyTo(memory);
-        }
-        var bytes = memory.ToArray();
-        if (bytes.Length > 2 && bytes[0] == 0x1F && bytes[1] == 0x8B) // a gzipped IDX file as MNIST is distributed
-        {
-            using var gzip = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
-            using var plain = new MemoryStream();
-            gzip.CopyTo(plain);
-            return plain.ToArray();
-        }
-        return bytes;
-    }
+        read();
+        return 0;
+    });
 
-    private static (long[] Shape, string Type) IdxShape(byte[] data, string what)
+    /// <summary>Streams the labels (never all in memory) and returns the largest; each must be an integer in [0, MaxClasses).</summary>
+    private static long ScanLabels(Part part, DatasetFormat format)
     {
-        if (data.Length < 4 || data[0] != 0 || data[1] != 0 || data[3] == 0 || data.Length < 4 + 4 * data[3])
+        var type = part.Header.TypeName;
+        var size = part.Header.ElementSize;
+        var max = -1.0;
+        ArrayData.ScanData(part.Data, part.Header.DataBytes, part.Name, chunk =>
         {
-            throw new SurgeryException("Bad dataset", $"{what} is not an IDX file (bad header)", 422);
-        }
-        var (type, size) = data[2] switch
-        {
-            0x08 => ("uint8", 1),
-            0x09 => ("int8", 1),
-            0x0B => ("int16", 2),
-            0x0C => ("int32", 4),
-            0x0D => ("float32", 4),
-            0x0E => ("float64", 8),
-            _ => throw new SurgeryException("Bad dataset", $"{what} has unknown IDX type code 0x{data[2]:X2}", 422),
-        };
-        var shape = Enumerable.Range(0, data[3])
-            .Select(i => (long)BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(4 + 4 * i, 4))).ToArray();
-        var expected = shape.Aggregate(1L, (a, b) => a * b) * size;
-        if (data.Length - 4 - 4 * data[3] != expected)
-        {
-            throw new SurgeryException("Bad dataset",
-                $"{what} holds {data.Length - 4 - 4 * data[3]} data bytes but its header announces {expected}", 422);
-        }
-        return (shape, type);
+            // Whole elements only: a chunk cut short is followed by ScanData's refusal of the truncated array.
+            for (var offset = 0; offset + size <= chunk.Length; offset += size)
+            {
+                var value = format == DatasetFormat.Npz
+                    ? NpyReader.Value(chunk[offset..], type)
+                    : IdxReader.Value(chunk[offset..], type);
+                if (!double.IsFinite(value) || value != Math.Floor(value))
+                {
+                    throw new SurgeryException("Bad dataset", $"{part.Name} holds non-integer labels", 422);
+                }
+                if (value < 0) throw new SurgeryException("Bad dataset", $"{part.Name} holds negative labels", 422);
+                if (value >= MaxClasses)
+                {
+                    throw new SurgeryException("Bad dataset",
+                        $"{part.Name} holds the label {value:R}; labels must be class numbers below {MaxClasses}", 422);
+                }
+                max = Math.Max(max, value);
+            }
+        });
+        return (long)max;
     }
 
     private static void CheckShapes(long[] xTrain, long[] yTrain, long[] xTest, long[] yTest)
@@ -186,25 +282,6 @@ public static class DatasetArchive
 
     private static long[] SampleShape(long[] inputs) => inputs.Length == 3 ? [1, inputs[1], inputs[2]] : inputs[1..];
 
-    private static int ClassCount(Entry trainLabels, Entry testLabels)
-    {
-        var isNpz = trainLabels.Name.EndsWith(".npy", StringComparison.Ordinal);
-        long max = -1;
-        foreach (var entry in new[] { trainLabels, testLabels })
-        {
-            using var raw = isNpz ? NpyReader.Read(entry.Data, entry.Name) : IdxReader.Read(entry.Data, entry.Name);
-            if (raw.is_floating_point() && !raw.eq(raw.floor()).all().item<bool>())
-            {
-                throw new SurgeryException("Bad dataset", $"{entry.Name} holds non-integer labels", 422);
-            }
-            if (raw.numel() == 0) continue;
-            using var asLong = raw.to(int64);
-            if (asLong.min().item<long>() < 0) throw new SurgeryException("Bad dataset", $"{entry.Name} holds negative labels", 422);
-            max = Math.Max(max, asLong.max().item<long>());
-        }
-        return (int)(max + 1);
-    }
-
     private static string TypeName(string npyCode) => npyCode switch
     {
         "u1" => "uint8",
@@ -216,4 +293,64 @@ public static class DatasetArchive
         "f8" => "float64",
         _ => "bool",
     };
+
+    /// <summary>Bytes already read (to sniff for gzip) followed by the rest of the stream.</summary>
+    private sealed class PrefixedStream(ReadOnlyMemory<byte> prefix, Stream rest) : Stream
+    {
+        private ReadOnlyMemory<byte> _prefix = prefix;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_prefix.IsEmpty) return rest.Read(buffer);
+            var count = Math.Min(buffer.Length, _prefix.Length);
+            _prefix.Span[..count].CopyTo(buffer);
+            _prefix = _prefix[count..];
+            return count;
+        }
+
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) rest.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>Counts the bytes read through it (the header's length), without owning the stream.</summary>
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long Count { get; private set; }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Count; set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var read = inner.Read(buffer);
+            Count += read;
+            return read;
+        }
+
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
 }

@@ -75,6 +75,12 @@ public sealed class OnnxModel
         }
         InputName = input.Name;
         InputShape = input.Type!.TensorType.Shape?.Dim.Select(d => d.HasDimValue ? d.DimValue : -1).ToArray() ?? [];
+        if (input.Type.TensorType.Shape?.Dim.FirstOrDefault(d => d.HasDimValue && d.DimValue <= 0) is { } bad)
+        {
+            throw new SurgeryException("Unsupported ONNX model",
+                $"the model's input '{input.Name}' has the dimension {bad.DimValue}; a fixed dimension must be at least 1", 422);
+        }
+        OnnxTensors.ElementCount(InputShape.Where(d => d > 0), input.Name);
         if (graph.Output.Count == 0)
         {
             throw new SurgeryException("Not an ONNX model", "the graph has no output");
