@@ -54,7 +54,11 @@ builder.Services.AddAuthorizationBuilder()
     }));
 
 builder.Services.ConfigureHttpJsonOptions(json =>
-    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase)));
+{
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
+    json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+});
 // Unreadable bodies surface as BadHttpRequestException, which DomainExceptionHandler turns into a 400 naming the field.
 builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
 builder.Services.AddProblemDetails();

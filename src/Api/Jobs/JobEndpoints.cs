@@ -67,7 +67,7 @@ public static class JobEndpoints
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
-        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs,
+        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs, JobStorage storage,
         IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
@@ -137,8 +137,28 @@ public static class JobEndpoints
         await db.SaveChangesAsync(cancellationToken);
         job.HangfireJobId = jobs.Create<SurgeryJobRunner>(r => r.RunAsync(job.Id, CancellationToken.None), new EnqueuedState(queue));
         await db.SaveChangesAsync(CancellationToken.None);
-        return TypedResults.Accepted($"/api/jobs/{job.Id}", JobResponse.From(job));
+        var response = JobResponse.From(job);
+        if (!HasLiveWorker(storage, queue))
+        {
+            // Accepted all the same: a worker may be starting, and the job waits for it. The client is told.
+            response = response with
+            {
+                Warnings = [$"no live worker serves the '{queue}' queue right now: the job waits until one starts"],
+            };
+        }
+        return TypedResults.Accepted($"/api/jobs/{job.Id}", response);
     }
+
+    /// <summary>A Hangfire server that listens to <paramref name="queue"/> and sent a heartbeat recently.</summary>
+    private static bool HasLiveWorker(JobStorage storage, string queue)
+    {
+        var since = DateTime.UtcNow - LiveWorkerHeartbeat;
+        return storage.GetMonitoringApi().Servers()
+            .Any(s => s.Queues.Contains(queue, StringComparer.OrdinalIgnoreCase) && s.Heartbeat is { } beat && beat >= since);
+    }
+
+    /// <summary>Hangfire servers beat every 30 s by default; two missed beats and a server no longer counts as live.</summary>
+    private static readonly TimeSpan LiveWorkerHeartbeat = TimeSpan.FromSeconds(90);
 
     public static async Task<Results<Ok<JobPage>, ValidationProblem>> List(
         ClaimsPrincipal user, SurgeryDbContext db, string? state = null, int page = 1, int pageSize = 20,

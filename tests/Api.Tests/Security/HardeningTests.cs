@@ -214,6 +214,64 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Contains("page", problem.GetProperty("errors").EnumerateObject().Select(e => e.Name));
     }
 
+    [Fact]
+    public async Task AMisspelledMemberIsRefusedWithItsName()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var jobsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs");
+
+        var body = $$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {"iteratons": 50} }""";
+        var problem = await client.PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+
+        Assert.Contains("'settings.iteratons'", problem.GetProperty("detail").GetString());
+        Assert.Equal(["settings.iteratons"], problem.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.DoesNotContain("SurgeryService", problem.GetRawText()); // no .NET type names
+        Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
+    }
+
+    [Fact]
+    public async Task PreprocessingNumbersThatOverflowFloat32AreRefused()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var problem = await client.PostJsonAsync("/api/jobs", new
+        {
+            modelId = model, datasetId = dataset,
+            preprocessing = new { scale = 1e300, offset = -1e300, mean = new[] { 1e300 }, std = new[] { 1e-300 } },
+        }).ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        Assert.Equal(["preprocessing.mean", "preprocessing.offset", "preprocessing.scale", "preprocessing.std"],
+            problem.GetProperty("errors").EnumerateObject().Select(e => e.Name).Order());
+    }
+
+    [Fact]
+    public async Task AJobForAQueueNoLiveWorkerServesIsAcceptedWithAWarning()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        object Request(string queue) => new
+        {
+            modelId = model, datasetId = dataset, queue, checkpointInterval = 5,
+            settings = new { iterations = 10, batchSize = 32 }, preprocessing = new { trainLimit = 64, testLimit = 32 },
+        };
+
+        var lonely = await client.PostJsonAsync("/api/jobs", Request("cpu")).ExpectAsync(HttpStatusCode.Accepted);
+        Assert.Contains("no live worker serves the 'cpu' queue", lonely.GetProperty("warnings")[0].GetString());
+        await client.PostAsync($"/api/jobs/{lonely.GetProperty("id").GetGuid()}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+
+        // A real Worker (queues cpu and default): cpu jobs are served, gpu jobs still are not.
+        using var worker = host.StartWorker();
+        Assert.True(await Eventually.TrueAsync(async () => await host.Db.ScalarAsync<long>("SELECT count(*) FROM hangfire.server") > 0,
+            TimeSpan.FromSeconds(60)), "the worker registered no Hangfire server");
+        var gpu = await client.PostJsonAsync("/api/jobs", Request("gpu")).ExpectAsync(HttpStatusCode.Accepted);
+        Assert.Contains("no live worker serves the 'gpu' queue", gpu.GetProperty("warnings")[0].GetString());
+        await client.PostAsync($"/api/jobs/{gpu.GetProperty("id").GetGuid()}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+        var served = await client.PostJsonAsync("/api/jobs", Request("cpu")).ExpectAsync(HttpStatusCode.Accepted);
+        Assert.False(served.TryGetProperty("warnings", out _));
+        await JobScenario.WaitForAsync(client, served.GetProperty("id").GetGuid(), JobScenario.IsFinished, TimeSpan.FromSeconds(120));
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
