@@ -20,6 +20,12 @@ public sealed class ApiOptions
     /// <summary>Tenants whose keys open the Hangfire dashboard (it shows every tenant's queue); empty: every tenant.</summary>
     public string[] DashboardTenants { get; set; } = [];
 
+    /// <summary>
+    /// Tenants whose keys may also act in the dashboard (delete, requeue): operators. For everybody else it is
+    /// read-only, since its actions reach every tenant's jobs. Empty: read-only for all.
+    /// </summary>
+    public string[] DashboardOperatorTenants { get; set; } = [];
+
     /// <summary>How often the events stream (SSE) looks at a running job's progress.</summary>
     [Range(50, 60_000)]
     public int EventPollMilliseconds { get; set; } = 500;

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Hangfire;
+using Hangfire.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -53,6 +54,9 @@ builder.Services.AddAuthorizationBuilder()
         return tenant is not null && (allowed.Length == 0 || allowed.Contains(tenant));
     }));
 
+// Hangfire's dashboard validates every POST (its delete and requeue buttons) against this antiforgery service, so a page
+// on another site cannot drive a browser that holds the dashboard's Basic credentials.
+builder.Services.AddAntiforgery();
 builder.Services.ConfigureHttpJsonOptions(json =>
 {
     json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
@@ -85,9 +89,20 @@ app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();
 app.MapJobs();
-// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it.
-app.MapHangfireDashboard("/hangfire", new DashboardOptions { Authorization = [], AsyncAuthorization = [], DisplayStorageConnectionString = false })
-    .RequireAuthorization("HangfireDashboard");
+// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it, and
+// only Api:DashboardOperatorTenants may use its actions; for everybody else it is read-only (Hangfire answers 401).
+app.MapHangfireDashboard("/hangfire", new DashboardOptions
+{
+    Authorization = [],
+    AsyncAuthorization = [],
+    DisplayStorageConnectionString = false,
+    IsReadOnlyFunc = context =>
+    {
+        var http = context.GetHttpContext();
+        var tenant = http.User.FindFirst(ApiKeyAuthenticationHandler.TenantClaim)?.Value;
+        return tenant is null || !http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.DashboardOperatorTenants.Contains(tenant);
+    },
+}).RequireAuthorization("HangfireDashboard");
 
 app.Run();
 

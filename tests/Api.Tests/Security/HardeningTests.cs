@@ -10,7 +10,8 @@ using SurgeryService.Domain.Onnx.Proto;
 
 namespace SurgeryService.Api.Tests.Security;
 
-public sealed class HardeningHost() : ServiceHost("hardening", withWorker: false);
+public sealed class HardeningHost() : ServiceHost("hardening", withWorker: false,
+    new Dictionary<string, string?> { ["Api:DashboardOperatorTenants:0"] = "acme" });
 
 /// <summary>
 /// Runs alone (no other test class in parallel) so the bytes the process allocates while it handles a request are
@@ -270,6 +271,44 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         var served = await client.PostJsonAsync("/api/jobs", Request("cpu")).ExpectAsync(HttpStatusCode.Accepted);
         Assert.False(served.TryGetProperty("warnings", out _));
         await JobScenario.WaitForAsync(client, served.GetProperty("id").GetGuid(), JobScenario.IsFinished, TimeSpan.FromSeconds(120));
+    }
+
+    [Fact]
+    public async Task TheDashboardIsReadOnlyForTenantsAndItsActionsNeedAnAntiforgeryToken()
+    {
+        var globex = host.Client(ServiceHost.GlobexKey);
+        var (model, dataset) = await JobScenario.UploadAsync(host.Client(ServiceHost.AcmeKey));
+        var job = await JobScenario.SubmitAsync(host.Client(ServiceHost.AcmeKey), JobScenario.Request(model, dataset, 10, 5));
+        var hangfireId = await host.Db.ScalarAsync<string>($"SELECT \"HangfireJobId\" FROM jobs WHERE \"Id\" = '{job}'");
+        Task<string?> HangfireState() => host.Db.ScalarAsync<string>($"SELECT statename FROM hangfire.job WHERE id = {hangfireId}");
+        FormUrlEncodedContent Delete() => new([new("jobs[]", hangfireId!)]);
+
+        async Task<HttpStatusCode> DeleteAsync(HttpClient client, bool withToken)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/hangfire/jobs/enqueued/delete") { Content = Delete() };
+            if (withToken)
+            {
+                // The token the dashboard page hands out (with its cookie), as the dashboard's own script sends it.
+                var page = await client.GetStringAsync("/hangfire");
+                var header = System.Text.RegularExpressions.Regex.Match(page, "<meta name=\"csrf-header\" content=\"([^\"]+)\"").Groups[1].Value;
+                var token = System.Text.RegularExpressions.Regex.Match(page, "<meta name=\"csrf-token\" content=\"([^\"]+)\"").Groups[1].Value;
+                Assert.NotEmpty(token);
+                request.Headers.Add(header, WebUtility.HtmlDecode(token));
+            }
+            return (await client.SendAsync(request)).StatusCode;
+        }
+
+        // Another tenant sees the dashboard but cannot delete acme's job, even with a valid token.
+        Assert.Equal(HttpStatusCode.OK, (await globex.GetAsync("/hangfire")).StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, await DeleteAsync(globex, withToken: true));
+        Assert.Equal("Enqueued", await HangfireState());
+
+        // An operator's POST without the token (what a cross-site form sends) is refused; with it, the action works.
+        var operatorClient = host.Client(ServiceHost.AcmeKey);
+        Assert.Equal(HttpStatusCode.Forbidden, await DeleteAsync(operatorClient, withToken: false));
+        Assert.Equal("Enqueued", await HangfireState());
+        Assert.Equal(HttpStatusCode.NoContent, await DeleteAsync(operatorClient, withToken: true));
+        Assert.Equal("Deleted", await HangfireState());
     }
 
     private static byte[] Mlp(Action<GraphProto> change)
