@@ -14,8 +14,8 @@ using SurgeryService.Api.Models;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
-using SurgeryService.Domain.Hosting;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Hosting;
+using SurgeryService.Infrastructure.Persistence;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -30,10 +30,7 @@ builder.Services.AddOptions<TenantsOptions>()
     .ValidateOnStart();
 builder.Services.AddOptions<DatasetOptions>().BindConfiguration(DatasetOptions.Section);
 
-builder.Services.AddSurgeryPersistence(builder.Configuration);
-builder.Services.AddSurgeryJobs();
-builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
-builder.Services.AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services));
+builder.Services.AddSurgeryCore(builder.Configuration);
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).

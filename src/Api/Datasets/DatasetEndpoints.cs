@@ -5,11 +5,12 @@ using Microsoft.EntityFrameworkCore;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
-using SurgeryService.Domain.Persistence;
-using SurgeryService.Domain;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Datasets;
 

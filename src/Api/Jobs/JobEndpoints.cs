@@ -14,8 +14,10 @@ using SurgeryService.Api.Tenants;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Jobs;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Jobs;
 
@@ -267,7 +269,7 @@ public static class JobEndpoints
     }
 
     public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Result(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, Domain.Artifacts.ArtifactStore artifacts, string? format = null,
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, string? format = null,
         CancellationToken cancellationToken = default)
     {
         ResultFormat? parsed = null;

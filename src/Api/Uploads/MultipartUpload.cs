@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
+using SurgeryService.Infrastructure.Artifacts;
 
 namespace SurgeryService.Api.Uploads;
 

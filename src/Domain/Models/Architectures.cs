@@ -13,13 +13,17 @@ public static class Architectures
     public static IReadOnlyList<string> Names { get; } = [LeNet300100, LeNet5];
 
     /// <summary>A freshly initialised module of the named architecture (seeded by the caller through torch.manual_seed).</summary>
-    public static Module<Tensor, Tensor> Create(string name) => name switch
+    public static Module<Tensor, Tensor> Create(string name)
     {
-        LeNet300100 => new LeNet300100Module(),
-        LeNet5 => new LeNet5Module(),
-        _ => throw new SurgeryException("Unknown architecture",
-            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", 422),
-    };
+        Torch.ConvolutionCheck.Ensure();
+        return name switch
+        {
+            LeNet300100 => new LeNet300100Module(),
+            LeNet5 => new LeNet5Module(),
+            _ => throw new SurgeryException("Unknown architecture",
+                $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", 422),
+        };
+    }
 
     /// <summary>The input shape of one sample, without the batch dimension.</summary>
     public static long[] InputShape(string name) => name switch

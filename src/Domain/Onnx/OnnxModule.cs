@@ -94,7 +94,11 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
     /// Builds the module. With <paramref name="outputLogits"/>, a Softmax or LogSoftmax that produces the graph's output
     /// is skipped, so the engine's cross-entropy sees logits; without it the module computes exactly the graph.
     /// </summary>
-    public static OnnxModule Create(OnnxModel model, bool outputLogits = false) => new(model, outputLogits);
+    public static OnnxModule Create(OnnxModel model, bool outputLogits = false)
+    {
+        Torch.ConvolutionCheck.Ensure();
+        return new(model, outputLogits);
+    }
 
     /// <summary>The module's parameter for an initializer.</summary>
     public TorchSharp.Modules.Parameter ParameterOf(string initializer) =>

@@ -27,6 +27,7 @@ public sealed class SurgeryTrainer : IDisposable
     public SurgeryTrainer(Module<Tensor, Tensor> model, IReadOnlyList<PrunableLayer> layers, SurgerySettings settings)
     {
         settings.Validate();
+        Torch.ConvolutionCheck.Ensure();
         _settings = settings;
         Device = ResolveDevice(settings.Device);
         _model = model;

@@ -4,11 +4,11 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 
-namespace SurgeryService.Domain.Persistence;
+namespace SurgeryService.Infrastructure.Persistence;
 
 /// <summary>
 /// The service's one database. Add a migration with:
-/// <c>dotnet tool restore &amp;&amp; dotnet ef migrations add NAME --project src/Domain --startup-project src/Api --output-dir Persistence/Migrations</c>
+/// <c>dotnet tool restore &amp;&amp; dotnet ef migrations add NAME --project src/Infrastructure --startup-project src/Api --output-dir Persistence/Migrations</c>
 /// </summary>
 public sealed class SurgeryDbContext(DbContextOptions<SurgeryDbContext> options) : DbContext(options)
 {

@@ -2,10 +2,10 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Persistence.Configurations;
 
 internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<SurgeryJob>
 {

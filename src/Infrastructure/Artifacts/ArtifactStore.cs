@@ -3,9 +3,11 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
 using NpgsqlTypes;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain;
+using SurgeryService.Domain.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
-namespace SurgeryService.Domain.Artifacts;
+namespace SurgeryService.Infrastructure.Artifacts;
 
 /// <summary>
 /// Streams files into and out of PostgreSQL in <see cref="ChunkSize"/> pieces, hashing on the way in. Writes join the

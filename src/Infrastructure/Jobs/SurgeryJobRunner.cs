@@ -3,13 +3,16 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>Another worker runs the job right now; Hangfire retries later.</summary>
 public sealed class JobBusyException(Guid jobId) : Exception($"job {jobId} is running on another worker");

@@ -4,8 +4,9 @@ using Npgsql;
 using NpgsqlTypes;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>
 /// The engine's observer for a job. The training thread only enqueues; one background loop writes the queue in order:

@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>How workers run surgery jobs, section <c>Jobs</c>.</summary>
 public sealed class JobOptions
