@@ -29,4 +29,8 @@ public sealed class ApiOptions
     /// <summary>How often the events stream (SSE) looks at a running job's progress.</summary>
     [Range(50, 60_000)]
     public int EventPollMilliseconds { get; set; } = 500;
+
+    /// <summary>Seconds of silence after which the events stream sends a <c>: keep-alive</c> comment (idle proxies cut streams).</summary>
+    [Range(1, 300)]
+    public int EventKeepAliveSeconds { get; set; } = 15;
 }

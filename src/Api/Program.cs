@@ -12,12 +12,14 @@ using SurgeryService.Api.Health;
 using SurgeryService.Api.Jobs;
 using SurgeryService.Api.Models;
 using SurgeryService.Api.OpenApi;
+using SurgeryService.Api.Security;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
 using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Infrastructure.Persistence;
 
 var builder = WebApplication.CreateBuilder(args);
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // no "Server: Kestrel" to fingerprint
 
 builder.Services.AddOptions<ApiOptions>()
     .BindConfiguration(ApiOptions.Section)
@@ -76,6 +78,7 @@ if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.MigrateOnStart
     await scope.ServiceProvider.GetRequiredService<SurgeryDbContext>().Database.MigrateAsync();
 }
 
+app.UseSecurityHeaders();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();

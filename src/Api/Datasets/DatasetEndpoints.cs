@@ -52,7 +52,8 @@ public static class DatasetEndpoints
             .WithSummary("Upload a dataset (zip of IDX files, or .npz)")
             .AcceptsUpload<DatasetUploadForm>()
             .WithMetadata(new OpenApiExample(new { file = "(binary)", name = "mnist-small" }));
-        group.MapGet("/", List).WithName("ListDatasets").WithSummary("The tenant's datasets and the built-in ones");
+        group.MapGet("/", List).WithName("ListDatasets")
+            .WithSummary("The tenant's datasets and the built-in ones; page and pageSize (default 100, at most 200), total in X-Total-Count");
         group.MapGet("/{id:guid}", Get).WithName("GetDataset").WithSummary("One dataset");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteDataset").WithSummary("Delete a dataset no queued or running job uses")
             .ProducesProblem(StatusCodes.Status409Conflict);
@@ -102,11 +103,16 @@ public static class DatasetEndpoints
         CreatedAt = DateTimeOffset.UtcNow,
     };
 
-    public static async Task<Ok<List<DatasetResponse>>> List(ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<List<DatasetResponse>>, ValidationProblem>> List(
+        ClaimsPrincipal user, SurgeryDbContext db, HttpResponse response, int page = 1, int pageSize = 100,
+        CancellationToken cancellationToken = default)
     {
+        if (Paging.Errors(page, pageSize) is { Count: > 0 } errors) return TypedResults.ValidationProblem(errors);
         var tenant = user.TenantId();
-        var datasets = await db.Datasets.AsNoTracking().Where(d => d.TenantId == tenant || d.BuiltIn)
-            .OrderByDescending(d => d.BuiltIn).ThenByDescending(d => d.CreatedAt).ToListAsync(cancellationToken);
+        var query = db.Datasets.AsNoTracking().Where(d => d.TenantId == tenant || d.BuiltIn);
+        response.Headers[Paging.TotalCountHeader] = (await query.CountAsync(cancellationToken)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var datasets = await query.OrderByDescending(d => d.BuiltIn).ThenByDescending(d => d.CreatedAt).ThenBy(d => d.Id)
+            .Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
         return TypedResults.Ok(datasets.Select(DatasetResponse.From).ToList());
     }
 

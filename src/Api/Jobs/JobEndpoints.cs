@@ -174,15 +174,13 @@ public static class JobEndpoints
             if (Enum.TryParse<JobState>(state, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)) filter = parsed;
             else errors["state"] = [$"must be one of {string.Join(", ", Enum.GetNames<JobState>())}"];
         }
-        if (page < 1) errors["page"] = ["must be >= 1"];
-        if (pageSize is < 1 or > 200) errors["pageSize"] = ["must be between 1 and 200"];
-        else if ((long)(page - 1) * pageSize > int.MaxValue) errors["page"] = [$"must be at most {int.MaxValue / pageSize + 1} with pageSize {pageSize}"];
+        foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var query = db.Jobs.AsNoTracking().Where(j => j.TenantId == tenant);
         if (filter is { } f) query = query.Where(j => j.State == f);
         var total = await query.CountAsync(cancellationToken);
-        var items = await query.OrderByDescending(j => j.CreatedAt).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(cancellationToken);
+        var items = await query.OrderByDescending(j => j.CreatedAt).Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
         return TypedResults.Ok(new JobPage(items.Select(JobResponse.From).ToList(), page, pageSize, total));
     }
 
@@ -237,18 +235,21 @@ public static class JobEndpoints
         return TypedResults.Content(csv.ToString(), "text/csv; charset=utf-8");
     }
 
-    public static async Task<Results<ServerSentEventsResult<JobProgressEvent>, NotFound<ProblemDetails>>> Events(
+    public static async Task<Results<ProgressEventStream, NotFound<ProblemDetails>>> Events(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, IOptions<ApiOptions> options, CancellationToken cancellationToken)
     {
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
-        return TypedResults.ServerSentEvents(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds), cancellationToken));
+        return new ProgressEventStream(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
+            TimeSpan.FromSeconds(options.Value.EventKeepAliveSeconds), cancellationToken));
     }
 
-    private static async IAsyncEnumerable<SseItem<JobProgressEvent>> Progress(
-        SurgeryDbContext db, Guid id, TimeSpan poll, [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>Progress events as the job changes, and null (a keep-alive comment) after <paramref name="keepAlive"/> of silence.</summary>
+    private static async IAsyncEnumerable<SseItem<JobProgressEvent>?> Progress(
+        SurgeryDbContext db, Guid id, TimeSpan poll, TimeSpan keepAlive, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         JobProgressEvent? last = null;
+        var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
             var job = await db.Jobs.AsNoTracking().SingleAsync(j => j.Id == id, cancellationToken);
@@ -262,6 +263,12 @@ public static class JobEndpoints
                     EventId = $"{job.Iteration}-{job.State}",
                 };
                 last = current;
+                lastSent = DateTime.UtcNow;
+            }
+            else if (DateTime.UtcNow - lastSent >= keepAlive)
+            {
+                yield return null;
+                lastSent = DateTime.UtcNow;
             }
             if (job.IsFinished) yield break;
             await Task.Delay(poll, cancellationToken);

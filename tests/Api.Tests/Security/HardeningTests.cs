@@ -11,7 +11,7 @@ using SurgeryService.Domain.Onnx.Proto;
 namespace SurgeryService.Api.Tests.Security;
 
 public sealed class HardeningHost() : ServiceHost("hardening", withWorker: false,
-    new Dictionary<string, string?> { ["Api:DashboardOperatorTenants:0"] = "acme" });
+    new Dictionary<string, string?> { ["Api:DashboardOperatorTenants:0"] = "acme", ["Api:EventKeepAliveSeconds"] = "1" });
 
 /// <summary>
 /// Runs alone (no other test class in parallel) so the bytes the process allocates while it handles a request are
@@ -309,6 +309,89 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Equal("Enqueued", await HangfireState());
         Assert.Equal(HttpStatusCode.NoContent, await DeleteAsync(operatorClient, withToken: true));
         Assert.Equal("Deleted", await HangfireState());
+    }
+
+    [Fact]
+    public async Task EveryResponseCarriesSecurityHeadersThatSwaggerUiAndTheDashboardCanLiveWith()
+    {
+        var (model, dataset) = await JobScenario.UploadAsync(host.Client());
+        var job = await JobScenario.SubmitAsync(host.Client(), JobScenario.Request(model, dataset, 10, 5));
+        foreach (var (path, key) in new[]
+                 {
+                     ("/api/models", ServiceHost.AcmeKey), ($"/api/jobs/{job}/report.svg", ServiceHost.AcmeKey),
+                     ($"/api/jobs/{Guid.NewGuid()}", ServiceHost.AcmeKey), ("/api/models", null),
+                     ("/swagger/index.html", null), ("/swagger/v1/swagger.json", null), ("/hangfire", ServiceHost.AcmeKey),
+                 })
+        {
+            var response = await host.Client(key).GetAsync(path);
+            Assert.True(response.Headers.TryGetValues("X-Content-Type-Options", out var nosniff), path);
+            Assert.Equal("nosniff", Assert.Single(nosniff));
+            Assert.Equal("DENY", Assert.Single(response.Headers.GetValues("X-Frame-Options")));
+            var csp = Assert.Single(response.Headers.GetValues("Content-Security-Policy"));
+            Assert.Contains("script-src 'self'", csp);
+            Assert.Contains("frame-ancestors 'none'", csp);
+        }
+        // script-src 'self' allows no inline script: the two HTML UIs must have none.
+        foreach (var (path, key) in new[] { ("/swagger/index.html", (string?)null), ("/hangfire", ServiceHost.AcmeKey) })
+        {
+            var html = await host.Client(key).GetStringAsync(path);
+            var scripts = System.Text.RegularExpressions.Regex.Matches(html, "<script[^>]*>").Select(m => m.Value).ToList();
+            Assert.NotEmpty(scripts);
+            Assert.All(scripts, tag => Assert.Contains("src=", tag));
+        }
+        await host.Client().PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task TheEventsStreamOfAQueuedJobSendsKeepAliveComments()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, 10, 5)); // no worker: stays queued
+
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var response = await client.GetAsync($"/api/jobs/{job}/events", HttpCompletionOption.ResponseHeadersRead, cts.Token);
+        Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
+        using var reader = new StreamReader(await response.Content.ReadAsStreamAsync(cts.Token));
+        var lines = new List<string>();
+        while (await reader.ReadLineAsync(cts.Token) is { } line && !line.StartsWith(':'))
+        {
+            lines.Add(line);
+        }
+        Assert.Contains("event: progress", lines); // the first event, then silence filled by the comment
+        Assert.Contains(lines, l => l.StartsWith("data: ", StringComparison.Ordinal) && l.Contains("\"Queued\""));
+        cts.Cancel();
+        await host.Client().PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task ModelAndDatasetListsArePaged()
+    {
+        var client = host.Client(ServiceHost.GlobexKey);
+        var ids = new List<Guid>();
+        for (var i = 0; i < 3; i++)
+        {
+            var model = await client.PostAsync("/api/models",
+                HttpExtensions.Form(OnnxMlp.Create(hidden: 4, seed: i), $"m{i}.onnx")).ExpectAsync(HttpStatusCode.Created);
+            ids.Add(model.GetProperty("id").GetGuid());
+        }
+        var pages = new List<Guid>();
+        for (var page = 1; page <= 3; page++)
+        {
+            var response = await client.GetAsync($"/api/models?page={page}&pageSize=2");
+            var items = (await response.JsonAsync()).EnumerateArray().Select(m => m.GetProperty("id").GetGuid()).ToList();
+            Assert.True(items.Count <= 2);
+            Assert.True(int.Parse(response.Headers.GetValues("X-Total-Count").Single()) >= 3);
+            pages.AddRange(items);
+        }
+        Assert.Equal(pages.Distinct().Count(), pages.Count);
+        Assert.All(ids, id => Assert.Contains(id, pages));
+
+        var datasets = await client.GetAsync("/api/datasets?pageSize=1");
+        Assert.True((await datasets.JsonAsync()).GetArrayLength() <= 1);
+        Assert.True(datasets.Headers.Contains("X-Total-Count"));
+        var bad = await client.GetAsync("/api/datasets?pageSize=1000").ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("pageSize", bad.GetProperty("errors").EnumerateObject().Select(e => e.Name));
     }
 
     private static byte[] Mlp(Action<GraphProto> change)
