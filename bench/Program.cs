@@ -4,6 +4,7 @@ using SurgeryService.Bench;
 return args switch
 {
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
+    ["upload-memory", .. var rest] => UploadMemory.Run(rest),
     _ => Usage(),
 };
 
@@ -20,6 +21,8 @@ static int Usage()
           --cost-only                measure the iteration cost only (no surgery run)
           --threads N                torch intra-op threads (default: LibTorch's, one per core)
           --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
+               dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
+          (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
         """);
     return 2;
 }

@@ -17,6 +17,14 @@ public sealed class ApiOptions
     [Range(1, long.MaxValue)]
     public long MaxUploadBytes { get; set; } = 1L << 30;
 
+    /// <summary>How long an <c>Idempotency-Key</c> and the answer it got are kept: a retry within it gets the same answer.</summary>
+    [Range(24, 24 * 30)]
+    public int IdempotencyHours { get; set; } = 24;
+
+    /// <summary>Model uploads parsed at once (each holds its file in memory a few times over while parsed).</summary>
+    [Range(1, 64)]
+    public int MaxConcurrentModelInspections { get; set; } = 2;
+
     /// <summary>Tenants whose keys open the Hangfire dashboard (it shows every tenant's queue); empty: every tenant.</summary>
     public string[] DashboardTenants { get; set; } = [];
 

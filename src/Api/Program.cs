@@ -9,6 +9,7 @@ using SurgeryService.Api;
 using SurgeryService.Api.Datasets;
 using SurgeryService.Api.Errors;
 using SurgeryService.Api.Health;
+using SurgeryService.Api.Idempotency;
 using SurgeryService.Api.Jobs;
 using SurgeryService.Api.Models;
 using SurgeryService.Api.OpenApi;
@@ -40,6 +41,7 @@ if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptio
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();
+builder.Services.AddSingleton<ModelInspectionGate>();
 
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
@@ -85,6 +87,7 @@ app.UseSwagger();
 app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseMiddleware<IdempotencyMiddleware>();
 app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();

@@ -67,15 +67,19 @@ public static class ModelEndpoints
 
     public static async Task<Created<ModelResponse>> Upload(
         HttpRequest request, ClaimsPrincipal user, MultipartUpload uploads, ArtifactStore artifacts, SurgeryDbContext db,
-        CancellationToken cancellationToken)
+        ModelInspectionGate gate, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
         var upload = await uploads.ReadAsync(request, tenant, ArtifactKind.ModelUpload, cancellationToken);
         try
         {
             var architecture = upload.Field("architecture")?.ToLowerInvariant();
-            var bytes = await artifacts.ReadAllBytesAsync(upload.File.Id, cancellationToken);
-            var inspection = ModelFormats.Inspect(bytes, architecture);
+            ModelInspection inspection;
+            using (await gate.EnterAsync(cancellationToken))
+            {
+                var bytes = await artifacts.ReadAllBytesAsync(upload.File.Id, cancellationToken);
+                inspection = ModelFormats.Inspect(bytes, architecture);
+            }
             var model = new ModelEntry
             {
                 Id = Guid.CreateVersion7(),

@@ -57,7 +57,7 @@ public sealed class OnnxModel
         foreach (var initializer in graph.Initializer)
         {
             // Reads every tensor once so a truncated or corrupt one is refused now, not inside a job.
-            OnnxTensors.RawBytes(initializer, directory);
+            OnnxTensors.CheckData(initializer, directory);
         }
 
         var dataInputs = graph.Input.Where(i => !_initializers.ContainsKey(i.Name)).ToList();

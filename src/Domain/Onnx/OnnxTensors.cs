@@ -47,13 +47,7 @@ internal static class OnnxTensors
     /// </summary>
     public static byte[] RawBytes(TensorProto tensor, string? directory)
     {
-        var size = OnnxDataTypes.ElementSize(tensor.DataType);
-        if (size == 0)
-        {
-            throw new SurgeryException("Unsupported ONNX tensor",
-                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", 422);
-        }
-        var expected = ByteSize(tensor.Dims, size, tensor.Name);
+        var expected = ExpectedBytes(tensor);
         byte[] bytes;
         if (tensor.DataLocation == 1)
         {
@@ -84,14 +78,39 @@ internal static class OnnxTensors
                 bytes = MemoryMarshal.AsBytes(tensor.Uint64Data.Select(v => (uint)v).ToArray().AsSpan()).ToArray();
             }
         }
-        if (bytes.LongLength != expected)
-        {
-            throw new SurgeryException("Corrupt ONNX tensor",
-                $"tensor '{tensor.Name}' holds {bytes.LongLength} bytes of data but its shape [{string.Join(", ", tensor.Dims)}] " +
-                $"of {OnnxDataTypes.Describe(tensor.DataType)} needs {expected}; the file may be truncated");
-        }
+        if (bytes.LongLength != expected) throw Mismatch(tensor, bytes.LongLength, expected);
         return bytes;
     }
+
+    /// <summary>
+    /// Checks that the tensor's data fits its shape, as <see cref="RawBytes"/> does, without copying raw_data: a model's
+    /// weights are checked once on upload, and a copy of a 300 MB weight is 300 MB more held by the Api.
+    /// </summary>
+    public static void CheckData(TensorProto tensor, string? directory)
+    {
+        if (tensor.DataLocation == 1 || !tensor.HasRawData)
+        {
+            RawBytes(tensor, directory);
+            return;
+        }
+        var expected = ExpectedBytes(tensor);
+        if (tensor.RawData.Length != expected) throw Mismatch(tensor, tensor.RawData.Length, expected);
+    }
+
+    private static long ExpectedBytes(TensorProto tensor)
+    {
+        var size = OnnxDataTypes.ElementSize(tensor.DataType);
+        if (size == 0)
+        {
+            throw new SurgeryException("Unsupported ONNX tensor",
+                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", 422);
+        }
+        return ByteSize(tensor.Dims, size, tensor.Name);
+    }
+
+    private static SurgeryException Mismatch(TensorProto tensor, long actual, long expected) => new("Corrupt ONNX tensor",
+        $"tensor '{tensor.Name}' holds {actual} bytes of data but its shape [{string.Join(", ", tensor.Dims)}] " +
+        $"of {OnnxDataTypes.Describe(tensor.DataType)} needs {expected}; the file may be truncated");
 
     private static byte[] ReadExternal(TensorProto tensor, string? directory, long expected)
     {

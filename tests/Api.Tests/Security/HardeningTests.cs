@@ -394,6 +394,56 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Contains("pageSize", bad.GetProperty("errors").EnumerateObject().Select(e => e.Name));
     }
 
+    [Fact]
+    public async Task ARetriedPostWithTheSameIdempotencyKeyGetsTheSameAnswerAndCreatesNothingNew()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var jobsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs");
+        async Task<HttpResponseMessage> Post(string key, object body)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/api/jobs")
+            {
+                Content = System.Net.Http.Json.JsonContent.Create(body, options: ServiceHost.Json),
+            };
+            request.Headers.Add("Idempotency-Key", key);
+            return await client.SendAsync(request);
+        }
+
+        var key = Guid.NewGuid().ToString();
+        var body = JobScenario.Request(model, dataset, 10, 5);
+        var first = await Post(key, body);
+        var retry = await Post(key, body);
+        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        Assert.Equal(HttpStatusCode.Accepted, retry.StatusCode);
+        Assert.Equal((await first.JsonAsync()).GetProperty("id").GetGuid(), (await retry.JsonAsync()).GetProperty("id").GetGuid());
+        Assert.Equal(first.Headers.Location, retry.Headers.Location);
+        Assert.Equal("true", Assert.Single(retry.Headers.GetValues("Idempotent-Replayed")));
+        Assert.Equal(jobsBefore + 1, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
+
+        var reused = await Post(key, JobScenario.Request(model, dataset, 20, 5));
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, reused.StatusCode);
+        Assert.Contains("another body", (await reused.JsonAsync()).GetProperty("detail").GetString());
+
+        // Uploads too: the retried model upload answers with the first model.
+        var modelsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM models");
+        var uploadKey = Guid.NewGuid().ToString();
+        var ids = new List<Guid>();
+        for (var i = 0; i < 2; i++)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Post, "/api/models")
+            {
+                Content = HttpExtensions.Form(OnnxMlp.Create(hidden: 4), "m.onnx"),
+            };
+            request.Headers.Add("Idempotency-Key", uploadKey);
+            ids.Add((await client.SendAsync(request).ExpectAsync(HttpStatusCode.Created)).GetProperty("id").GetGuid());
+        }
+        Assert.Equal(ids[0], ids[1]);
+        Assert.Equal(modelsBefore + 1, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
+        await client.PostAsync($"/api/jobs/{(await first.JsonAsync()).GetProperty("id").GetGuid()}/cancel", null)
+            .ExpectAsync(HttpStatusCode.Accepted);
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
