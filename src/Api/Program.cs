@@ -31,7 +31,7 @@ builder.Services.AddOptions<TenantsOptions>()
         options.Tenants = configuration.GetSection(TenantsOptions.Section).Get<Dictionary<string, TenantSettings>>() ?? [])
     .ValidateDataAnnotations()
     .ValidateOnStart();
-builder.Services.AddOptions<DatasetOptions>().BindConfiguration(DatasetOptions.Section);
+builder.Services.AddOptions<DatasetOptions>().BindConfiguration(DatasetOptions.Section).ValidateDataAnnotations().ValidateOnStart();
 
 builder.Services.AddSurgeryCore(builder.Configuration);
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))

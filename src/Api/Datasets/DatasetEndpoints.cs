@@ -62,7 +62,7 @@ public static class DatasetEndpoints
 
     public static async Task<Created<DatasetResponse>> Upload(
         HttpRequest request, ClaimsPrincipal user, MultipartUpload uploads, ArtifactStore artifacts, SurgeryDbContext db,
-        CancellationToken cancellationToken)
+        Microsoft.Extensions.Options.IOptions<DatasetOptions> options, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
         var upload = await uploads.ReadAsync(request, tenant, ArtifactKind.DatasetUpload, cancellationToken);
@@ -71,7 +71,7 @@ public static class DatasetEndpoints
             DatasetSummary summary;
             await using (var content = await artifacts.OpenReadAsync(upload.File.Id, cancellationToken))
             {
-                summary = DatasetArchive.Inspect(content);
+                summary = DatasetArchive.Inspect(content, options.Value.MaxDataBytes);
             }
             var dataset = Entry(summary, upload.Field("name") ?? upload.File.FileName, tenant, upload.File);
             db.Datasets.Add(dataset);

@@ -61,7 +61,11 @@ public static class DatasetArchive
             parts.Format == DatasetFormat.Npz ? TypeName(x[0].TypeName) : x[0].TypeName, (int)(maxLabel + 1), x[0].Shape[0], x[2].Shape[0]);
     }
 
-    public static DatasetTensors Read(Stream content, long maxDataBytes = DefaultMaxDataBytes)
+    /// <summary>
+    /// The tensors of an archive <see cref="Inspect"/> accepted (under the Api's limit, which the worker need not know);
+    /// the headers are still checked first and every array must fit one .NET array.
+    /// </summary>
+    public static DatasetTensors Read(Stream content, long maxDataBytes = long.MaxValue)
     {
         using var zip = Open(content);
         using var parts = OpenParts(zip, maxDataBytes);
@@ -120,14 +124,14 @@ public static class DatasetArchive
             {
                 var part = OpenPart(entry, format);
                 opened.Add(part);
-                total += part.Header.DataBytes;
-                if (total < 0 || total > maxDataBytes) // a sum of four values each below 2^63 wraps negative at most once
+                if (part.Header.DataBytes > maxDataBytes - total) // total <= maxDataBytes, so this cannot overflow
                 {
                     throw new SurgeryException("Dataset too large",
                         $"the arrays' headers announce more than {maxDataBytes} bytes of data in all (" +
                         string.Join(", ", opened.Select(p => $"{p.Name}: {p.Header.DataBytes}")) +
                         "); the limit is the setting Datasets:MaxDataBytes", 413);
                 }
+                total += part.Header.DataBytes;
             }
             return new Parts(format, opened);
         }
