@@ -41,6 +41,12 @@ public static class UploadMemory
                 ($"accepted: ONNX MLP of {modelMegabytes} MB", "/api/models", path => OnnxModel(path, modelMegabytes)),
             };
             Console.WriteLine($"Api pid {pid}, VmRSS at start {Status(pid, "VmRSS")} kB");
+            using (var probe = client.GetAsync("/api/models").GetAwaiter().GetResult())
+            {
+                // Kestrel itself (TestServer in the tests sends no Server header, so only this run shows it).
+                Console.WriteLine($"GET /api/models: Server header {(probe.Headers.Server.Count == 0 ? "absent" : probe.Headers.Server.ToString())}, " +
+                    $"X-Content-Type-Options {string.Join(",", probe.Headers.TryGetValues("X-Content-Type-Options", out var v) ? v : ["absent"])}");
+            }
             foreach (var (name, path, write) in cases)
             {
                 var file = Path.Combine(work.FullName, "upload.bin");
