@@ -16,6 +16,7 @@ using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Security;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Infrastructure.Persistence;
 
@@ -37,7 +38,8 @@ builder.Services.AddSurgeryCore(builder.Configuration);
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).
-    builder.Services.AddHangfireServer(server => server.Queues = [.. JobEndpoints.Queues, "default"]);
+    builder.Services.AddHangfireServer(server => server.Queues = [.. JobQueues.All]);
+    builder.Services.AddSurgeryJobServer();
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();
@@ -63,6 +65,8 @@ builder.Services.ConfigureHttpJsonOptions(json =>
     json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
     // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
     json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+    // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
+    json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
 });
 // Unreadable bodies surface as BadHttpRequestException, which DomainExceptionHandler turns into a 400 naming the field.
 builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);

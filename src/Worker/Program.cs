@@ -15,6 +15,7 @@ if (options.TorchThreads > 0)
     TorchSharp.torch.set_num_threads(options.TorchThreads);
 }
 builder.Services.AddSurgeryCore(builder.Configuration);
+builder.Services.AddSurgeryJobServer();
 builder.Services.AddHangfireServer(server =>
 {
     // Configuration arrays bind on top of the default list, so a queue can appear twice.

@@ -33,7 +33,7 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
         }
         if (StoredText.Problem(key, MaxKeyLength) is { } problem)
         {
-            throw new SurgeryException("Bad Idempotency-Key", $"the {Header} header {problem}");
+            throw new SurgeryException("Bad Idempotency-Key", $"the {Header} header {problem}", ErrorKind.Malformed);
         }
 
         var request = $"POST {path.ToLowerInvariant()}";
@@ -107,7 +107,7 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
         {
             throw new SurgeryException("Idempotency-Key reused",
                 $"this {Header} was used for another request ({stored.Request}{(stored.Request == request ? " with another body" : "")}) " +
-                "in the last hours: choose a new key for a new request", StatusCodes.Status422UnprocessableEntity);
+                "in the last hours: choose a new key for a new request", ErrorKind.BadInput);
         }
         if (stored.StatusCode == 0) throw InProgress();
         http.Response.StatusCode = stored.StatusCode;
@@ -121,5 +121,5 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
         db.IdempotencyRecords.Where(r => r.TenantId == tenant && r.Key == key).ExecuteDeleteAsync(CancellationToken.None);
 
     private static SurgeryException InProgress() => new("Request in progress",
-        $"a request with this {Header} is still being processed: retry once it has finished", StatusCodes.Status409Conflict);
+        $"a request with this {Header} is still being processed: retry once it has finished", ErrorKind.Conflict);
 }

@@ -139,7 +139,7 @@ public static class ModelEndpoints
         if (active.Count > 0)
         {
             throw new SurgeryException("Model in use",
-                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish", StatusCodes.Status409Conflict);
+                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish", ErrorKind.Conflict);
         }
         db.Models.Remove(model);
         await db.SaveChangesAsync(cancellationToken);

@@ -45,8 +45,8 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
             || !contentType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
             || HeaderUtilities.RemoveQuotes(contentType.Boundary).Length == 0)
         {
-            throw new SurgeryException("Not a form upload",
-                $"send the file as multipart/form-data with a part named '{FileField}'", StatusCodes.Status415UnsupportedMediaType);
+            throw new UnsupportedMediaTypeException("Not a form upload",
+                $"send the file as multipart/form-data with a part named '{FileField}'");
         }
 
         var reader = new MultipartReader(HeaderUtilities.RemoveQuotes(contentType.Boundary).Value!, request.Body);
@@ -80,13 +80,13 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                     var read = await text.ReadBlockAsync(buffer, cancellationToken);
                     if (read > MaxFieldLength)
                     {
-                        throw new SurgeryException("Bad form field", $"form field '{name}' is longer than {MaxFieldLength} characters");
+                        throw new SurgeryException("Bad form field", $"form field '{name}' is longer than {MaxFieldLength} characters", ErrorKind.Malformed);
                     }
                     fieldsLength += read + name.Length;
                     if (fields.Count >= MaxFields || fieldsLength > MaxFieldsLength)
                     {
                         throw new SurgeryException("Bad form",
-                            $"the form's fields besides the file exceed {MaxFields} fields or {MaxFieldsLength} characters in all");
+                            $"the form's fields besides the file exceed {MaxFields} fields or {MaxFieldsLength} characters in all", ErrorKind.Malformed);
                     }
                     fields[name] = new string(buffer, 0, read);
                 }
@@ -99,7 +99,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
             // MultipartReader's own limits (header line length, header count, preamble) throw InvalidDataException.
             if (e is IOException and not BadHttpRequestException or InvalidDataException)
             {
-                throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}");
+                throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}", ErrorKind.Malformed);
             }
             throw;
         }
@@ -107,26 +107,29 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
         if (fields.TryGetValue("name", out var displayName) && StoredText.Problem(displayName.Trim(), MaxNameLength) is { } bad)
         {
             if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
-            throw new SurgeryException("Bad form field", $"form field 'name' {bad}");
+            throw new SurgeryException("Bad form field", $"form field 'name' {bad}", ErrorKind.Malformed);
         }
         if (file is null)
         {
-            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file");
+            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file", ErrorKind.Malformed);
         }
         if (file.Size == 0)
         {
             await artifacts.DeleteAsync(file.Id, CancellationToken.None);
-            throw new SurgeryException("Empty file", "the uploaded file is empty");
+            throw new SurgeryException("Empty file", "the uploaded file is empty", ErrorKind.Malformed);
         }
         return new Upload(file, fields);
     }
 
     private static void Check(string? problem, string what)
     {
-        if (problem is not null) throw new SurgeryException("Bad upload", $"{what} {problem}");
+        if (problem is not null) throw new SurgeryException("Bad upload", $"{what} {problem}", ErrorKind.Malformed);
     }
 
     private static SurgeryException TooLarge(long limit) =>
         new("Upload too large", $"the upload is larger than the limit of {limit} bytes (setting Api:MaxUploadBytes)",
-            StatusCodes.Status413PayloadTooLarge);
+            ErrorKind.TooLarge);
 }
+
+/// <summary>A body that is not a form upload: answered with 415 (an HTTP notion, so it lives in the Api).</summary>
+public sealed class UnsupportedMediaTypeException(string title, string message) : SurgeryException(title, message, ErrorKind.Malformed);

@@ -62,7 +62,7 @@ public static class ArrayData
         if (length > Array.MaxLength)
         {
             throw new SurgeryException("Bad dataset",
-                $"{what} announces {length} data bytes; one array can hold at most {Array.MaxLength}", 413);
+                $"{what} announces {length} data bytes; one array can hold at most {Array.MaxLength}", ErrorKind.TooLarge);
         }
         var bytes = new byte[length];
         var read = stream.ReadAtLeast(bytes, bytes.Length, throwOnEndOfStream: false);

@@ -91,7 +91,7 @@ public static class DatasetArchive
         catch (InvalidDataException)
         {
             throw new SurgeryException("Bad dataset",
-                "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", 422);
+                "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
         }
     }
 
@@ -129,7 +129,7 @@ public static class DatasetArchive
                     throw new SurgeryException("Dataset too large",
                         $"the arrays' headers announce more than {maxDataBytes} bytes of data in all (" +
                         string.Join(", ", opened.Select(p => $"{p.Name}: {p.Header.DataBytes}")) +
-                        "); the limit is the setting Datasets:MaxDataBytes", 413);
+                        "); the limit is the setting Datasets:MaxDataBytes", ErrorKind.TooLarge);
                 }
                 total += part.Header.DataBytes;
             }
@@ -167,12 +167,12 @@ public static class DatasetArchive
         if (npz.Any(e => e is not null))
         {
             throw new SurgeryException("Bad dataset", "the .npz lacks " +
-                string.Join(", ", NpzArrays.Where((_, i) => npz[i] is null)) + " (it needs x_train, y_train, x_test, y_test)", 422);
+                string.Join(", ", NpzArrays.Where((_, i) => npz[i] is null)) + " (it needs x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
         }
         throw new SurgeryException("Bad dataset",
             "the archive holds neither x_train/y_train/x_test/y_test .npy arrays nor the four IDX files " +
             "(train-images, train-labels, t10k-images or test-images, t10k-labels or test-labels); it holds: " +
-            string.Join(", ", files.Take(10).Select(f => f.FullName)), 422);
+            string.Join(", ", files.Take(10).Select(f => f.FullName)), ErrorKind.BadInput);
     }
 
     /// <summary>
@@ -188,7 +188,7 @@ public static class DatasetArchive
             return Guard(name, () =>
             {
                 stream = new LimitedReadStream(entry.Open(), entry.Length, () => new SurgeryException("Bad dataset",
-                    $"the archive entry {name} inflates past the {entry.Length} bytes its zip header declares", 422));
+                    $"the archive entry {name} inflates past the {entry.Length} bytes its zip header declares", ErrorKind.BadInput));
                 var start = new byte[2];
                 var read = stream.ReadAtLeast(start, 2, throwOnEndOfStream: false);
                 var gzipped = read == 2 && start[0] == 0x1F && start[1] == 0x8B;
@@ -201,10 +201,10 @@ public static class DatasetArchive
                 {
                     throw new SurgeryException("Bad dataset",
                         $"the archive entry {name} declares {entry.Length} bytes but its {(format == DatasetFormat.Npz ? ".npy" : "IDX")} " +
-                        $"header announces {expected}", 422);
+                        $"header announces {expected}", ErrorKind.BadInput);
                 }
                 stream = new LimitedReadStream(stream, header.DataBytes, () => new SurgeryException("Bad dataset",
-                    $"{name} holds more than the {header.DataBytes} data bytes its header announces", 422));
+                    $"{name} holds more than the {header.DataBytes} data bytes its header announces", ErrorKind.BadInput));
                 return new Part(name, header, stream);
             });
         }
@@ -224,11 +224,11 @@ public static class DatasetArchive
         }
         catch (InvalidDataException e)
         {
-            throw new SurgeryException("Bad dataset", $"the archive entry {name} is corrupt: {e.Message}", 422);
+            throw new SurgeryException("Bad dataset", $"the archive entry {name} is corrupt: {e.Message}", ErrorKind.BadInput);
         }
-        catch (SurgeryException e) when (e.StatusCode == 400)
+        catch (SurgeryException e) when (e.Kind == ErrorKind.Malformed)
         {
-            throw new SurgeryException(e.Title, e.Message, 422);
+            throw new SurgeryException(e.Title, e.Message, ErrorKind.BadInput); // a file that cannot be used, not a bad request
         }
     }
 
@@ -254,13 +254,13 @@ public static class DatasetArchive
                     : IdxReader.Value(chunk[offset..], type);
                 if (!double.IsFinite(value) || value != Math.Floor(value))
                 {
-                    throw new SurgeryException("Bad dataset", $"{part.Name} holds non-integer labels", 422);
+                    throw new SurgeryException("Bad dataset", $"{part.Name} holds non-integer labels", ErrorKind.BadInput);
                 }
-                if (value < 0) throw new SurgeryException("Bad dataset", $"{part.Name} holds negative labels", 422);
+                if (value < 0) throw new SurgeryException("Bad dataset", $"{part.Name} holds negative labels", ErrorKind.BadInput);
                 if (value >= MaxClasses)
                 {
                     throw new SurgeryException("Bad dataset",
-                        $"{part.Name} holds the label {value:R}; labels must be class numbers below {MaxClasses}", 422);
+                        $"{part.Name} holds the label {value:R}; labels must be class numbers below {MaxClasses}", ErrorKind.BadInput);
                 }
                 max = Math.Max(max, value);
             }
@@ -272,7 +272,7 @@ public static class DatasetArchive
     {
         void Check(bool ok, string problem)
         {
-            if (!ok) throw new SurgeryException("Bad dataset", problem, 422);
+            if (!ok) throw new SurgeryException("Bad dataset", problem, ErrorKind.BadInput);
         }
 
         Check(xTrain.Length >= 2, $"training inputs must have a sample dimension and a count, not shape [{string.Join(", ", xTrain)}]");

@@ -21,7 +21,7 @@ public static class Architectures
             LeNet300100 => new LeNet300100Module(),
             LeNet5 => new LeNet5Module(),
             _ => throw new SurgeryException("Unknown architecture",
-                $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", 422),
+                $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
         };
     }
 
@@ -31,7 +31,7 @@ public static class Architectures
         LeNet300100 => [784],
         LeNet5 => [1, 28, 28],
         _ => throw new SurgeryException("Unknown architecture",
-            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", 422),
+            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
     };
 
     /// <summary>784-300-100-10 with ReLU; accepts [N, 784] or [N, 1, 28, 28].</summary>

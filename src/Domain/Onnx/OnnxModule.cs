@@ -132,7 +132,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
                 if (!values.TryGetValue(name, out var value))
                 {
                     throw new SurgeryException("Bad ONNX graph",
-                        $"node {OnnxModel.NodeLabel(node)} reads '{name}', which no earlier node produces (the graph is not topologically sorted)", 422);
+                        $"node {OnnxModel.NodeLabel(node)} reads '{name}', which no earlier node produces (the graph is not topologically sorted)", ErrorKind.BadInput);
                 }
                 inputs[k] = value;
             }

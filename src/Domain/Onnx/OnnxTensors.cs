@@ -22,7 +22,7 @@ internal static class OnnxTensors
             {
                 throw new SurgeryException("Corrupt ONNX tensor",
                     $"tensor '{tensorName}' has the impossible shape [{string.Join(", ", dims)}]" +
-                    (d < 0 ? ": a dimension is negative" : ": its size does not fit in 64 bits"), 422);
+                    (d < 0 ? ": a dimension is negative" : ": its size does not fit in 64 bits"), ErrorKind.BadInput);
             }
             count *= d;
         }
@@ -35,7 +35,7 @@ internal static class OnnxTensors
         if (count > MaxTensorBytes / Math.Max(1, elementSize))
         {
             throw new SurgeryException("ONNX tensor too large",
-                $"tensor '{tensorName}' of shape [{string.Join(", ", dims)}] would take more than {MaxTensorBytes} bytes", 422);
+                $"tensor '{tensorName}' of shape [{string.Join(", ", dims)}] would take more than {MaxTensorBytes} bytes", ErrorKind.BadInput);
         }
         return count * elementSize;
     }
@@ -103,7 +103,7 @@ internal static class OnnxTensors
         if (size == 0)
         {
             throw new SurgeryException("Unsupported ONNX tensor",
-                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", 422);
+                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported);
         }
         return ByteSize(tensor.Dims, size, tensor.Name);
     }
@@ -169,7 +169,7 @@ internal static class OnnxTensors
             OnnxDataType.UInt32 => torch.tensor(MemoryMarshal.Cast<byte, uint>(bytes).ToArray().Select(v => (long)v).ToArray()),
             OnnxDataType.Float16 => torch.tensor(MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(v => (float)v).ToArray()).to_type(ScalarType.Float16),
             _ => throw new SurgeryException("Unsupported ONNX tensor",
-                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", 422),
+                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported),
         };
         return result.reshape(dims);
     }
@@ -235,7 +235,7 @@ internal static class OnnxTensors
         var indexTensor = sparse.Indices;
         if (indexTensor.DataType != (int)OnnxDataType.Int64)
         {
-            throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has indices that are not INT64", 422);
+            throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has indices that are not INT64", ErrorKind.BadInput);
         }
         var indices = MemoryMarshal.Cast<byte, long>(RawBytes(indexTensor, directory)).ToArray();
         var rank = dims.Length;
@@ -243,7 +243,7 @@ internal static class OnnxTensors
         if (indices.LongLength != (coordinates ? nnz * rank : nnz))
         {
             throw new SurgeryException("Corrupt ONNX tensor",
-                $"sparse tensor '{values.Name}' has {nnz} values but {indices.LongLength} index entries", 422);
+                $"sparse tensor '{values.Name}' has {nnz} values but {indices.LongLength} index entries", ErrorKind.BadInput);
         }
         if (coordinates)
         {
@@ -256,7 +256,7 @@ internal static class OnnxTensors
                     var coordinate = indices[i * rank + d];
                     if (coordinate < 0 || coordinate >= dims[d])
                     {
-                        throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape", 422);
+                        throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape", ErrorKind.BadInput);
                     }
                     index = index * dims[d] + coordinate; // below count, which fits: checked by ByteSize
                 }
@@ -269,7 +269,7 @@ internal static class OnnxTensors
         {
             if (indices[i] < 0 || indices[i] >= count)
             {
-                throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape", 422);
+                throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape", ErrorKind.BadInput);
             }
             Array.Copy(valueBytes, i * size, dense, indices[i] * size, size);
         }

@@ -33,6 +33,16 @@ public static class ServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>
+    /// What a host that runs jobs adds to <see cref="AddSurgeryCore"/> besides its Hangfire server: the sweep that
+    /// enqueues jobs saved without a Hangfire job.
+    /// </summary>
+    public static IServiceCollection AddSurgeryJobServer(this IServiceCollection services)
+    {
+        services.AddHostedService<OrphanJobSweeper>();
+        return services;
+    }
+
     /// <summary>EF Core on PostgreSQL and the artifact store.</summary>
     private static IServiceCollection AddSurgeryPersistence(this IServiceCollection services, IConfiguration configuration)
     {
@@ -100,6 +110,7 @@ public static class ServiceCollectionExtensions
             .ValidateDataAnnotations()
             .ValidateOnStart();
         services.AddScoped<SurgeryJobRunner>();
+        services.AddScoped<JobQueuing>();
         return services;
     }
 }

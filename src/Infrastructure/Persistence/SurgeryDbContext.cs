@@ -12,9 +12,13 @@ namespace SurgeryService.Infrastructure.Persistence;
 /// </summary>
 public sealed class SurgeryDbContext(DbContextOptions<SurgeryDbContext> options) : DbContext(options)
 {
+    /// <summary>The shadow property that maps a job's PostgreSQL <c>xmin</c> as its concurrency token.</summary>
+    public const string RowVersion = "Version";
+
     public DbSet<SurgeryJob> Jobs => Set<SurgeryJob>();
     public DbSet<JobMetric> JobMetrics => Set<JobMetric>();
     public DbSet<JobEvaluation> JobEvaluations => Set<JobEvaluation>();
+    public DbSet<JobEvent> JobEvents => Set<JobEvent>();
     public DbSet<JobLayerResult> JobLayerResults => Set<JobLayerResult>();
     public DbSet<ModelEntry> Models => Set<ModelEntry>();
     public DbSet<DatasetEntry> Datasets => Set<DatasetEntry>();
