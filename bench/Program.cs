@@ -5,6 +5,7 @@ return args switch
 {
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
     ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
+    ["upload-memory", .. var rest] => UploadMemory.Run(rest),
     _ => Usage(),
 };
 
@@ -28,6 +29,8 @@ static int Usage()
           --method dns|magnitude     surgery method (default dns)
           --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
           --json FILE, --threads N, --mnist DIR   as for reproduce
+        usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
+          (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
         """);
     return 2;
 }

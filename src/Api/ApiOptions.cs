@@ -17,10 +17,28 @@ public sealed class ApiOptions
     [Range(1, long.MaxValue)]
     public long MaxUploadBytes { get; set; } = 1L << 30;
 
+    /// <summary>How long an <c>Idempotency-Key</c> and the answer it got are kept: a retry within it gets the same answer.</summary>
+    [Range(24, 24 * 30)]
+    public int IdempotencyHours { get; set; } = 24;
+
+    /// <summary>Model uploads parsed at once (each holds its file in memory a few times over while parsed).</summary>
+    [Range(1, 64)]
+    public int MaxConcurrentModelInspections { get; set; } = 2;
+
     /// <summary>Tenants whose keys open the Hangfire dashboard (it shows every tenant's queue); empty: every tenant.</summary>
     public string[] DashboardTenants { get; set; } = [];
+
+    /// <summary>
+    /// Tenants whose keys may also act in the dashboard (delete, requeue): operators. For everybody else it is
+    /// read-only, since its actions reach every tenant's jobs. Empty: read-only for all.
+    /// </summary>
+    public string[] DashboardOperatorTenants { get; set; } = [];
 
     /// <summary>How often the events stream (SSE) looks at a running job's progress.</summary>
     [Range(50, 60_000)]
     public int EventPollMilliseconds { get; set; } = 500;
+
+    /// <summary>Seconds of silence after which the events stream sends a <c>: keep-alive</c> comment (idle proxies cut streams).</summary>
+    [Range(1, 300)]
+    public int EventKeepAliveSeconds { get; set; } = 15;
 }

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Hangfire;
+using Hangfire.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
@@ -8,9 +9,11 @@ using SurgeryService.Api;
 using SurgeryService.Api.Datasets;
 using SurgeryService.Api.Errors;
 using SurgeryService.Api.Health;
+using SurgeryService.Api.Idempotency;
 using SurgeryService.Api.Jobs;
 using SurgeryService.Api.Models;
 using SurgeryService.Api.OpenApi;
+using SurgeryService.Api.Security;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
 using SurgeryService.Domain.Jobs;
@@ -18,6 +21,7 @@ using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Infrastructure.Persistence;
 
 var builder = WebApplication.CreateBuilder(args);
+builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // no "Server: Kestrel" to fingerprint
 
 builder.Services.AddOptions<ApiOptions>()
     .BindConfiguration(ApiOptions.Section)
@@ -42,6 +46,7 @@ if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptio
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();
+builder.Services.AddSingleton<ModelInspectionGate>();
 
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
@@ -55,9 +60,14 @@ builder.Services.AddAuthorizationBuilder()
         return tenant is not null && (allowed.Length == 0 || allowed.Contains(tenant));
     }));
 
+// Hangfire's dashboard validates every POST (its delete and requeue buttons) against this antiforgery service, so a page
+// on another site cannot drive a browser that holds the dashboard's Basic credentials.
+builder.Services.AddAntiforgery();
 builder.Services.ConfigureHttpJsonOptions(json =>
 {
     json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
+    json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
     // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
     json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
 });
@@ -77,19 +87,32 @@ if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.MigrateOnStart
     await scope.ServiceProvider.GetRequiredService<SurgeryDbContext>().Database.MigrateAsync();
 }
 
+app.UseSecurityHeaders();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseSwagger();
 app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseMiddleware<IdempotencyMiddleware>();
 app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();
 app.MapJobs();
-// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it.
-app.MapHangfireDashboard("/hangfire", new DashboardOptions { Authorization = [], AsyncAuthorization = [], DisplayStorageConnectionString = false })
-    .RequireAuthorization("HangfireDashboard");
+// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it, and
+// only Api:DashboardOperatorTenants may use its actions; for everybody else it is read-only (Hangfire answers 401).
+app.MapHangfireDashboard("/hangfire", new DashboardOptions
+{
+    Authorization = [],
+    AsyncAuthorization = [],
+    DisplayStorageConnectionString = false,
+    IsReadOnlyFunc = context =>
+    {
+        var http = context.GetHttpContext();
+        var tenant = http.User.FindFirst(ApiKeyAuthenticationHandler.TenantClaim)?.Value;
+        return tenant is null || !http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.DashboardOperatorTenants.Contains(tenant);
+    },
+}).RequireAuthorization("HangfireDashboard");
 
 app.Run();
 

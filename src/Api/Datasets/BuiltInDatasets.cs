@@ -14,6 +14,10 @@ public sealed class DatasetOptions
 
     /// <summary>Folder with MNIST's four IDX files; registered as the built-in <c>mnist</c> when present. Default: env SURGERY_MNIST_DIR.</summary>
     public string? MnistDirectory { get; set; } = Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR");
+
+    /// <summary>Largest inflated data of an uploaded data set, the four arrays together, as their headers announce it.</summary>
+    [System.ComponentModel.DataAnnotations.Range(1, long.MaxValue)]
+    public long MaxDataBytes { get; set; } = DatasetArchive.DefaultMaxDataBytes;
 }
 
 /// <summary>
@@ -76,7 +80,7 @@ public sealed class BuiltInDatasets(IServiceScopeFactory scopes, Microsoft.Exten
             DatasetSummary summary;
             await using (var file = File.OpenRead(zipPath))
             {
-                summary = await DatasetArchive.InspectAsync(file, cancellationToken);
+                summary = DatasetArchive.Inspect(file);
             }
             db.Datasets.Add(DatasetEndpoints.Entry(summary, MnistName, null, artifact));
             try

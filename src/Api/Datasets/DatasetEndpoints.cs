@@ -52,7 +52,8 @@ public static class DatasetEndpoints
             .WithSummary("Upload a dataset (zip of IDX files, or .npz)")
             .AcceptsUpload<DatasetUploadForm>()
             .WithMetadata(new OpenApiExample(new { file = "(binary)", name = "mnist-small" }));
-        group.MapGet("/", List).WithName("ListDatasets").WithSummary("The tenant's datasets and the built-in ones");
+        group.MapGet("/", List).WithName("ListDatasets")
+            .WithSummary("The tenant's datasets and the built-in ones; page and pageSize (default 100, at most 200), total in X-Total-Count");
         group.MapGet("/{id:guid}", Get).WithName("GetDataset").WithSummary("One dataset");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteDataset").WithSummary("Delete a dataset no queued or running job uses");
         return group;
@@ -60,7 +61,7 @@ public static class DatasetEndpoints
 
     public static async Task<Created<DatasetResponse>> Upload(
         HttpRequest request, ClaimsPrincipal user, MultipartUpload uploads, ArtifactStore artifacts, SurgeryDbContext db,
-        CancellationToken cancellationToken)
+        Microsoft.Extensions.Options.IOptions<DatasetOptions> options, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
         var upload = await uploads.ReadAsync(request, tenant, ArtifactKind.DatasetUpload, cancellationToken);
@@ -69,7 +70,7 @@ public static class DatasetEndpoints
             DatasetSummary summary;
             await using (var content = await artifacts.OpenReadAsync(upload.File.Id, cancellationToken))
             {
-                summary = await DatasetArchive.InspectAsync(content, cancellationToken);
+                summary = DatasetArchive.Inspect(content, options.Value.MaxDataBytes);
             }
             var dataset = Entry(summary, upload.Field("name") ?? upload.File.FileName, tenant, upload.File);
             db.Datasets.Add(dataset);
@@ -101,11 +102,16 @@ public static class DatasetEndpoints
         CreatedAt = DateTimeOffset.UtcNow,
     };
 
-    public static async Task<Ok<List<DatasetResponse>>> List(ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<List<DatasetResponse>>, ValidationProblem>> List(
+        ClaimsPrincipal user, SurgeryDbContext db, HttpResponse response, int page = 1, int pageSize = 100,
+        CancellationToken cancellationToken = default)
     {
+        if (Paging.Errors(page, pageSize) is { Count: > 0 } errors) return TypedResults.ValidationProblem(errors);
         var tenant = user.TenantId();
-        var datasets = await db.Datasets.AsNoTracking().Where(d => d.TenantId == tenant || d.BuiltIn)
-            .OrderByDescending(d => d.BuiltIn).ThenByDescending(d => d.CreatedAt).ToListAsync(cancellationToken);
+        var query = db.Datasets.AsNoTracking().Where(d => d.TenantId == tenant || d.BuiltIn);
+        response.Headers[Paging.TotalCountHeader] = (await query.CountAsync(cancellationToken)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var datasets = await query.OrderByDescending(d => d.BuiltIn).ThenByDescending(d => d.CreatedAt).ThenBy(d => d.Id)
+            .Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
         return TypedResults.Ok(datasets.Select(DatasetResponse.From).ToList());
     }
 

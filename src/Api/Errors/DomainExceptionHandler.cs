@@ -19,6 +19,10 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
             SurgerySettingsException settings => (StatusOf(settings), settings.Title, settings.Message,
                 settings.Errors.ToDictionary(e => "settings." + e.Key, e => new[] { e.Value })),
             SurgeryException domain => (StatusOf(domain), domain.Title, domain.Message, null),
+            BadHttpRequestException { InnerException: JsonException { Path: { } path } json } bad
+                when json.Message.Contains("could not be mapped", StringComparison.Ordinal) =>
+                (bad.StatusCode, "Unknown member", $"the body has the member '{path.TrimStart('$', '.')}', which this request does not have (misspelled?)",
+                    new Dictionary<string, string[]> { [path.TrimStart('$', '.')] = ["is not a member of this request"] }),
             BadHttpRequestException { InnerException: JsonException json } bad =>
                 (bad.StatusCode, "Malformed request body", $"the body is not valid JSON for this request: {json.Message}",
                     json.Path is null ? null : new Dictionary<string, string[]> { [json.Path.TrimStart('$', '.')] = [json.Message] }),

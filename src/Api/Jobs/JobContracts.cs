@@ -68,6 +68,10 @@ public sealed record JobResponse(
     bool? BudgetMet,
     string? BudgetProblem)
 {
+    /// <summary>Things the client should know about an accepted job, e.g. that no live worker serves its queue.</summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<string>? Warnings { get; init; }
+
     public static JobResponse From(SurgeryJob j) => new(
         j.Id, j.State.ToString(), j.ModelId, j.DatasetId, j.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
         j.Queue, j.CheckpointInterval, j.Iteration, j.TotalIterations,

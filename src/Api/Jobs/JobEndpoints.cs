@@ -65,7 +65,7 @@ public static class JobEndpoints
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
-        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, JobQueuing queuing,
+        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, JobQueuing queuing, JobStorage storage,
         IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
@@ -138,8 +138,28 @@ public static class JobEndpoints
             UpdatedAt = DateTimeOffset.UtcNow,
         };
         await queuing.SubmitAsync(job, cancellationToken);
-        return TypedResults.Accepted($"/api/jobs/{job.Id}", JobResponse.From(job));
+        var response = JobResponse.From(job);
+        if (!HasLiveWorker(storage, job.Queue))
+        {
+            // Accepted all the same: a worker may be starting, and the job waits for it. The client is told.
+            response = response with
+            {
+                Warnings = [$"no live worker serves the '{job.Queue}' queue right now: the job waits until one starts"],
+            };
+        }
+        return TypedResults.Accepted($"/api/jobs/{job.Id}", response);
     }
+
+    /// <summary>A Hangfire server that listens to <paramref name="queue"/> and sent a heartbeat recently.</summary>
+    private static bool HasLiveWorker(JobStorage storage, string queue)
+    {
+        var since = DateTime.UtcNow - LiveWorkerHeartbeat;
+        return storage.GetMonitoringApi().Servers()
+            .Any(s => s.Queues.Contains(queue, StringComparer.OrdinalIgnoreCase) && s.Heartbeat is { } beat && beat >= since);
+    }
+
+    /// <summary>Hangfire servers beat every 30 s by default; two missed beats and a server no longer counts as live.</summary>
+    private static readonly TimeSpan LiveWorkerHeartbeat = TimeSpan.FromSeconds(90);
 
     public static async Task<Results<Ok<JobPage>, ValidationProblem>> List(
         ClaimsPrincipal user, SurgeryDbContext db, string? state = null, int page = 1, int pageSize = 20,
@@ -153,14 +173,13 @@ public static class JobEndpoints
             if (Enum.TryParse<JobState>(state, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)) filter = parsed;
             else errors["state"] = [$"must be one of {string.Join(", ", Enum.GetNames<JobState>())}"];
         }
-        if (page < 1) errors["page"] = ["must be >= 1"];
-        if (pageSize is < 1 or > 200) errors["pageSize"] = ["must be between 1 and 200"];
+        foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
         var query = db.Jobs.AsNoTracking().Where(j => j.TenantId == tenant);
         if (filter is { } f) query = query.Where(j => j.State == f);
         var total = await query.CountAsync(cancellationToken);
-        var items = await query.OrderByDescending(j => j.CreatedAt).Skip((page - 1) * pageSize).Take(pageSize).ToListAsync(cancellationToken);
+        var items = await query.OrderByDescending(j => j.CreatedAt).Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
         return TypedResults.Ok(new JobPage(items.Select(JobResponse.From).ToList(), page, pageSize, total));
     }
 
@@ -206,18 +225,21 @@ public static class JobEndpoints
         return TypedResults.Content(MetricsCsv.Write(job.LayerNames, points), "text/csv; charset=utf-8");
     }
 
-    public static async Task<Results<ServerSentEventsResult<JobProgressEvent>, NotFound<ProblemDetails>>> Events(
+    public static async Task<Results<ProgressEventStream, NotFound<ProblemDetails>>> Events(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, IOptions<ApiOptions> options, CancellationToken cancellationToken)
     {
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
-        return TypedResults.ServerSentEvents(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds), cancellationToken));
+        return new ProgressEventStream(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
+            TimeSpan.FromSeconds(options.Value.EventKeepAliveSeconds), cancellationToken));
     }
 
-    private static async IAsyncEnumerable<SseItem<JobProgressEvent>> Progress(
-        SurgeryDbContext db, Guid id, TimeSpan poll, [EnumeratorCancellation] CancellationToken cancellationToken)
+    /// <summary>Progress events as the job changes, and null (a keep-alive comment) after <paramref name="keepAlive"/> of silence.</summary>
+    private static async IAsyncEnumerable<SseItem<JobProgressEvent>?> Progress(
+        SurgeryDbContext db, Guid id, TimeSpan poll, TimeSpan keepAlive, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         JobProgressEvent? last = null;
+        var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
             var job = await db.Jobs.AsNoTracking().SingleAsync(j => j.Id == id, cancellationToken);
@@ -231,6 +253,12 @@ public static class JobEndpoints
                     EventId = $"{job.Iteration}-{job.State}",
                 };
                 last = current;
+                lastSent = DateTime.UtcNow;
+            }
+            else if (DateTime.UtcNow - lastSent >= keepAlive)
+            {
+                yield return null;
+                lastSent = DateTime.UtcNow;
             }
             if (job.IsFinished) yield break;
             await Task.Delay(poll, cancellationToken);

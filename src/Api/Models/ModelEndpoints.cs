@@ -57,7 +57,8 @@ public static class ModelEndpoints
             .WithSummary("Upload a model (ONNX, or TorchSharp weights with an architecture)")
             .AcceptsUpload<ModelUploadForm>()
             .WithMetadata(new OpenApiExample(new { file = "(binary)", architecture = "lenet-300-100", name = "lenet-300-100-dense" }));
-        group.MapGet("/", List).WithName("ListModels").WithSummary("The tenant's models, newest first");
+        group.MapGet("/", List).WithName("ListModels")
+            .WithSummary("The tenant's models, newest first; page and pageSize (default 100, at most 200), total in X-Total-Count");
         group.MapGet("/{id:guid}", Get).WithName("GetModel").WithSummary("One model with its layers");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteModel").WithSummary("Delete a model no queued or running job uses");
         return group;
@@ -65,15 +66,19 @@ public static class ModelEndpoints
 
     public static async Task<Created<ModelResponse>> Upload(
         HttpRequest request, ClaimsPrincipal user, MultipartUpload uploads, ArtifactStore artifacts, SurgeryDbContext db,
-        CancellationToken cancellationToken)
+        ModelInspectionGate gate, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
         var upload = await uploads.ReadAsync(request, tenant, ArtifactKind.ModelUpload, cancellationToken);
         try
         {
             var architecture = upload.Field("architecture")?.ToLowerInvariant();
-            var bytes = await artifacts.ReadAllBytesAsync(upload.File.Id, cancellationToken);
-            var inspection = ModelFormats.Inspect(bytes, architecture);
+            ModelInspection inspection;
+            using (await gate.EnterAsync(cancellationToken))
+            {
+                var bytes = await artifacts.ReadAllBytesAsync(upload.File.Id, cancellationToken);
+                inspection = ModelFormats.Inspect(bytes, architecture);
+            }
             var model = new ModelEntry
             {
                 Id = Guid.CreateVersion7(),
@@ -101,11 +106,16 @@ public static class ModelEndpoints
         }
     }
 
-    public static async Task<Ok<List<ModelResponse>>> List(ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    public static async Task<Results<Ok<List<ModelResponse>>, ValidationProblem>> List(
+        ClaimsPrincipal user, SurgeryDbContext db, HttpResponse response, int page = 1, int pageSize = 100,
+        CancellationToken cancellationToken = default)
     {
+        if (Paging.Errors(page, pageSize) is { Count: > 0 } errors) return TypedResults.ValidationProblem(errors);
         var tenant = user.TenantId();
-        var models = await db.Models.AsNoTracking().Where(m => m.TenantId == tenant)
-            .OrderByDescending(m => m.CreatedAt).ToListAsync(cancellationToken);
+        var query = db.Models.AsNoTracking().Where(m => m.TenantId == tenant);
+        response.Headers[Paging.TotalCountHeader] = (await query.CountAsync(cancellationToken)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        var models = await query.OrderByDescending(m => m.CreatedAt).ThenBy(m => m.Id)
+            .Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
         return TypedResults.Ok(models.Select(ModelResponse.From).ToList());
     }
 

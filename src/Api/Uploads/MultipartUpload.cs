@@ -23,6 +23,12 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
     public const string FileField = "file";
     private const int MaxFieldLength = 4096;
 
+    /// <summary>Form fields besides the file, in number and in characters together: the form is small metadata.</summary>
+    public const int MaxFields = 16, MaxFieldsLength = 16 * 1024;
+
+    /// <summary>Lengths of the columns the name and the file's metadata are stored in.</summary>
+    private const int MaxNameLength = 256, MaxContentTypeLength = 128;
+
     public async Task<Upload> ReadAsync(HttpRequest request, string tenantId, ArtifactKind kind, CancellationToken cancellationToken)
     {
         var limit = options.Value.MaxUploadBytes;
@@ -45,6 +51,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
 
         var reader = new MultipartReader(HeaderUtilities.RemoveQuotes(contentType.Boundary).Value!, request.Body);
         var fields = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        var fieldsLength = 0;
         Artifact? file = null;
         try
         {
@@ -58,9 +65,13 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                 var name = HeaderUtilities.RemoveQuotes(disposition.Name).Value ?? "";
                 if (name.Equals(FileField, StringComparison.OrdinalIgnoreCase) && file is null)
                 {
-                    var fileName = HeaderUtilities.RemoveQuotes(disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value;
-                    file = await artifacts.SaveAsync(tenantId, kind, Path.GetFileName(fileName ?? "upload"),
-                        section.ContentType ?? "application/octet-stream", section.Body, limit, cancellationToken);
+                    var fileName = Path.GetFileName(HeaderUtilities.RemoveQuotes(
+                        disposition.FileNameStar.HasValue ? disposition.FileNameStar : disposition.FileName).Value ?? "upload");
+                    // A long file name is cut (it is only a label); one with characters PostgreSQL cannot store is refused.
+                    Check(StoredText.Problem(StoredText.Truncate(fileName, MaxNameLength), MaxNameLength), "the file name");
+                    var partType = section.ContentType ?? "application/octet-stream";
+                    Check(StoredText.Problem(partType, MaxContentTypeLength), "the file part's Content-Type");
+                    file = await artifacts.SaveAsync(tenantId, kind, fileName, partType, section.Body, limit, cancellationToken);
                 }
                 else
                 {
@@ -71,6 +82,12 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                     {
                         throw new SurgeryException("Bad form field", $"form field '{name}' is longer than {MaxFieldLength} characters", ErrorKind.Malformed);
                     }
+                    fieldsLength += read + name.Length;
+                    if (fields.Count >= MaxFields || fieldsLength > MaxFieldsLength)
+                    {
+                        throw new SurgeryException("Bad form",
+                            $"the form's fields besides the file exceed {MaxFields} fields or {MaxFieldsLength} characters in all", ErrorKind.Malformed);
+                    }
                     fields[name] = new string(buffer, 0, read);
                 }
             }
@@ -79,13 +96,19 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
         {
             if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
             // BadHttpRequestException (an IOException) keeps its own status, e.g. 413 from the server's body limit.
-            if (e is IOException and not BadHttpRequestException)
+            // MultipartReader's own limits (header line length, header count, preamble) throw InvalidDataException.
+            if (e is IOException and not BadHttpRequestException or InvalidDataException)
             {
                 throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}", ErrorKind.Malformed);
             }
             throw;
         }
 
+        if (fields.TryGetValue("name", out var displayName) && StoredText.Problem(displayName.Trim(), MaxNameLength) is { } bad)
+        {
+            if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            throw new SurgeryException("Bad form field", $"form field 'name' {bad}", ErrorKind.Malformed);
+        }
         if (file is null)
         {
             throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file", ErrorKind.Malformed);
@@ -96,6 +119,11 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
             throw new SurgeryException("Empty file", "the uploaded file is empty", ErrorKind.Malformed);
         }
         return new Upload(file, fields);
+    }
+
+    private static void Check(string? problem, string what)
+    {
+        if (problem is not null) throw new SurgeryException("Bad upload", $"{what} {problem}", ErrorKind.Malformed);
     }
 
     private static SurgeryException TooLarge(long limit) =>

@@ -25,59 +25,66 @@ public sealed record DatasetTensors(Tensor TrainInputs, Tensor TrainLabels, Tens
 /// optionally gzipped), or a NumPy <c>.npz</c> with <c>x_train</c>, <c>y_train</c>, <c>x_test</c>, <c>y_test</c>.
 /// The content decides the format, not the file name.
 /// </summary>
+/// <remarks>
+/// An archive is hostile until proven otherwise (a 37 KB zip can inflate to gigabytes). Every entry is read header
+/// first: the IDX or .npy header says exactly how many bytes follow, the zip's own header must agree with it, the sum
+/// over the four arrays must stay under <c>maxDataBytes</c>, and no entry (nor a gzip inside one) may inflate past
+/// what was announced. Only then is data read, and <see cref="Inspect"/> reads it in small pieces.
+/// </remarks>
 public static class DatasetArchive
 {
+    /// <summary>Default limit on the inflated data of one data set (the four arrays together): 2 GiB.</summary>
+    public const long DefaultMaxDataBytes = 2L << 30;
+
+    /// <summary>Labels must lie in [0, MaxClasses): a class count beyond this is a broken file, not a data set.</summary>
+    public const int MaxClasses = 100_000;
+
     private static readonly string[] NpzArrays = ["x_train", "y_train", "x_test", "y_test"];
 
-    /// <summary>
-    /// Shapes, element type, sample counts and class count of an upload. Of the inputs it reads only the headers (and,
-    /// for a gzipped IDX file, streams through the data to learn its length); the labels are read whole for the class
-    /// count.
-    /// </summary>
-    public static async Task<DatasetSummary> InspectAsync(Stream content, CancellationToken cancellationToken)
-    {
-        await using var zip = await OpenAsync(content, cancellationToken);
-        var (format, entries) = Locate(zip);
-        var trainLabels = await ReadEntryAsync(entries[1], cancellationToken);
-        var testLabels = await ReadEntryAsync(entries[3], cancellationToken);
-        if (format == DatasetFormat.Npz)
-        {
-            var xTrain = await NpyHeaderAsync(entries[0], cancellationToken);
-            var xTest = await NpyHeaderAsync(entries[2], cancellationToken);
-            var yTrain = NpyReader.ReadHeader(trainLabels, trainLabels.Length, entries[1].FullName);
-            var yTest = NpyReader.ReadHeader(testLabels, testLabels.Length, entries[3].FullName);
-            CheckShapes(xTrain.Shape, yTrain.Shape, xTest.Shape, yTest.Shape);
-            return new DatasetSummary(DatasetFormat.Npz, SampleShape(xTrain.Shape), TypeName(xTrain.DType),
-                ClassCount(format, entries[1].FullName, trainLabels, entries[3].FullName, testLabels), xTrain.Shape[0], xTest.Shape[0]);
-        }
-        var images = await IdxHeaderAsync(entries[0], cancellationToken);
-        var testImages = await IdxHeaderAsync(entries[2], cancellationToken);
-        var labels = IdxReader.ReadHeader(trainLabels, trainLabels.Length, entries[1].FullName);
-        var testLabelsHeader = IdxReader.ReadHeader(testLabels, testLabels.Length, entries[3].FullName);
-        CheckShapes(images.Shape, labels.Shape, testImages.Shape, testLabelsHeader.Shape);
-        return new DatasetSummary(DatasetFormat.Idx, SampleShape(images.Shape), images.TypeName,
-            ClassCount(format, entries[1].FullName, trainLabels, entries[3].FullName, testLabels), images.Shape[0], testImages.Shape[0]);
-    }
-
-    /// <summary>Every array, decoded: inputs as float32 (unscaled; <c>[N, H, W]</c> images become <c>[N, 1, H, W]</c>), labels as int64.</summary>
-    public static DatasetTensors Read(Stream content)
+    public static DatasetSummary Inspect(Stream content, long maxDataBytes = DefaultMaxDataBytes)
     {
         using var zip = Open(content);
-        var (format, entries) = Locate(zip);
+        using var parts = OpenParts(zip, maxDataBytes);
+        var x = parts.Headers;
+        CheckShapes(x[0].Shape, x[1].Shape, x[2].Shape, x[3].Shape);
+        long maxLabel = -1;
+        for (var i = 0; i < 4; i++)
+        {
+            var part = parts[i];
+            Guard(part.Name, () =>
+            {
+                if (i % 2 == 0) ArrayData.ScanData(part.Data, part.Header.DataBytes, part.Name);
+                else maxLabel = Math.Max(maxLabel, ScanLabels(part, parts.Format));
+            });
+        }
+        return new DatasetSummary(parts.Format, SampleShape(x[0].Shape),
+            parts.Format == DatasetFormat.Npz ? TypeName(x[0].TypeName) : x[0].TypeName, (int)(maxLabel + 1), x[0].Shape[0], x[2].Shape[0]);
+    }
+
+    /// <summary>
+    /// The tensors of an archive <see cref="Inspect"/> accepted (under the Api's limit, which the worker need not know);
+    /// the headers are still checked first and every array must fit one .NET array.
+    /// </summary>
+    public static DatasetTensors Read(Stream content, long maxDataBytes = long.MaxValue)
+    {
+        using var zip = Open(content);
+        using var parts = OpenParts(zip, maxDataBytes);
         var tensors = new List<Tensor>(4);
         try
         {
-            for (var i = 0; i < entries.Length; i++)
+            for (var i = 0; i < 4; i++)
             {
-                var data = ReadEntry(entries[i]);
-                using var raw = format == DatasetFormat.Npz ? NpyReader.Read(data, entries[i].FullName) : IdxReader.Read(data, entries[i].FullName);
+                var part = parts[i];
+                using var raw = Guard(part.Name, () => parts.Format == DatasetFormat.Npz
+                    ? NpyReader.ReadData(part.Data, part.Header, part.Name)
+                    : IdxReader.ReadData(part.Data, part.Header, part.Name));
                 if (i % 2 == 1)
                 {
                     tensors.Add(raw.to(int64));
                     continue;
                 }
                 using var inputs = raw.to(float32);
-                tensors.Add(inputs.dim() == 3 ? inputs.unsqueeze(1) : inputs.alias());
+                tensors.Add(inputs.dim() == 3 ? inputs.unsqueeze(1) : inputs.alias()); // [N, H, W] images -> [N, 1, H, W]
             }
         }
         catch
@@ -96,32 +103,68 @@ public static class DatasetArchive
         }
         catch (InvalidDataException)
         {
-            throw NotAZip();
+            throw new SurgeryException("Bad dataset",
+                "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
         }
     }
 
-    private static async Task<ZipArchive> OpenAsync(Stream content, CancellationToken cancellationToken)
+    /// <summary>One array of the archive: its checked header and a stream positioned at its data, bounded to it.</summary>
+    private sealed record Part(string Name, ArrayHeader Header, Stream Data);
+
+    /// <summary>The four arrays, opened with their headers checked, before any data is read.</summary>
+    private sealed class Parts(DatasetFormat format, List<Part> parts) : IDisposable
     {
+        public DatasetFormat Format => format;
+
+        public Part this[int index] => parts[index];
+
+        public ArrayHeader[] Headers => parts.Select(p => p.Header).ToArray();
+
+        public void Dispose()
+        {
+            foreach (var part in parts) part.Data.Dispose();
+        }
+    }
+
+    private static Parts OpenParts(ZipArchive zip, long maxDataBytes)
+    {
+        var (format, entries) = Select(zip);
+        var opened = new List<Part>();
         try
         {
-            return await ZipArchive.CreateAsync(content, ZipArchiveMode.Read, leaveOpen: true, entryNameEncoding: null, cancellationToken);
+            long total = 0;
+            foreach (var entry in entries)
+            {
+                var part = OpenPart(entry, format);
+                opened.Add(part);
+                if (part.Header.DataBytes > maxDataBytes - total) // total <= maxDataBytes, so this cannot overflow
+                {
+                    throw new SurgeryException("Dataset too large",
+                        $"the arrays' headers announce more than {maxDataBytes} bytes of data in all (" +
+                        string.Join(", ", opened.Select(p => $"{p.Name}: {p.Header.DataBytes}")) +
+                        "); the limit is the setting Datasets:MaxDataBytes", ErrorKind.TooLarge);
+                }
+                total += part.Header.DataBytes;
+            }
+            return new Parts(format, opened);
         }
-        catch (InvalidDataException)
+        catch
         {
-            throw NotAZip();
+            foreach (var part in opened) part.Data.Dispose();
+            throw;
         }
     }
 
-    private static SurgeryException NotAZip() => new("Bad dataset",
-        "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
-
-    /// <summary>The entries of x_train, y_train, x_test, y_test in this order, and the format they are in.</summary>
-    private static (DatasetFormat Format, ZipArchiveEntry[] Entries) Locate(ZipArchive zip)
+    /// <summary>x_train, y_train, x_test, y_test in this order, not yet opened.</summary>
+    private static (DatasetFormat Format, ZipArchiveEntry[] Entries) Select(ZipArchive zip)
     {
         var files = zip.Entries.Where(e => !e.FullName.EndsWith('/')).ToList();
         var npz = NpzArrays.Select(name => files.FirstOrDefault(e =>
             Path.GetFileName(e.FullName) == name + ".npy")).ToArray();
-        if (npz.All(e => e is not null)) return (DatasetFormat.Npz, npz.Select(e => e!).ToArray());
+        if (npz.All(e => e is not null))
+        {
+            return (DatasetFormat.Npz, npz.Select(e => e!).ToArray());
+        }
 
         ZipArchiveEntry? Find(string[] split, string kind) => files.FirstOrDefault(e =>
         {
@@ -130,7 +173,10 @@ public static class DatasetArchive
         });
         string[] train = ["train"], test = ["t10k", "test"];
         var idx = new[] { Find(train, "image"), Find(train, "label"), Find(test, "image"), Find(test, "label") };
-        if (idx.All(e => e is not null)) return (DatasetFormat.Idx, idx.Select(e => e!).ToArray());
+        if (idx.All(e => e is not null))
+        {
+            return (DatasetFormat.Idx, idx.Select(e => e!).ToArray());
+        }
         if (npz.Any(e => e is not null))
         {
             throw new SurgeryException("Bad dataset", "the .npz lacks " +
@@ -142,98 +188,98 @@ public static class DatasetArchive
             string.Join(", ", files.Take(10).Select(f => f.FullName)), ErrorKind.BadInput);
     }
 
-    private static SurgeryException Corrupt(ZipArchiveEntry entry, InvalidDataException e) =>
-        new("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", ErrorKind.BadInput);
-
-    /// <summary>The whole entry, gunzipped when it is a gzipped IDX file as MNIST is distributed.</summary>
-    private static byte[] ReadEntry(ZipArchiveEntry entry)
+    /// <summary>
+    /// Opens an entry, unwraps a gzip inside it (MNIST is distributed gzipped) and reads the array header. The stream
+    /// returned can never yield more than the entry's zip header declares, nor more than the array header announces.
+    /// </summary>
+    private static Part OpenPart(ZipArchiveEntry entry, DatasetFormat format)
     {
+        var name = entry.FullName;
+        Stream? stream = null;
         try
         {
-            using var stream = entry.Open();
-            using var memory = new MemoryStream();
-            stream.CopyTo(memory);
-            var bytes = memory.ToArray();
-            if (!IsGzip(bytes)) return bytes;
-            using var gzip = new GZipStream(new MemoryStream(bytes), CompressionMode.Decompress);
-            using var plain = new MemoryStream();
-            gzip.CopyTo(plain);
-            return plain.ToArray();
-        }
-        catch (InvalidDataException e)
-        {
-            throw Corrupt(entry, e);
-        }
-    }
-
-    private static async Task<byte[]> ReadEntryAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await using var stream = await OpenEntryAsync(entry, cancellationToken);
-            using var memory = new MemoryStream();
-            await stream.CopyToAsync(memory, cancellationToken);
-            return memory.ToArray();
-        }
-        catch (InvalidDataException e)
-        {
-            throw Corrupt(entry, e);
-        }
-    }
-
-    /// <summary>The entry's plain bytes as a stream: gunzipping when the entry is gzipped.</summary>
-    private static async Task<Stream> OpenEntryAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
-    {
-        var stream = await entry.OpenAsync(cancellationToken);
-        var start = new byte[2];
-        var read = await stream.ReadAtLeastAsync(start, 2, throwOnEndOfStream: false, cancellationToken);
-        await stream.DisposeAsync();
-        stream = await entry.OpenAsync(cancellationToken);
-        return read == 2 && IsGzip(start) ? new GZipStream(stream, CompressionMode.Decompress) : stream;
-    }
-
-    /// <summary>The first <paramref name="count"/> plain bytes of an entry (fewer when it is shorter) and its plain length.</summary>
-    private static async Task<(byte[] Start, long Length)> ReadStartAsync(ZipArchiveEntry entry, int count, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await using var stream = await OpenEntryAsync(entry, cancellationToken);
-            var start = new byte[count];
-            var read = await stream.ReadAtLeastAsync(start, count, throwOnEndOfStream: false, cancellationToken);
-            long length;
-            if (stream is GZipStream)
+            return Guard(name, () =>
             {
-                // A gzip stream does not know its plain length: count it without keeping the data.
-                length = read;
-                var buffer = new byte[81920];
-                int n;
-                while ((n = await stream.ReadAsync(buffer, cancellationToken)) > 0) length += n;
-            }
-            else
-            {
-                length = entry.Length;
-            }
-            return (start[..read], length);
+                stream = new LimitedReadStream(entry.Open(), entry.Length, () => new SurgeryException("Bad dataset",
+                    $"the archive entry {name} inflates past the {entry.Length} bytes its zip header declares", ErrorKind.BadInput));
+                var start = new byte[2];
+                var read = stream.ReadAtLeast(start, 2, throwOnEndOfStream: false);
+                var gzipped = read == 2 && start[0] == 0x1F && start[1] == 0x8B;
+                stream = new PrefixedStream(start.AsMemory(0, read), stream);
+                if (gzipped) stream = new GZipStream(stream, CompressionMode.Decompress);
+                var counting = new CountingStream(stream);
+                var header = format == DatasetFormat.Npz ? NpyReader.ReadHeader(counting, name) : IdxReader.ReadHeader(counting, name);
+                var expected = counting.Count + header.DataBytes;
+                if (!gzipped && entry.Length != expected)
+                {
+                    throw new SurgeryException("Bad dataset",
+                        $"the archive entry {name} declares {entry.Length} bytes but its {(format == DatasetFormat.Npz ? ".npy" : "IDX")} " +
+                        $"header announces {expected}", ErrorKind.BadInput);
+                }
+                stream = new LimitedReadStream(stream, header.DataBytes, () => new SurgeryException("Bad dataset",
+                    $"{name} holds more than the {header.DataBytes} data bytes its header announces", ErrorKind.BadInput));
+                return new Part(name, header, stream);
+            });
+        }
+        catch
+        {
+            stream?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Runs a reader, turning a corrupt entry or a reader's refusal into a 422 that names the entry.</summary>
+    private static T Guard<T>(string name, Func<T> read)
+    {
+        try
+        {
+            return read();
         }
         catch (InvalidDataException e)
         {
-            throw Corrupt(entry, e);
+            throw new SurgeryException("Bad dataset", $"the archive entry {name} is corrupt: {e.Message}", ErrorKind.BadInput);
+        }
+        catch (SurgeryException e) when (e.Kind == ErrorKind.Malformed)
+        {
+            throw new SurgeryException(e.Title, e.Message, ErrorKind.BadInput); // a file that cannot be used, not a bad request
         }
     }
 
-    private static async Task<IdxHeader> IdxHeaderAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
+    private static void Guard(string name, Action read) => Guard(name, () =>
     {
-        var (start, length) = await ReadStartAsync(entry, IdxReader.MaxHeaderLength, cancellationToken);
-        return IdxReader.ReadHeader(start, length, entry.FullName);
-    }
+        read();
+        return 0;
+    });
 
-    private static async Task<NpyHeader> NpyHeaderAsync(ZipArchiveEntry entry, CancellationToken cancellationToken)
+    /// <summary>Streams the labels (never all in memory) and returns the largest; each must be an integer in [0, MaxClasses).</summary>
+    private static long ScanLabels(Part part, DatasetFormat format)
     {
-        var (start, length) = await ReadStartAsync(entry, NpyReader.MaxHeaderLength, cancellationToken);
-        return NpyReader.ReadHeader(start, length, entry.FullName);
+        var type = part.Header.TypeName;
+        var size = part.Header.ElementSize;
+        var max = -1.0;
+        ArrayData.ScanData(part.Data, part.Header.DataBytes, part.Name, chunk =>
+        {
+            // Whole elements only: a chunk cut short is followed by ScanData's refusal of the truncated array.
+            for (var offset = 0; offset + size <= chunk.Length; offset += size)
+            {
+                var value = format == DatasetFormat.Npz
+                    ? NpyReader.Value(chunk[offset..], type)
+                    : IdxReader.Value(chunk[offset..], type);
+                if (!double.IsFinite(value) || value != Math.Floor(value))
+                {
+                    throw new SurgeryException("Bad dataset", $"{part.Name} holds non-integer labels", ErrorKind.BadInput);
+                }
+                if (value < 0) throw new SurgeryException("Bad dataset", $"{part.Name} holds negative labels", ErrorKind.BadInput);
+                if (value >= MaxClasses)
+                {
+                    throw new SurgeryException("Bad dataset",
+                        $"{part.Name} holds the label {value:R}; labels must be class numbers below {MaxClasses}", ErrorKind.BadInput);
+                }
+                max = Math.Max(max, value);
+            }
+        });
+        return (long)max;
     }
-
-    private static bool IsGzip(ReadOnlySpan<byte> bytes) => bytes.Length >= 2 && bytes[0] == 0x1F && bytes[1] == 0x8B;
 
     private static void CheckShapes(long[] xTrain, long[] yTrain, long[] xTest, long[] yTest)
     {
@@ -253,25 +299,6 @@ public static class DatasetArchive
 
     private static long[] SampleShape(long[] inputs) => inputs.Length == 3 ? [1, inputs[1], inputs[2]] : inputs[1..];
 
-    private static int ClassCount(DatasetFormat format, string trainName, byte[] trainLabels, string testName, byte[] testLabels)
-    {
-        long max = -1;
-        foreach (var (name, data) in new[] { (trainName, trainLabels), (testName, testLabels) })
-        {
-            using var scope = NewDisposeScope();
-            var raw = format == DatasetFormat.Npz ? NpyReader.Read(data, name) : IdxReader.Read(data, name);
-            if (raw.is_floating_point() && !raw.eq(raw.floor()).all().item<bool>())
-            {
-                throw new SurgeryException("Bad dataset", $"{name} holds non-integer labels", ErrorKind.BadInput);
-            }
-            if (raw.numel() == 0) continue;
-            var asLong = raw.to(int64);
-            if (asLong.min().item<long>() < 0) throw new SurgeryException("Bad dataset", $"{name} holds negative labels", ErrorKind.BadInput);
-            max = Math.Max(max, asLong.max().item<long>());
-        }
-        return (int)(max + 1);
-    }
-
     private static string TypeName(string npyCode) => npyCode switch
     {
         "u1" => "uint8",
@@ -283,4 +310,64 @@ public static class DatasetArchive
         "f8" => "float64",
         _ => "bool",
     };
+
+    /// <summary>Bytes already read (to sniff for gzip) followed by the rest of the stream.</summary>
+    private sealed class PrefixedStream(ReadOnlyMemory<byte> prefix, Stream rest) : Stream
+    {
+        private ReadOnlyMemory<byte> _prefix = prefix;
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            if (_prefix.IsEmpty) return rest.Read(buffer);
+            var count = Math.Min(buffer.Length, _prefix.Length);
+            _prefix.Span[..count].CopyTo(buffer);
+            _prefix = _prefix[count..];
+            return count;
+        }
+
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) rest.Dispose();
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>Counts the bytes read through it (the header's length), without owning the stream.</summary>
+    private sealed class CountingStream(Stream inner) : Stream
+    {
+        public long Count { get; private set; }
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => Count; set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            var read = inner.Read(buffer);
+            Count += read;
+            return read;
+        }
+
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
 }

@@ -5,12 +5,6 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Datasets;
 
-/// <summary>Header of a NumPy <c>.npy</c> array: element type code (<c>u1</c>, <c>f4</c>, <c>i8</c>, ...) and shape.</summary>
-public sealed record NpyHeader(string DType, long[] Shape, int DataOffset)
-{
-    public long Count => Shape.Aggregate(1L, (a, b) => a * b);
-}
-
 /// <summary>
 /// Reads NumPy's <c>.npy</c> format (versions 1-3, C order, little-endian): the magic <c>\x93NUMPY</c>, a version, a
 /// header length, a Python dict literal with <c>descr</c>, <c>fortran_order</c> and <c>shape</c>, then the raw data.
@@ -29,31 +23,29 @@ public static partial class NpyReader
         ["b1"] = (ScalarType.Bool, 1),
     };
 
-    /// <summary>
-    /// Bytes that hold any header this reader accepts in practice (NumPy writes version 2 headers only past 64 KiB of
-    /// header text, which four plain arrays never need).
-    /// </summary>
-    public const int MaxHeaderLength = 1 << 17;
+    /// <summary>Longest header read; NumPy itself refuses headers over 10,000 bytes unless told otherwise.</summary>
+    public const int MaxHeaderLength = 64 * 1024;
 
-    /// <summary>
-    /// Parses the header at the start of <paramref name="data"/> and checks it against the file's length in bytes,
-    /// <paramref name="fileLength"/>, which may be longer than what <paramref name="data"/> holds.
-    /// </summary>
-    public static NpyHeader ReadHeader(ReadOnlySpan<byte> data, long fileLength, string what)
+    /// <summary>Reads the header only; <paramref name="stream"/> is left at the first data byte.</summary>
+    public static ArrayHeader ReadHeader(Stream stream, string what)
     {
-        if (data.Length < 10 || data[0] != 0x93 || !data.Slice(1, 5).SequenceEqual("NUMPY"u8))
+        var start = new byte[8];
+        if (stream.ReadAtLeast(start, 8, throwOnEndOfStream: false) < 8 || start[0] != 0x93 || !start.AsSpan(1, 5).SequenceEqual("NUMPY"u8))
         {
             throw Bad(what, "is not a .npy array (bad magic)");
         }
-        var major = data[6];
-        var (length, start) = major switch
+        var major = start[6];
+        long length = major switch
         {
-            1 => (BinaryPrimitives.ReadUInt16LittleEndian(data.Slice(8, 2)), 10),
-            2 or 3 when data.Length >= 12 => ((int)BinaryPrimitives.ReadUInt32LittleEndian(data.Slice(8, 4)), 12),
+            1 => BinaryPrimitives.ReadUInt16LittleEndian(ArrayData.ReadHeaderBytes(stream, 2, what, "header length")),
+            2 or 3 => BinaryPrimitives.ReadUInt32LittleEndian(ArrayData.ReadHeaderBytes(stream, 4, what, "header length")),
             _ => throw Bad(what, $"has unsupported .npy version {major}"),
         };
-        if (data.Length < start + length) throw Bad(what, "is truncated (header)");
-        var header = Encoding.Latin1.GetString(data.Slice(start, length));
+        if (length > MaxHeaderLength)
+        {
+            throw Bad(what, $"announces a header of {length} bytes; at most {MaxHeaderLength} are read");
+        }
+        var header = Encoding.Latin1.GetString(ArrayData.ReadHeaderBytes(stream, (int)length, what, "header"));
 
         var descr = DescrPattern().Match(header);
         if (!descr.Success) throw Bad(what, "has no 'descr' in its header");
@@ -63,7 +55,7 @@ public static partial class NpyReader
             throw Bad(what, $"has dtype '{code}': only little-endian arrays are read");
         }
         var type = code.TrimStart('<', '|', '=');
-        if (!Types.ContainsKey(type))
+        if (!Types.TryGetValue(type, out var element))
         {
             throw Bad(what, $"has dtype '{code}'; supported: uint8, int8, int16, int32, int64, float32, float64, bool");
         }
@@ -74,24 +66,33 @@ public static partial class NpyReader
         var dims = shape.Groups[1].Value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
             .Select(d => long.TryParse(d, out var v) && v >= 0 ? v : throw Bad(what, $"has a bad shape '({shape.Groups[1].Value})'"))
             .ToArray();
-        var result = new NpyHeader(type, dims, start + length);
-        var expected = result.Count * Types[type].Size;
-        if (fileLength - result.DataOffset != expected)
-        {
-            throw Bad(what, $"holds {fileLength - result.DataOffset} data bytes but its header announces {expected}");
-        }
-        return result;
+        return ArrayData.Header(dims, type, element.Size, what);
     }
 
     /// <summary>The array as a tensor of its own element type.</summary>
-    public static Tensor Read(ReadOnlySpan<byte> data, string what)
+    public static Tensor Read(Stream stream, string what) => ReadData(stream, ReadHeader(stream, what), what);
+
+    /// <summary>The data that follows <paramref name="header"/> (exactly its size) as a tensor of its element type.</summary>
+    public static Tensor ReadData(Stream stream, ArrayHeader header, string what)
     {
-        var header = ReadHeader(data, data.Length, what);
-        var (type, _) = Types[header.DType];
-        using var raw = empty(header.Shape, type);
-        if (header.Count > 0) raw.bytes = data[header.DataOffset..].ToArray();
+        var bytes = ArrayData.ReadData(stream, header.DataBytes, what);
+        using var raw = empty(header.Shape, Types[header.TypeName].Type);
+        if (bytes.Length > 0) raw.bytes = bytes;
         return raw.clone();
     }
+
+    /// <summary>The first element of little-endian .npy data of type code <paramref name="typeName"/>, as a double.</summary>
+    public static double Value(ReadOnlySpan<byte> data, string typeName) => typeName switch
+    {
+        "u1" => data[0],
+        "i1" => (sbyte)data[0],
+        "b1" => data[0] == 0 ? 0 : 1,
+        "i2" => BinaryPrimitives.ReadInt16LittleEndian(data),
+        "i4" => BinaryPrimitives.ReadInt32LittleEndian(data),
+        "i8" => BinaryPrimitives.ReadInt64LittleEndian(data),
+        "f4" => BinaryPrimitives.ReadSingleLittleEndian(data),
+        _ => BinaryPrimitives.ReadDoubleLittleEndian(data),
+    };
 
     private static SurgeryException Bad(string what, string problem) => new("Bad dataset", $"{what} {problem}", ErrorKind.BadInput);
 

@@ -225,13 +225,23 @@ public sealed record JobPreprocessing
     /// <summary>Use only the first N test samples; all when null.</summary>
     public int? TestLimit { get; init; }
 
+    /// <summary>Range of preprocessing magnitudes: far inside float32's (1e-38 to 3e38), so inputs stay finite.</summary>
+    private const double MinMagnitude = 1e-12, MaxMagnitude = 1e12;
+
     public IReadOnlyDictionary<string, string> ValidationErrors()
     {
         var errors = new Dictionary<string, string>();
-        if (Scale is { } scale && (!double.IsFinite(scale) || scale == 0)) errors["preprocessing.scale"] = "must be a finite nonzero number";
-        if (!double.IsFinite(Offset)) errors["preprocessing.offset"] = "must be a finite number";
-        if (Mean.Any(m => !double.IsFinite(m))) errors["preprocessing.mean"] = "must hold finite numbers";
-        if (Std.Any(s => !double.IsFinite(s) || s <= 0)) errors["preprocessing.std"] = "must hold numbers > 0";
+        // Every value becomes float32 and multiplies or shifts inputs: keep it where float32 stays finite and nonzero.
+        if (Scale is { } scale && !(Math.Abs(scale) is >= MinMagnitude and <= MaxMagnitude))
+        {
+            errors["preprocessing.scale"] = $"must be a number whose magnitude is between {MinMagnitude} and {MaxMagnitude}";
+        }
+        if (!(Math.Abs(Offset) <= MaxMagnitude)) errors["preprocessing.offset"] = $"must be a number between -{MaxMagnitude} and {MaxMagnitude}";
+        if (Mean.Any(m => !(Math.Abs(m) <= MaxMagnitude))) errors["preprocessing.mean"] = $"must hold numbers between -{MaxMagnitude} and {MaxMagnitude}";
+        if (Std.Any(s => s is not (>= MinMagnitude and <= MaxMagnitude)))
+        {
+            errors["preprocessing.std"] = $"must hold numbers between {MinMagnitude} and {MaxMagnitude}";
+        }
         if (Mean.Count > 1 && Std.Count > 1 && Mean.Count != Std.Count) errors["preprocessing.std"] = "must have as many values as mean";
         if (!Enum.IsDefined(Layout)) errors["preprocessing.layout"] = "must be 'nchw' or 'nhwc'";
         if (TrainLimit is <= 0) errors["preprocessing.trainLimit"] = "must be > 0";

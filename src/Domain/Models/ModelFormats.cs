@@ -61,9 +61,18 @@ public static class ModelFormats
         if (architecture is null)
         {
             var onnx = ReadOnnx(content);
-            return new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
+            var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
                 onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
+            // Layer names and operators are stored (jsonb): refuse what PostgreSQL cannot hold, naming it.
+            foreach (var text in inspection.Layers.Select(l => l.Name).Concat(inspection.Operators))
+            {
+                if (StoredText.Problem(text, 1024) is { } problem)
+                {
+                    throw new SurgeryException("Unsupported ONNX model", $"the name '{Printable(text)}' in the graph {problem}", ErrorKind.BadInput);
+                }
+            }
+            return inspection;
         }
 
         using var model = Load(content, ModelFormat.TorchSharp, architecture);
@@ -126,6 +135,9 @@ public static class ModelFormats
             throw new SurgeryException(e.Title, e.Message + hint, e.Kind == ErrorKind.Malformed ? ErrorKind.BadInput : e.Kind);
         }
     }
+
+    private static string Printable(string text) =>
+        new(StoredText.Truncate(text, 80).Select(c => char.IsControl(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
 
     // TorchSharp's Module.save starts with the parameter count as a LEB128 integer, then the first name as a string.
     private static bool LooksLikeTorchSharp(byte[] content) =>

@@ -57,7 +57,7 @@ public sealed class OnnxModel
         foreach (var initializer in graph.Initializer)
         {
             // Reads every tensor once so a truncated or corrupt one is refused now, not inside a job.
-            OnnxTensors.RawBytes(initializer, directory);
+            OnnxTensors.CheckData(initializer, directory);
         }
 
         var dataInputs = graph.Input.Where(i => !_initializers.ContainsKey(i.Name)).ToList();
@@ -75,6 +75,12 @@ public sealed class OnnxModel
         }
         InputName = input.Name;
         InputShape = input.Type!.TensorType.Shape?.Dim.Select(d => d.HasDimValue ? d.DimValue : -1).ToArray() ?? [];
+        if (input.Type.TensorType.Shape?.Dim.FirstOrDefault(d => d.HasDimValue && d.DimValue <= 0) is { } bad)
+        {
+            throw new SurgeryException("Unsupported ONNX model",
+                $"the model's input '{input.Name}' has the dimension {bad.DimValue}; a fixed dimension must be at least 1", ErrorKind.BadInput);
+        }
+        OnnxTensors.ElementCount(InputShape.Where(d => d > 0), input.Name);
         if (graph.Output.Count == 0)
         {
             throw new SurgeryException("Not an ONNX model", "the graph has no output");

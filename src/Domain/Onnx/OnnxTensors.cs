@@ -9,7 +9,36 @@ namespace SurgeryService.Domain.Onnx;
 /// <summary>Converts between ONNX <see cref="TensorProto"/> and TorchSharp tensors.</summary>
 internal static class OnnxTensors
 {
-    public static long ElementCount(IEnumerable<long> dims) => dims.Aggregate(1L, (a, d) => a * d);
+    /// <summary>Largest tensor the service materialises, so a sparse tensor cannot declare a dense size it cannot hold.</summary>
+    public const long MaxTensorBytes = 1L << 30;
+
+    /// <summary>The product of <paramref name="dims"/> in checked 64-bit arithmetic; a 422 on a negative or overflowing shape.</summary>
+    public static long ElementCount(IEnumerable<long> dims, string tensorName = "?")
+    {
+        long count = 1;
+        foreach (var d in dims)
+        {
+            if (d < 0 || (d > 0 && count > long.MaxValue / d))
+            {
+                throw new SurgeryException("Corrupt ONNX tensor",
+                    $"tensor '{tensorName}' has the impossible shape [{string.Join(", ", dims)}]" +
+                    (d < 0 ? ": a dimension is negative" : ": its size does not fit in 64 bits"), ErrorKind.BadInput);
+            }
+            count *= d;
+        }
+        return count;
+    }
+
+    private static long ByteSize(IEnumerable<long> dims, int elementSize, string tensorName)
+    {
+        var count = ElementCount(dims, tensorName);
+        if (count > MaxTensorBytes / Math.Max(1, elementSize))
+        {
+            throw new SurgeryException("ONNX tensor too large",
+                $"tensor '{tensorName}' of shape [{string.Join(", ", dims)}] would take more than {MaxTensorBytes} bytes", ErrorKind.BadInput);
+        }
+        return count * elementSize;
+    }
 
     /// <summary>
     /// The tensor's bytes in little-endian fixed-width form: its raw_data, the file it names in external_data (relative
@@ -18,14 +47,7 @@ internal static class OnnxTensors
     /// </summary>
     public static byte[] RawBytes(TensorProto tensor, string? directory)
     {
-        var count = ElementCount(tensor.Dims);
-        var size = OnnxDataTypes.ElementSize(tensor.DataType);
-        if (size == 0)
-        {
-            throw new SurgeryException("Unsupported ONNX tensor",
-                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported);
-        }
-        var expected = count * size;
+        var expected = ExpectedBytes(tensor);
         byte[] bytes;
         if (tensor.DataLocation == 1)
         {
@@ -56,14 +78,39 @@ internal static class OnnxTensors
                 bytes = MemoryMarshal.AsBytes(tensor.Uint64Data.Select(v => (uint)v).ToArray().AsSpan()).ToArray();
             }
         }
-        if (bytes.LongLength != expected)
-        {
-            throw new SurgeryException("Corrupt ONNX tensor",
-                $"tensor '{tensor.Name}' holds {bytes.LongLength} bytes of data but its shape [{string.Join(", ", tensor.Dims)}] " +
-                $"of {OnnxDataTypes.Describe(tensor.DataType)} needs {expected}; the file may be truncated");
-        }
+        if (bytes.LongLength != expected) throw Mismatch(tensor, bytes.LongLength, expected);
         return bytes;
     }
+
+    /// <summary>
+    /// Checks that the tensor's data fits its shape, as <see cref="RawBytes"/> does, without copying raw_data: a model's
+    /// weights are checked once on upload, and a copy of a 300 MB weight is 300 MB more held by the Api.
+    /// </summary>
+    public static void CheckData(TensorProto tensor, string? directory)
+    {
+        if (tensor.DataLocation == 1 || !tensor.HasRawData)
+        {
+            RawBytes(tensor, directory);
+            return;
+        }
+        var expected = ExpectedBytes(tensor);
+        if (tensor.RawData.Length != expected) throw Mismatch(tensor, tensor.RawData.Length, expected);
+    }
+
+    private static long ExpectedBytes(TensorProto tensor)
+    {
+        var size = OnnxDataTypes.ElementSize(tensor.DataType);
+        if (size == 0)
+        {
+            throw new SurgeryException("Unsupported ONNX tensor",
+                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported);
+        }
+        return ByteSize(tensor.Dims, size, tensor.Name);
+    }
+
+    private static SurgeryException Mismatch(TensorProto tensor, long actual, long expected) => new("Corrupt ONNX tensor",
+        $"tensor '{tensor.Name}' holds {actual} bytes of data but its shape [{string.Join(", ", tensor.Dims)}] " +
+        $"of {OnnxDataTypes.Describe(tensor.DataType)} needs {expected}; the file may be truncated");
 
     private static byte[] ReadExternal(TensorProto tensor, string? directory, long expected)
     {
@@ -189,20 +236,38 @@ internal static class OnnxTensors
     {
         var values = sparse.Values;
         var dims = sparse.Dims.ToArray();
-        var count = ElementCount(dims);
-        var size = OnnxDataTypes.ElementSize(values.DataType);
         var valueBytes = RawBytes(values, directory);
+        var size = OnnxDataTypes.ElementSize(values.DataType);
+        var count = ByteSize(dims, size, values.Name) / size;
+        var nnz = ElementCount(values.Dims, values.Name);
         var indexTensor = sparse.Indices;
-        var indices = MemoryMarshal.Cast<byte, long>(RawBytes(indexTensor, directory)).ToArray();
-        var nnz = ElementCount(values.Dims);
-        if (indexTensor.Dims.Count == 2)
+        if (indexTensor.DataType != (int)OnnxDataType.Int64)
         {
-            var rank = dims.Length;
+            throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has indices that are not INT64", ErrorKind.BadInput);
+        }
+        var indices = MemoryMarshal.Cast<byte, long>(RawBytes(indexTensor, directory)).ToArray();
+        var rank = dims.Length;
+        var coordinates = indexTensor.Dims.Count == 2;
+        if (indices.LongLength != (coordinates ? nnz * rank : nnz))
+        {
+            throw new SurgeryException("Corrupt ONNX tensor",
+                $"sparse tensor '{values.Name}' has {nnz} values but {indices.LongLength} index entries", ErrorKind.BadInput);
+        }
+        if (coordinates)
+        {
             var linear = new long[nnz];
             for (var i = 0; i < nnz; i++)
             {
                 long index = 0;
-                for (var d = 0; d < rank; d++) index = index * dims[d] + indices[i * rank + d];
+                for (var d = 0; d < rank; d++)
+                {
+                    var coordinate = indices[i * rank + d];
+                    if (coordinate < 0 || coordinate >= dims[d])
+                    {
+                        throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape", ErrorKind.BadInput);
+                    }
+                    index = index * dims[d] + coordinate; // below count, which fits: checked by ByteSize
+                }
                 linear[i] = index;
             }
             indices = linear;
@@ -212,7 +277,7 @@ internal static class OnnxTensors
         {
             if (indices[i] < 0 || indices[i] >= count)
             {
-                throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape");
+                throw new SurgeryException("Corrupt ONNX tensor", $"sparse tensor '{values.Name}' has an index outside its shape", ErrorKind.BadInput);
             }
             Array.Copy(valueBytes, i * size, dense, indices[i] * size, size);
         }

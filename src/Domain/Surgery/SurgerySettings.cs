@@ -178,10 +178,11 @@ public sealed record SurgerySettings
         {
             var layer = Layers[i];
             Check(!string.IsNullOrWhiteSpace(layer.Pattern), $"layers[{i}].pattern", "is required");
+            if (layer.Pattern is not null && StoredText.Problem(layer.Pattern, 256) is { } pattern) Check(false, $"layers[{i}].pattern", pattern);
             Check(layer.CRate is null || double.IsFinite(layer.CRate.Value), $"layers[{i}].cRate", "must be a finite number");
             Check(layer.IterStop is null or >= 0, $"layers[{i}].iterStop", "must be >= 0");
-            Check(layer.Gamma is null || layer.Gamma >= 0, $"layers[{i}].gamma", "must be >= 0");
-            Check(layer.Power is null || layer.Power >= 0, $"layers[{i}].power", "must be >= 0");
+            Check(layer.Gamma is null || (double.IsFinite(layer.Gamma.Value) && layer.Gamma >= 0), $"layers[{i}].gamma", "must be >= 0");
+            Check(layer.Power is null || (double.IsFinite(layer.Power.Value) && layer.Power >= 0), $"layers[{i}].power", "must be >= 0");
         }
         return errors;
     }

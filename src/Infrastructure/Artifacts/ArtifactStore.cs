@@ -59,7 +59,7 @@ public sealed class ArtifactStore(SurgeryDbContext db)
         Id = Guid.CreateVersion7(),
         TenantId = tenantId,
         Kind = kind,
-        FileName = fileName.Length > 256 ? fileName[..256] : fileName,
+        FileName = StoredText.Truncate(fileName, 256),
         ContentType = contentType,
         Sha256 = new string('0', 64),
         CreatedAt = DateTimeOffset.UtcNow,

@@ -23,6 +23,7 @@ public sealed class SurgeryDbContext(DbContextOptions<SurgeryDbContext> options)
     public DbSet<ModelEntry> Models => Set<ModelEntry>();
     public DbSet<DatasetEntry> Datasets => Set<DatasetEntry>();
     public DbSet<Artifact> Artifacts => Set<Artifact>();
+    public DbSet<IdempotencyRecord> IdempotencyRecords => Set<IdempotencyRecord>();
 
     protected override void OnModelCreating(ModelBuilder modelBuilder) =>
         modelBuilder.ApplyConfigurationsFromAssembly(typeof(SurgeryDbContext).Assembly);

@@ -1,0 +1,23 @@
+namespace SurgeryService.Infrastructure.Persistence;
+
+/// <summary>
+/// The answer to a POST sent with an <c>Idempotency-Key</c>, kept so that a retry of the same request gets the same
+/// answer instead of creating a second model, dataset or job. <see cref="StatusCode"/> 0 marks a request in progress.
+/// </summary>
+public sealed class IdempotencyRecord
+{
+    public required string TenantId { get; set; }
+    public required string Key { get; set; }
+
+    /// <summary>Method and path of the request the key was first used with.</summary>
+    public required string Request { get; set; }
+
+    /// <summary>SHA-256 of a JSON body (hex); null for uploads, whose body is not held to be hashed.</summary>
+    public string? BodySha256 { get; set; }
+
+    public int StatusCode { get; set; }
+    public string? ContentType { get; set; }
+    public string? Location { get; set; }
+    public byte[] Body { get; set; } = [];
+    public DateTimeOffset CreatedAt { get; set; }
+}
