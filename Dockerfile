@@ -22,13 +22,17 @@ RUN dotnet restore src/Api/Api.csproj -p:TorchSharpPackage=${TORCHSHARP_PACKAGE}
 COPY src/ src/
 RUN dotnet publish src/Api/Api.csproj -c Release --no-restore -p:TorchSharpPackage=${TORCHSHARP_PACKAGE} -o /app/api \
  && dotnet publish src/Worker/Worker.csproj -c Release --no-restore -p:TorchSharpPackage=${TORCHSHARP_PACKAGE} -o /app/worker
+# Both processes carry LibTorch and ONNX Runtime (about 1 GB). The Worker's files that equal the Api's become
+# symbolic links to them, so the image holds them once (COPY does not keep hard links).
+RUN cd /app/worker && find . -type f -print0 | while IFS= read -r -d '' f; do \
+      if cmp -s "$f" "/app/api/$f"; then ln -sf "/app/api/${f#./}" "$f"; fi; \
+    done
 
 FROM ${RUNTIME_IMAGE} AS runtime
 WORKDIR /app
 COPY docker/entrypoint.sh docker/healthcheck.sh /app/
 RUN chmod +x /app/entrypoint.sh /app/healthcheck.sh
-COPY --from=build /app/api /app/api
-COPY --from=build /app/worker /app/worker
+COPY --from=build /app/ /app/
 ENV ASPNETCORE_URLS=http://0.0.0.0:8080
 EXPOSE 8080
 ENTRYPOINT ["/app/entrypoint.sh"]

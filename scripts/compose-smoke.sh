@@ -8,7 +8,7 @@
 # apt-get when missing (as root), and makes local base images (docker/local-base/build.sh) when the official ones
 # cannot be pulled. HTTP goes to 127.0.0.1 only. Settings (environment):
 #   SURGERY_API_PORT      host port of the Api (default: the first free one from 5180)
-#   SMOKE_ITERATIONS      iterations of each job (default 6000)
+#   SMOKE_ITERATIONS      iterations of each job (default 1500; checkpoints every 200)
 #   SMOKE_KEEP=1          leave the stack up at the end (default: down -v, also on failure)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +26,7 @@ fail() { printf '[%s +%4ds] FAILED: %s\n' "$(date -u +%H:%M:%S)" $((SECONDS - ST
 
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-surgery-smoke}"
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
-ITERATIONS="${SMOKE_ITERATIONS:-6000}"
+ITERATIONS="${SMOKE_ITERATIONS:-1500}"
 KEY="smoke-key-$(date +%s)-0123456789"
 export SURGERY_API_KEY="$KEY"
 WORK="$(mktemp -d)"
@@ -160,7 +160,7 @@ done_step "model $MODEL ($(jq -r .size <<<"$model") bytes), dataset $DATASET (20
 step "queue two jobs ($ITERATIONS iterations each)"
 submit() {
   http POST /jobs -H 'Content-Type: application/json' -d @- <<JSON | jq -r .id
-{ "modelId": "$MODEL", "datasetId": "$DATASET", "method": "dns", "queue": "cpu", "checkpointInterval": 500,
+{ "modelId": "$MODEL", "datasetId": "$DATASET", "method": "dns", "queue": "cpu", "checkpointInterval": 200,
   "settings": { "iterations": $ITERATIONS, "batchSize": 32, "learningRate": 0.01, "evalInterval": 1000, "seed": $1,
                 "layers": [ { "pattern": "fc1", "cRate": 2 }, { "pattern": "fc2", "cRate": 1 } ] } }
 JSON
@@ -189,8 +189,8 @@ wait_for "both jobs running" 300 both_running
 # Hangfire records the server (the container's host name, the process id, a guid) that took each job.
 server_of() {
   compose exec -T postgres psql -U surgery -d surgery -Atc \
-    "select s.data::json->>'ServerId' from hangfire.state s join hangfire.job j on j.id = s.jobid
-     where s.name = 'Processing' and j.arguments like '%$1%' order by s.id desc limit 1"
+    "select s.data::jsonb->>'ServerId' from hangfire.state s join hangfire.job j on j.id = s.jobid
+     where s.name = 'Processing' and j.arguments::text like '%$1%' order by s.id desc limit 1"
 }
 container_of() { # Hangfire server id -> worker container name
   local host=${1%%:*} c
@@ -206,12 +206,18 @@ worker_a=$(container_of "$server_a"); worker_b=$(container_of "$server_b")
 case "$worker_a$worker_b" in *unknown*) fail "a job ran on a server that is not a worker container: $server_a / $server_b";; esac
 done_step "${JOBS[0]} on $worker_a, ${JOBS[1]} on $worker_b"
 
-step "restart the postgres container while both jobs run"
-before=$(job_field "${JOBS[0]}" '"\(.state) at iteration \(.iteration)"')
+step "restart the postgres container while both jobs run, once each has a checkpoint"
+past_checkpoint() {
+  local a b
+  a=$(job_field "${JOBS[0]}" .checkpointIteration); b=$(job_field "${JOBS[1]}" .checkpointIteration)
+  [ "${a:-0}" -gt 0 ] && [ "${b:-0}" -gt 0 ]
+}
+wait_for "a checkpoint of each job" 600 past_checkpoint
+before=$(for job in "${JOBS[@]}"; do job_field "$job" '"\(.state) at iteration \(.iteration) (checkpoint \(.checkpointIteration))"'; done | paste -sd, | sed 's/,/, /')
 compose restart postgres > "$WORK/restart.log" 2>&1 || { cat "$WORK/restart.log" >&2; fail "restart postgres failed"; }
 wait_for "postgres healthy again" 120 \
   bash -c "[ \"\$(docker inspect --format '{{.State.Health.Status}}' $(compose ps -q postgres))\" = healthy ]"
-done_step "job ${JOBS[0]} was $before; postgres healthy again"
+done_step "the jobs were $before; postgres healthy again"
 
 step "both jobs finish"
 finished() {
@@ -257,5 +263,10 @@ done
 done_step "results checked"
 
 step "container logs go to stdout"
-compose logs --no-color worker 2>&1 | grep -q "attempt 1 starts at iteration 0" || fail "no job start in the workers' logs"
-done_step "workers' logs show the job starts ($(compose logs --no-color 2>&1 | wc -l) lines in all)"
+compose logs --no-color > "$WORK/compose.log" 2>&1
+for job in "${JOBS[@]}"; do
+  grep -qE "^worker_[0-9]+ +\| +Job $job attempt 1 starts at iteration 0" "$WORK/compose.log" \
+    || fail "no start of job $job in the workers' logs"
+done
+grep -q '^api_1 .*Now listening on: http://0.0.0.0:8080' "$WORK/compose.log" || fail "no start line in the Api's log"
+done_step "the Api's start and each job's start are in docker-compose logs ($(wc -l < "$WORK/compose.log") lines)"

@@ -15,10 +15,12 @@ has_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 work="$(mktemp -d)"
 # debootstrap mounts /proc and /sys inside the root file system while it works: never delete through them.
-trap 'umount -R "$work/rootfs/proc" "$work/rootfs/sys" 2>/dev/null; rm -rf --one-file-system "$work"' EXIT
+trap 'umount -R "$work/rootfs/proc" "$work/rootfs/sys" 2>/dev/null || true; rm -rf --one-file-system "$work"' EXIT
 
 if ! has_image local/debian:bookworm; then
-  command -v debootstrap >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2; }
+  if ! command -v debootstrap >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+  fi
   log "debootstrap Debian 12 (minbase) from $MIRROR"
   debootstrap --variant=minbase \
     --include=ca-certificates,libicu72,libssl3,zlib1g,tzdata,libgssapi-krb5-2 \
