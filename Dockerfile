@@ -24,9 +24,9 @@ RUN dotnet publish src/Api/Api.csproj -c Release --no-restore -p:TorchSharpPacka
  && dotnet publish src/Worker/Worker.csproj -c Release --no-restore -p:TorchSharpPackage=${TORCHSHARP_PACKAGE} -o /app/worker
 # Both processes carry LibTorch and ONNX Runtime (about 1 GB). The Worker's files that equal the Api's become
 # symbolic links to them, so the image holds them once (COPY does not keep hard links).
-RUN cd /app/worker && find . -type f -print0 | while IFS= read -r -d '' f; do \
-      if cmp -s "$f" "/app/api/$f"; then ln -sf "/app/api/${f#./}" "$f"; fi; \
-    done
+RUN cd /app/worker && find . -type f -exec sh -c \
+      'for f; do if cmp -s "$f" "/app/api/$f"; then ln -sf "/app/api/${f#./}" "$f"; fi; done' sh {} + \
+ && test -L /app/worker/runtimes/linux-x64/native/libLibTorchSharp.so
 
 FROM ${RUNTIME_IMAGE} AS runtime
 WORKDIR /app

@@ -11,6 +11,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# The classic builder (no BuildKit here) warns that it is deprecated on every build: show its output on failure only.
+build() { DOCKER_BUILDKIT=0 docker build -q "$@" > "$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }; }
 has_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 work="$(mktemp -d)"
@@ -45,15 +47,15 @@ if ! has_image local/dotnet-sdk:10.0 || ! has_image local/dotnet-aspnet:10.0; th
 fi
 if ! has_image local/dotnet-sdk:10.0; then
   log "building local/dotnet-sdk:10.0 from $dotnet_root"
-  DOCKER_BUILDKIT=0 docker build -q -f "$HERE/sdk.Dockerfile" -t local/dotnet-sdk:10.0 "$work/dotnet-context" >/dev/null
+  build -f "$HERE/sdk.Dockerfile" -t local/dotnet-sdk:10.0 "$work/dotnet-context"
 fi
 if ! has_image local/dotnet-aspnet:10.0; then
   log "building local/dotnet-aspnet:10.0 from $dotnet_root"
   printf 'dotnet/sdk\ndotnet/packs\ndotnet/sdk-manifests\ndotnet/templates\n' > "$work/dotnet-context/.dockerignore"
-  DOCKER_BUILDKIT=0 docker build -q -f "$HERE/aspnet.Dockerfile" -t local/dotnet-aspnet:10.0 "$work/dotnet-context" >/dev/null
+  build -f "$HERE/aspnet.Dockerfile" -t local/dotnet-aspnet:10.0 "$work/dotnet-context"
 fi
 if ! has_image local/postgres:15; then
   log "building local/postgres:15"
-  DOCKER_BUILDKIT=0 docker build -q -f "$HERE/postgres.Dockerfile" -t local/postgres:15 "$HERE" >/dev/null
+  build -f "$HERE/postgres.Dockerfile" -t local/postgres:15 "$HERE"
 fi
 docker image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' | grep '^local/' >&2
