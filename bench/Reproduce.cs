@@ -4,6 +4,7 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace SurgeryService.Bench;
 
@@ -68,7 +69,7 @@ internal static class Reproduce
     }
 
     /// <summary>Iterations of the dense reference used for the measured results.</summary>
-    private static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 15000 : 10000;
+    public static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 15000 : 10000;
 
     private static SurgerySettings DenseRecipe(int iterations) => new()
     {
@@ -97,28 +98,7 @@ internal static class Reproduce
         using var train = Scaled(rawTrain);
         using var test = Scaled(rawTest);
 
-        // Dense reference, cached.
-        var cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}.bin");
-        using var model = Architectures.Create(architecture);
-        if (File.Exists(cache))
-        {
-            model.load(cache);
-            Console.WriteLine($"dense reference: loaded {cache}");
-        }
-        else
-        {
-            manual_seed(1);
-            using var fresh = Architectures.Create(architecture);
-            var clock = Stopwatch.StartNew();
-            using (var dense = new SurgeryTrainer(fresh, [], DenseRecipe(denseIterations)))
-            {
-                dense.Run(train, test, new ConsoleObserver(), 0);
-            }
-            Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
-            fresh.save(cache);
-            model.load(cache);
-            Console.WriteLine($"dense reference: trained {denseIterations} iterations in {clock.Elapsed.TotalSeconds:F0} s, cached in {cache}");
-        }
+        using var model = DenseReference(architecture, denseIterations, train, test, "", out var cache);
 
         var layers = PrunableLayers.Discover(model);
         var cost = options.Has("no-cost") && !options.Has("cost-only") ? null : IterationCost(architecture, cache, settings, train, layers);
@@ -154,6 +134,35 @@ internal static class Reproduce
             File.WriteAllText(options.Get("json", ""), JsonSerializer.Serialize(report, Json));
         }
         return 0;
+    }
+
+    /// <summary>
+    /// The dense reference: trained by the same trainer with Caffe's LeNet solver (<see cref="DenseRecipe"/>) on
+    /// <paramref name="train"/>, cached in <c>.data/bench</c> under a name that ends in <paramref name="variant"/>.
+    /// </summary>
+    public static Module<Tensor, Tensor> DenseReference(string architecture, int denseIterations, TensorDataset train,
+        TensorDataset test, string variant, out string cache)
+    {
+        cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}{variant}.bin");
+        var model = Architectures.Create(architecture);
+        if (File.Exists(cache))
+        {
+            model.load(cache);
+            Console.WriteLine($"dense reference: loaded {cache}");
+            return model;
+        }
+        manual_seed(1);
+        using var fresh = Architectures.Create(architecture);
+        var clock = Stopwatch.StartNew();
+        using (var dense = new SurgeryTrainer(fresh, [], DenseRecipe(denseIterations)))
+        {
+            dense.Run(train, test, new ConsoleObserver(), 0);
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+        fresh.save(cache);
+        model.load(cache);
+        Console.WriteLine($"dense reference: trained {denseIterations} iterations in {clock.Elapsed.TotalSeconds:F0} s, cached in {cache}");
+        return model;
     }
 
     /// <summary>
@@ -230,7 +239,7 @@ internal static class Reproduce
         }
 
         public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
     }
 
     private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
@@ -258,7 +267,7 @@ internal static class Reproduce
             $"({cost.FrozenRatio:F2}x); masks update in {100 * cost.UpdateShare:F1}% of this run's layer-iterations, " +
             $"so its mean is {cost.RunMeanMs:F2} ms ({cost.RunMeanRatio:F2}x)");
 
-    private static TensorDataset Scaled(TensorDataset raw)
+    public static TensorDataset Scaled(TensorDataset raw)
     {
         using (raw)
         {
@@ -266,7 +275,7 @@ internal static class Reproduce
         }
     }
 
-    private sealed class ConsoleObserver : ISurgeryObserver
+    public sealed class ConsoleObserver : ISurgeryObserver
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
@@ -280,7 +289,10 @@ internal static class Reproduce
         public void OnEvaluation(EvaluationMetrics metrics) =>
             Console.WriteLine($"  eval at {metrics.Iteration}: loss {metrics.Loss:F4}, error {100 * (1 - metrics.Top1):F2}%");
 
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
+
+        public void OnEvent(SurgeryEvent surgeryEvent) =>
+            Console.WriteLine($"  [{surgeryEvent.Kind.ToString().ToLowerInvariant()} at {surgeryEvent.Iteration}] {surgeryEvent.Message}");
     }
 }
 

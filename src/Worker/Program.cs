@@ -1,5 +1,5 @@
 using Hangfire;
-using SurgeryService.Domain.Hosting;
+using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Worker;
 
 var builder = Host.CreateApplicationBuilder(args);
@@ -14,10 +14,8 @@ if (options.TorchThreads > 0)
 {
     TorchSharp.torch.set_num_threads(options.TorchThreads);
 }
-builder.Services.AddSurgeryPersistence(builder.Configuration);
-builder.Services.AddSurgeryJobs();
-builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
-builder.Services.AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services));
+builder.Services.AddSurgeryCore(builder.Configuration);
+builder.Services.AddSurgeryJobServer();
 builder.Services.AddHangfireServer(server =>
 {
     // Configuration arrays bind on top of the default list, so a queue can appear twice.
