@@ -4,6 +4,8 @@ using SurgeryService.Bench;
 return args switch
 {
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
+    ["threads", .. var rest] => Threads.Run(rest),
+    ["threads-child", .. var rest] => Threads.Child(rest),
     _ => Usage(),
 };
 
@@ -20,6 +22,9 @@ static int Usage()
           --cost-only                measure the iteration cost only (no surgery run)
           --threads N                torch intra-op threads (default: LibTorch's, one per core)
           --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
+               dotnet run -c Release --project bench -- threads [--seconds S] [--model NAME]
+          iterations/s for 1 vs 2 LibTorch threads and passive vs active OpenMP waiting, per model size,
+          alone and beside a second training process
         """);
     return 2;
 }

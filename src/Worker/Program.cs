@@ -1,6 +1,10 @@
 using Hangfire;
 using SurgeryService.Domain.Hosting;
+using SurgeryService.Domain.Surgery;
 using SurgeryService.Worker;
+
+// Before anything touches TorchSharp: OpenMP reads its wait policy once, when LibTorch loads.
+var waitPolicy = OpenMpWaitPolicy.PassiveUnlessSet();
 
 var builder = Host.CreateApplicationBuilder(args);
 
@@ -10,10 +14,8 @@ builder.Services.AddOptions<WorkerOptions>()
     .ValidateOnStart();
 
 var options = builder.Configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions();
-if (options.TorchThreads > 0)
-{
-    TorchSharp.torch.set_num_threads(options.TorchThreads);
-}
+// Each job sets its LibTorch thread count on its training thread: measured, or Worker:TorchThreads.
+builder.Services.AddSingleton(TrainingThreads.For(options.TorchThreads, options.WorkerCount));
 builder.Services.AddSurgeryPersistence(builder.Configuration);
 builder.Services.AddSurgeryJobs();
 builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
@@ -30,4 +32,8 @@ builder.Services.AddHangfireServer(server =>
 builder.Services.Configure<HostOptions>(host =>
     host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds + 15));
 
-builder.Build().Run();
+var host = builder.Build();
+host.Services.GetRequiredService<ILogger<WorkerOptions>>().LogInformation(
+    "OpenMP wait policy {WaitPolicy}; LibTorch threads per job: {Threads}", waitPolicy,
+    options.TorchThreads > 0 ? options.TorchThreads.ToString(System.Globalization.CultureInfo.InvariantCulture) : "measured per job");
+host.Run();

@@ -3,9 +3,11 @@ using Hangfire.PostgreSql;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain.Surgery;
 
 namespace SurgeryService.Domain.Hosting;
 
@@ -87,6 +89,8 @@ public static class ServiceCollectionExtensions
             .ValidateOnStart();
         services.AddScoped<ArtifactStore>();
         services.AddScoped<SurgeryJobRunner>();
+        // A Worker registers its own (Worker:TorchThreads, Worker:WorkerCount) first; the Api's in-process server measures.
+        services.TryAddSingleton(_ => TrainingThreads.For(0));
         return services;
     }
 }

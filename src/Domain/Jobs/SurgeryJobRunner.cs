@@ -19,7 +19,8 @@ public sealed class JobBusyException(Guid jobId) : Exception($"job {jobId} is ru
 /// when an earlier attempt was lost. Safe to run twice: a finished job is left alone, and a PostgreSQL advisory lock
 /// keeps two workers off the same job.
 /// </summary>
-public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifacts, IOptions<JobOptions> options, ILogger<SurgeryJobRunner> logger)
+public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifacts, IOptions<JobOptions> options, TrainingThreads threads,
+    ILogger<SurgeryJobRunner> logger)
 {
     [AutomaticRetry(Attempts = 5, DelaysInSeconds = [10, 30, 60, 120, 300], OnAttemptsExceeded = AttemptsExceededAction.Fail)]
     [JobDisplayName("surgery job {0}")]
@@ -121,6 +122,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
         var result = await Task.Factory.StartNew(() =>
         {
+            var observer = threads.Observe(writer, (count, why) =>
+                logger.LogInformation("Job {JobId} trains with {Threads} LibTorch threads ({Why})", job.Id, count, why));
             using var loaded = ModelFormats.Load(modelBytes, model.Format, model.Architecture);
             using var raw = DatasetArchive.Read(new MemoryStream(datasetBytes));
             var (train, test) = JobInputs.Prepare(raw, dataset, job.Preprocessing, loaded.InputShape);
@@ -128,7 +131,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             using var _test = test;
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
             if (checkpoint is not null) trainer.LoadCheckpoint(new MemoryStream(checkpoint));
-            var outcome = trainer.Run(train, test, writer, checkpointInterval, stop.Token);
+            var outcome = trainer.Run(train, test, observer, checkpointInterval, stop.Token);
             if (outcome.Cancelled)
             {
                 if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(trainer); // shutdown: keep the work
