@@ -97,28 +97,9 @@ internal static class Reproduce
         using var train = Scaled(rawTrain);
         using var test = Scaled(rawTest);
 
-        // Dense reference, cached.
-        var cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}.bin");
+        var cache = DenseReference(architecture, denseIterations, train, test);
         using var model = Architectures.Create(architecture);
-        if (File.Exists(cache))
-        {
-            model.load(cache);
-            Console.WriteLine($"dense reference: loaded {cache}");
-        }
-        else
-        {
-            manual_seed(1);
-            using var fresh = Architectures.Create(architecture);
-            var clock = Stopwatch.StartNew();
-            using (var dense = new SurgeryTrainer(fresh, [], DenseRecipe(denseIterations)))
-            {
-                dense.Run(train, test, new ConsoleObserver(), 0);
-            }
-            Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
-            fresh.save(cache);
-            model.load(cache);
-            Console.WriteLine($"dense reference: trained {denseIterations} iterations in {clock.Elapsed.TotalSeconds:F0} s, cached in {cache}");
-        }
+        model.load(cache);
 
         var layers = PrunableLayers.Discover(model);
         var cost = options.Has("no-cost") && !options.Has("cost-only") ? null : IterationCost(architecture, cache, settings, train, layers);
@@ -155,6 +136,30 @@ internal static class Reproduce
         }
         return 0;
     }
+
+    /// <summary>The dense reference's weight file, trained here the first time and cached in .data/bench.</summary>
+    public static string DenseReference(string architecture, int denseIterations, TensorDataset train, TensorDataset test)
+    {
+        var cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}.bin");
+        if (File.Exists(cache))
+        {
+            Console.WriteLine($"dense reference: {cache}");
+            return cache;
+        }
+        manual_seed(1);
+        using var fresh = Architectures.Create(architecture);
+        var clock = Stopwatch.StartNew();
+        using (var dense = new SurgeryTrainer(fresh, [], DenseRecipe(denseIterations)))
+        {
+            dense.Run(train, test, new ConsoleObserver(), 0);
+        }
+        Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
+        fresh.save(cache);
+        Console.WriteLine($"dense reference: trained {denseIterations} iterations in {clock.Elapsed.TotalSeconds:F0} s, cached in {cache}");
+        return cache;
+    }
+
+    public static int DefaultDenseIterations(string architecture) => DenseIterations(architecture);
 
     /// <summary>
     /// Milliseconds per iteration, measured in this process in alternating chunks (so machine noise hits all alike;
@@ -258,7 +263,7 @@ internal static class Reproduce
             $"({cost.FrozenRatio:F2}x); masks update in {100 * cost.UpdateShare:F1}% of this run's layer-iterations, " +
             $"so its mean is {cost.RunMeanMs:F2} ms ({cost.RunMeanRatio:F2}x)");
 
-    private static TensorDataset Scaled(TensorDataset raw)
+    public static TensorDataset Scaled(TensorDataset raw)
     {
         using (raw)
         {

@@ -33,7 +33,9 @@ builder.Services.Configure<HostOptions>(host =>
     host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds + 15));
 
 var host = builder.Build();
+// Loads LibTorch now, so its OpenMP runtime starts with the policy above and a broken native install shows at start.
 host.Services.GetRequiredService<ILogger<WorkerOptions>>().LogInformation(
-    "OpenMP wait policy {WaitPolicy}; LibTorch threads per job: {Threads}", waitPolicy,
-    options.TorchThreads > 0 ? options.TorchThreads.ToString(System.Globalization.CultureInfo.InvariantCulture) : "measured per job");
+    "OpenMP wait policy {WaitPolicy}; LibTorch threads per job: {Threads} (LibTorch's default here: {Default})", waitPolicy,
+    options.TorchThreads > 0 ? options.TorchThreads.ToString(System.Globalization.CultureInfo.InvariantCulture) : "measured per job",
+    TorchSharp.torch.get_num_threads());
 host.Run();

@@ -1,6 +1,6 @@
 using System.Runtime.InteropServices;
 
-namespace SurgeryService.Worker;
+namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
 /// LibTorch's OpenMP threads spin between parallel regions by default (OMP_WAIT_POLICY=ACTIVE behaviour). On a machine
@@ -8,7 +8,7 @@ namespace SurgeryService.Worker;
 /// cores, two threads trained a 6k-weight model at 106 iterations/s waiting actively and 2,193 waiting passively
 /// (bench -- threads, README). Passive waiting sleeps instead of spinning.
 /// </summary>
-internal static partial class OpenMpWaitPolicy
+public static class OpenMpWaitPolicy
 {
     /// <summary>
     /// Sets OMP_WAIT_POLICY=PASSIVE unless the operator set a policy. Must run before the first torch call: OpenMP reads
