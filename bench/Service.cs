@@ -340,7 +340,7 @@ internal static class Service
         {
             var lines = File.ReadAllLines($"/proc/{pid}/status");
             long Field(string name) => long.Parse(lines.Single(l => l.StartsWith(name + ":", StringComparison.Ordinal))
-                .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+                .Split((char[])[' ', '\t'], StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
             return new ProcessFigures((int)Field("Threads"), Field("VmRSS") / 1024.0);
         }
     }
