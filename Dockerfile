@@ -3,6 +3,7 @@ FROM mcr.microsoft.com/dotnet/sdk:10.0 AS build
 WORKDIR /src
 COPY global.json Directory.Build.props Directory.Build.targets Directory.Packages.props SurgeryService.sln ./
 COPY src/Domain/Domain.csproj src/Domain/
+COPY src/Infrastructure/Infrastructure.csproj src/Infrastructure/
 COPY src/Api/Api.csproj src/Api/
 COPY src/Worker/Worker.csproj src/Worker/
 RUN dotnet restore src/Api/Api.csproj && dotnet restore src/Worker/Worker.csproj

@@ -7,6 +7,7 @@ return args switch
     ["threads", .. var rest] => Threads.Run(rest),
     ["service", .. var rest] => await Service.Run(rest),
     ["threads-child", .. var rest] => Threads.Child(rest),
+    ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
     _ => Usage(),
 };
 
@@ -23,6 +24,13 @@ static int Usage()
           --cost-only                measure the iteration cost only (no surgery run)
           --threads N                torch intra-op threads (default: LibTorch's, one per core)
           --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
+        usage: dotnet run -c Release --project bench -- target <lenet-300-100|lenet-5> [options]
+          --max-drop P               validation top-1 points the search may lose (default 0.1)
+          --seeds N, --first-seed S  seeds S..S+N-1 (default 3 seeds from 1)
+          --max-iterations N         iterations of the whole search (default: the recipe's)
+          --method dns|magnitude     surgery method (default dns)
+          --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
+          --json FILE, --threads N, --mnist DIR   as for reproduce
                dotnet run -c Release --project bench -- threads [--seconds S] [--model NAME]
           iterations/s for 1 vs 2 LibTorch threads and passive vs active OpenMP waiting, per model size,
           alone and beside a second training process

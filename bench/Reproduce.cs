@@ -4,6 +4,7 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace SurgeryService.Bench;
 
@@ -68,7 +69,7 @@ internal static class Reproduce
     }
 
     /// <summary>Iterations of the dense reference used for the measured results.</summary>
-    private static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 15000 : 10000;
+    public static int DenseIterations(string architecture) => architecture == Architectures.LeNet5 ? 15000 : 10000;
 
     private static SurgerySettings DenseRecipe(int iterations) => new()
     {
@@ -97,9 +98,7 @@ internal static class Reproduce
         using var train = Scaled(rawTrain);
         using var test = Scaled(rawTest);
 
-        var cache = DenseReference(architecture, denseIterations, train, test);
-        using var model = Architectures.Create(architecture);
-        model.load(cache);
+        using var model = DenseReference(architecture, denseIterations, train, test, "", out var cache);
 
         var layers = PrunableLayers.Discover(model);
         var cost = options.Has("no-cost") && !options.Has("cost-only") ? null : IterationCost(architecture, cache, settings, train, layers);
@@ -137,14 +136,22 @@ internal static class Reproduce
         return 0;
     }
 
-    /// <summary>The dense reference's weight file, trained here the first time and cached in .data/bench.</summary>
-    public static string DenseReference(string architecture, int denseIterations, TensorDataset train, TensorDataset test)
+    public static int DefaultDenseIterations(string architecture) => DenseIterations(architecture);
+
+    /// <summary>
+    /// The dense reference: trained by the same trainer with Caffe's LeNet solver (<see cref="DenseRecipe"/>) on
+    /// <paramref name="train"/>, cached in <c>.data/bench</c> under a name that ends in <paramref name="variant"/>.
+    /// </summary>
+    public static Module<Tensor, Tensor> DenseReference(string architecture, int denseIterations, TensorDataset train,
+        TensorDataset test, string variant, out string cache)
     {
-        var cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}.bin");
+        cache = Path.Combine(".data", "bench", $"{architecture}-dense-{denseIterations}{variant}.bin");
+        var model = Architectures.Create(architecture);
         if (File.Exists(cache))
         {
-            Console.WriteLine($"dense reference: {cache}");
-            return cache;
+            model.load(cache);
+            Console.WriteLine($"dense reference: loaded {cache}");
+            return model;
         }
         manual_seed(1);
         using var fresh = Architectures.Create(architecture);
@@ -155,11 +162,10 @@ internal static class Reproduce
         }
         Directory.CreateDirectory(Path.GetDirectoryName(cache)!);
         fresh.save(cache);
+        model.load(cache);
         Console.WriteLine($"dense reference: trained {denseIterations} iterations in {clock.Elapsed.TotalSeconds:F0} s, cached in {cache}");
-        return cache;
+        return model;
     }
-
-    public static int DefaultDenseIterations(string architecture) => DenseIterations(architecture);
 
     /// <summary>
     /// Milliseconds per iteration, measured in this process in alternating chunks (so machine noise hits all alike;
@@ -235,7 +241,7 @@ internal static class Reproduce
         }
 
         public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
     }
 
     private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
@@ -271,7 +277,7 @@ internal static class Reproduce
         }
     }
 
-    private sealed class ConsoleObserver : ISurgeryObserver
+    public sealed class ConsoleObserver : ISurgeryObserver
     {
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
@@ -285,7 +291,10 @@ internal static class Reproduce
         public void OnEvaluation(EvaluationMetrics metrics) =>
             Console.WriteLine($"  eval at {metrics.Iteration}: loss {metrics.Loss:F4}, error {100 * (1 - metrics.Top1):F2}%");
 
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
+
+        public void OnEvent(SurgeryEvent surgeryEvent) =>
+            Console.WriteLine($"  [{surgeryEvent.Kind.ToString().ToLowerInvariant()} at {surgeryEvent.Iteration}] {surgeryEvent.Message}");
     }
 }
 

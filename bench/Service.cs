@@ -62,8 +62,12 @@ internal static class Service
         var (rawTrain, rawTest) = Mnist.Load(mnistDir);
         using var train = Reproduce.Scaled(rawTrain);
         using var test = Reproduce.Scaled(rawTest);
-        var denseFile = Path.GetFullPath(Reproduce.DenseReference(Architectures.LeNet300100,
-            Reproduce.DefaultDenseIterations(Architectures.LeNet300100), train, test));
+        string denseFile;
+        using (Reproduce.DenseReference(Architectures.LeNet300100, Reproduce.DefaultDenseIterations(Architectures.LeNet300100),
+                   train, test, "", out var cache))
+        {
+            denseFile = Path.GetFullPath(cache);
+        }
         async Task<(double Seconds, string Threads)> Engine()
         {
             using var model = Architectures.Create(Architectures.LeNet300100);
@@ -512,6 +516,6 @@ internal static class Service
     {
         public void OnIteration(IterationMetrics metrics) { }
         public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
     }
 }

@@ -110,6 +110,6 @@ internal static class Threads
         public int Count;
         public void OnIteration(IterationMetrics metrics) => Count++;
         public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
     }
 }

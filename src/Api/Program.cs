@@ -13,8 +13,9 @@ using SurgeryService.Api.Models;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
-using SurgeryService.Domain.Hosting;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain.Jobs;
+using SurgeryService.Infrastructure.Hosting;
+using SurgeryService.Infrastructure.Persistence;
 
 var builder = WebApplication.CreateBuilder(args);
 
@@ -29,14 +30,12 @@ builder.Services.AddOptions<TenantsOptions>()
     .ValidateOnStart();
 builder.Services.AddOptions<DatasetOptions>().BindConfiguration(DatasetOptions.Section);
 
-builder.Services.AddSurgeryPersistence(builder.Configuration);
-builder.Services.AddSurgeryJobs();
-builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
-builder.Services.AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services));
+builder.Services.AddSurgeryCore(builder.Configuration);
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).
-    builder.Services.AddHangfireServer(server => server.Queues = [.. JobEndpoints.Queues, "default"]);
+    builder.Services.AddHangfireServer(server => server.Queues = [.. JobQueues.All]);
+    builder.Services.AddSurgeryJobServer();
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();
@@ -54,7 +53,11 @@ builder.Services.AddAuthorizationBuilder()
     }));
 
 builder.Services.ConfigureHttpJsonOptions(json =>
-    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase)));
+{
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
+    json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
+});
 // Unreadable bodies surface as BadHttpRequestException, which DomainExceptionHandler turns into a 400 naming the field.
 builder.Services.Configure<RouteHandlerOptions>(options => options.ThrowOnBadRequest = true);
 builder.Services.AddProblemDetails();

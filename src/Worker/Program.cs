@@ -1,5 +1,5 @@
 using Hangfire;
-using SurgeryService.Domain.Hosting;
+using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Worker;
 
@@ -16,10 +16,8 @@ builder.Services.AddOptions<WorkerOptions>()
 var options = builder.Configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions();
 // Each job sets its LibTorch thread count on its training thread: measured, or Worker:TorchThreads.
 builder.Services.AddSingleton(TrainingThreads.For(options.TorchThreads, options.WorkerCount));
-builder.Services.AddSurgeryPersistence(builder.Configuration);
-builder.Services.AddSurgeryJobs();
-builder.Services.AddSurgeryHangfireStorage(builder.Configuration);
-builder.Services.AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services));
+builder.Services.AddSurgeryCore(builder.Configuration);
+builder.Services.AddSurgeryJobServer();
 builder.Services.AddHangfireServer(server =>
 {
     // Configuration arrays bind on top of the default list, so a queue can appear twice.

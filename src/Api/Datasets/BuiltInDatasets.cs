@@ -2,7 +2,8 @@ using System.IO.Compression;
 using Microsoft.EntityFrameworkCore;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Datasets;
 

@@ -5,11 +5,12 @@ using Microsoft.EntityFrameworkCore;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
-using SurgeryService.Domain.Persistence;
-using SurgeryService.Domain;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Datasets;
 
@@ -126,14 +127,14 @@ public static class DatasetEndpoints
         if (dataset is null) return NotFoundProblem.For("dataset", id);
         if (dataset.BuiltIn)
         {
-            throw new SurgeryException("Built-in dataset", $"'{dataset.Name}' is built in and cannot be deleted", StatusCodes.Status409Conflict);
+            throw new SurgeryException("Built-in dataset", $"'{dataset.Name}' is built in and cannot be deleted", ErrorKind.Conflict);
         }
         var active = await db.Jobs.Where(j => j.DatasetId == id && (j.State == JobState.Queued || j.State == JobState.Running))
             .Select(j => j.Id).ToListAsync(cancellationToken);
         if (active.Count > 0)
         {
             throw new SurgeryException("Dataset in use",
-                $"jobs {string.Join(", ", active)} still use this dataset: cancel them or wait until they finish", StatusCodes.Status409Conflict);
+                $"jobs {string.Join(", ", active)} still use this dataset: cancel them or wait until they finish", ErrorKind.Conflict);
         }
         db.Datasets.Remove(dataset);
         await db.SaveChangesAsync(cancellationToken);

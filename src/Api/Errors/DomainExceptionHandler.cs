@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
+using SurgeryService.Api.Uploads;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Surgery;
 
@@ -15,9 +16,9 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
     {
         var (status, title, detail, errors) = exception switch
         {
-            SurgerySettingsException settings => (settings.StatusCode, settings.Title, settings.Message,
+            SurgerySettingsException settings => (StatusOf(settings), settings.Title, settings.Message,
                 settings.Errors.ToDictionary(e => "settings." + e.Key, e => new[] { e.Value })),
-            SurgeryException domain => (domain.StatusCode, domain.Title, domain.Message, null),
+            SurgeryException domain => (StatusOf(domain), domain.Title, domain.Message, null),
             BadHttpRequestException { InnerException: JsonException json } bad =>
                 (bad.StatusCode, "Malformed request body", $"the body is not valid JSON for this request: {json.Message}",
                     json.Path is null ? null : new Dictionary<string, string[]> { [json.Path.TrimStart('$', '.')] = [json.Message] }),
@@ -43,4 +44,19 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
             ProblemDetails = problem,
         });
     }
+
+    /// <summary>The one place where the domain's error kinds become HTTP status codes.</summary>
+    public static int StatusOf(SurgeryException exception) => exception switch
+    {
+        UnsupportedMediaTypeException => StatusCodes.Status415UnsupportedMediaType,
+        _ => exception.Kind switch
+        {
+            ErrorKind.Malformed => StatusCodes.Status400BadRequest,
+            ErrorKind.NotFound => StatusCodes.Status404NotFound,
+            ErrorKind.Conflict => StatusCodes.Status409Conflict,
+            ErrorKind.TooLarge => StatusCodes.Status413PayloadTooLarge,
+            ErrorKind.BadInput or ErrorKind.Unsupported => StatusCodes.Status422UnprocessableEntity,
+            _ => throw new ArgumentOutOfRangeException(nameof(exception), exception.Kind, "unknown error kind"),
+        },
+    };
 }

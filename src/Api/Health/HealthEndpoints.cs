@@ -1,7 +1,7 @@
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Health;
 

@@ -14,6 +14,14 @@ public sealed record SubmitJobRequest
     public string? Method { get; init; }
 
     public SurgerySettings? Settings { get; init; }
+
+    /// <summary>
+    /// Budget mode: the most compressed model within <c>maxAccuracyDrop</c> top-1 points on a validation split held out
+    /// of the training samples. Jobs whose settings name no cRate run in budget mode with the defaults; a target cannot
+    /// be combined with cRates. The job succeeds with the best model found; <c>budgetMet</c> says whether it reached
+    /// <c>minCompression</c>.
+    /// </summary>
+    public SurgeryTarget? Target { get; init; }
     public JobPreprocessing? Preprocessing { get; init; }
 
     /// <summary><c>cpu</c> (default) or <c>gpu</c>: the Hangfire queue, so GPU workers take GPU jobs.</summary>
@@ -54,7 +62,11 @@ public sealed record JobResponse(
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
-    double? DurationSeconds)
+    double? DurationSeconds,
+    string Mode,
+    SurgeryTarget? Target,
+    bool? BudgetMet,
+    string? BudgetProblem)
 {
     public static JobResponse From(SurgeryJob j) => new(
         j.Id, j.State.ToString(), j.ModelId, j.DatasetId, j.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
@@ -65,7 +77,11 @@ public sealed record JobResponse(
         j.Total is > 0 && j.Kept is > 0 ? (double)j.Total.Value / j.Kept.Value : null,
         j.LastTop1, j.LastTop5, j.Top1Before, j.Top1After, j.Attempts, j.CheckpointIteration, j.ResumedFromIteration,
         j.CancelRequested, j.Error, ResultFormatsOf(j), j.Settings, j.Preprocessing, j.CreatedAt, j.StartedAt, j.FinishedAt,
-        j.StartedAt is { } start ? ((j.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalSeconds : null);
+        j.StartedAt is { } start ? ((j.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalSeconds : null,
+        ModeOf(j.Settings), j.Settings.IsBudgetMode ? j.Settings.EffectiveTarget : null, j.Search?.BudgetMet, j.Search?.BudgetProblem);
+
+    /// <summary><c>budget</c> (the search picks the thresholds) or <c>fixed</c> (the paper's cRates).</summary>
+    public static string ModeOf(SurgerySettings settings) => settings.IsBudgetMode ? "budget" : "fixed";
 
     public static IReadOnlyList<string> ResultFormatsOf(SurgeryJob j)
     {
@@ -111,4 +127,10 @@ public sealed record JobReport(
     IReadOnlyList<ReportFile> Files,
     int Attempts,
     int? ResumedFromIteration,
-    double? DurationSeconds);
+    double? DurationSeconds,
+    string Mode,
+    SearchReport? Budget,
+    IReadOnlyList<JobLogEntry> Log);
+
+/// <summary>A warning, rollback or budget-search step of a job (see <c>GET /api/jobs/{id}/log</c>).</summary>
+public sealed record JobLogEntry(int Sequence, int Iteration, string Kind, string Message, DateTimeOffset CreatedAt);

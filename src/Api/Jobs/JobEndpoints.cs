@@ -1,10 +1,7 @@
-using System.Globalization;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using System.Security.Claims;
-using System.Text;
 using Hangfire;
-using Hangfire.States;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
@@ -14,15 +11,16 @@ using SurgeryService.Api.Tenants;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Jobs;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Jobs;
 
+/// <summary>The job resource: submit, list, progress, metrics, result, report, cancel.</summary>
 public static class JobEndpoints
 {
-    public static readonly string[] Queues = ["cpu", "gpu"];
-
     public static RouteGroupBuilder MapJobs(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/jobs").WithTags("Jobs").RequireAuthorization();
@@ -41,17 +39,16 @@ public static class JobEndpoints
         group.MapGet("/{id:guid}/result", Result).WithName("DownloadJobResult")
             .WithSummary("The compressed model; 409 until the job has succeeded")
             .Produces(StatusCodes.Status200OK, contentType: "application/octet-stream")
-            .ProducesProblem(StatusCodes.Status409Conflict)
             .WithMetadata(new OpenApiExample(new { format = "onnx-sparse" }));
         group.MapGet("/{id:guid}/report", Report).WithName("GetJobReport")
-            .WithSummary("Per-layer table, totals, accuracy before and after, file sizes")
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .WithSummary("Per-layer table, totals, accuracy before and after, file sizes");
         group.MapGet("/{id:guid}/report.svg", ReportSvg).WithName("GetJobReportSvg")
             .WithSummary("Per-layer remaining weights and accuracy against iteration, as SVG")
             .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml");
+        group.MapGet("/{id:guid}/log", Log).WithName("GetJobLog")
+            .WithSummary("The job's warnings, rollbacks and budget-search steps, in order (also while it runs)");
         group.MapPost("/{id:guid}/cancel", Cancel).WithName("CancelJob")
-            .WithSummary("Stop a queued or running job at its next iteration")
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .WithSummary("Stop a queued or running job at its next iteration");
         return group;
     }
 
@@ -67,7 +64,7 @@ public static class JobEndpoints
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
-        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs,
+        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, JobQueuing queuing,
         IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var tenant = user.TenantId();
@@ -89,13 +86,20 @@ public static class JobEndpoints
                 malformed["method"] = ["must be 'dns' or 'magnitude'"];
             }
         }
-        var queue = request.Queue?.ToLowerInvariant() ?? "cpu";
-        if (!Queues.Contains(queue)) malformed["queue"] = ["must be 'cpu' or 'gpu'"];
+        var queue = request.Queue?.ToLowerInvariant() ?? JobQueues.Cpu;
+        if (!JobQueues.ForJobs.Contains(queue)) malformed["queue"] = [$"must be {string.Join(" or ", JobQueues.ForJobs.Select(q => $"'{q}'"))}"];
         if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");
 
         var settings = request.Settings ?? new SurgerySettings();
         if (method is { } m) settings = settings with { Method = m };
-        foreach (var (name, problem) in settings.ValidationErrors()) invalid["settings." + name] = [problem];
+        if (request.Target is not null)
+        {
+            if (settings.Target is not null) malformed["target"] = ["is given twice: at the top level and in settings; give it once"];
+            settings = settings with { Target = request.Target };
+        }
+        if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");
+        // The target block is the job's, named as the request names it; the rest are settings.
+        foreach (var (name, problem) in settings.ValidationErrors()) invalid[name.StartsWith("target", StringComparison.Ordinal) ? name : "settings." + name] = [problem];
         var preprocessing = request.Preprocessing ?? new JobPreprocessing();
         foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
         if (request.CheckpointInterval is <= 0 or > 10_000_000) invalid["checkpointInterval"] = ["must be between 1 and 10000000"];
@@ -128,15 +132,11 @@ public static class JobEndpoints
             Preprocessing = preprocessing,
             Queue = queue,
             CheckpointInterval = request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            State = JobState.Queued,
-            TotalIterations = settings.Iterations,
+            TotalIterations = settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations,
             CreatedAt = DateTimeOffset.UtcNow,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
-        db.Jobs.Add(job);
-        await db.SaveChangesAsync(cancellationToken);
-        job.HangfireJobId = jobs.Create<SurgeryJobRunner>(r => r.RunAsync(job.Id, CancellationToken.None), new EnqueuedState(queue));
-        await db.SaveChangesAsync(CancellationToken.None);
+        await queuing.SubmitAsync(job, cancellationToken);
         return TypedResults.Accepted($"/api/jobs/{job.Id}", JobResponse.From(job));
     }
 
@@ -202,16 +202,7 @@ public static class JobEndpoints
         int? nextFrom = points.Count == limit ? points[^1].Iteration + stride : null;
         if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom));
 
-        var csv = new StringBuilder("iteration,loss,learning_rate,kept,total,sparsity");
-        foreach (var layer in job.LayerNames) csv.Append(",kept_").Append(layer.Replace(',', '_'));
-        csv.Append('\n');
-        foreach (var p in points)
-        {
-            csv.Append(CultureInfo.InvariantCulture, $"{p.Iteration},{p.Loss:R},{p.LearningRate:R},{p.Kept},{p.Total},{p.Sparsity:R}");
-            foreach (var kept in p.LayerKept) csv.Append(',').Append(kept);
-            csv.Append('\n');
-        }
-        return TypedResults.Content(csv.ToString(), "text/csv; charset=utf-8");
+        return TypedResults.Content(MetricsCsv.Write(job.LayerNames, points), "text/csv; charset=utf-8");
     }
 
     public static async Task<Results<ServerSentEventsResult<JobProgressEvent>, NotFound<ProblemDetails>>> Events(
@@ -245,8 +236,9 @@ public static class JobEndpoints
         }
     }
 
-    public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Result(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, Domain.Artifacts.ArtifactStore artifacts, string? format = null,
+    public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>,
+        UnprocessableEntity<ProblemDetails>, ValidationProblem>> Result(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, string? format = null,
         CancellationToken cancellationToken = default)
     {
         ResultFormat? parsed = null;
@@ -259,7 +251,7 @@ public static class JobEndpoints
         }
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
-        RequireSucceeded(job, "result");
+        if (NotSucceeded(job, "result") is { } notDone) return notDone;
         var available = JobResponse.ResultFormatsOf(job);
         var chosen = parsed ?? ModelFormats.ParseResultFormat(available[0])!.Value;
         var artifactId = chosen switch
@@ -267,50 +259,24 @@ public static class JobEndpoints
             ResultFormat.Onnx => job.ResultOnnxArtifactId,
             ResultFormat.OnnxSparse => job.ResultOnnxSparseArtifactId,
             _ => job.ResultTorchSharpArtifactId,
-        } ?? throw new SurgeryException("Format not available",
-            $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} (it follows the uploaded model's format)",
-            StatusCodes.Status422UnprocessableEntity);
+        };
+        if (artifactId is null)
+        {
+            return Problems.Unprocessable("Format not available",
+                $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} (it follows the uploaded model's format)");
+        }
         var artifact = await db.Artifacts.AsNoTracking().SingleAsync(a => a.Id == artifactId, cancellationToken);
-        var stream = await artifacts.OpenReadAsync(artifactId, cancellationToken);
+        var stream = await artifacts.OpenReadAsync(artifactId.Value, cancellationToken);
         return TypedResults.Stream(stream, artifact.ContentType, artifact.FileName);
     }
 
-    public static async Task<Results<Ok<JobReport>, NotFound<ProblemDetails>>> Report(
+    public static async Task<Results<Ok<JobReport>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Report(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
     {
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
-        RequireSucceeded(job, "report");
-        return TypedResults.Ok(await BuildReportAsync(db, job, cancellationToken));
-    }
-
-    public static async Task<JobReport> BuildReportAsync(SurgeryDbContext db, SurgeryJob job, CancellationToken cancellationToken)
-    {
-        var layers = await db.JobLayerResults.AsNoTracking().Where(l => l.JobId == job.Id).OrderBy(l => l.Order).ToListAsync(cancellationToken);
-        var before = layers.Sum(l => l.Total);
-        var after = layers.Sum(l => l.Kept);
-        var artifactIds = new[] { job.ResultOnnxArtifactId, job.ResultOnnxSparseArtifactId, job.ResultTorchSharpArtifactId }
-            .Where(a => a is not null).Select(a => a!.Value).ToList();
-        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(m => m.Id == job.ModelId, cancellationToken);
-        if (model is not null) artifactIds.Insert(0, model.ArtifactId);
-        var files = await db.Artifacts.AsNoTracking().Where(a => artifactIds.Contains(a.Id)).ToListAsync(cancellationToken);
-        string Role(Guid artifactId) =>
-            artifactId == model?.ArtifactId ? "original" :
-            artifactId == job.ResultOnnxArtifactId ? "onnx" :
-            artifactId == job.ResultOnnxSparseArtifactId ? "onnx-sparse" : "torchsharp";
-        return new JobReport(
-            job.Id,
-            job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
-            job.Iteration,
-            layers.Select(l => new ReportLayer(l.Layer, l.Kind == LayerKind.Convolution ? "convolution" : "fullyConnected",
-                l.Total, l.Kept, l.Total == 0 ? 100 : Math.Round(100.0 * l.Kept / l.Total, 3), l.PrunedTotal, l.SplicedTotal)).ToList(),
-            new ReportTotals(before, after, before == 0 ? 100 : Math.Round(100.0 * after / before, 3),
-                after == 0 ? 0 : Math.Round((double)before / after, 2)),
-            new ReportAccuracy(job.Top1Before, job.Top1After, 1 - job.Top1Before, 1 - job.Top1After),
-            files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim())).ToList(),
-            job.Attempts,
-            job.ResumedFromIteration,
-            job.StartedAt is { } s && job.FinishedAt is { } e ? (e - s).TotalSeconds : null);
+        if (NotSucceeded(job, "report") is { } notDone) return notDone;
+        return TypedResults.Ok(await JobReportBuilder.BuildAsync(db, job, cancellationToken));
     }
 
     public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>>> ReportSvg(
@@ -330,37 +296,48 @@ public static class JobEndpoints
         return TypedResults.Content(svg, "image/svg+xml");
     }
 
-    public static async Task<Results<Accepted<JobResponse>, NotFound<ProblemDetails>>> Cancel(
+    public static async Task<Results<Ok<IReadOnlyList<JobLogEntry>>, NotFound<ProblemDetails>>> Log(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        return TypedResults.Ok(await JobReportBuilder.LogAsync(db, id, cancellationToken));
+    }
+
+    public static async Task<Results<Accepted<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Cancel(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs, CancellationToken cancellationToken)
     {
         var job = await Find(db, id, user, cancellationToken, tracking: true);
         if (job is null) return NotFoundProblem.For("job", id);
-        if (job.IsFinished)
+        for (var conflicts = 0; ; conflicts++)
         {
-            throw new SurgeryException("Job finished", $"the job is already {job.State}", StatusCodes.Status409Conflict);
+            if (job.IsFinished) return Problems.Conflict("Job finished", $"the job is already {job.State}");
+            var wasQueued = job.RequestCancel(DateTimeOffset.UtcNow);
+            try
+            {
+                await db.SaveChangesAsync(cancellationToken);
+            }
+            catch (DbUpdateConcurrencyException) when (conflicts < MaxConflicts)
+            {
+                // The worker changed the job meanwhile (it started, wrote progress or finished): decide on the new row.
+                await db.Entry(job).ReloadAsync(cancellationToken);
+                continue;
+            }
+            if (wasQueued && job.HangfireJobId is not null) jobs.Delete(job.HangfireJobId);
+            return TypedResults.Accepted($"/api/jobs/{id}", JobResponse.From(job));
         }
-        // The flag first: a worker that is just starting the job sees it before its first iteration.
-        await db.Jobs.Where(j => j.Id == id).ExecuteUpdateAsync(s => s.SetProperty(j => j.CancelRequested, true), cancellationToken);
-        var stillQueued = await db.Jobs.Where(j => j.Id == id && j.State == JobState.Queued).ExecuteUpdateAsync(s => s
-            .SetProperty(j => j.State, JobState.Cancelled)
-            .SetProperty(j => j.FinishedAt, DateTimeOffset.UtcNow)
-            .SetProperty(j => j.UpdatedAt, DateTimeOffset.UtcNow), cancellationToken);
-        if (stillQueued > 0 && job.HangfireJobId is not null) jobs.Delete(job.HangfireJobId);
-        await db.Entry(job).ReloadAsync(cancellationToken);
-        return TypedResults.Accepted($"/api/jobs/{id}", JobResponse.From(job));
     }
 
-    private static void RequireSucceeded(SurgeryJob job, string what)
-    {
-        if (job.State != JobState.Succeeded)
-        {
-            throw new SurgeryException("Job not done",
-                job.State is JobState.Failed or JobState.Cancelled
-                    ? $"the job is {job.State}: it has no {what}" + (job.Error is null ? "" : $" ({job.Error})")
-                    : $"the job is {job.State} at iteration {job.Iteration} of {job.TotalIterations}: the {what} is ready once it has succeeded",
-                StatusCodes.Status409Conflict);
-        }
-    }
+    /// <summary>Times the cancel is decided again on a reloaded job when a worker wrote it at the same moment.</summary>
+    private const int MaxConflicts = 5;
+
+    /// <summary>409 while the job has not succeeded: it has no result or report (yet, or at all).</summary>
+    private static Conflict<ProblemDetails>? NotSucceeded(SurgeryJob job, string what) => job.State == JobState.Succeeded
+        ? null
+        : Problems.Conflict("Job not done",
+            job.State is JobState.Failed or JobState.Cancelled
+                ? $"the job is {job.State}: it has no {what}" + (job.Error is null ? "" : $" ({job.Error})")
+                : $"the job is {job.State} at iteration {job.Iteration} of {job.TotalIterations}: the {what} is ready once it has succeeded");
 
     private static Task<SurgeryJob?> Find(SurgeryDbContext db, Guid id, ClaimsPrincipal user, CancellationToken cancellationToken,
         bool tracking = false)

@@ -4,11 +4,12 @@ using Microsoft.EntityFrameworkCore;
 using SurgeryService.Api.OpenApi;
 using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
-using SurgeryService.Domain;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Models;
 
@@ -128,7 +129,7 @@ public static class ModelEndpoints
         if (active.Count > 0)
         {
             throw new SurgeryException("Model in use",
-                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish", StatusCodes.Status409Conflict);
+                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish", ErrorKind.Conflict);
         }
         db.Models.Remove(model);
         await db.SaveChangesAsync(cancellationToken);

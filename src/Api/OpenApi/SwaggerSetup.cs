@@ -2,7 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.OpenApi;
 using SurgeryService.Api.Tenants;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Persistence;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
 namespace SurgeryService.Api.OpenApi;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
+using SurgeryService.Infrastructure.Artifacts;
 
 namespace SurgeryService.Api.Uploads;
 
@@ -38,8 +39,8 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
             || !contentType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
             || HeaderUtilities.RemoveQuotes(contentType.Boundary).Length == 0)
         {
-            throw new SurgeryException("Not a form upload",
-                $"send the file as multipart/form-data with a part named '{FileField}'", StatusCodes.Status415UnsupportedMediaType);
+            throw new UnsupportedMediaTypeException("Not a form upload",
+                $"send the file as multipart/form-data with a part named '{FileField}'");
         }
 
         var reader = new MultipartReader(HeaderUtilities.RemoveQuotes(contentType.Boundary).Value!, request.Body);
@@ -68,7 +69,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                     var read = await text.ReadBlockAsync(buffer, cancellationToken);
                     if (read > MaxFieldLength)
                     {
-                        throw new SurgeryException("Bad form field", $"form field '{name}' is longer than {MaxFieldLength} characters");
+                        throw new SurgeryException("Bad form field", $"form field '{name}' is longer than {MaxFieldLength} characters", ErrorKind.Malformed);
                     }
                     fields[name] = new string(buffer, 0, read);
                 }
@@ -82,24 +83,27 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
             // BadHttpRequestException (an IOException) keeps its own status, e.g. 413 from the server's body limit.
             if (e is IOException and not BadHttpRequestException)
             {
-                throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}");
+                throw new SurgeryException("Bad upload", $"the multipart body could not be read: {e.Message}", ErrorKind.Malformed);
             }
             throw;
         }
 
         if (file is null)
         {
-            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file");
+            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file", ErrorKind.Malformed);
         }
         if (file.Size == 0)
         {
             await artifacts.DeleteAsync(file.Id, CancellationToken.None);
-            throw new SurgeryException("Empty file", "the uploaded file is empty");
+            throw new SurgeryException("Empty file", "the uploaded file is empty", ErrorKind.Malformed);
         }
         return new Upload(file, fields);
     }
 
     private static SurgeryException TooLarge(long limit) =>
         new("Upload too large", $"the upload is larger than the limit of {limit} bytes (setting Api:MaxUploadBytes)",
-            StatusCodes.Status413PayloadTooLarge);
+            ErrorKind.TooLarge);
 }
+
+/// <summary>A body that is not a form upload: answered with 415 (an HTTP notion, so it lives in the Api).</summary>
+public sealed class UnsupportedMediaTypeException(string title, string message) : SurgeryException(title, message, ErrorKind.Malformed);

@@ -10,7 +10,7 @@ public enum ArtifactKind
 
 /// <summary>
 /// A file kept in PostgreSQL as a row of metadata plus <see cref="ArtifactChunk"/> rows of bytea, so every worker machine
-/// needs only the connection string. Written and read as a stream through <see cref="ArtifactStore"/>.
+/// needs only the connection string. Written and read as a stream through <c>ArtifactStore</c> (in Infrastructure).
 /// </summary>
 public sealed class Artifact
 {

@@ -70,7 +70,7 @@ public static class DatasetArchive
         catch (InvalidDataException)
         {
             throw new SurgeryException("Bad dataset",
-                "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", 422);
+                "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
         }
     }
 
@@ -103,12 +103,12 @@ public static class DatasetArchive
         if (npz.Any(e => e is not null))
         {
             throw new SurgeryException("Bad dataset", "the .npz lacks " +
-                string.Join(", ", NpzArrays.Where((_, i) => npz[i] is null)) + " (it needs x_train, y_train, x_test, y_test)", 422);
+                string.Join(", ", NpzArrays.Where((_, i) => npz[i] is null)) + " (it needs x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
         }
         throw new SurgeryException("Bad dataset",
             "the archive holds neither x_train/y_train/x_test/y_test .npy arrays nor the four IDX files " +
             "(train-images, train-labels, t10k-images or test-images, t10k-labels or test-labels); it holds: " +
-            string.Join(", ", files.Take(10).Select(f => f.FullName)), 422);
+            string.Join(", ", files.Take(10).Select(f => f.FullName)), ErrorKind.BadInput);
     }
 
     private static byte[] ReadEntry(ZipArchiveEntry entry)
@@ -119,7 +119,7 @@ public static class DatasetArchive
         }
         catch (InvalidDataException e)
         {
-            throw new SurgeryException("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", 422);
+            throw new SurgeryException("Bad dataset", $"the archive entry {entry.FullName} is corrupt: {e.Message}", ErrorKind.BadInput);
         }
     }
 
@@ -145,7 +145,7 @@ public static class DatasetArchive
     {
         if (data.Length < 4 || data[0] != 0 || data[1] != 0 || data[3] == 0 || data.Length < 4 + 4 * data[3])
         {
-            throw new SurgeryException("Bad dataset", $"{what} is not an IDX file (bad header)", 422);
+            throw new SurgeryException("Bad dataset", $"{what} is not an IDX file (bad header)", ErrorKind.BadInput);
         }
         var (type, size) = data[2] switch
         {
@@ -155,7 +155,7 @@ public static class DatasetArchive
             0x0C => ("int32", 4),
             0x0D => ("float32", 4),
             0x0E => ("float64", 8),
-            _ => throw new SurgeryException("Bad dataset", $"{what} has unknown IDX type code 0x{data[2]:X2}", 422),
+            _ => throw new SurgeryException("Bad dataset", $"{what} has unknown IDX type code 0x{data[2]:X2}", ErrorKind.BadInput),
         };
         var shape = Enumerable.Range(0, data[3])
             .Select(i => (long)BinaryPrimitives.ReadInt32BigEndian(data.AsSpan(4 + 4 * i, 4))).ToArray();
@@ -163,7 +163,7 @@ public static class DatasetArchive
         if (data.Length - 4 - 4 * data[3] != expected)
         {
             throw new SurgeryException("Bad dataset",
-                $"{what} holds {data.Length - 4 - 4 * data[3]} data bytes but its header announces {expected}", 422);
+                $"{what} holds {data.Length - 4 - 4 * data[3]} data bytes but its header announces {expected}", ErrorKind.BadInput);
         }
         return (shape, type);
     }
@@ -172,7 +172,7 @@ public static class DatasetArchive
     {
         void Check(bool ok, string problem)
         {
-            if (!ok) throw new SurgeryException("Bad dataset", problem, 422);
+            if (!ok) throw new SurgeryException("Bad dataset", problem, ErrorKind.BadInput);
         }
 
         Check(xTrain.Length >= 2, $"training inputs must have a sample dimension and a count, not shape [{string.Join(", ", xTrain)}]");
@@ -195,11 +195,11 @@ public static class DatasetArchive
             using var raw = isNpz ? NpyReader.Read(entry.Data, entry.Name) : IdxReader.Read(entry.Data, entry.Name);
             if (raw.is_floating_point() && !raw.eq(raw.floor()).all().item<bool>())
             {
-                throw new SurgeryException("Bad dataset", $"{entry.Name} holds non-integer labels", 422);
+                throw new SurgeryException("Bad dataset", $"{entry.Name} holds non-integer labels", ErrorKind.BadInput);
             }
             if (raw.numel() == 0) continue;
             using var asLong = raw.to(int64);
-            if (asLong.min().item<long>() < 0) throw new SurgeryException("Bad dataset", $"{entry.Name} holds negative labels", 422);
+            if (asLong.min().item<long>() < 0) throw new SurgeryException("Bad dataset", $"{entry.Name} holds negative labels", ErrorKind.BadInput);
             max = Math.Max(max, asLong.max().item<long>());
         }
         return (int)(max + 1);

@@ -14,7 +14,7 @@ public static class Mnist
         if (!IsPresent(directory))
         {
             throw new SurgeryException("MNIST missing",
-                $"MNIST files not found in '{directory}' (run ./scripts/test.sh or ./scripts/run.sh to fetch them)", 404);
+                $"MNIST files not found in '{directory}' (run ./scripts/test.sh or ./scripts/run.sh to fetch them)", ErrorKind.NotFound);
         }
         return (LoadPair(directory, "train"), LoadPair(directory, "t10k"));
     }

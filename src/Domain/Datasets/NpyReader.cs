@@ -83,7 +83,7 @@ public static partial class NpyReader
         return raw.clone();
     }
 
-    private static SurgeryException Bad(string what, string problem) => new("Bad dataset", $"{what} {problem}", 422);
+    private static SurgeryException Bad(string what, string problem) => new("Bad dataset", $"{what} {problem}", ErrorKind.BadInput);
 
     [GeneratedRegex(@"'descr'\s*:\s*'([^']+)'")]
     private static partial Regex DescrPattern();

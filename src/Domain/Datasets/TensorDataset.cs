@@ -29,6 +29,26 @@ public sealed class TensorDataset : IDisposable
     /// <summary>The shape of one sample, without the leading batch dimension.</summary>
     public long[] SampleShape => Inputs.shape[1..];
 
+    /// <summary>
+    /// Holds <paramref name="count"/> samples out, chosen by a permutation seeded with <paramref name="seed"/>: returns the
+    /// rest (to train on) and the held-out samples (to validate on), both new datasets in the original order.
+    /// </summary>
+    public (TensorDataset Remaining, TensorDataset HeldOut) Split(int count, int seed)
+    {
+        if (count <= 0 || count >= Count)
+        {
+            throw new SurgeryException("Bad dataset",
+                $"cannot hold {count} of {Count} training samples out for validation: at least one must remain on each side");
+        }
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(unchecked((ulong)(seed * 104_729L + 17)));
+        var order = randperm(Count, generator: generator);
+        var heldOut = order.narrow(0, 0, count).sort().Values;
+        var rest = order.narrow(0, count, Count - count).sort().Values;
+        return (new TensorDataset(Inputs.index_select(0, rest), Labels.index_select(0, rest), ClassCount),
+            new TensorDataset(Inputs.index_select(0, heldOut), Labels.index_select(0, heldOut), ClassCount));
+    }
+
     public void Dispose()
     {
         Inputs.Dispose();

@@ -44,3 +44,17 @@ public sealed class JobLayerResult
     public long PrunedTotal { get; set; }
     public long SplicedTotal { get; set; }
 }
+
+/// <summary>
+/// A warning, rollback or budget-search step of a job, numbered in the order the engine emitted it. A checkpoint
+/// records how many came before it, so a resumed attempt replaces exactly those that came after.
+/// </summary>
+public sealed class JobEvent
+{
+    public Guid JobId { get; set; }
+    public int Sequence { get; set; }
+    public int Iteration { get; set; }
+    public required string Kind { get; set; }
+    public required string Message { get; set; }
+    public DateTimeOffset CreatedAt { get; set; }
+}

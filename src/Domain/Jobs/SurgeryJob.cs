@@ -1,9 +1,16 @@
 using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 
 namespace SurgeryService.Domain.Jobs;
 
-/// <summary>A surgery job as stored in PostgreSQL: what was asked, where it stands, and what it produced.</summary>
+/// <summary>
+/// A surgery job as stored in PostgreSQL: what was asked, where it stands, and what it produced. Its lifecycle
+/// (<see cref="JobState"/>) changes only through the methods below; the database's concurrency token (xmin) makes a
+/// writer that loaded an older row reload and decide again instead of overwriting another process's transition.
+/// Progress fields (iteration, loss, per-layer names and totals, checkpoint) are written by the running worker's
+/// progress writer directly, and only while the job is <see cref="JobState.Running"/>.
+/// </summary>
 public sealed class SurgeryJob
 {
     public Guid Id { get; set; }
@@ -16,20 +23,20 @@ public sealed class SurgeryJob
     public required SurgerySettings Settings { get; set; }
     public required JobPreprocessing Preprocessing { get; set; }
 
-    /// <summary>Hangfire queue: <c>cpu</c> or <c>gpu</c>.</summary>
+    /// <summary>Hangfire queue: one of <see cref="JobQueues.ForJobs"/>.</summary>
     public required string Queue { get; set; }
 
     /// <summary>Iterations between checkpoints (and so the most work a lost worker costs).</summary>
     public int CheckpointInterval { get; set; }
 
-    public JobState State { get; set; }
-    public string? HangfireJobId { get; set; }
+    public JobState State { get; private set; } = JobState.Queued;
+    public string? HangfireJobId { get; private set; }
 
-    /// <summary>Set by the cancel endpoint; the running job polls it and stops at the next iteration.</summary>
-    public bool CancelRequested { get; set; }
+    /// <summary>Set by <see cref="RequestCancel"/>; the running job polls it and stops at the next iteration.</summary>
+    public bool CancelRequested { get; private set; }
 
     /// <summary>How many times a worker started this job (more than one after a lost worker or a retry).</summary>
-    public int Attempts { get; set; }
+    public int Attempts { get; private set; }
 
     public int Iteration { get; set; }
     public int TotalIterations { get; set; }
@@ -50,20 +57,146 @@ public sealed class SurgeryJob
     public Guid? CheckpointArtifactId { get; set; }
     public int CheckpointIteration { get; set; }
 
+    /// <summary>Events (see <see cref="JobEvent"/>) emitted before the checkpoint was taken.</summary>
+    public int CheckpointEvents { get; set; }
+
+    /// <summary>Budget mode: the search's stages, sensitivity curves and verdict, once the job has finished.</summary>
+    public SearchReport? Search { get; private set; }
+
     /// <summary>The checkpoint iteration the latest attempt resumed from, when it did.</summary>
-    public int? ResumedFromIteration { get; set; }
+    public int? ResumedFromIteration { get; private set; }
 
-    public Guid? ResultOnnxArtifactId { get; set; }
-    public Guid? ResultOnnxSparseArtifactId { get; set; }
-    public Guid? ResultTorchSharpArtifactId { get; set; }
+    public Guid? ResultOnnxArtifactId { get; private set; }
+    public Guid? ResultOnnxSparseArtifactId { get; private set; }
+    public Guid? ResultTorchSharpArtifactId { get; private set; }
 
-    public string? Error { get; set; }
+    public string? Error { get; private set; }
     public DateTimeOffset CreatedAt { get; set; }
-    public DateTimeOffset? StartedAt { get; set; }
-    public DateTimeOffset? FinishedAt { get; set; }
+    public DateTimeOffset? StartedAt { get; private set; }
+    public DateTimeOffset? FinishedAt { get; private set; }
     public DateTimeOffset UpdatedAt { get; set; }
 
     public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+
+    /// <summary>Longest <see cref="Error"/> kept (the column's size).</summary>
+    public const int MaxErrorLength = 4000;
+
+    /// <summary>Records the Hangfire job that runs this job.</summary>
+    public void Enqueued(string hangfireJobId, DateTimeOffset now)
+    {
+        HangfireJobId = hangfireJobId;
+        UpdatedAt = now;
+    }
+
+    /// <summary>
+    /// A worker starts an attempt: the job runs from its last checkpoint (or from the start). Returns the iteration it
+    /// resumes from.
+    /// </summary>
+    public int StartAttempt(DateTimeOffset now)
+    {
+        RequireNotFinished("start");
+        Attempts++;
+        State = JobState.Running;
+        StartedAt ??= now;
+        UpdatedAt = now;
+        ResumedFromIteration = CheckpointArtifactId is null ? null : CheckpointIteration;
+        Iteration = ResumedFromIteration ?? 0;
+        return Iteration;
+    }
+
+    /// <summary>
+    /// The worker stops cleanly (deploy, scale-in) and another resumes the job later: the attempt does not count.
+    /// The job stays <see cref="JobState.Running"/> from the user's view; it is queued again in Hangfire.
+    /// </summary>
+    public void HandBack(DateTimeOffset now)
+    {
+        RequireNotFinished("hand back");
+        Attempts = Math.Max(0, Attempts - 1);
+        UpdatedAt = now;
+    }
+
+    /// <summary>An attempt failed in a way another attempt may not: the job stays open and is retried.</summary>
+    public void AttemptFailed(string error, DateTimeOffset now)
+    {
+        RequireNotFinished("record a failed attempt of");
+        Error = Truncate($"attempt {Attempts} failed: {error}; retrying from the last checkpoint");
+        UpdatedAt = now;
+    }
+
+    /// <summary>The run finished: its totals, accuracies and result files become the job's.</summary>
+    public void Succeed(SurgeryOutcome outcome, IReadOnlyDictionary<ResultFormat, Guid> results, DateTimeOffset now)
+    {
+        RequireNotFinished("succeed");
+        foreach (var (format, artifactId) in results)
+        {
+            switch (format)
+            {
+                case ResultFormat.Onnx: ResultOnnxArtifactId = artifactId; break;
+                case ResultFormat.OnnxSparse: ResultOnnxSparseArtifactId = artifactId; break;
+                default: ResultTorchSharpArtifactId = artifactId; break;
+            }
+        }
+        Iteration = outcome.Iterations;
+        Kept = outcome.Kept;
+        Total = outcome.Total;
+        if (outcome.Before is { } before) Top1Before ??= before.Top1;
+        if (outcome.Search is { } search)
+        {
+            // Budget mode: the progress writer's first evaluation was on the validation split; the job reports the test set's.
+            Top1Before = search.TestTop1Before;
+            Search = search;
+        }
+        if (outcome.After is { } after)
+        {
+            Top1After = after.Top1;
+            LastTop1 = after.Top1;
+            LastTop5 = after.Top5;
+        }
+        Finish(JobState.Succeeded, null, now);
+    }
+
+    /// <summary>The job cannot succeed (its inputs are unusable, or too many attempts were lost).</summary>
+    public void Fail(string error, DateTimeOffset now)
+    {
+        RequireNotFinished("fail");
+        Finish(JobState.Failed, error, now);
+    }
+
+    /// <summary>The worker stopped the job because a cancel was requested.</summary>
+    public void Cancel(DateTimeOffset now)
+    {
+        RequireNotFinished("cancel");
+        Finish(JobState.Cancelled, null, now);
+    }
+
+    /// <summary>
+    /// The user asks to stop the job. A queued job is cancelled at once (the caller then removes its Hangfire job:
+    /// the result is true); a running one stops at its next iteration, when the worker sees the flag.
+    /// </summary>
+    public bool RequestCancel(DateTimeOffset now)
+    {
+        if (IsFinished) throw new SurgeryException("Job finished", $"the job is already {State}", ErrorKind.Conflict);
+        CancelRequested = true;
+        UpdatedAt = now;
+        if (State != JobState.Queued) return false;
+        Finish(JobState.Cancelled, null, now);
+        return true;
+    }
+
+    private void Finish(JobState state, string? error, DateTimeOffset now)
+    {
+        State = state;
+        Error = error is null ? null : Truncate(error);
+        FinishedAt = now;
+        UpdatedAt = now;
+    }
+
+    private void RequireNotFinished(string action)
+    {
+        if (IsFinished) throw new InvalidOperationException($"cannot {action} job {Id}: it is already {State}");
+    }
+
+    private static string Truncate(string error) => error.Length > MaxErrorLength ? error[..MaxErrorLength] : error;
 }
 
 /// <summary>

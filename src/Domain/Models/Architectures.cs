@@ -13,13 +13,17 @@ public static class Architectures
     public static IReadOnlyList<string> Names { get; } = [LeNet300100, LeNet5];
 
     /// <summary>A freshly initialised module of the named architecture (seeded by the caller through torch.manual_seed).</summary>
-    public static Module<Tensor, Tensor> Create(string name) => name switch
+    public static Module<Tensor, Tensor> Create(string name)
     {
-        LeNet300100 => new LeNet300100Module(),
-        LeNet5 => new LeNet5Module(),
-        _ => throw new SurgeryException("Unknown architecture",
-            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", 422),
-    };
+        Torch.ConvolutionCheck.Ensure();
+        return name switch
+        {
+            LeNet300100 => new LeNet300100Module(),
+            LeNet5 => new LeNet5Module(),
+            _ => throw new SurgeryException("Unknown architecture",
+                $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
+        };
+    }
 
     /// <summary>The input shape of one sample, without the batch dimension.</summary>
     public static long[] InputShape(string name) => name switch
@@ -27,7 +31,7 @@ public static class Architectures
         LeNet300100 => [784],
         LeNet5 => [1, 28, 28],
         _ => throw new SurgeryException("Unknown architecture",
-            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", 422),
+            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
     };
 
     /// <summary>784-300-100-10 with ReLU; accepts [N, 784] or [N, 1, 28, 28].</summary>

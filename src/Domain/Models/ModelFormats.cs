@@ -99,7 +99,7 @@ public static class ModelFormats
         }
 
         var name = architecture ?? throw new SurgeryException("Architecture missing",
-            "TorchSharp weights need the form field 'architecture'", 422);
+            "TorchSharp weights need the form field 'architecture'", ErrorKind.BadInput);
         var torchModule = TorchSharpWeights.Load(name, content);
         return new LoadedModel(torchModule, PrunableLayers.Discover(torchModule), Architectures.InputShape(name));
     }
@@ -130,8 +130,7 @@ public static class ModelFormats
             var hint = LooksLikeTorchSharp(content)
                 ? " If this is a TorchSharp weight file, upload it with the form field 'architecture' (lenet-300-100 or lenet-5)."
                 : "";
-            // An upload that parses but cannot be used is unprocessable content, whatever the reader's own status.
-            throw new SurgeryException(e.Title, e.Message + hint, e.StatusCode == 400 ? 422 : e.StatusCode);
+            throw new SurgeryException(e.Title, e.Message + hint, e.Kind == ErrorKind.Malformed ? ErrorKind.BadInput : e.Kind);
         }
     }
 

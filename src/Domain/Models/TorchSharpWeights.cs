@@ -25,7 +25,7 @@ public static class TorchSharpWeights
             module.Dispose();
             throw new SurgeryException("Not TorchSharp weights for this architecture",
                 $"the file is not a TorchSharp weight file (Module.save) for architecture '{architecture}', " +
-                $"whose parameters are {expected}: {e.Message}", 422);
+                $"whose parameters are {expected}: {e.Message}", ErrorKind.BadInput);
         }
     }
 

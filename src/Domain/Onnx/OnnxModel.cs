@@ -64,14 +64,14 @@ public sealed class OnnxModel
         if (dataInputs.Count != 1)
         {
             throw new SurgeryException("Unsupported ONNX model",
-                $"the model has {dataInputs.Count} inputs ({string.Join(", ", dataInputs.Select(i => i.Name))}); only models with one input can be trained", 422);
+                $"the model has {dataInputs.Count} inputs ({string.Join(", ", dataInputs.Select(i => i.Name))}); only models with one input can be trained", ErrorKind.Unsupported);
         }
         var input = dataInputs[0];
         var elemType = input.Type?.TensorType?.ElemType ?? 0;
         if (elemType != (int)OnnxDataType.Float)
         {
             throw new SurgeryException("Unsupported ONNX model",
-                $"the model's input '{input.Name}' has element type {OnnxDataTypes.Describe(elemType)}; only FLOAT inputs are supported", 422);
+                $"the model's input '{input.Name}' has element type {OnnxDataTypes.Describe(elemType)}; only FLOAT inputs are supported", ErrorKind.Unsupported);
         }
         InputName = input.Name;
         InputShape = input.Type!.TensorType.Shape?.Dim.Select(d => d.HasDimValue ? d.DimValue : -1).ToArray() ?? [];
@@ -164,7 +164,7 @@ public sealed class OnnxModel
         if (opset is < MinOpset or > MaxOpset)
         {
             throw new SurgeryException("Unsupported ONNX opset",
-                $"the model uses ONNX opset {opset}; opsets {MinOpset} to {MaxOpset} are supported (re-export it with one of them)", 422);
+                $"the model uses ONNX opset {opset}; opsets {MinOpset} to {MaxOpset} are supported (re-export it with one of them)", ErrorKind.Unsupported);
         }
         return new OnnxModel(proto, directory, (int)opset, bytes);
     }
@@ -180,7 +180,7 @@ public sealed class OnnxModel
             var list = string.Join("; ", unsupported.Select(g =>
                 $"{g.Key} (nodes: {string.Join(", ", g.Select((n, i) => NodeLabel(n)))})"));
             throw new SurgeryException("Unsupported ONNX operators",
-                $"the model uses {unsupported.Count} operator type(s) the service cannot run: {list}", 422);
+                $"the model uses {unsupported.Count} operator type(s) the service cannot run: {list}", ErrorKind.Unsupported);
         }
 
         var consumed = graph.Node.SelectMany(n => n.Input).Concat(graph.Output.Select(o => o.Name)).ToHashSet(StringComparer.Ordinal);
@@ -214,7 +214,7 @@ public sealed class OnnxModel
         }
         if (problems.Count > 0)
         {
-            throw new SurgeryException("Unsupported ONNX operator usage", string.Join("; ", problems), 422);
+            throw new SurgeryException("Unsupported ONNX operator usage", string.Join("; ", problems), ErrorKind.Unsupported);
         }
     }
 
@@ -334,7 +334,7 @@ public sealed class OnnxModel
         if (badWeights.Count > 0)
         {
             throw new SurgeryException("Unsupported ONNX weights",
-                $"only FLOAT (float32) weights can be trained; weight initializer(s) {string.Join("; ", badWeights)}", 422);
+                $"only FLOAT (float32) weights can be trained; weight initializer(s) {string.Join("; ", badWeights)}", ErrorKind.Unsupported);
         }
 
         foreach (var node in graph.Node)

@@ -13,7 +13,7 @@ public sealed partial class OnnxModule
     private Tensor Execute(NodeProto node, OnnxAttributes a, Tensor?[] x, long batch)
     {
         Tensor In(int i) => i < x.Length && x[i] is { } t ? t
-            : throw new SurgeryException("Bad ONNX graph", $"node {OnnxModel.NodeLabel(node)} lacks its input {i}", 422);
+            : throw new SurgeryException("Bad ONNX graph", $"node {OnnxModel.NodeLabel(node)} lacks its input {i}", ErrorKind.BadInput);
         Tensor? Opt(int i) => i < x.Length ? x[i] : null;
 
         switch (node.OpType)
@@ -112,7 +112,7 @@ public sealed partial class OnnxModule
             {
                 var to = (int)a.Int("to", (int)OnnxDataType.Float);
                 var type = OnnxDataTypes.ToScalarType(to) ?? throw new SurgeryException("Unsupported ONNX operator usage",
-                    $"node {OnnxModel.NodeLabel(node)} casts to {OnnxDataTypes.Describe(to)}, which the service cannot hold", 422);
+                    $"node {OnnxModel.NodeLabel(node)} casts to {OnnxDataTypes.Describe(to)}, which the service cannot hold", ErrorKind.Unsupported);
                 return In(0).to_type(type);
             }
             case "Clip":
@@ -134,7 +134,7 @@ public sealed partial class OnnxModule
             }
             case "Pad": return PadOp(node, a, x);
             default:
-                throw new SurgeryException("Unsupported ONNX operators", $"the service cannot run {node.OpType}", 422);
+                throw new SurgeryException("Unsupported ONNX operators", $"the service cannot run {node.OpType}", ErrorKind.Unsupported);
         }
     }
 
@@ -208,7 +208,7 @@ public sealed partial class OnnxModule
             1 => F.conv1d(input, weight, bias, strides[0], padding[0], dilations[0], groups),
             2 => F.conv2d(input, weight, bias, strides, padding, dilations, groups),
             3 => F.conv3d(input, weight, bias, strides, padding, dilations, groups),
-            _ => throw new SurgeryException("Unsupported ONNX operator usage", $"Conv over {n} spatial dimensions is not supported", 422),
+            _ => throw new SurgeryException("Unsupported ONNX operator usage", $"Conv over {n} spatial dimensions is not supported", ErrorKind.Unsupported),
         };
     }
 
@@ -246,7 +246,7 @@ public sealed partial class OnnxModule
             1 => F.conv_transpose1d(input, weight, null, strides[0], 0, 0, dilations[0], groups),
             2 => F.conv_transpose2d(input, weight, null, strides, Repeat(0, n), Repeat(0, n), dilations, groups),
             3 => F.conv_transpose3d(input, weight, null, strides, Repeat(0, n), Repeat(0, n), dilations, groups),
-            _ => throw new SurgeryException("Unsupported ONNX operator usage", $"ConvTranspose over {n} spatial dimensions is not supported", 422),
+            _ => throw new SurgeryException("Unsupported ONNX operator usage", $"ConvTranspose over {n} spatial dimensions is not supported", ErrorKind.Unsupported),
         };
         // output_padding adds rows at the end that no input reaches; pads crop rows at both ends.
         var grow = Enumerable.Range(0, n).Select(i => Math.Max(0, outputPadding[i])).ToArray();
@@ -334,7 +334,7 @@ public sealed partial class OnnxModule
                 1 => F.max_pool1d(input, kernel[0], strides[0], padding[0], dilations[0], ceil),
                 2 => F.max_pool2d(input, kernel, strides, padding, dilations, ceil),
                 3 => F.max_pool3d(input, kernel, strides, padding, dilations, ceil),
-                _ => throw new SurgeryException("Unsupported ONNX operator usage", $"MaxPool over {n} spatial dimensions is not supported", 422),
+                _ => throw new SurgeryException("Unsupported ONNX operator usage", $"MaxPool over {n} spatial dimensions is not supported", ErrorKind.Unsupported),
             };
         }
 
@@ -344,7 +344,7 @@ public sealed partial class OnnxModule
             1 => F.avg_pool1d(t, kernel[0], strides[0], pad[0], ceil, includePad),
             2 => F.avg_pool2d(t, kernel, strides, pad, ceil, includePad),
             3 => F.avg_pool3d(t, kernel, strides, pad, ceil, includePad),
-            _ => throw new SurgeryException("Unsupported ONNX operator usage", $"AveragePool over {n} spatial dimensions is not supported", 422),
+            _ => throw new SurgeryException("Unsupported ONNX operator usage", $"AveragePool over {n} spatial dimensions is not supported", ErrorKind.Unsupported),
         };
         if (symmetric) return Average(input, padding, countPad);
         var padded = F.pad(input, TorchPad(begin, end));
@@ -468,7 +468,7 @@ public sealed partial class OnnxModule
         var view = input.reshape(new[] { 1L, lead }.Concat(input.shape[first..]).ToArray());
         if (padded > 3)
         {
-            throw new SurgeryException("Unsupported ONNX operator usage", $"node {OnnxModel.NodeLabel(node)} pads more than 3 dimensions in {mode} mode", 422);
+            throw new SurgeryException("Unsupported ONNX operator usage", $"node {OnnxModel.NodeLabel(node)} pads more than 3 dimensions in {mode} mode", ErrorKind.Unsupported);
         }
         var result = F.pad(view, torchPad, paddingMode);
         return result.reshape(input.shape[..first].Concat(result.shape[2..]).ToArray());

@@ -94,7 +94,11 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
     /// Builds the module. With <paramref name="outputLogits"/>, a Softmax or LogSoftmax that produces the graph's output
     /// is skipped, so the engine's cross-entropy sees logits; without it the module computes exactly the graph.
     /// </summary>
-    public static OnnxModule Create(OnnxModel model, bool outputLogits = false) => new(model, outputLogits);
+    public static OnnxModule Create(OnnxModel model, bool outputLogits = false)
+    {
+        Torch.ConvolutionCheck.Ensure();
+        return new(model, outputLogits);
+    }
 
     /// <summary>The module's parameter for an initializer.</summary>
     public TorchSharp.Modules.Parameter ParameterOf(string initializer) =>
@@ -128,7 +132,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
                 if (!values.TryGetValue(name, out var value))
                 {
                     throw new SurgeryException("Bad ONNX graph",
-                        $"node {OnnxModel.NodeLabel(node)} reads '{name}', which no earlier node produces (the graph is not topologically sorted)", 422);
+                        $"node {OnnxModel.NodeLabel(node)} reads '{name}', which no earlier node produces (the graph is not topologically sorted)", ErrorKind.BadInput);
                 }
                 inputs[k] = value;
             }

@@ -23,7 +23,7 @@ internal static class OnnxTensors
         if (size == 0)
         {
             throw new SurgeryException("Unsupported ONNX tensor",
-                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", 422);
+                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported);
         }
         var expected = count * size;
         byte[] bytes;
@@ -122,7 +122,7 @@ internal static class OnnxTensors
             OnnxDataType.UInt32 => torch.tensor(MemoryMarshal.Cast<byte, uint>(bytes).ToArray().Select(v => (long)v).ToArray()),
             OnnxDataType.Float16 => torch.tensor(MemoryMarshal.Cast<byte, Half>(bytes).ToArray().Select(v => (float)v).ToArray()).to_type(ScalarType.Float16),
             _ => throw new SurgeryException("Unsupported ONNX tensor",
-                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", 422),
+                $"tensor '{tensor.Name}' has element type {OnnxDataTypes.Describe(tensor.DataType)}, which the service cannot hold", ErrorKind.Unsupported),
         };
         return result.reshape(dims);
     }

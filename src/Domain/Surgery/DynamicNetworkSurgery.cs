@@ -106,6 +106,82 @@ public sealed class DynamicNetworkSurgery : IDisposable
         StartStd = nonzero.numel() > 0 ? (float)_dense.to(float64).std(unbiased: false).item<double>() : 0f;
     }
 
+    /// <summary>
+    /// Budget mode (dns-spec.md, "Budget mode"): the thresholds for keeping <paramref name="keptFraction"/> of the layer,
+    /// from its |w| distribution now (the dense shadow weights, cut entries included). The prune threshold <c>a</c> is the
+    /// (1 - k) quantile of |w|, with the paper's band around it (<c>t = a / 0.9</c>, <c>b = 1.1 t</c>), and the mask is set
+    /// to the first prune's result, <c>T = |w| &gt; a</c>: the layer then keeps exactly the requested share, where putting
+    /// <c>t</c> itself at the quantile would keep more (for Gaussian weights 13.9% when 10% is asked). The magnitude method
+    /// cuts for good instead (<c>T = T ∧ |w| &gt; a</c>, zeroing the cut weights). Returns the paper's equivalent c_rate.
+    /// </summary>
+    internal LayerCalibration Calibrate(double keptFraction, bool magnitude)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var n = _dense.numel();
+        var keep = Math.Clamp((long)Math.Round(keptFraction * n), 1, n);
+        var magnitudes = _dense.abs();
+        var a = keep == n ? 0f : magnitudes.kthvalue(n - keep, 0, false).values.item<float>();
+        var cRate = EquivalentCRate(a / 0.9);
+        var before = MaskedKept;
+        if (magnitude)
+        {
+            SetThresholds(a, a);
+            _mask.mul_(magnitudes.gt(a));
+            var cut = RecountMask();
+            _dense.mul_(_mask);
+            foreach (var m in Masked) m.Velocity.mul_(m.Mask);
+            PrunedTotal += cut;
+        }
+        else
+        {
+            SetThresholds(a, (float)(a / 0.9 * 1.1));
+            var next = magnitudes.gt(a).to(_mask.dtype);
+            var stayed = Overlap(next, _mask);
+            _mask.copy_(next);
+            RecountMask();
+            PrunedTotal += before - stayed;
+            SplicedTotal += MaskedKept - stayed;
+        }
+        WriteMaskedWeights();
+        return new LayerCalibration(Layer.Name, keptFraction, a / 0.9, cRate, MaskedKept, n);
+    }
+
+    /// <summary>The paper's c_rate that gives threshold <paramref name="t"/>: <c>(t - mean|w|) / std|w|</c> over the nonzero weights.</summary>
+    private double EquivalentCRate(double t)
+    {
+        using var scope = NewDisposeScope();
+        var nonzero = _dense.masked_select(_dense.ne(0)).abs().to(float64);
+        if (nonzero.numel() == 0) return 0;
+        var mu = nonzero.mean().item<double>();
+        var sd = Math.Sqrt(Math.Max(nonzero.pow(2).mean().item<double>() - mu * mu, 0));
+        return sd == 0 ? 0 : (t - mu) / sd;
+    }
+
+    /// <summary>
+    /// Sensitivity analysis: the module computes with this layer pruned by magnitude alone to
+    /// <paramref name="keptFraction"/> of its dense weights, ignoring the mask, until <see cref="WriteMaskedWeights"/>.
+    /// </summary>
+    internal void WriteMagnitudePruned(double keptFraction)
+    {
+        using var scope = NewDisposeScope();
+        using var _ = no_grad();
+        var n = _dense.numel();
+        var keep = Math.Clamp((long)Math.Round(keptFraction * n), 1, n);
+        var a = keep == n ? -1f : _dense.abs().kthvalue(n - keep, 0, false).values.item<float>();
+        foreach (var m in Masked)
+        {
+            m.Parameter.copy_(m.Dense).mul_(m.Dense.abs().gt(a));
+        }
+    }
+
+    /// <summary>The share of the layer's masked entries with |w| above <paramref name="cut"/> (what a first prune there keeps).</summary>
+    internal double ShareAbove(float cut)
+    {
+        using var scope = NewDisposeScope();
+        return _dense.abs().gt(cut).sum().item<long>() / (double)_dense.numel();
+    }
+
     internal void SetThresholds(float pruneBelow, float spliceAbove)
     {
         // UpdateMask relies on b + (a - b) == a in float, which holds for a <= b <= 2a (0.9t and 1.1t; a == b).
@@ -268,6 +344,9 @@ public sealed class DynamicNetworkSurgery : IDisposable
     }
 }
 
+/// <summary>A layer's calibrated thresholds in budget mode: the kept share asked for, <c>t</c>, and the paper's equivalent c_rate.</summary>
+public sealed record LayerCalibration(string Layer, double KeptFraction, double Threshold, double CRate, long Kept, long Total);
+
 /// <summary>A layer's resolved settings: the defaults for its kind, overridden by the first matching layer entry.</summary>
 internal sealed record LayerRule(double CRate, double Gamma, double Power, int IterStop)
 {
@@ -276,7 +355,7 @@ internal sealed record LayerRule(double CRate, double Gamma, double Power, int I
         var overrides = settings.Layers.FirstOrDefault(l => l.Matches(layer.Name, layer.WeightParameter));
         var iterStop = layer.Kind == LayerKind.Convolution ? settings.ConvIterStop : settings.FcIterStop;
         return new LayerRule(
-            overrides?.CRate ?? settings.CRate,
+            overrides?.CRate ?? settings.CRate ?? SurgerySettings.DefaultCRate,
             overrides?.Gamma ?? settings.Gamma,
             overrides?.Power ?? settings.Power,
             overrides?.IterStop ?? iterStop);

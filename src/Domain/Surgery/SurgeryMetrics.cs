@@ -30,6 +30,9 @@ public sealed record SurgeryOutcome(
     public long Total => Layers.Sum(l => l.Total);
     public long Kept => Layers.Sum(l => l.Kept);
 
+    /// <summary>Budget mode: the search's stages, sensitivity curves and verdict; null in fixed-threshold mode.</summary>
+    public SearchReport? Search { get; init; }
+
     /// <summary>Parameters of the pruned layers / nonzero parameters after surgery (dns-spec.md, "Results").</summary>
     public double Compression => Kept == 0 ? double.PositiveInfinity : (double)Total / Kept;
 }
@@ -41,5 +44,33 @@ public interface ISurgeryObserver
     void OnEvaluation(EvaluationMetrics metrics);
 
     /// <summary>Called every checkpoint interval, between iterations; call <c>SaveCheckpoint</c> here.</summary>
-    void OnCheckpointDue(SurgeryTrainer trainer);
+    void OnCheckpointDue(ICheckpointSource source);
+
+    /// <summary>A warning, a rollback or a step of the budget search.</summary>
+    void OnEvent(SurgeryEvent surgeryEvent) { }
+}
+
+/// <summary>Budget mode: the iterations of one search stage, whose masks update during its first <see cref="MaskIterations"/>.</summary>
+public sealed record SurgeryStage(int Start, int End, int MaskIterations);
+
+public enum SurgeryEventKind
+{
+    /// <summary>Something the user should know before trusting the result (e.g. a layer nearly wiped out).</summary>
+    Warning,
+
+    /// <summary>Training diverged and was rolled back to its last good state.</summary>
+    Rollback,
+
+    /// <summary>A step of the budget search (sensitivity, a stage's start or verdict, the fine-tune).</summary>
+    Search,
+}
+
+/// <summary>A notable moment of a run, kept with the job and shown in its report.</summary>
+public sealed record SurgeryEvent(int Iteration, SurgeryEventKind Kind, string Message);
+
+/// <summary>Something whose whole state can be written as a checkpoint: a trainer, or the budget search around one.</summary>
+public interface ICheckpointSource
+{
+    int Iteration { get; }
+    void SaveCheckpoint(Stream stream);
 }

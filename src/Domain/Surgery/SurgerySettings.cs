@@ -71,8 +71,28 @@ public sealed record SurgerySettings
 {
     public SurgeryMethod Method { get; init; } = SurgeryMethod.Dns;
 
-    /// <summary>Default c_rate: threshold = mean|w| + c_rate * std|w|.</summary>
-    public double CRate { get; init; } = 3;
+    /// <summary>The paper's default c_rate, used in fixed-threshold mode by layers that name none.</summary>
+    public const double DefaultCRate = 3;
+
+    /// <summary>
+    /// c_rate of every layer: threshold = mean|w| + c_rate * std|w| (the paper's fixed-threshold mode). When neither this
+    /// nor any layer entry names one, the job runs in budget mode (<see cref="Target"/>).
+    /// </summary>
+    public double? CRate { get; init; }
+
+    /// <summary>
+    /// Budget mode: the most compressed model within an accuracy budget, with per-layer thresholds found by the search.
+    /// Used when set, and (with its defaults) when no c_rate is named anywhere.
+    /// </summary>
+    public SurgeryTarget? Target { get; init; }
+
+    /// <summary>Whether the job runs the budget search rather than the paper's fixed thresholds.</summary>
+    [JsonIgnore]
+    public bool IsBudgetMode => Target is not null || (CRate is null && Layers.All(l => l.CRate is null));
+
+    /// <summary>The target of a budget-mode job: the one given, or the defaults.</summary>
+    [JsonIgnore]
+    public SurgeryTarget EffectiveTarget => Target ?? new SurgeryTarget();
 
     /// <summary>Probability schedule of a mask update: sigma(iter) = (1 + gamma * iter) ^ (-power).</summary>
     public double Gamma { get; init; } = 0.001;
@@ -97,6 +117,9 @@ public sealed record SurgerySettings
     public double Momentum { get; init; } = 0.9;
     public double WeightDecay { get; init; } = 5e-4;
     public bool PruneBiases { get; init; }
+
+    /// <summary>Biases learn at this multiple of the learning rate (Caffe's LeNet uses <c>lr_mult: 2</c>).</summary>
+    public double BiasLrMultiplier { get; init; } = 1;
     public PruningPhases Phases { get; init; } = PruningPhases.All;
 
     /// <summary>Magnitude method only: prune-then-retrain rounds; the threshold multiplier grows to c_rate over them.</summary>
@@ -125,7 +148,13 @@ public sealed record SurgerySettings
             if (!ok) errors.TryAdd(name, problem);
         }
 
-        Check(double.IsFinite(CRate), "cRate", "must be a finite number");
+        Check(CRate is null || double.IsFinite(CRate.Value), "cRate", "must be a finite number");
+        if (Target is not null)
+        {
+            Check(CRate is null && Layers.All(l => l.CRate is null), "target",
+                "cannot be combined with cRate: budget mode chooses every layer's threshold itself; remove target or the cRates");
+            foreach (var (name, problem) in Target.ValidationErrors(Iterations)) Check(false, "target." + name, problem);
+        }
         Check(double.IsFinite(Gamma) && Gamma >= 0, "gamma", "must be >= 0");
         Check(double.IsFinite(Power) && Power >= 0, "power", "must be >= 0");
         Check(ConvIterStop >= 0, "convIterStop", "must be >= 0");
@@ -138,6 +167,7 @@ public sealed record SurgerySettings
         Check(LrStepSize > 0, "lrStepSize", "must be > 0");
         Check(double.IsFinite(Momentum) && Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
         Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weightDecay", "must be >= 0");
+        Check(double.IsFinite(BiasLrMultiplier) && BiasLrMultiplier is >= 0 and <= 100, "biasLrMultiplier", "must be between 0 and 100");
         Check(MagnitudeRounds is > 0 and <= 100, "magnitudeRounds", "must be between 1 and 100");
         Check(EvalInterval > 0, "evalInterval", "must be > 0");
         Check(Enum.IsDefined(Method), "method", "must be 'dns' or 'magnitude'");
@@ -163,4 +193,46 @@ public sealed class SurgerySettingsException(IReadOnlyDictionary<string, string>
         string.Join("; ", errors.Select(e => $"{e.Key} {e.Value}")), 422)
 {
     public IReadOnlyDictionary<string, string> Errors { get; } = errors;
+}
+
+/// <summary>
+/// What a budget-mode job aims for: the most compressed model whose validation top-1 is at most
+/// <see cref="MaxAccuracyDrop"/> points below the starting model's, measured on <see cref="Validation"/> of the training
+/// samples held out (seeded, never trained on).
+/// </summary>
+public sealed record SurgeryTarget
+{
+    /// <summary>Most validation top-1 the compressed model may lose, in percentage points.</summary>
+    public double MaxAccuracyDrop { get; init; } = 0.5;
+
+    /// <summary>Compression the job must reach for <c>budgetMet</c>; the search goes as far as the budget allows anyway.</summary>
+    public double? MinCompression { get; init; }
+
+    /// <summary>Training iterations of the whole search (all stages and the final fine-tune); default: <c>iterations</c>.</summary>
+    public int? MaxIterations { get; init; }
+
+    /// <summary>Share of the training samples held out for validation (at most 10,000 samples).</summary>
+    public double Validation { get; init; } = 0.1;
+
+    public const int MaxValidationSamples = 10_000;
+
+    /// <summary>The validation split is the same samples for every job on a dataset, whatever its training seed.</summary>
+    public const int ValidationSplitSeed = 1;
+
+    /// <summary>Samples held out of <paramref name="trainCount"/> training samples.</summary>
+    public int ValidationCount(long trainCount) =>
+        (int)Math.Clamp(Math.Round(trainCount * Validation), Math.Min(1, trainCount - 1), Math.Min(MaxValidationSamples, trainCount - 1));
+
+    /// <summary>Field name (relative to <c>target</c>) -> problem.</summary>
+    public IEnumerable<(string Name, string Problem)> ValidationErrors(int iterations)
+    {
+        if (!double.IsFinite(MaxAccuracyDrop) || MaxAccuracyDrop is < 0 or > 100)
+            yield return ("maxAccuracyDrop", "must be between 0 and 100 (top-1 percentage points)");
+        if (MinCompression is { } c && (!double.IsFinite(c) || c < 1 || c > 1e6))
+            yield return ("minCompression", "must be between 1 and 1000000");
+        if (MaxIterations is { } m && m is < 100 or > 10_000_000)
+            yield return ("maxIterations", "must be between 100 and 10000000");
+        if (!double.IsFinite(Validation) || Validation is <= 0 or > 0.5)
+            yield return ("validation", "must be a share of the training samples in (0, 0.5]");
+    }
 }

@@ -13,7 +13,7 @@ namespace SurgeryService.Domain.Surgery;
 /// <see cref="DynamicNetworkSurgery"/>. With no prunable layers it is plain dense training.
 /// Runs synchronously on the calling thread (TorchSharp's dispose scopes are thread-static).
 /// </summary>
-public sealed class SurgeryTrainer : IDisposable
+public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 {
     private const int EvaluationBatch = 1000;
     private readonly Module<Tensor, Tensor> _model;
@@ -23,10 +23,18 @@ public sealed class SurgeryTrainer : IDisposable
     private readonly Generator _random;
     private Tensor? _permutation;
     private long _permutationEpoch = -1;
+    private readonly HashSet<string> _biases;
+    private SurgeryStage? _stage;
+    private DivergenceGuard? _guard;
+    private byte[]? _lastGood;
+    private double _learningRateScale = 1;
+    private float _inputMin;
+    private float _inputMax;
 
     public SurgeryTrainer(Module<Tensor, Tensor> model, IReadOnlyList<PrunableLayer> layers, SurgerySettings settings)
     {
         settings.Validate();
+        Torch.ConvolutionCheck.Ensure();
         _settings = settings;
         Device = ResolveDevice(settings.Device);
         _model = model;
@@ -50,6 +58,9 @@ public sealed class SurgeryTrainer : IDisposable
         {
             _plain.Add((name, parameter, zeros_like(parameter).DetachFromDisposeScope()));
         }
+        _biases = layers.Where(l => l.BiasParameter is not null).Select(l => l.BiasParameter!)
+            .Concat(parameters.Keys.Where(n => n.EndsWith("bias", StringComparison.OrdinalIgnoreCase)))
+            .ToHashSet();
         foreach (var layer in _layers)
         {
             layer.FixThresholds();
@@ -64,9 +75,14 @@ public sealed class SurgeryTrainer : IDisposable
 
     public IReadOnlyList<DynamicNetworkSurgery> Layers => _layers;
 
+    /// <summary>Times training diverged and was rolled back to its last good state with a tenth of the learning rate.</summary>
+    public int Rollbacks { get; private set; }
+
     /// <summary>
     /// Trains from <see cref="Iteration"/> to the settings' iteration count, or until cancelled (checked between
-    /// iterations). Afterwards the module's parameters hold <c>W ⊙ T</c> with exact zeros.
+    /// iterations), with the paper's fixed thresholds. Afterwards the module's parameters hold <c>W ⊙ T</c> with exact
+    /// zeros. Divergence is rolled back (see <see cref="DivergenceGuard"/>); when it cannot be, a
+    /// <see cref="SurgeryException"/> names the cause.
     /// </summary>
     public SurgeryOutcome Run(TensorDataset train, TensorDataset test, ISurgeryObserver observer,
         int checkpointInterval = 0, CancellationToken cancellationToken = default)
@@ -74,25 +90,10 @@ public sealed class SurgeryTrainer : IDisposable
         if (train.Count == 0) throw new SurgeryException("Bad dataset", "the training set is empty");
         var before = Iteration == 0 && test.Count > 0 ? Evaluate(test) : null;
         if (before is not null) observer.OnEvaluation(before);
+        if (Iteration == 0) WarnAboutFirstPrunes(observer);
+        StartGuard(train, before);
 
-        var cancelled = false;
-        while (Iteration < _settings.Iterations)
-        {
-            if (cancellationToken.IsCancellationRequested)
-            {
-                cancelled = true;
-                break;
-            }
-            observer.OnIteration(Step(train));
-            if (Iteration % _settings.EvalInterval == 0 && Iteration < _settings.Iterations && test.Count > 0)
-            {
-                observer.OnEvaluation(Evaluate(test));
-            }
-            if (checkpointInterval > 0 && Iteration % checkpointInterval == 0)
-            {
-                observer.OnCheckpointDue(this);
-            }
-        }
+        var cancelled = RunUntil(_settings.Iterations, train, test, observer, checkpointInterval, this, cancellationToken);
 
         foreach (var layer in _layers) layer.WriteDeliveredWeights();
         EvaluationMetrics? after = null;
@@ -103,6 +104,141 @@ public sealed class SurgeryTrainer : IDisposable
         }
         return new SurgeryOutcome(Iteration, cancelled, before, after, LayerResults());
     }
+
+    /// <summary>
+    /// Trains until iteration <paramref name="end"/>: evaluations on <paramref name="evaluation"/> every eval interval,
+    /// checkpoints of <paramref name="checkpoint"/> every checkpoint interval, divergence checks after every iteration
+    /// and evaluation. Returns whether it was cancelled.
+    /// </summary>
+    internal bool RunUntil(int end, TensorDataset train, TensorDataset evaluation, ISurgeryObserver observer,
+        int checkpointInterval, ICheckpointSource checkpoint, CancellationToken cancellationToken)
+    {
+        while (Iteration < end)
+        {
+            if (cancellationToken.IsCancellationRequested) return true;
+            var metrics = Step(train);
+            observer.OnIteration(metrics);
+            var divergence = _guard?.OnIteration(metrics.Iteration, metrics.Loss);
+            if (divergence is null && Iteration % _settings.EvalInterval == 0 && Iteration < end && evaluation.Count > 0)
+            {
+                var evaluated = Evaluate(evaluation);
+                observer.OnEvaluation(evaluated);
+                // In a budget-mode stage accuracy is the stage's verdict to give; only a broken loss is divergence there.
+                divergence = _guard?.OnEvaluation(evaluated, KeptShare(), judgeAccuracy: _stage is null);
+                if (divergence is null) _lastGood = Snapshot();
+            }
+            if (divergence is not null) RollBack(divergence, observer);
+            if (checkpointInterval > 0 && Iteration % checkpointInterval == 0)
+            {
+                observer.OnCheckpointDue(checkpoint);
+            }
+        }
+        return false;
+    }
+
+    /// <summary>
+    /// Arms divergence detection from the starting model's evaluation (or, on a resumed run, from the baseline the
+    /// checkpoint kept) and keeps the current state as the last good one.
+    /// </summary>
+    internal void StartGuard(TensorDataset train, EvaluationMetrics? start)
+    {
+        using (var scope = NewDisposeScope())
+        {
+            _inputMin = train.Inputs.min().item<float>();
+            _inputMax = train.Inputs.max().item<float>();
+        }
+        if (start is not null) _guard = new DivergenceGuard(start.Loss, start.Top1, train.ClassCount);
+        _lastGood = Snapshot();
+    }
+
+    /// <summary>Guard rail: a layer whose first prune would keep under 1% of it is named before the first iteration.</summary>
+    private void WarnAboutFirstPrunes(ISurgeryObserver observer)
+    {
+        foreach (var layer in _layers)
+        {
+            var cut = _settings.Method == SurgeryMethod.Dns
+                ? layer.PruneBelow
+                : (float)(layer.Rule.CRate / _settings.MagnitudeRounds * layer.StartStd);
+            var share = layer.ShareAbove(cut);
+            if (share >= 0.01) continue;
+            observer.OnEvent(new SurgeryEvent(Iteration, SurgeryEventKind.Warning,
+                $"layer {layer.Layer.Name}: its first prune keeps {share:P2} of {layer.Total:N0} weights " +
+                $"(cRate {layer.Rule.CRate:0.###} puts the threshold at {cut:g3}); lower its cRate, or name no cRate to let " +
+                "budget mode choose the thresholds"));
+        }
+    }
+
+    /// <summary>
+    /// Restores the last good state (the start, or the last evaluation that passed) with a tenth of the learning rate;
+    /// the iteration count goes on, so the metric series stays one series. After <see cref="DivergenceGuard.MaxRollbacks"/>
+    /// rollbacks the run fails with the cause and the fix.
+    /// </summary>
+    private void RollBack(Divergence divergence, ISurgeryObserver observer)
+    {
+        var lr = LearningRate(divergence.Iteration);
+        var cause = divergence.Describe(lr, _inputMin, _inputMax, _settings.IsBudgetMode);
+        if (Rollbacks >= DivergenceGuard.MaxRollbacks || _lastGood is null)
+        {
+            throw new SurgeryException("Training diverged",
+                $"{cause} (after {Rollbacks} rollbacks to the last good state, each with a tenth of the learning rate)", 422);
+        }
+        // The snapshot holds the weights to go back to; the count of rollbacks and the rate's scale go on from now.
+        var (iteration, rollbacks, scale) = (Iteration, Rollbacks, _learningRateScale);
+        Restore(_lastGood);
+        Iteration = iteration;
+        Rollbacks = rollbacks + 1;
+        _learningRateScale = scale / 10;
+        _guard?.Reset();
+        observer.OnEvent(new SurgeryEvent(iteration, SurgeryEventKind.Rollback,
+            $"{cause}; rolled back to the last good state, learning rate now x{_learningRateScale:g3} (rollback {Rollbacks} of {DivergenceGuard.MaxRollbacks})"));
+    }
+
+    /// <summary>Kept share of the prunable weights, for divergence messages.</summary>
+    private double KeptShare()
+    {
+        var total = _layers.Sum(l => l.Total);
+        return total == 0 ? 1 : (double)_layers.Sum(l => l.Kept) / total;
+    }
+
+    /// <summary>Budget mode: from here on the schedules restart, and masks update for <paramref name="maskIterations"/> iterations.</summary>
+    internal void BeginStage(int length, int maskIterations)
+    {
+        _stage = new SurgeryStage(Iteration, Iteration + length, maskIterations);
+    }
+
+    internal SurgeryStage? Stage => _stage;
+
+    /// <summary>Writes <c>W ⊙ T</c> into the module, as the next iteration will see it (for an evaluation between stages).</summary>
+    internal void WriteMaskedWeights()
+    {
+        foreach (var layer in _layers) layer.WriteMaskedWeights();
+    }
+
+    /// <summary>Writes the deployed weights, <c>W ⊙ T</c> with exact zeros.</summary>
+    internal void WriteDeliveredWeights()
+    {
+        foreach (var layer in _layers) layer.WriteDeliveredWeights();
+    }
+
+    internal IReadOnlyList<LayerResult> Results() => LayerResults();
+
+    /// <summary>The whole training state in memory (a checkpoint).</summary>
+    internal byte[] Snapshot()
+    {
+        using var scope = NewDisposeScope();
+        using var memory = new MemoryStream();
+        SaveCheckpoint(memory);
+        return memory.ToArray();
+    }
+
+    /// <summary>Restores a <see cref="Snapshot"/>, iteration count included.</summary>
+    internal void Restore(byte[] snapshot) => LoadCheckpoint(new MemoryStream(snapshot));
+
+    /// <summary>Sets the iteration count after a <see cref="Restore"/> that should not rewind the metric series.</summary>
+    internal void SetIteration(int iteration) => Iteration = iteration;
+
+    /// <summary>After <see cref="Restore"/> in a search: the restored state is the one to roll back to.</summary>
+    internal void MarkGood() => _lastGood = Snapshot();
 
     /// <summary>One training iteration: mask updates, forward with <c>W ⊙ T</c>, backward, SGD on the dense weights.</summary>
     private IterationMetrics Step(TensorDataset train)
@@ -135,6 +271,19 @@ public sealed class SurgeryTrainer : IDisposable
     {
         long pruned = 0, spliced = 0;
         var updated = false;
+        if (_stage is { } stage)
+        {
+            // Budget mode: thresholds were calibrated at the stage's start (the magnitude method cut there for good);
+            // DNS keeps updating with the paper's stochastic schedule, restarted, for the stage's mask iterations.
+            var inStage = iteration - stage.Start;
+            if (_settings.Method == SurgeryMethod.Dns && inStage < stage.MaskIterations
+                && layer.Rule.Sigma(inStage) > UniformDraw(index, iteration))
+            {
+                (pruned, spliced) = layer.UpdateMask();
+                updated = true;
+            }
+            return new LayerIterationStats(layer.Layer.Name, layer.Kept, layer.Total, pruned, spliced, updated);
+        }
         var (start, end) = PhaseWindow(_settings, layer.Layer.Kind);
         var local = iteration - start;
         if (iteration >= start && iteration < end)
@@ -196,6 +345,8 @@ public sealed class SurgeryTrainer : IDisposable
         using var _ = no_grad();
         var momentum = _settings.Momentum;
         var decay = _settings.WeightDecay;
+        // Caffe's LeNet prototxts train biases at lr_mult 2; the setting makes that a choice.
+        var biasLr = lr * _settings.BiasLrMultiplier;
         foreach (var layer in _layers)
         {
             foreach (var m in layer.Masked)
@@ -204,16 +355,16 @@ public sealed class SurgeryTrainer : IDisposable
                 if (grad is null) continue;
                 // Spec step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through).
                 var keep = _settings.Method == SurgeryMethod.Magnitude ? m.Mask : null;
-                Update(m.Dense, grad, m.Velocity, keep);
+                Update(m.Dense, grad, m.Velocity, keep, m == layer.Bias ? biasLr : lr);
             }
         }
-        foreach (var (_, parameter, velocity) in _plain)
+        foreach (var (name, parameter, velocity) in _plain)
         {
             var grad = parameter.grad;
-            if (grad is not null) Update(parameter, grad, velocity, null);
+            if (grad is not null) Update(parameter, grad, velocity, null, _biases.Contains(name) ? biasLr : lr);
         }
 
-        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep)
+        void Update(Tensor weight, Tensor grad, Tensor velocity, Tensor? keep, double lr)
         {
             if (decay != 0) grad.add_(weight, decay);
             if (keep is not null) grad.mul_(keep); // magnitude baseline: pruned weights stay exactly zero
@@ -222,12 +373,18 @@ public sealed class SurgeryTrainer : IDisposable
         }
     }
 
-    private double LearningRate(int iteration) => _settings.LrPolicy switch
+    /// <summary>The policy's rate, restarted at each budget-mode stage, times the rollbacks' scale.</summary>
+    private double LearningRate(int iteration)
     {
-        LearningRatePolicy.Step => _settings.LearningRate * Math.Pow(_settings.LrGamma, iteration / _settings.LrStepSize),
-        LearningRatePolicy.Inv => _settings.LearningRate * Math.Pow(1 + _settings.LrGamma * iteration, -_settings.LrPower),
-        _ => _settings.LearningRate,
-    };
+        var local = iteration - (_stage?.Start ?? 0);
+        var rate = _settings.LrPolicy switch
+        {
+            LearningRatePolicy.Step => _settings.LearningRate * Math.Pow(_settings.LrGamma, local / _settings.LrStepSize),
+            LearningRatePolicy.Inv => _settings.LearningRate * Math.Pow(1 + _settings.LrGamma * local, -_settings.LrPower),
+            _ => _settings.LearningRate,
+        };
+        return rate * _learningRateScale;
+    }
 
     /// <summary>
     /// The batch of an iteration follows from the iteration alone: epoch e uses a permutation seeded by (seed, e), so a
@@ -307,13 +464,33 @@ public sealed class SurgeryTrainer : IDisposable
 
     // ---- Checkpoints: everything a resumed run needs (dns-spec.md: thresholds must be saved, never recomputed) ----
 
-    private const string CheckpointMagic = "DNS-CKPT-2";
+    /// <summary>Version 3 adds the learning-rate scale, rollbacks, the budget-mode stage and the divergence baseline.</summary>
+    private const string CheckpointMagic = "DNS-CKPT-3";
+
+    private const string CheckpointMagicV2 = "DNS-CKPT-2";
 
     public void SaveCheckpoint(Stream stream)
     {
+        using var scope = NewDisposeScope(); // TensorIO's intermediate tensors
         using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         writer.Write(CheckpointMagic);
         writer.Write(Iteration);
+        writer.Write(_learningRateScale);
+        writer.Write(Rollbacks);
+        writer.Write(_stage is not null);
+        if (_stage is { } stage)
+        {
+            writer.Write(stage.Start);
+            writer.Write(stage.End);
+            writer.Write(stage.MaskIterations);
+        }
+        writer.Write(_guard is not null);
+        if (_guard is not null)
+        {
+            writer.Write(_guard.StartLoss);
+            writer.Write(_guard.StartTop1);
+            writer.Write(_guard.Classes);
+        }
         writer.Write(_layers.Count);
         foreach (var layer in _layers)
         {
@@ -349,14 +526,23 @@ public sealed class SurgeryTrainer : IDisposable
     /// <summary>Restores a checkpoint written by a trainer with the same model, layers and settings.</summary>
     public void LoadCheckpoint(Stream stream)
     {
+        using var scope = NewDisposeScope();
         using var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         void Expect(bool ok, string what)
         {
             if (!ok) throw new SurgeryException("Bad checkpoint", $"the checkpoint does not match this run: {what}", 409);
         }
 
-        Expect(reader.ReadString() == CheckpointMagic, "unknown format");
+        var magic = reader.ReadString();
+        Expect(magic is CheckpointMagic or CheckpointMagicV2, "unknown format");
         var iteration = reader.ReadInt32();
+        if (magic == CheckpointMagic)
+        {
+            _learningRateScale = reader.ReadDouble();
+            Rollbacks = reader.ReadInt32();
+            _stage = reader.ReadBoolean() ? new SurgeryStage(reader.ReadInt32(), reader.ReadInt32(), reader.ReadInt32()) : null;
+            _guard = reader.ReadBoolean() ? new DivergenceGuard(reader.ReadDouble(), reader.ReadDouble(), reader.ReadInt32()) : null;
+        }
         Expect(reader.ReadInt32() == _layers.Count, "layer count differs");
         using var _ = no_grad();
         foreach (var layer in _layers)

@@ -84,7 +84,9 @@ public sealed class TrainingThreads
 
         public void OnEvaluation(EvaluationMetrics metrics) => inner.OnEvaluation(metrics);
 
-        public void OnCheckpointDue(SurgeryTrainer trainer) => inner.OnCheckpointDue(trainer);
+        public void OnCheckpointDue(ICheckpointSource source) => inner.OnCheckpointDue(source);
+
+        public void OnEvent(SurgeryEvent surgeryEvent) => inner.OnEvent(surgeryEvent);
 
         private int ThreadsOf(int n) => n < WarmUp || (n - WarmUp) / RoundLength % 2 == 0 ? 1 : maxThreads;
 

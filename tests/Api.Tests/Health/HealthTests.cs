@@ -22,7 +22,7 @@ public sealed class HealthTests : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
         Assert.Equal(HttpStatusCode.OK, live.StatusCode);
-        var migrations = typeof(SurgeryService.Domain.Persistence.SurgeryDbContext).Assembly.GetTypes()
+        var migrations = typeof(SurgeryService.Infrastructure.Persistence.SurgeryDbContext).Assembly.GetTypes()
             .Count(t => t.IsSubclassOf(typeof(Microsoft.EntityFrameworkCore.Migrations.Migration)));
         Assert.Equal(migrations, await _db.ScalarAsync<long>("SELECT count(*) FROM \"__EFMigrationsHistory\""));
     }

@@ -192,7 +192,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         Assert.Equal("Succeeded", before.GetProperty("state").GetString());
 
         var hangfire = host.Factory.Services.GetRequiredService<Hangfire.IBackgroundJobClient>();
-        var again = hangfire.Create<SurgeryService.Domain.Jobs.SurgeryJobRunner>(
+        var again = hangfire.Create<SurgeryService.Infrastructure.Jobs.SurgeryJobRunner>(
             r => r.RunAsync(job, CancellationToken.None), new Hangfire.States.EnqueuedState("cpu"));
         var ran = await Eventually.TrueAsync(async () =>
             await host.Db.ScalarAsync<string>($"SELECT statename FROM hangfire.job WHERE id = {again}") == "Succeeded",

@@ -39,7 +39,7 @@ public class IdxReaderTests
         var error = Assert.Throws<SurgeryException>(() => IdxReader.Read("PK\u0003\u0004rest"u8.ToArray(), "train images"));
 
         Assert.Contains("train images is not an IDX file", error.Message);
-        Assert.Equal(400, error.StatusCode);
+        Assert.Equal(ErrorKind.BadInput, error.Kind);
     }
 
     [Fact]

@@ -43,7 +43,7 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
                 Iterations = 600, LearningRate = 0.03, LrPolicy = LearningRatePolicy.Inv, EvalInterval = 100000, Seed = 1,
             };
             using var denseTrainer = new SurgeryTrainer(denseModule, [], denseSettings);
-            var dense = denseTrainer.Run(train, test, new NullObserver());
+            var dense = denseTrainer.Run(train, test, new Surgery.Fixtures.RecordingObserver());
             exported = OnnxWriter.Export(denseModule, denseSettings, dense).Dense;
             output.WriteLine($"dense training: engine top-1 {dense.After!.Top1:P2} after {clock.Elapsed.TotalSeconds:F0} s");
         }
@@ -82,7 +82,7 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
         };
         using var module = OnnxModule.Create(model, outputLogits: true);
         using var trainer = new SurgeryTrainer(module, model.PrunableLayers, settings);
-        var outcome = trainer.Run(train, test, new NullObserver());
+        var outcome = trainer.Run(train, test, new Surgery.Fixtures.RecordingObserver());
         var export = OnnxWriter.Export(module, settings, outcome);
 
         // 3. Checked through ONNX Runtime.
@@ -176,12 +176,5 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
             if (Mnist.IsPresent(candidate)) return candidate;
         }
         throw new InvalidOperationException("MNIST not found: run scripts/test.sh (it fetches MNIST and sets SURGERY_MNIST_DIR)");
-    }
-
-    private sealed class NullObserver : ISurgeryObserver
-    {
-        public void OnIteration(IterationMetrics metrics) { }
-        public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
     }
 }

@@ -69,7 +69,7 @@ public class OnnxTrainingTests
         var settings = new SurgerySettings { Iterations = 300, BatchSize = 32, LearningRate = 0.05, LrPolicy = LearningRatePolicy.Fixed, CRate = 0.5, EvalInterval = 1000 };
         using var trainer = new SurgeryTrainer(module, model.PrunableLayers, settings);
 
-        var outcome = trainer.Run(data, data, new Observer(m => { if (m.Iteration % 50 == 49) live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount); }));
+        var outcome = trainer.Run(data, data, new Surgery.Fixtures.RecordingObserver { OnEachIteration = m => { if (m.Iteration % 50 == 49) live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount); } });
 
         Assert.True(live.Max() - live.Min() <= 2, "live tensors grew: " + string.Join(", ", live));
         Assert.True(outcome.After!.Top1 > 0.9, $"accuracy {outcome.After.Top1}");
@@ -84,12 +84,5 @@ public class OnnxTrainingTests
         var labels = randint(0, 3, count, generator: generator);
         var inputs = prototypes.index_select(0, labels) + randn(count, 16, generator: generator) * 0.5;
         return new TensorDataset(inputs.MoveToOuterDisposeScope(), labels.MoveToOuterDisposeScope(), 3);
-    }
-
-    private sealed class Observer(Action<IterationMetrics> onIteration) : ISurgeryObserver
-    {
-        public void OnIteration(IterationMetrics metrics) => onIteration(metrics);
-        public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
     }
 }

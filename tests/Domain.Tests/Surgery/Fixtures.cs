@@ -73,8 +73,9 @@ internal static class Fixtures
     {
         public List<IterationMetrics> Iterations { get; } = [];
         public List<EvaluationMetrics> Evaluations { get; } = [];
+        public List<SurgeryEvent> Events { get; } = [];
         public Action<IterationMetrics>? OnEachIteration { get; init; }
-        public Action<SurgeryTrainer>? OnCheckpoint { get; init; }
+        public Action<ICheckpointSource>? OnCheckpoint { get; init; }
 
         public void OnIteration(IterationMetrics metrics)
         {
@@ -83,7 +84,8 @@ internal static class Fixtures
         }
 
         public void OnEvaluation(EvaluationMetrics metrics) => Evaluations.Add(metrics);
-        public void OnCheckpointDue(SurgeryTrainer trainer) => OnCheckpoint?.Invoke(trainer);
+        public void OnCheckpointDue(ICheckpointSource source) => OnCheckpoint?.Invoke(source);
+        public void OnEvent(SurgeryEvent surgeryEvent) => Events.Add(surgeryEvent);
     }
 
     public static float[] Values(Tensor t) => t.detach().cpu().to(float32).data<float>().ToArray();

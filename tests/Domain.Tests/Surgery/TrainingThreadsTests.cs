@@ -48,6 +48,6 @@ public sealed class TrainingThreadsTests : IDisposable
         public int Iterations { get; private set; }
         public void OnIteration(IterationMetrics metrics) => Iterations++;
         public void OnEvaluation(EvaluationMetrics metrics) { }
-        public void OnCheckpointDue(SurgeryTrainer trainer) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
     }
 }

@@ -2,10 +2,10 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Persistence.Configurations;
 
 internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<SurgeryJob>
 {
@@ -16,10 +16,15 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
         job.Property(j => j.State).HasConversion<string>().HasMaxLength(16);
         job.Property(j => j.Queue).HasMaxLength(32);
         job.Property(j => j.HangfireJobId).HasMaxLength(64);
-        job.Property(j => j.Error).HasMaxLength(4000);
+        job.Property(j => j.Error).HasMaxLength(SurgeryJob.MaxErrorLength);
         job.Property(j => j.Settings).HasJsonConversion();
         job.Property(j => j.Preprocessing).HasJsonConversion();
+        job.Property(j => j.Search!).HasJsonConversion();
         job.Ignore(j => j.IsFinished);
+        // PostgreSQL's xmin system column (the transaction that last wrote the row) as a concurrency token: a
+        // transition saved over a row that the Api, the runner or the progress writer changed since it was read fails
+        // with DbUpdateConcurrencyException, and the writer reloads and decides again (no last-write-wins).
+        job.Property<uint>(SurgeryDbContext.RowVersion).IsRowVersion();
         job.HasOne<ModelEntry>().WithMany().HasForeignKey(j => j.ModelId).OnDelete(DeleteBehavior.SetNull);
         job.HasOne<DatasetEntry>().WithMany().HasForeignKey(j => j.DatasetId).OnDelete(DeleteBehavior.SetNull);
         foreach (var artifact in new[]
@@ -42,6 +47,18 @@ internal sealed class JobMetricConfiguration : IEntityTypeConfiguration<JobMetri
         metric.ToTable("job_metrics");
         metric.HasKey(m => new { m.JobId, m.Iteration });
         metric.HasOne<SurgeryJob>().WithMany().HasForeignKey(m => m.JobId).OnDelete(DeleteBehavior.Cascade);
+    }
+}
+
+internal sealed class JobEventConfiguration : IEntityTypeConfiguration<JobEvent>
+{
+    public void Configure(EntityTypeBuilder<JobEvent> jobEvent)
+    {
+        jobEvent.ToTable("job_events");
+        jobEvent.HasKey(e => new { e.JobId, e.Sequence });
+        jobEvent.Property(e => e.Kind).HasMaxLength(16);
+        jobEvent.Property(e => e.Message).HasMaxLength(4000);
+        jobEvent.HasOne<SurgeryJob>().WithMany().HasForeignKey(e => e.JobId).OnDelete(DeleteBehavior.Cascade);
     }
 }
 

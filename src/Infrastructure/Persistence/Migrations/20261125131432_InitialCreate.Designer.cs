@@ -5,11 +5,11 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Persistence;
 
 #nullable disable
 
-namespace SurgeryService.Domain.Persistence.Migrations
+namespace SurgeryService.Infrastructure.Persistence.Migrations
 {
     [DbContext(typeof(SurgeryDbContext))]
     [Migration("20261125131432_InitialCreate")]

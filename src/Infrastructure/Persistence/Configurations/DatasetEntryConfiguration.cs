@@ -1,8 +1,9 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Datasets;
 
-namespace SurgeryService.Domain.Datasets;
+namespace SurgeryService.Infrastructure.Persistence.Configurations;
 
 internal sealed class DatasetEntryConfiguration : IEntityTypeConfiguration<DatasetEntry>
 {

@@ -3,18 +3,21 @@ using System;
 using System.Collections.Generic;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Persistence;
 
 #nullable disable
 
-namespace SurgeryService.Domain.Persistence.Migrations
+namespace SurgeryService.Infrastructure.Persistence.Migrations
 {
     [DbContext(typeof(SurgeryDbContext))]
-    partial class SurgeryDbContextModelSnapshot : ModelSnapshot
+    [Migration("20261125140048_ServiceModel")]
+    partial class ServiceModel
     {
-        protected override void BuildModel(ModelBuilder modelBuilder)
+        /// <inheritdoc />
+        protected override void BuildTargetModel(ModelBuilder modelBuilder)
         {
 #pragma warning disable 612, 618
             modelBuilder

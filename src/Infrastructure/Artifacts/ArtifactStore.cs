@@ -3,9 +3,11 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Storage;
 using Npgsql;
 using NpgsqlTypes;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain;
+using SurgeryService.Domain.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
-namespace SurgeryService.Domain.Artifacts;
+namespace SurgeryService.Infrastructure.Artifacts;
 
 /// <summary>
 /// Streams files into and out of PostgreSQL in <see cref="ChunkSize"/> pieces, hashing on the way in. Writes join the
@@ -99,7 +101,7 @@ public sealed class ArtifactStore(SurgeryDbContext db)
             if (artifact.Size > maxBytes)
             {
                 throw new SurgeryException("Upload too large",
-                    $"the file is larger than the limit of {maxBytes} bytes (setting Api:MaxUploadBytes)", 413);
+                    $"the file is larger than the limit of {maxBytes} bytes (setting Api:MaxUploadBytes)", ErrorKind.TooLarge);
             }
             hash.AppendData(buffer, 0, filled);
             indexParameter.Value = artifact.ChunkCount++;
@@ -123,7 +125,7 @@ public sealed class ArtifactStore(SurgeryDbContext db)
     public async Task<Stream> OpenReadAsync(Guid artifactId, CancellationToken cancellationToken = default)
     {
         var artifact = await db.Set<Artifact>().AsNoTracking().SingleOrDefaultAsync(a => a.Id == artifactId, cancellationToken)
-            ?? throw new SurgeryException("Artifact missing", $"stored file {artifactId} no longer exists", 404);
+            ?? throw new SurgeryException("Artifact missing", $"stored file {artifactId} no longer exists", ErrorKind.NotFound);
         var connection = new NpgsqlConnection(db.Database.GetConnectionString());
         await connection.OpenAsync(cancellationToken);
         return new ChunkStream(connection, artifact);

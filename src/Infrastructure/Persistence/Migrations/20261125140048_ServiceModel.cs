@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 
 #nullable disable
 
-namespace SurgeryService.Domain.Persistence.Migrations
+namespace SurgeryService.Infrastructure.Persistence.Migrations
 {
     /// <inheritdoc />
     public partial class ServiceModel : Migration

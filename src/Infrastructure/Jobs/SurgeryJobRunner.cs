@@ -3,13 +3,16 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Domain.Persistence;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>Another worker runs the job right now; Hangfire retries later.</summary>
 public sealed class JobBusyException(Guid jobId) : Exception($"job {jobId} is running on another worker");
@@ -17,12 +20,23 @@ public sealed class JobBusyException(Guid jobId) : Exception($"job {jobId} is ru
 /// <summary>
 /// The Hangfire job: runs one surgery job from its stored model and data set, resuming from the job's last checkpoint
 /// when an earlier attempt was lost. Safe to run twice: a finished job is left alone, and a PostgreSQL advisory lock
-/// keeps two workers off the same job.
+/// keeps two workers off the same job. Every change of the job's state goes through a method of
+/// <see cref="SurgeryJob"/>, saved with <see cref="TransitionAsync"/>.
 /// </summary>
 public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifacts, IOptions<JobOptions> options, TrainingThreads threads,
     ILogger<SurgeryJobRunner> logger)
 {
-    [AutomaticRetry(Attempts = 5, DelaysInSeconds = [10, 30, 60, 120, 300], OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+    /// <summary>
+    /// The one retry policy: a job started this many times without finishing (workers lost, attempts that crashed) is
+    /// failed. Each start counts (<see cref="SurgeryJob.Attempts"/>); Hangfire retries a crashed attempt as often, so the
+    /// start after the last one is the run that fails the job, with its last error.
+    /// </summary>
+    public const int MaxAttempts = 5;
+
+    /// <summary>Times a transition is reloaded and applied again when another process changed the job meanwhile.</summary>
+    private const int MaxConflicts = 5;
+
+    [AutomaticRetry(Attempts = MaxAttempts, DelaysInSeconds = [10, 30, 60, 120, 300], OnAttemptsExceeded = AttemptsExceededAction.Fail)]
     [JobDisplayName("surgery job {0}")]
     public async Task RunAsync(Guid jobId, CancellationToken cancellationToken)
     {
@@ -40,31 +54,23 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         await lockConnection.OpenAsync(CancellationToken.None);
         if (!await TryLockAsync(lockConnection, jobId)) throw new JobBusyException(jobId);
 
-        await db.Entry(job).ReloadAsync(CancellationToken.None);
+        var resumeFrom = 0;
+        await TransitionAsync(job, j =>
+        {
+            if (j.CancelRequested) j.Cancel(DateTimeOffset.UtcNow);
+            else if (j.Attempts >= MaxAttempts)
+            {
+                j.Fail($"the job was started {j.Attempts} times without finishing (workers lost or crashed); last error: {j.Error ?? "none"}",
+                    DateTimeOffset.UtcNow);
+            }
+            else resumeFrom = j.StartAttempt(DateTimeOffset.UtcNow);
+        });
         if (job.IsFinished) return;
-        if (job.CancelRequested)
-        {
-            await FinishAsync(job, JobState.Cancelled, null);
-            return;
-        }
-        if (job.Attempts >= options.Value.MaxAttempts)
-        {
-            await FinishAsync(job, JobState.Failed,
-                $"the job was started {job.Attempts} times without finishing (workers lost or crashed); last error: {job.Error ?? "none"}");
-            return;
-        }
-
-        job.Attempts++;
-        job.State = JobState.Running;
-        job.StartedAt ??= DateTimeOffset.UtcNow;
-        job.UpdatedAt = DateTimeOffset.UtcNow;
-        job.ResumedFromIteration = job.CheckpointArtifactId is null ? null : job.CheckpointIteration;
-        var resumeFrom = job.CheckpointArtifactId is null ? 0 : job.CheckpointIteration;
-        job.Iteration = resumeFrom;
         // Rows past the checkpoint came from a lost attempt; the resumed run writes them again from the same state.
         await db.JobMetrics.Where(m => m.JobId == jobId && m.Iteration >= resumeFrom).ExecuteDeleteAsync(CancellationToken.None);
         await db.JobEvaluations.Where(e => e.JobId == jobId && e.Iteration > resumeFrom).ExecuteDeleteAsync(CancellationToken.None);
-        await db.SaveChangesAsync(CancellationToken.None);
+        var eventsBefore = job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents;
+        await db.JobEvents.Where(e => e.JobId == jobId && e.Sequence >= eventsBefore).ExecuteDeleteAsync(CancellationToken.None);
         logger.LogInformation("Job {JobId} attempt {Attempt} starts at iteration {Iteration}", jobId, job.Attempts, resumeFrom);
 
         try
@@ -74,9 +80,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
             // A clean hand-back (deploy, scale-in) is not a lost attempt: it does not count towards MaxAttempts.
-            await db.Entry(job).ReloadAsync(CancellationToken.None);
-            job.Attempts--;
-            await db.SaveChangesAsync(CancellationToken.None);
+            await TransitionAsync(job, j => j.HandBack(DateTimeOffset.UtcNow));
             logger.LogInformation("Job {JobId} handed back at worker shutdown; it resumes from iteration {Iteration}",
                 jobId, job.CheckpointIteration);
             throw;
@@ -85,14 +89,12 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         {
             // The user's model, data or settings: running again would fail the same way.
             logger.LogWarning(e, "Job {JobId} failed", jobId);
-            await FinishAsync(job, JobState.Failed, e.Message.Split('\n')[0]);
+            await TransitionAsync(job, j => j.Fail(e.Message.Split('\n')[0], DateTimeOffset.UtcNow));
         }
         catch (Exception e)
         {
             logger.LogError(e, "Job {JobId} attempt {Attempt} failed unexpectedly", jobId, job.Attempts);
-            await db.Entry(job).ReloadAsync(CancellationToken.None);
-            job.Error = $"attempt {job.Attempts} failed: {e.Message}; retrying from the last checkpoint";
-            await db.SaveChangesAsync(CancellationToken.None);
+            await TransitionAsync(job, j => j.AttemptFailed(e.Message, DateTimeOffset.UtcNow));
             throw;
         }
     }
@@ -100,9 +102,9 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     private async Task RunAttemptAsync(SurgeryJob job, string connectionString, CancellationToken shutdown)
     {
         var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(m => m.Id == job.ModelId, shutdown)
-            ?? throw new SurgeryException("Model missing", "the job's model was deleted before the job ran", 409);
+            ?? throw new SurgeryException("Model missing", "the job's model was deleted before the job ran", ErrorKind.Conflict);
         var dataset = await db.Datasets.AsNoTracking().SingleOrDefaultAsync(d => d.Id == job.DatasetId, shutdown)
-            ?? throw new SurgeryException("Dataset missing", "the job's dataset was deleted before the job ran", 409);
+            ?? throw new SurgeryException("Dataset missing", "the job's dataset was deleted before the job ran", ErrorKind.Conflict);
         var modelBytes = await artifacts.ReadAllBytesAsync(model.ArtifactId, shutdown);
         byte[] datasetBytes;
         await using (var stream = await artifacts.OpenReadAsync(dataset.ArtifactId, shutdown))
@@ -114,7 +116,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             ? await artifacts.ReadAllBytesAsync(checkpointId, shutdown)
             : null;
 
-        await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value);
+        await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value,
+            job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents);
         writer.Start();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested, writer.Failed);
         var checkpointInterval = job.CheckpointInterval > 0 ? job.CheckpointInterval : options.Value.DefaultCheckpointInterval;
@@ -130,11 +133,13 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             using var _train = train;
             using var _test = test;
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
-            if (checkpoint is not null) trainer.LoadCheckpoint(new MemoryStream(checkpoint));
-            var outcome = trainer.Run(train, test, observer, checkpointInterval, stop.Token);
+            var run = job.Settings.IsBudgetMode
+                ? RunBudgetSearch(trainer, job.Settings, train, test, checkpoint, observer, checkpointInterval, stop.Token)
+                : RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token);
+            var outcome = run.Outcome;
             if (outcome.Cancelled)
             {
-                if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(trainer); // shutdown: keep the work
+                if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
                 return (outcome, Files: new List<(ResultFormat, string)>());
             }
             var files = new List<(ResultFormat, string)>();
@@ -155,7 +160,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             {
                 if (writer.CancelRequested.IsCancellationRequested)
                 {
-                    await FinishAsync(job, JobState.Cancelled, null);
+                    await TransitionAsync(job, j => j.Cancel(DateTimeOffset.UtcNow));
                     return;
                 }
                 shutdown.ThrowIfCancellationRequested();
@@ -169,24 +174,51 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         }
     }
 
+    /// <summary>The paper's fixed thresholds (the job names cRates).</summary>
+    private static RunResult RunFixed(SurgeryTrainer trainer, TensorDataset train, TensorDataset test, byte[]? checkpoint,
+        ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
+    {
+        if (checkpoint is not null) trainer.LoadCheckpoint(new MemoryStream(checkpoint));
+        return new RunResult(trainer.Run(train, test, observer, checkpointInterval, stop), trainer);
+    }
+
+    /// <summary>
+    /// Budget mode: the validation split is held out of the training samples (the same samples for every job on the
+    /// dataset) and never trained on; the search picks the thresholds.
+    /// </summary>
+    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, SurgerySettings settings, TensorDataset train,
+        TensorDataset test, byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
+    {
+        if (train.Count < 2)
+        {
+            throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
+        }
+        var target = settings.EffectiveTarget;
+        var (fit, validation) = train.Split(target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
+        using var _fit = fit;
+        using var _validation = validation;
+        var search = new BudgetSearch(trainer, settings);
+        if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
+        return new RunResult(search.Run(fit, validation, test, observer, checkpointInterval, stop), search);
+    }
+
+    /// <summary>A run's outcome and what can checkpoint it (the trainer, or the search around it).</summary>
+    private sealed record RunResult(SurgeryOutcome Outcome, ICheckpointSource Source);
+
     private async Task StoreResultsAsync(SurgeryJob job, ModelEntry model, SurgeryOutcome outcome, List<(ResultFormat Format, string Path)> files)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
-        await db.Entry(job).ReloadAsync(CancellationToken.None);
         var baseName = Path.GetFileNameWithoutExtension(model.Name);
+        var method = job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns";
+        var results = new Dictionary<ResultFormat, Guid>();
         foreach (var (format, path) in files)
         {
             await using var file = File.OpenRead(path);
             var (extension, contentType) = format == ResultFormat.TorchSharp ? (".bin", "application/octet-stream") : (".onnx", "application/onnx");
             var suffix = format == ResultFormat.OnnxSparse ? "-sparse" : "";
-            var artifact = await artifacts.SaveAsync(job.TenantId, ArtifactKind.Result, $"{baseName}-dns{suffix}{extension}",
+            var artifact = await artifacts.SaveAsync(job.TenantId, ArtifactKind.Result, $"{baseName}-{method}{suffix}{extension}",
                 contentType, file, cancellationToken: CancellationToken.None);
-            switch (format)
-            {
-                case ResultFormat.Onnx: job.ResultOnnxArtifactId = artifact.Id; break;
-                case ResultFormat.OnnxSparse: job.ResultOnnxSparseArtifactId = artifact.Id; break;
-                default: job.ResultTorchSharpArtifactId = artifact.Id; break;
-            }
+            results[format] = artifact.Id;
         }
         await db.JobLayerResults.Where(l => l.JobId == job.Id).ExecuteDeleteAsync(CancellationToken.None);
         db.JobLayerResults.AddRange(outcome.Layers.Select((l, i) => new JobLayerResult
@@ -200,34 +232,37 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             PrunedTotal = l.PrunedTotal,
             SplicedTotal = l.SplicedTotal,
         }));
-        job.Iteration = outcome.Iterations;
-        job.Kept = outcome.Kept;
-        job.Total = outcome.Total;
-        if (outcome.Before is { } before) job.Top1Before ??= before.Top1;
-        if (outcome.After is { } after)
+        if (!await TransitionAsync(job, j => j.Succeed(outcome, results, DateTimeOffset.UtcNow)))
         {
-            job.Top1After = after.Top1;
-            job.LastTop1 = after.Top1;
-            job.LastTop5 = after.Top5;
+            return; // finished meanwhile by another writer: the transaction (with the result files) is rolled back
         }
-        job.State = JobState.Succeeded;
-        job.Error = null;
-        job.FinishedAt = DateTimeOffset.UtcNow;
-        job.UpdatedAt = job.FinishedAt.Value;
-        await db.SaveChangesAsync(CancellationToken.None);
         await transaction.CommitAsync(CancellationToken.None);
         logger.LogInformation("Job {JobId} succeeded: {Kept}/{Total} weights kept ({Compression:F1}x)",
             job.Id, outcome.Kept, outcome.Total, outcome.Compression);
     }
 
-    private async Task FinishAsync(SurgeryJob job, JobState state, string? error)
+    /// <summary>
+    /// Applies <paramref name="transition"/> to the job as the database holds it now and saves it. When another process
+    /// (the Api's cancel, a progress write) changed the row since it was read, the save fails on the xmin token and the
+    /// transition is decided again on the reloaded row. Returns false, saving nothing, when the job has finished meanwhile.
+    /// </summary>
+    private async Task<bool> TransitionAsync(SurgeryJob job, Action<SurgeryJob> transition)
     {
-        await db.Entry(job).ReloadAsync(CancellationToken.None);
-        job.State = state;
-        job.Error = error is null ? null : error.Length > 4000 ? error[..4000] : error;
-        job.FinishedAt = DateTimeOffset.UtcNow;
-        job.UpdatedAt = job.FinishedAt.Value;
-        await db.SaveChangesAsync(CancellationToken.None);
+        for (var conflicts = 0; ; conflicts++)
+        {
+            await db.Entry(job).ReloadAsync(CancellationToken.None);
+            if (job.IsFinished) return false;
+            transition(job);
+            try
+            {
+                await db.SaveChangesAsync(CancellationToken.None);
+                return true;
+            }
+            catch (DbUpdateConcurrencyException) when (conflicts < MaxConflicts)
+            {
+                logger.LogInformation("Job {JobId} changed while this worker wrote it; reading it again", job.Id);
+            }
+        }
     }
 
     private static async Task<bool> TryLockAsync(NpgsqlConnection connection, Guid jobId)

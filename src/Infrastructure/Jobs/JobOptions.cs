@@ -1,6 +1,6 @@
 using System.ComponentModel.DataAnnotations;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>How workers run surgery jobs, section <c>Jobs</c>.</summary>
 public sealed class JobOptions
@@ -19,7 +19,11 @@ public sealed class JobOptions
     [Range(1, 10_000_000)]
     public int DefaultCheckpointInterval { get; set; } = 1000;
 
-    /// <summary>A job started this many times without finishing (lost workers, crashes) is failed.</summary>
-    [Range(1, 100)]
-    public int MaxAttempts { get; set; } = 5;
+    /// <summary>A queued job without a Hangfire job this long after it was saved is enqueued by the sweep.</summary>
+    [Range(1, 86_400)]
+    public int OrphanAfterSeconds { get; set; } = 60;
+
+    /// <summary>How often a host that runs jobs looks for such jobs.</summary>
+    [Range(1, 86_400)]
+    public int OrphanSweepSeconds { get; set; } = 60;
 }

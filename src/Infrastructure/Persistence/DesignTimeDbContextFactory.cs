@@ -1,7 +1,7 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Design;
 
-namespace SurgeryService.Domain.Persistence;
+namespace SurgeryService.Infrastructure.Persistence;
 
 /// <summary>Lets <c>dotnet ef migrations add</c> build the model without a running database or host.</summary>
 internal sealed class DesignTimeDbContextFactory : IDesignTimeDbContextFactory<SurgeryDbContext>

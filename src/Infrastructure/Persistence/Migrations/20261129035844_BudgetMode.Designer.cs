@@ -6,15 +6,15 @@ using Microsoft.EntityFrameworkCore.Infrastructure;
 using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
 using Npgsql.EntityFrameworkCore.PostgreSQL.Metadata;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Infrastructure.Persistence;
 
 #nullable disable
 
-namespace SurgeryService.Domain.Persistence.Migrations
+namespace SurgeryService.Infrastructure.Persistence.Migrations
 {
     [DbContext(typeof(SurgeryDbContext))]
-    [Migration("20261125140048_ServiceModel")]
-    partial class ServiceModel
+    [Migration("20261129035844_BudgetMode")]
+    partial class BudgetMode
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -179,6 +179,35 @@ namespace SurgeryService.Domain.Persistence.Migrations
                     b.ToTable("job_evaluations", (string)null);
                 });
 
+            modelBuilder.Entity("SurgeryService.Domain.Jobs.JobEvent", b =>
+                {
+                    b.Property<Guid>("JobId")
+                        .HasColumnType("uuid");
+
+                    b.Property<int>("Sequence")
+                        .HasColumnType("integer");
+
+                    b.Property<DateTimeOffset>("CreatedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<int>("Iteration")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Kind")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<string>("Message")
+                        .IsRequired()
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)");
+
+                    b.HasKey("JobId", "Sequence");
+
+                    b.ToTable("job_events", (string)null);
+                });
+
             modelBuilder.Entity("SurgeryService.Domain.Jobs.JobLayerResult", b =>
                 {
                     b.Property<Guid>("JobId")
@@ -265,6 +294,9 @@ namespace SurgeryService.Domain.Persistence.Migrations
                     b.Property<Guid?>("CheckpointArtifactId")
                         .HasColumnType("uuid");
 
+                    b.Property<int>("CheckpointEvents")
+                        .HasColumnType("integer");
+
                     b.Property<int>("CheckpointInterval")
                         .HasColumnType("integer");
 
@@ -335,6 +367,9 @@ namespace SurgeryService.Domain.Persistence.Migrations
                     b.Property<int?>("ResumedFromIteration")
                         .HasColumnType("integer");
 
+                    b.Property<string>("Search")
+                        .HasColumnType("jsonb");
+
                     b.Property<string>("Settings")
                         .IsRequired()
                         .HasColumnType("jsonb");
@@ -366,6 +401,12 @@ namespace SurgeryService.Domain.Persistence.Migrations
 
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone");
+
+                    b.Property<uint>("Version")
+                        .IsConcurrencyToken()
+                        .ValueGeneratedOnAddOrUpdate()
+                        .HasColumnType("xid")
+                        .HasColumnName("xmin");
 
                     b.HasKey("Id");
 
@@ -471,6 +512,15 @@ namespace SurgeryService.Domain.Persistence.Migrations
                 });
 
             modelBuilder.Entity("SurgeryService.Domain.Jobs.JobEvaluation", b =>
+                {
+                    b.HasOne("SurgeryService.Domain.Jobs.SurgeryJob", null)
+                        .WithMany()
+                        .HasForeignKey("JobId")
+                        .OnDelete(DeleteBehavior.Cascade)
+                        .IsRequired();
+                });
+
+            modelBuilder.Entity("SurgeryService.Domain.Jobs.JobEvent", b =>
                 {
                     b.HasOne("SurgeryService.Domain.Jobs.SurgeryJob", null)
                         .WithMany()

@@ -3,15 +3,20 @@ using System.Threading.Channels;
 using Npgsql;
 using NpgsqlTypes;
 using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
 
-namespace SurgeryService.Domain.Jobs;
+namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>
 /// The engine's observer for a job. The training thread only enqueues; one background loop writes the queue in order:
 /// metric rows in batches (binary COPY into a staging table, then INSERT .. ON CONFLICT DO NOTHING so a replayed
 /// iteration can never appear twice), evaluations, the job's progress fields, and checkpoints, each checkpoint only
-/// after every metric before it. Each write also reads the job's cancel flag.
+/// after every metric before it. Each write also reads the job's cancel flag. It writes progress only, never the job's
+/// state, and only while the job is Running: a write that finds the job in another state (finished by another writer)
+/// writes nothing and stops the run like a cancel. Every write changes the row's xmin, so an EF writer holding an older
+/// copy of the job reloads before its transition (see <c>SurgeryJobConfiguration</c>).
 /// </summary>
 public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
 {
@@ -24,13 +29,18 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private readonly CancellationTokenSource _failed = new();
     private readonly List<IterationMetrics> _metrics = [];
     private readonly List<EvaluationMetrics> _evaluations = [];
+    private readonly List<(int Sequence, SurgeryEvent Event)> _events = [];
+    private int _nextEvent;
     private Guid? _checkpointArtifactId;
     private IReadOnlyList<string>? _layerNames;
     private long[]? _layerTotals;
     private Task? _loop;
 
-    public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options)
+    /// <summary>Events the job kept from before its checkpoint are <paramref name="eventsBefore"/>; new ones are numbered after them.</summary>
+    public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options,
+        int eventsBefore = 0)
     {
+        _nextEvent = eventsBefore;
         _connectionString = connectionString;
         _jobId = jobId;
         _tenantId = tenantId;
@@ -38,13 +48,11 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         _options = options;
     }
 
-    /// <summary>Cancelled once the job's cancel flag is seen set in the database.</summary>
+    /// <summary>Cancelled once the job's cancel flag is seen set in the database, or the job is seen no longer running.</summary>
     public CancellationToken CancelRequested => _cancelRequested.Token;
 
     /// <summary>Cancelled when writing fails (database lost): training stops, the attempt fails and is retried from its checkpoint.</summary>
     public CancellationToken Failed => _failed.Token;
-
-    public int CheckpointsWritten { get; private set; }
 
     public void Start() => _loop = Task.Run(async () =>
     {
@@ -63,14 +71,16 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
 
     public void OnEvaluation(EvaluationMetrics metrics) => _queue.Writer.TryWrite(metrics);
 
-    public void OnCheckpointDue(SurgeryTrainer trainer) => Checkpoint(trainer);
+    public void OnEvent(SurgeryEvent surgeryEvent) => _queue.Writer.TryWrite(surgeryEvent);
 
-    /// <summary>Snapshots the trainer now (on the training thread); the bytes are written after the metrics before them.</summary>
-    public void Checkpoint(SurgeryTrainer trainer)
+    public void OnCheckpointDue(ICheckpointSource source) => Checkpoint(source);
+
+    /// <summary>Snapshots the run now (on the training thread); the bytes are written after the metrics before them.</summary>
+    public void Checkpoint(ICheckpointSource source)
     {
         var memory = new MemoryStream();
-        trainer.SaveCheckpoint(memory);
-        _queue.Writer.TryWrite(new CheckpointData(trainer.Iteration, memory.ToArray()));
+        source.SaveCheckpoint(memory);
+        _queue.Writer.TryWrite(new CheckpointData(source.Iteration, memory.ToArray()));
     }
 
     /// <summary>Writes everything still queued and stops; rethrows a failure of the write loop.</summary>
@@ -92,6 +102,9 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     }
 
     private sealed record CheckpointData(int Iteration, byte[] Bytes);
+
+    /// <summary>How the jobs table stores <see cref="JobState.Running"/> (the state column holds the enum's name).</summary>
+    private static readonly string Running = nameof(JobState.Running);
 
     private async Task WriteLoopAsync()
     {
@@ -129,6 +142,9 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                         break;
                     case EvaluationMetrics evaluation:
                         _evaluations.Add(evaluation);
+                        break;
+                    case SurgeryEvent surgeryEvent:
+                        _events.Add((_nextEvent++, surgeryEvent));
                         break;
                     case CheckpointData checkpoint:
                         await FlushAsync(connection);
@@ -195,6 +211,22 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             await insert.ExecuteNonQueryAsync();
         }
 
+        if (_events.Count > 0)
+        {
+            await using var insert = new NpgsqlCommand(
+                """
+                INSERT INTO job_events ("JobId", "Sequence", "Iteration", "Kind", "Message", "CreatedAt")
+                SELECT @job, e.*, now() FROM unnest(@sequence, @iteration, @kind, @message) AS e
+                ON CONFLICT DO NOTHING
+                """, connection, transaction);
+            insert.Parameters.AddWithValue("job", _jobId);
+            insert.Parameters.AddWithValue("sequence", _events.Select(e => e.Sequence).ToArray());
+            insert.Parameters.AddWithValue("iteration", _events.Select(e => e.Event.Iteration).ToArray());
+            insert.Parameters.AddWithValue("kind", _events.Select(e => e.Event.Kind.ToString()).ToArray());
+            insert.Parameters.AddWithValue("message", _events.Select(e => e.Event.Message.Length > 4000 ? e.Event.Message[..4000] : e.Event.Message).ToArray());
+            await insert.ExecuteNonQueryAsync();
+        }
+
         var last = _metrics.Count > 0 ? _metrics[^1] : null;
         var evaluation = _evaluations.Count > 0 ? _evaluations[^1] : null;
         await using (var update = new NpgsqlCommand(
@@ -210,11 +242,12 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                 "LayerNames" = COALESCE(@layers, "LayerNames"),
                 "LayerTotals" = COALESCE(@totals, "LayerTotals"),
                 "UpdatedAt" = now()
-            WHERE "Id" = @id
+            WHERE "Id" = @id AND "State" = @running
             RETURNING "CancelRequested"
             """, connection, transaction))
         {
             update.Parameters.AddWithValue("id", _jobId);
+            update.Parameters.AddWithValue("running", Running);
             update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer) { Value = last is null ? DBNull.Value : last.Iteration + 1 });
             update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
             update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
@@ -231,11 +264,25 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             {
                 Value = (object?)_layerTotals ?? DBNull.Value,
             });
-            if (await update.ExecuteScalarAsync() is true) _cancelRequested.Cancel();
+            switch (await update.ExecuteScalarAsync())
+            {
+                case null:
+                    // No longer running: another writer finished the job. Nothing of this batch belongs to it any more.
+                    await transaction.RollbackAsync();
+                    _metrics.Clear();
+                    _evaluations.Clear();
+                    _events.Clear();
+                    _cancelRequested.Cancel();
+                    return;
+                case true:
+                    _cancelRequested.Cancel();
+                    break;
+            }
         }
         await transaction.CommitAsync();
         _metrics.Clear();
         _evaluations.Clear();
+        _events.Clear();
     }
 
     private async Task WriteCheckpointAsync(NpgsqlConnection connection, CheckpointData checkpoint)
@@ -244,13 +291,22 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         var artifact = await ArtifactStore.SaveAsync(connection, transaction, _tenantId, ArtifactKind.Checkpoint,
             $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", new MemoryStream(checkpoint.Bytes));
         await using (var update = new NpgsqlCommand(
-            """UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration WHERE "Id" = @id""",
-            connection, transaction))
+            """
+            UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration, "CheckpointEvents" = @events
+            WHERE "Id" = @id AND "State" = @running
+            """, connection, transaction))
         {
+            update.Parameters.AddWithValue("events", _nextEvent);
             update.Parameters.AddWithValue("id", _jobId);
+            update.Parameters.AddWithValue("running", Running);
             update.Parameters.AddWithValue("artifact", artifact.Id);
             update.Parameters.AddWithValue("iteration", checkpoint.Iteration);
-            await update.ExecuteNonQueryAsync();
+            if (await update.ExecuteNonQueryAsync() == 0)
+            {
+                await transaction.RollbackAsync(); // finished by another writer: its checkpoint is no longer needed
+                _cancelRequested.Cancel();
+                return;
+            }
         }
         if (_checkpointArtifactId is { } previous)
         {
@@ -260,6 +316,5 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         }
         await transaction.CommitAsync();
         _checkpointArtifactId = artifact.Id;
-        CheckpointsWritten++;
     }
 }

@@ -1,7 +1,8 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using SurgeryService.Domain.Artifacts;
 
-namespace SurgeryService.Domain.Artifacts;
+namespace SurgeryService.Infrastructure.Persistence.Configurations;
 
 internal sealed class ArtifactConfiguration : IEntityTypeConfiguration<Artifact>
 {

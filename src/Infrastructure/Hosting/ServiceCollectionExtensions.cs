@@ -4,13 +4,14 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using SurgeryService.Domain.Artifacts;
-using SurgeryService.Domain.Jobs;
-using SurgeryService.Domain.Persistence;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Jobs;
+using SurgeryService.Infrastructure.Persistence;
 
-namespace SurgeryService.Domain.Hosting;
+namespace SurgeryService.Infrastructure.Hosting;
 
+/// <summary>The composition root shared by the Api and the Worker: each host calls <see cref="AddSurgeryCore"/>.</summary>
 public static class ServiceCollectionExtensions
 {
     public const string ConnectionStringName = "Surgery";
@@ -21,8 +22,31 @@ public static class ServiceCollectionExtensions
         ?? throw new InvalidOperationException(
             $"Connection string '{ConnectionStringName}' is not set: set ConnectionStrings__{ConnectionStringName}.");
 
-    /// <summary>EF Core on PostgreSQL, shared by the Api and the Worker.</summary>
-    public static IServiceCollection AddSurgeryPersistence(this IServiceCollection services, IConfiguration configuration)
+    /// <summary>
+    /// What both hosts need: EF Core on PostgreSQL, the artifact store, the job runner and its options, and Hangfire's
+    /// storage and client configuration. A host that runs jobs adds <c>AddHangfireServer</c> on top.
+    /// </summary>
+    public static IServiceCollection AddSurgeryCore(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.AddSurgeryPersistence(configuration);
+        services.AddSurgeryJobs();
+        services.AddSurgeryHangfireStorage(configuration);
+        services.AddHangfire((provider, hangfire) => hangfire.UseSurgeryDefaults(provider));
+        return services;
+    }
+
+    /// <summary>
+    /// What a host that runs jobs adds to <see cref="AddSurgeryCore"/> besides its Hangfire server: the sweep that
+    /// enqueues jobs saved without a Hangfire job.
+    /// </summary>
+    public static IServiceCollection AddSurgeryJobServer(this IServiceCollection services)
+    {
+        services.AddHostedService<OrphanJobSweeper>();
+        return services;
+    }
+
+    /// <summary>EF Core on PostgreSQL and the artifact store.</summary>
+    private static IServiceCollection AddSurgeryPersistence(this IServiceCollection services, IConfiguration configuration)
     {
         var connectionString = configuration.GetSurgeryConnectionString();
         services.AddDbContext<SurgeryDbContext>(options => options.UseNpgsql(connectionString));
@@ -34,17 +58,17 @@ public static class ServiceCollectionExtensions
     /// Hangfire's job storage in the same PostgreSQL database, in its own schema, and a job activator on this host's
     /// services, both as this host's singletons. Hangfire's defaults are process-wide statics (JobStorage.Current,
     /// JobActivator.Current) that several hosts in one process (the service tests) would otherwise share.
-    /// Call before <c>AddHangfire</c>, which then keeps these registrations.
+    /// Registered before <c>AddHangfire</c>, which then keeps these registrations.
     /// </summary>
-    public static IServiceCollection AddSurgeryHangfireStorage(this IServiceCollection services, IConfiguration configuration)
+    private static IServiceCollection AddSurgeryHangfireStorage(this IServiceCollection services, IConfiguration configuration)
     {
         services.AddSingleton<JobStorage>(_ => CreateStorage(configuration));
         services.AddSingleton<JobActivator>(provider => new ScopedJobActivator(provider.GetRequiredService<IServiceScopeFactory>()));
         return services;
     }
 
-    /// <summary>Hangfire's serialisation and logging for this service: <c>AddHangfire((services, hangfire) => hangfire.UseSurgeryDefaults(services))</c>.</summary>
-    public static IGlobalConfiguration UseSurgeryDefaults(this IGlobalConfiguration hangfire, IServiceProvider services) => hangfire
+    /// <summary>Hangfire's serialisation and logging for this service.</summary>
+    private static IGlobalConfiguration UseSurgeryDefaults(this IGlobalConfiguration hangfire, IServiceProvider services) => hangfire
         .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
         .UseSimpleAssemblyNameTypeSerializer()
         .UseRecommendedSerializerSettings()
@@ -81,14 +105,14 @@ public static class ServiceCollectionExtensions
     }
 
     /// <summary>Registers what a Hangfire server needs to run surgery jobs.</summary>
-    public static IServiceCollection AddSurgeryJobs(this IServiceCollection services)
+    private static IServiceCollection AddSurgeryJobs(this IServiceCollection services)
     {
         services.AddOptions<JobOptions>()
             .BindConfiguration(JobOptions.Section)
             .ValidateDataAnnotations()
             .ValidateOnStart();
-        services.AddScoped<ArtifactStore>();
         services.AddScoped<SurgeryJobRunner>();
+        services.AddScoped<JobQueuing>();
         // A Worker registers its own (Worker:TorchThreads, Worker:WorkerCount) first; the Api's in-process server measures.
         services.TryAddSingleton(_ => TrainingThreads.For(0));
         return services;

@@ -4,7 +4,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.ChangeTracking;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 
-namespace SurgeryService.Domain.Persistence;
+namespace SurgeryService.Infrastructure.Persistence;
 
 /// <summary>Stores a record as a jsonb column, serialised the way the Api writes it (camelCase, enums as strings).</summary>
 public static class JsonColumn

@@ -1,9 +1,9 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
 using SurgeryService.Domain.Artifacts;
-using SurgeryService.Domain.Persistence;
+using SurgeryService.Domain.Models;
 
-namespace SurgeryService.Domain.Models;
+namespace SurgeryService.Infrastructure.Persistence.Configurations;
 
 internal sealed class ModelEntryConfiguration : IEntityTypeConfiguration<ModelEntry>
 {

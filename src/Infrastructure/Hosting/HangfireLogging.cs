@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 using HangfireLevel = Hangfire.Logging.LogLevel;
 using MicrosoftLevel = Microsoft.Extensions.Logging.LogLevel;
 
-namespace SurgeryService.Domain.Hosting;
+namespace SurgeryService.Infrastructure.Hosting;
 
 /// <summary>
 /// Hangfire's log provider writing to the host's <see cref="ILoggerFactory"/>. Hangfire keeps its provider in a static,

@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Text.Json;
+using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Surgery;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Bench;
+
+/// <summary>
+/// Budget mode on MNIST: the most compressed LeNet within a validation-top-1 budget, found by the search alone (no
+/// per-layer settings), over several seeds, with the paper's table and the validation and test figures of each.
+/// The dense reference is trained on the training images outside the validation split, so that the budget compares
+/// like with like (a model that trained on the held-out images would score them optimistically).
+/// </summary>
+internal static class Target
+{
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    public static int Run(string architecture, string[] args)
+    {
+        var options = Options.Parse(args);
+        var method = options.Get("method", "dns") == "magnitude" ? SurgeryMethod.Magnitude : SurgeryMethod.Dns;
+        var maxDrop = double.Parse(options.Get("max-drop", "0.1"), System.Globalization.CultureInfo.InvariantCulture);
+        var seeds = int.Parse(options.Get("seeds", "3"));
+        var firstSeed = int.Parse(options.Get("first-seed", "1"));
+        var recipe = Reproduce.Recipe(architecture, method);
+        var maxIterations = int.Parse(options.Get("max-iterations", recipe.Iterations.ToString()));
+        var denseIterations = Reproduce.DenseIterations(architecture);
+        var mnistDir = options.Get("mnist",
+            Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
+        if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));
+        Console.WriteLine($"torch threads: {get_num_threads()}, cores: {Environment.ProcessorCount}");
+
+        var (rawTrain, rawTest) = Mnist.Load(mnistDir);
+        using var all = Reproduce.Scaled(rawTrain);
+        using var test = Reproduce.Scaled(rawTest);
+        var target = new SurgeryTarget { MaxAccuracyDrop = maxDrop, MaxIterations = maxIterations };
+        var (train, validation) = all.Split(target.ValidationCount(all.Count), SurgeryTarget.ValidationSplitSeed);
+        using var _train = train;
+        using var _validation = validation;
+        Console.WriteLine($"training on {train.Count} images, validating on {validation.Count} held out, testing on {test.Count}");
+
+        var runs = new List<object>();
+        var rows = new List<(int Seed, SurgeryOutcome Outcome, double Wall)>();
+        double? denseError = null;
+        for (var seed = firstSeed; seed < firstSeed + seeds; seed++)
+        {
+            using var model = Reproduce.DenseReference(architecture, denseIterations, train, test, "-holdout", out _);
+            // The recipe's training schedule without its per-layer thresholds: the search chooses those.
+            var settings = recipe with
+            {
+                CRate = null,
+                Layers = [],
+                Target = target,
+                Iterations = maxIterations,
+                EvalInterval = Math.Max(100, maxIterations / 100),
+                Seed = seed,
+                BiasLrMultiplier = double.Parse(options.Get("bias-lr-mult", "1"), System.Globalization.CultureInfo.InvariantCulture),
+            };
+            var clock = Stopwatch.StartNew();
+            using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+            var outcome = new BudgetSearch(trainer, settings).Run(train, validation, test, new Reproduce.ConsoleObserver());
+            clock.Stop();
+            var search = outcome.Search!;
+            denseError ??= 1 - search.TestTop1Before!.Value;
+            rows.Add((seed, outcome, clock.Elapsed.TotalSeconds));
+            Print(architecture, method, seed, outcome, clock.Elapsed);
+            runs.Add(new
+            {
+                seed,
+                compression = outcome.Compression,
+                parametersBefore = outcome.Total,
+                parametersAfter = outcome.Kept,
+                validationErrorBefore = 1 - search.ValidationTop1Before,
+                validationErrorAfter = 1 - search.ValidationTop1After,
+                testErrorBefore = 1 - search.TestTop1Before,
+                testErrorAfter = 1 - search.TestTop1After,
+                budgetMet = search.BudgetMet,
+                wallSeconds = clock.Elapsed.TotalSeconds,
+                layers = outcome.Layers,
+                stages = search.Stages,
+            });
+        }
+
+        var meanCompression = rows.Average(r => r.Outcome.Compression);
+        var meanError = rows.Average(r => 1 - r.Outcome.Search!.TestTop1After!.Value);
+        Console.WriteLine();
+        Console.WriteLine($"== {architecture} budget mode ({method.ToString().ToLowerInvariant()}), max drop {maxDrop} points, {maxIterations} iterations, seeds {firstSeed}-{firstSeed + seeds - 1} ==");
+        Console.WriteLine($"{"seed",4} {"compression",11} {"params",16} {"val error",18} {"test error",18} {"budget",7} {"wall",6}");
+        foreach (var (seed, o, wall) in rows)
+        {
+            var s = o.Search!;
+            Console.WriteLine($"{seed,4} {o.Compression,10:F1}x {o.Total,7} -> {o.Kept,6} {100 * (1 - s.ValidationTop1Before),6:F2}% -> {100 * (1 - s.ValidationTop1After!.Value),6:F2}% " +
+                $"{100 * (1 - s.TestTop1Before!.Value),6:F2}% -> {100 * (1 - s.TestTop1After!.Value),6:F2}% {(s.BudgetMet == true ? "met" : "missed"),7} {wall,5:F0}s");
+        }
+        Console.WriteLine($"mean compression {meanCompression:F1}x, mean test error {100 * meanError:F2}% (dense reference {100 * denseError:F2}%, " +
+            $"target <= {100 * denseError + 0.1:F2}%)");
+        if (options.Has("json"))
+        {
+            File.WriteAllText(options.Get("json", ""), JsonSerializer.Serialize(new
+            {
+                architecture,
+                method = method.ToString().ToLowerInvariant(),
+                maxDrop,
+                maxIterations,
+                denseTestError = denseError,
+                meanCompression,
+                meanTestError = meanError,
+                runs,
+            }, Json));
+        }
+        return 0;
+    }
+
+    private static void Print(string architecture, SurgeryMethod method, int seed, SurgeryOutcome outcome, TimeSpan wall)
+    {
+        var s = outcome.Search!;
+        Console.WriteLine();
+        Console.WriteLine($"== {architecture}, budget mode ({method.ToString().ToLowerInvariant()}), seed {seed} ==");
+        Console.WriteLine($"{"layer",-8} {"params",10} {"kept",8} {"remaining",10} {"pruned",9} {"spliced",9}");
+        foreach (var l in outcome.Layers)
+        {
+            Console.WriteLine($"{l.Layer,-8} {l.Total,10} {l.Kept,8} {l.RemainingPercent,9:F2}% {l.PrunedTotal,9} {l.SplicedTotal,9}");
+        }
+        Console.WriteLine($"{"total",-8} {outcome.Total,10} {outcome.Kept,8} {100.0 * outcome.Kept / outcome.Total,9:F2}%");
+        Console.WriteLine($"compression        {outcome.Compression:F1}x");
+        Console.WriteLine($"validation error   {100 * (1 - s.ValidationTop1Before):F2}% -> {100 * (1 - s.ValidationTop1After!.Value):F2}% ({s.ValidationSamples} held-out images)");
+        Console.WriteLine($"test error         {100 * (1 - s.TestTop1Before!.Value):F2}% -> {100 * (1 - s.TestTop1After!.Value):F2}%");
+        Console.WriteLine($"stages             {string.Join("; ", s.Stages.Select(st => $"{st.TargetCompression:F0}x -> {st.Compression:F1}x at {100 * (1 - st.ValidationTop1!.Value):F2}% {(st.Accepted == true ? "ok" : "no")}"))}");
+        Console.WriteLine($"budget met         {s.BudgetMet}{(s.BudgetProblem is { } p ? $" ({p})" : "")}");
+        Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");
+    }
+}

@@ -1,0 +1,48 @@
+using Microsoft.EntityFrameworkCore;
+using SurgeryService.Domain.Jobs;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Surgery;
+using SurgeryService.Infrastructure.Persistence;
+
+namespace SurgeryService.Api.Jobs;
+
+/// <summary>The report of a succeeded job: per-layer table, totals, accuracy before and after, and its files.</summary>
+public static class JobReportBuilder
+{
+    public static async Task<JobReport> BuildAsync(SurgeryDbContext db, SurgeryJob job, CancellationToken cancellationToken)
+    {
+        var layers = await db.JobLayerResults.AsNoTracking().Where(l => l.JobId == job.Id).OrderBy(l => l.Order).ToListAsync(cancellationToken);
+        var before = layers.Sum(l => l.Total);
+        var after = layers.Sum(l => l.Kept);
+        var artifactIds = new[] { job.ResultOnnxArtifactId, job.ResultOnnxSparseArtifactId, job.ResultTorchSharpArtifactId }
+            .Where(a => a is not null).Select(a => a!.Value).ToList();
+        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(m => m.Id == job.ModelId, cancellationToken);
+        if (model is not null) artifactIds.Insert(0, model.ArtifactId);
+        var files = await db.Artifacts.AsNoTracking().Where(a => artifactIds.Contains(a.Id)).ToListAsync(cancellationToken);
+        string Role(Guid artifactId) =>
+            artifactId == model?.ArtifactId ? "original" :
+            artifactId == job.ResultOnnxArtifactId ? "onnx" :
+            artifactId == job.ResultOnnxSparseArtifactId ? "onnx-sparse" : "torchsharp";
+        return new JobReport(
+            job.Id,
+            job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
+            job.Iteration,
+            layers.Select(l => new ReportLayer(l.Layer, l.Kind == LayerKind.Convolution ? "convolution" : "fullyConnected",
+                l.Total, l.Kept, l.Total == 0 ? 100 : Math.Round(100.0 * l.Kept / l.Total, 3), l.PrunedTotal, l.SplicedTotal)).ToList(),
+            new ReportTotals(before, after, before == 0 ? 100 : Math.Round(100.0 * after / before, 3),
+                after == 0 ? 0 : Math.Round((double)before / after, 2)),
+            new ReportAccuracy(job.Top1Before, job.Top1After, 1 - job.Top1Before, 1 - job.Top1After),
+            files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim())).ToList(),
+            job.Attempts,
+            job.ResumedFromIteration,
+            job.StartedAt is { } s && job.FinishedAt is { } e ? (e - s).TotalSeconds : null,
+            JobResponse.ModeOf(job.Settings),
+            job.Search,
+            await LogAsync(db, job.Id, cancellationToken));
+    }
+
+    public static async Task<IReadOnlyList<JobLogEntry>> LogAsync(SurgeryDbContext db, Guid jobId, CancellationToken cancellationToken) =>
+        await db.JobEvents.AsNoTracking().Where(e => e.JobId == jobId).OrderBy(e => e.Sequence)
+            .Select(e => new JobLogEntry(e.Sequence, e.Iteration, e.Kind, e.Message, e.CreatedAt))
+            .ToListAsync(cancellationToken);
+}

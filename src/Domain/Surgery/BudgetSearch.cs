@@ -1,0 +1,371 @@
+using System.Text.Json;
+using SurgeryService.Domain.Datasets;
+
+namespace SurgeryService.Domain.Surgery;
+
+/// <summary>One stage of the budget search: the compression it aimed at, its calibrated layers and its verdict.</summary>
+public sealed class SearchStageReport
+{
+    public int Index { get; set; }
+    public double TargetCompression { get; set; }
+    public int Start { get; set; }
+    public int End { get; set; }
+    public List<LayerCalibration> Layers { get; set; } = [];
+
+    /// <summary>Reached at the stage's end (null while it runs).</summary>
+    public double? Compression { get; set; }
+
+    public double? ValidationTop1 { get; set; }
+
+    /// <summary>Whether its validation top-1 was within the budget (null while it runs).</summary>
+    public bool? Accepted { get; set; }
+}
+
+/// <summary>Everything the budget search decided and measured; saved in checkpoints and reported with the job.</summary>
+public sealed class SearchReport
+{
+    public double MaxAccuracyDrop { get; set; }
+    public double? MinCompression { get; set; }
+    public int MaxIterations { get; set; }
+    public int ValidationSamples { get; set; }
+    public double ValidationTop1Before { get; set; }
+    public double ValidationLossBefore { get; set; }
+    public double? ValidationTop1After { get; set; }
+    public double? TestTop1Before { get; set; }
+    public double? TestTop1After { get; set; }
+    public List<SensitivityCurve> Sensitivity { get; set; } = [];
+    public List<SearchStageReport> Stages { get; set; } = [];
+
+    /// <summary>The most compression a stage reached within the budget (1: the starting model).</summary>
+    public double GoodCompression { get; set; } = 1;
+
+    /// <summary>The least compression a stage aimed at or reached and missed the budget with.</summary>
+    public double? FailedCompression { get; set; }
+
+    /// <summary>
+    /// Stages aim their calibration this many times past their target: DNS splices connections back while it
+    /// retrains, so a stage ends less compressed than its calibration (by 3x on a small MLP), and the search learns by
+    /// how much from each stage's result.
+    /// </summary>
+    public double Correction { get; set; } = 1;
+
+    /// <summary>The stage whose state is delivered (after the fine-tune), or -1 for the starting model.</summary>
+    public int BestStage { get; set; } = -1;
+
+    public int? FineTuneStart { get; set; }
+    public double? FineTuneBestTop1 { get; set; }
+    public int? FineTuneBestIteration { get; set; }
+
+    /// <summary>Whether the delivered model is within the accuracy budget and reaches <see cref="MinCompression"/>.</summary>
+    public bool? BudgetMet { get; set; }
+
+    /// <summary>Why the budget was not met, in words a user can act on.</summary>
+    public string? BudgetProblem { get; set; }
+}
+
+/// <summary>
+/// Budget mode (dns-spec.md, "Budget mode"; the product's extension of the paper): the most compressed model whose
+/// validation top-1 stays within <see cref="SurgeryTarget.MaxAccuracyDrop"/> of the starting model's.
+/// <list type="number">
+/// <item>Evaluate the starting model on the validation split (held out of the training data) and the test set.</item>
+/// <item>Sensitivity analysis of every prunable layer (<see cref="Sensitivity"/>).</item>
+/// <item>A rising ladder of whole-model compression targets, doubling from what sensitivity promises without
+/// retraining; after the first miss, geometric bisection between the best hit and the least miss. Each stage starts from
+/// the best state within budget so far, splits its target across layers by sensitivity, calibrates each layer's
+/// DNS thresholds to its kept share, and retrains with DNS (masks update during the first half, then fine-tune).</item>
+/// <item>A final fine-tune of the best state with its masks frozen; the delivered weights are the best validated state
+/// of it (best-of-run), never one outside the budget.</item>
+/// </list>
+/// Iterations are one series over all stages; checkpoints hold the search's state, so a resumed job goes on mid-stage.
+/// </summary>
+public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings settings) : ICheckpointSource
+{
+    /// <summary>Share of the iterations kept for the final fine-tune.</summary>
+    private const double FineTuneShare = 0.2;
+
+    /// <summary>Stages the remaining iterations are planned for.</summary>
+    private const int PlannedStages = 6;
+
+    /// <summary>Share of a stage during which DNS may still prune and splice.</summary>
+    private const double MaskShare = 0.5;
+
+    /// <summary>Bound of <see cref="SearchReport.Correction"/> either way.</summary>
+    private const double MaxCorrection = 8;
+
+    /// <summary>Bisection stops when the best hit and the least miss are this close.</summary>
+    private const double Resolution = 1.1;
+
+    private const string CheckpointMagic = "BUDGET-CKPT-1";
+    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
+
+    private SearchReport? _report;
+    private byte[]? _best;
+    private byte[]? _fineTuneBest;
+
+    public int Iteration => trainer.Iteration;
+
+    public SearchReport? Report => _report;
+
+    private SurgeryTarget Target => settings.EffectiveTarget;
+    private int MaxIterations => Target.MaxIterations ?? settings.Iterations;
+    private int FineTuneIterations => Math.Max(1, (int)(MaxIterations * FineTuneShare));
+    private int StageLength => Math.Max(10, (MaxIterations - FineTuneIterations) / PlannedStages);
+
+    /// <summary>
+    /// Runs (or resumes) the search. <paramref name="train"/> must not contain <paramref name="validation"/>'s samples.
+    /// Afterwards the module holds the delivered weights: <c>W ⊙ T</c> with exact zeros.
+    /// </summary>
+    public SurgeryOutcome Run(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
+        int checkpointInterval = 0, CancellationToken cancellationToken = default)
+    {
+        if (train.Count == 0) throw new SurgeryException("Bad dataset", "the training set is empty");
+        if (validation.Count == 0) throw new SurgeryException("Bad dataset", "the validation split is empty");
+        if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", 422);
+        if (_report is null) Begin(train, validation, test, observer);
+        else trainer.StartGuard(train, null);
+        var report = _report!;
+
+        while (report.FineTuneStart is null)
+        {
+            var stage = report.Stages.LastOrDefault(s => s.Accepted is null);
+            if (stage is null)
+            {
+                var target = NextTarget(report);
+                if (target is null || trainer.Iteration + StageLength > MaxIterations - FineTuneIterations)
+                {
+                    BeginFineTune(report, observer);
+                    break;
+                }
+                stage = BeginStage(report, target.Value, observer);
+            }
+            if (trainer.RunUntil(stage.End, train, validation, observer, checkpointInterval, this, cancellationToken))
+            {
+                return Cancelled();
+            }
+            Judge(report, stage, validation, observer);
+        }
+
+        while (trainer.Iteration < MaxIterations)
+        {
+            var next = Math.Min(MaxIterations, (trainer.Iteration / settings.EvalInterval + 1) * settings.EvalInterval);
+            if (trainer.RunUntil(next, train, validation, observer, checkpointInterval, this, cancellationToken))
+            {
+                return Cancelled();
+            }
+            KeepIfBest(report, Evaluate(validation, observer));
+        }
+        return Deliver(report, validation, test, observer);
+    }
+
+    private void Begin(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
+    {
+        var testBefore = test.Count > 0 ? trainer.Evaluate(test) : null;
+        var before = trainer.Evaluate(validation);
+        observer.OnEvaluation(before);
+        trainer.StartGuard(train, before);
+        var report = new SearchReport
+        {
+            MaxAccuracyDrop = Target.MaxAccuracyDrop,
+            MinCompression = Target.MinCompression,
+            MaxIterations = MaxIterations,
+            ValidationSamples = (int)validation.Count,
+            ValidationTop1Before = before.Top1,
+            ValidationLossBefore = before.Loss,
+            TestTop1Before = testBefore?.Top1,
+            Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1)],
+        };
+        _report = report;
+        _best = trainer.Snapshot();
+        var free = Sensitivity.CompressionAt(report.Sensitivity, Budget);
+        observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+            $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples, test top-1 " +
+            $"{testBefore?.Top1:P2}; sensitivity analysis of {report.Sensitivity.Count} layers promises {free:0.#}x " +
+            $"within the budget of {Target.MaxAccuracyDrop} points without retraining"));
+        foreach (var curve in report.Sensitivity.Where(c => c.Points[^1].Top1 >= before.Top1 - Budget))
+        {
+            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+                $"layer {curve.Layer} keeps its accuracy even at {curve.Points[^1].KeptFraction:P1} of its weights"));
+        }
+    }
+
+    /// <summary>The budget as a fraction (top-1 is a fraction in the engine, points in the API).</summary>
+    private double Budget => Target.MaxAccuracyDrop / 100;
+
+    private double? NextTarget(SearchReport report)
+    {
+        if (report.FailedCompression is { } failed)
+        {
+            return failed / report.GoodCompression < Resolution ? null : Math.Sqrt(failed * report.GoodCompression);
+        }
+        if (report.Stages.Count == 0)
+        {
+            return Math.Max(2, 2 * Sensitivity.CompressionAt(report.Sensitivity, Budget));
+        }
+        return 2 * report.GoodCompression;
+    }
+
+    private SearchStageReport BeginStage(SearchReport report, double target, ISurgeryObserver observer)
+    {
+        RestoreKeepingIteration(_best!);
+        var shares = Sensitivity.Allocate(report.Sensitivity, target * report.Correction);
+        var calibrations = trainer.Layers
+            .Select((layer, i) => layer.Calibrate(shares[i], settings.Method == SurgeryMethod.Magnitude))
+            .ToList();
+        var length = StageLength;
+        trainer.BeginStage(length, (int)(length * MaskShare));
+        trainer.MarkGood();
+        var stage = new SearchStageReport
+        {
+            Index = report.Stages.Count,
+            TargetCompression = target,
+            Start = trainer.Iteration,
+            End = trainer.Iteration + length,
+            Layers = calibrations,
+        };
+        report.Stages.Add(stage);
+        observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+            $"stage {stage.Index + 1}: aiming at {target:0.#}x from {report.GoodCompression:0.#}x (calibrated for " +
+            $"{target * report.Correction:0.#}x), iterations {stage.Start}-{stage.End}; " +
+            string.Join(", ", calibrations.Select(c => $"{c.Layer} keeps {c.KeptFraction:P2} (t {c.Threshold:g3}, cRate {c.CRate:0.##})"))));
+        return stage;
+    }
+
+    private void Judge(SearchReport report, SearchStageReport stage, TensorDataset validation, ISurgeryObserver observer)
+    {
+        var evaluation = Evaluate(validation, observer);
+        var compression = Compression();
+        stage.Compression = compression;
+        stage.ValidationTop1 = evaluation.Top1;
+        var withinBudget = evaluation.Top1 >= report.ValidationTop1Before - Budget;
+        stage.Accepted = withinBudget && compression > report.GoodCompression;
+        if (stage.Accepted == true)
+        {
+            report.GoodCompression = compression;
+            report.BestStage = stage.Index;
+            _best = trainer.Snapshot();
+        }
+        else if (!withinBudget)
+        {
+            report.FailedCompression = Math.Min(report.FailedCompression ?? double.MaxValue, Math.Max(stage.TargetCompression, compression));
+        }
+        report.Correction = Math.Clamp(report.Correction * stage.TargetCompression / compression, 1.0 / MaxCorrection, MaxCorrection);
+        var verdict = stage.Accepted == true ? "within budget"
+            : withinBudget ? $"within budget but no more compressed than the best so far ({report.GoodCompression:0.#}x)"
+            : "outside budget";
+        observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+            $"stage {stage.Index + 1}: {compression:0.#}x at validation top-1 {evaluation.Top1:P2} " +
+            $"(floor {report.ValidationTop1Before - Budget:P2}): {verdict}"));
+    }
+
+    private void BeginFineTune(SearchReport report, ISurgeryObserver observer)
+    {
+        RestoreKeepingIteration(_best!);
+        trainer.BeginStage(MaxIterations - trainer.Iteration, maskIterations: 0);
+        trainer.MarkGood();
+        report.FineTuneStart = trainer.Iteration;
+        _fineTuneBest = null;
+        observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+            $"fine-tune of the best state ({report.GoodCompression:0.#}x) with frozen masks until iteration {MaxIterations}"));
+    }
+
+    private void KeepIfBest(SearchReport report, EvaluationMetrics evaluation)
+    {
+        if (report.FineTuneBestTop1 is { } best && evaluation.Top1 <= best) return;
+        report.FineTuneBestTop1 = evaluation.Top1;
+        report.FineTuneBestIteration = evaluation.Iteration;
+        _fineTuneBest = trainer.Snapshot();
+    }
+
+    private SurgeryOutcome Deliver(SearchReport report, TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
+    {
+        // Best-of-run: the fine-tune's best validated state when it is at least as good as the stage it started from.
+        var bestStageTop1 = report.BestStage >= 0 ? report.Stages[report.BestStage].ValidationTop1 : report.ValidationTop1Before;
+        var useFineTune = _fineTuneBest is not null && report.FineTuneBestTop1 >= bestStageTop1;
+        RestoreKeepingIteration(useFineTune ? _fineTuneBest! : _best!);
+        trainer.WriteDeliveredWeights();
+        var validationAfter = trainer.Evaluate(validation);
+        var testAfter = test.Count > 0 ? trainer.Evaluate(test) : null;
+        report.ValidationTop1After = validationAfter.Top1;
+        report.TestTop1After = testAfter?.Top1;
+        var compression = Compression();
+        var withinDrop = validationAfter.Top1 >= report.ValidationTop1Before - Budget;
+        var enough = report.MinCompression is not { } min || compression >= min;
+        report.BudgetMet = withinDrop && enough;
+        report.BudgetProblem = !withinDrop
+            ? $"validation top-1 {validationAfter.Top1:P2} is more than {Target.MaxAccuracyDrop} points below the start's {report.ValidationTop1Before:P2}"
+            : !enough
+                ? $"{compression:0.#}x is the most compression found within {Target.MaxAccuracyDrop} points of validation top-1; " +
+                  $"minCompression {report.MinCompression:0.#}x was not reached: allow a larger maxAccuracyDrop or more maxIterations"
+                : null;
+        observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+            $"delivered {compression:0.#}x ({(useFineTune ? $"fine-tune iteration {report.FineTuneBestIteration}" : report.BestStage >= 0 ? $"stage {report.BestStage + 1}" : "the starting model")}): " +
+            $"validation top-1 {validationAfter.Top1:P2}, test top-1 {testAfter?.Top1:P2}" +
+            (report.BudgetProblem is { } problem ? $"; budget not met: {problem}" : "; budget met")));
+        return new SurgeryOutcome(trainer.Iteration, false, null, testAfter, trainer.Results()) { Search = report };
+    }
+
+    private SurgeryOutcome Cancelled() =>
+        new(trainer.Iteration, true, null, null, trainer.Results()) { Search = _report };
+
+    private EvaluationMetrics Evaluate(TensorDataset validation, ISurgeryObserver observer)
+    {
+        trainer.WriteMaskedWeights();
+        var evaluation = trainer.Evaluate(validation);
+        observer.OnEvaluation(evaluation);
+        return evaluation;
+    }
+
+    private double Compression()
+    {
+        var results = trainer.Results();
+        var kept = results.Sum(l => l.Kept);
+        return kept == 0 ? double.PositiveInfinity : (double)results.Sum(l => l.Total) / kept;
+    }
+
+    /// <summary>Goes back to a saved state; the iteration count goes on, so the metric series stays one series.</summary>
+    private void RestoreKeepingIteration(byte[] snapshot)
+    {
+        var iteration = trainer.Iteration;
+        trainer.Restore(snapshot);
+        trainer.SetIteration(iteration);
+    }
+
+    public void SaveCheckpoint(Stream stream)
+    {
+        using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
+        writer.Write(CheckpointMagic);
+        writer.Write(JsonSerializer.Serialize(_report, Json));
+        WriteBytes(writer, _best);
+        WriteBytes(writer, _fineTuneBest);
+        writer.Flush();
+        trainer.SaveCheckpoint(stream);
+    }
+
+    /// <summary>Restores a checkpoint written by a search over the same model, layers and settings.</summary>
+    public void LoadCheckpoint(Stream stream)
+    {
+        using (var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true))
+        {
+            if (reader.ReadString() != CheckpointMagic)
+            {
+                throw new SurgeryException("Bad checkpoint", "the checkpoint does not match this run: not a budget-mode checkpoint", 409);
+            }
+            _report = JsonSerializer.Deserialize<SearchReport>(reader.ReadString(), Json);
+            _best = ReadBytes(reader);
+            _fineTuneBest = ReadBytes(reader);
+        }
+        trainer.LoadCheckpoint(stream);
+    }
+
+    private static void WriteBytes(BinaryWriter writer, byte[]? bytes)
+    {
+        writer.Write(bytes?.Length ?? -1);
+        if (bytes is not null) writer.Write(bytes);
+    }
+
+    private static byte[]? ReadBytes(BinaryReader reader)
+    {
+        var length = reader.ReadInt32();
+        return length < 0 ? null : reader.ReadBytes(length);
+    }
+}

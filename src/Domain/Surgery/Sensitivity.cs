@@ -1,0 +1,95 @@
+using SurgeryService.Domain.Datasets;
+
+namespace SurgeryService.Domain.Surgery;
+
+/// <summary>Validation top-1 with one layer alone pruned by magnitude to <see cref="KeptFraction"/>, without retraining.</summary>
+public sealed record SensitivityPoint(double KeptFraction, double Top1);
+
+/// <summary>One layer's sensitivity curve, from kept share 1 (the starting model) down the ladder.</summary>
+public sealed record SensitivityCurve(string Layer, LayerKind Kind, long Total, IReadOnlyList<SensitivityPoint> Points);
+
+/// <summary>
+/// Per-layer sensitivity analysis (Han et al. 2015, §3.3; the budget search uses it to split a whole-model target
+/// across layers): each prunable layer alone is pruned by magnitude to a ladder of kept shares and the model is
+/// evaluated as it is, so a layer whose accuracy falls early is one to keep denser.
+/// </summary>
+public static class Sensitivity
+{
+    /// <summary>Kept shares tried per layer.</summary>
+    public static IReadOnlyList<double> Ladder { get; } = [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002];
+
+    /// <summary>Curves for every prunable layer of <paramref name="trainer"/>'s model; leaves the model as it found it.</summary>
+    public static IReadOnlyList<SensitivityCurve> Analyse(SurgeryTrainer trainer, TensorDataset validation, double startTop1)
+    {
+        var curves = new List<SensitivityCurve>();
+        foreach (var layer in trainer.Layers)
+        {
+            var points = new List<SensitivityPoint> { new(1, startTop1) };
+            foreach (var kept in Ladder)
+            {
+                layer.WriteMagnitudePruned(kept);
+                points.Add(new SensitivityPoint(kept, trainer.Evaluate(validation).Top1));
+            }
+            layer.WriteMaskedWeights();
+            curves.Add(new SensitivityCurve(layer.Layer.Name, layer.Layer.Kind, layer.Total, points));
+        }
+        return curves;
+    }
+
+    /// <summary>
+    /// Per-layer kept shares for a whole-model <paramref name="compression"/>: every layer is pruned to the same accuracy
+    /// cost on its curve (a drop <c>tau</c>, found by bisection so that the kept weights add up to the target), which
+    /// keeps sensitive layers denser. Curves are made monotone and interpolated in log(kept share). Past the ladder's end
+    /// every layer shrinks by the same factor.
+    /// </summary>
+    public static IReadOnlyList<double> Allocate(IReadOnlyList<SensitivityCurve> curves, double compression)
+    {
+        var total = curves.Sum(c => (double)c.Total);
+        var goal = total / compression;
+        double Kept(double tau) => curves.Sum(c => c.Total * KeptAt(c, tau));
+        var most = curves.Max(c => c.Points[0].Top1);
+        if (Kept(most) > goal)
+        {
+            var factor = goal / Kept(most);
+            return curves.Select(c => KeptAt(c, most) * factor).ToList();
+        }
+        if (Kept(0) < goal)
+        {
+            // Even at no accuracy cost the curves prune past the target: move every layer the same part of the way back
+            // towards dense, which lands exactly on it.
+            var part = (goal - Kept(0)) / (total - Kept(0));
+            return curves.Select(c => KeptAt(c, 0) + part * (1 - KeptAt(c, 0))).ToList();
+        }
+        double lo = 0, hi = most;
+        for (var i = 0; i < 60; i++)
+        {
+            var mid = (lo + hi) / 2;
+            if (Kept(mid) > goal) lo = mid;
+            else hi = mid;
+        }
+        return curves.Select(c => KeptAt(c, hi)).ToList();
+    }
+
+    /// <summary>The whole-model compression the curves promise without retraining at an accuracy cost of <paramref name="tau"/>.</summary>
+    public static double CompressionAt(IReadOnlyList<SensitivityCurve> curves, double tau) =>
+        curves.Sum(c => (double)c.Total) / curves.Sum(c => c.Total * KeptAt(c, tau));
+
+    /// <summary>The smallest kept share whose (monotone) drop is at most <paramref name="tau"/>.</summary>
+    private static double KeptAt(SensitivityCurve curve, double tau)
+    {
+        var start = curve.Points[0].Top1;
+        var drop = 0.0;
+        var previous = (Kept: 1.0, Drop: 0.0);
+        foreach (var point in curve.Points.Skip(1))
+        {
+            drop = Math.Max(drop, start - point.Top1);
+            if (drop > tau)
+            {
+                var f = (tau - previous.Drop) / (drop - previous.Drop);
+                return Math.Exp(Math.Log(previous.Kept) + f * (Math.Log(point.KeptFraction) - Math.Log(previous.Kept)));
+            }
+            previous = (point.KeptFraction, drop);
+        }
+        return previous.Kept;
+    }
+}

@@ -1,0 +1,230 @@
+using System.Net;
+using System.Text.Json;
+using Microsoft.ML.OnnxRuntime;
+using SurgeryService.Api.Tests.Infrastructure;
+using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Onnx;
+using SurgeryService.Domain.Surgery;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Api.Tests.Jobs;
+
+public sealed class BudgetModeHost() : ServiceHost("budget", withWorker: false);
+
+/// <summary>
+/// Budget mode through HTTP with real Worker processes, PostgreSQL and ONNX Runtime: a trained ONNX MLP sent with no
+/// cRate gets the most compression the search finds within its budget, and never a broken model.
+/// </summary>
+public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper output) : IClassFixture<BudgetModeHost>
+{
+    private const int Train = 2000;
+    private const int Test = 500;
+    private static readonly Lazy<byte[]> TrainedMlp = new(TrainMlp);
+
+    /// <summary>The test suite's ONNX MLP (784-32-10), trained dense on MNIST's first images, as a user would upload it.</summary>
+    private static byte[] TrainMlp()
+    {
+        var (trainImages, trainLabels, testImages, testLabels) = TestData.MnistSubset(Train, Test);
+        using var scope = NewDisposeScope();
+        using var train = new TensorDataset(tensor(trainImages).to(float32).div(255).reshape(Train, 784),
+            tensor(trainLabels).to(int64), 10);
+        using var test = new TensorDataset(tensor(testImages).to(float32).div(255).reshape(Test, 784), tensor(testLabels).to(int64), 10);
+        var model = OnnxModel.Load(OnnxMlp.Create(hidden: 32));
+        using var module = OnnxModule.Create(model, outputLogits: true);
+        var settings = new SurgerySettings { Iterations = 600, LearningRate = 0.05, LrPolicy = LearningRatePolicy.Fixed, EvalInterval = 600, Seed = 1 };
+        using var trainer = new SurgeryTrainer(module, [], settings);
+        var outcome = trainer.Run(train, test, new NoObserver());
+        return OnnxWriter.Export(module, settings, outcome).Dense;
+    }
+
+    internal static async Task<(Guid Model, Guid Dataset)> UploadAsync(HttpClient client)
+    {
+        var model = await client.PostAsync("/api/models", HttpExtensions.Form(TrainedMlp.Value, "mlp-trained.onnx"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(Train, Test), "mnist-2000.npz"))
+            .ExpectAsync(HttpStatusCode.Created);
+        return (model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid());
+    }
+
+    internal static object BudgetRequest(Guid model, Guid dataset, int iterations, int checkpointInterval, object? target) => new
+    {
+        modelId = model,
+        datasetId = dataset,
+        checkpointInterval,
+        target,
+        settings = new { iterations, batchSize = 32, evalInterval = 50, learningRate = 0.02, lrPolicy = "fixed", seed = 3 },
+    };
+
+    [Fact]
+    public async Task AJobThatNamesNoCRateFindsTheMostCompressionWithinItsBudgetAndItsOnnxRunsInOnnxRuntime()
+    {
+        var client = host.Client();
+        var (model, dataset) = await UploadAsync(client);
+        const int iterations = 700;
+        var job = await JobScenario.SubmitAsync(client,
+            BudgetRequest(model, dataset, iterations, checkpointInterval: 100, new { maxAccuracyDrop = 1.0, validation = 0.2 }));
+        var queued = await JobScenario.GetJobAsync(client, job);
+        Assert.Equal("budget", queued.GetProperty("mode").GetString());
+        Assert.Equal(1.0, queued.GetProperty("target").GetProperty("maxAccuracyDrop").GetDouble());
+
+        host.Worker ??= host.StartWorker();
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(240), () => host.Worker.Output);
+        output.WriteLine(done.ToString());
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.True(done.GetProperty("budgetMet").GetBoolean());
+
+        var report = await client.GetAsync($"/api/jobs/{job}/report").ExpectAsync(HttpStatusCode.OK);
+        var budget = report.GetProperty("budget");
+        var before = budget.GetProperty("validationTop1Before").GetDouble();
+        var after = budget.GetProperty("validationTop1After").GetDouble();
+        Assert.Equal(400, budget.GetProperty("validationSamples").GetInt32());
+        Assert.True(after >= before - 0.01, $"validation top-1 {after} outside the budget from {before}");
+        var stages = budget.GetProperty("stages").EnumerateArray().ToList();
+        Assert.NotEmpty(stages);
+        Assert.All(stages.Where(s => s.GetProperty("accepted").GetBoolean()),
+            s => Assert.True(s.GetProperty("validationTop1").GetDouble() >= before - 0.01));
+        Assert.All(stages, s => Assert.All(s.GetProperty("layers").EnumerateArray(), l => Assert.True(l.TryGetProperty("cRate", out _))));
+        Assert.Equal(2, budget.GetProperty("sensitivity").GetArrayLength());
+        var compression = report.GetProperty("totals").GetProperty("compression").GetDouble();
+        Assert.True(compression > 2, $"compression {compression}");
+        Assert.Equal("budget", report.GetProperty("mode").GetString());
+        var log = report.GetProperty("log").EnumerateArray().Select(e => e.GetProperty("message").GetString()!).ToList();
+        Assert.Contains(log, m => m.StartsWith("stage 1: aiming at", StringComparison.Ordinal));
+        Assert.Contains(log, m => m.StartsWith("delivered", StringComparison.Ordinal));
+
+        // One continuous series over every stage and the fine-tune.
+        var metrics = await client.GetAsync($"/api/jobs/{job}/metrics?limit=100000").ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal(Enumerable.Range(0, iterations),
+            metrics.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()));
+
+        // The delivered ONNX model scores in ONNX Runtime what the report says, with exact zeros where it was pruned.
+        var onnx = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx")).Content.ReadAsByteArrayAsync();
+        var (_, _, testImages, testLabels) = TestData.MnistSubset(Train, Test);
+        using var session = new InferenceSession(onnx);
+        var inputs = testImages.Select(b => b / 255f).ToArray();
+        using var value = OrtValue.CreateTensorValueFromMemory(inputs, [Test, 784]);
+        using var runOptions = new RunOptions();
+        using var outputs = session.Run(runOptions, [session.InputMetadata.Keys.First()], [value], [session.OutputMetadata.Keys.First()]);
+        var scores = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+        var correct = Enumerable.Range(0, Test).Count(i =>
+        {
+            var row = scores.AsSpan(i * 10, 10);
+            return row.IndexOf(MaxOf(row)) == testLabels[i];
+        });
+        var testTop1 = done.GetProperty("top1After").GetDouble();
+        output.WriteLine($"ONNX Runtime top-1 {correct / (double)Test:P2}, report {testTop1:P2}, {compression}x");
+        Assert.Equal(testTop1, correct / (double)Test, 0.005);
+        var delivered = OnnxModel.Load(onnx);
+        using var deliveredModule = OnnxModule.Create(delivered);
+        var nonzero = delivered.Layers.Where(l => l.Prunable)
+            .SelectMany(l => new[] { l.WeightInitializer, l.BiasInitializer }.OfType<string>())
+            .Sum(name => deliveredModule.ParameterOf(name).count_nonzero().item<long>());
+        Assert.Equal(report.GetProperty("totals").GetProperty("after").GetInt64(), nonzero);
+    }
+
+    private static float MaxOf(ReadOnlySpan<float> row)
+    {
+        var max = float.MinValue;
+        foreach (var v in row) max = Math.Max(max, v);
+        return max;
+    }
+
+    [Fact]
+    public async Task TheTargetBlocksErrorsNameEachField()
+    {
+        var client = host.Client();
+        var (model, dataset) = await UploadAsync(client);
+        var problem = await client.PostJsonAsync("/api/jobs", BudgetRequest(model, dataset, 100, 50,
+            new { maxAccuracyDrop = -1, minCompression = 0.5, maxIterations = 5, validation = 0.9 })).ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        var errors = problem.GetProperty("errors");
+        foreach (var field in new[] { "target.maxAccuracyDrop", "target.minCompression", "target.maxIterations", "target.validation" })
+        {
+            Assert.True(errors.TryGetProperty(field, out _), $"{field} missing from {errors}");
+        }
+
+        var conflict = await client.PostJsonAsync("/api/jobs", new
+        {
+            modelId = model,
+            datasetId = dataset,
+            target = new { maxAccuracyDrop = 1 },
+            settings = new { cRate = 2 },
+        }).ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("cRate", conflict.GetProperty("errors").GetProperty("target")[0].GetString());
+    }
+
+    [Fact]
+    public async Task ATrainingThatDivergesOnUnscaledInputsFailsWithTheCauseAndTheFix()
+    {
+        var client = host.Client();
+        var (model, dataset) = await UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, new
+        {
+            modelId = model,
+            datasetId = dataset,
+            settings = new { iterations = 400, batchSize = 32, evalInterval = 50, learningRate = 10000.0, lrPolicy = "fixed", cRate = 1.0 },
+            preprocessing = new { scale = 1.0 },
+        });
+        host.Worker ??= host.StartWorker();
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(120), () => host.Worker.Output);
+
+        output.WriteLine(done.GetProperty("error").GetString());
+        Assert.Equal("Failed", done.GetProperty("state").GetString());
+        var error = done.GetProperty("error").GetString()!;
+        Assert.Contains("learningRate", error);
+        Assert.Contains("preprocessing.scale", error);
+        var log = await client.GetAsync($"/api/jobs/{job}/log").ExpectAsync(HttpStatusCode.OK);
+        Assert.Contains(log.EnumerateArray(), e => e.GetProperty("kind").GetString() == "Rollback");
+    }
+
+    private sealed class NoObserver : ISurgeryObserver
+    {
+        public void OnIteration(IterationMetrics metrics) { }
+        public void OnEvaluation(EvaluationMetrics metrics) { }
+        public void OnCheckpointDue(ICheckpointSource source) { }
+    }
+}
+
+public sealed class BudgetWorkerLossHost() : ServiceHost("budgetloss", withWorker: false);
+
+/// <summary>A budget-mode job whose worker process is killed in the middle of a search stage.</summary>
+public sealed class BudgetWorkerLossTests(BudgetWorkerLossHost host, ITestOutputHelper output) : IClassFixture<BudgetWorkerLossHost>
+{
+    [Fact]
+    public async Task ABudgetJobWhoseWorkerIsKilledMidStageResumesWithOneContinuousSeries()
+    {
+        var client = host.Client();
+        var (model, dataset) = await BudgetModeTests.UploadAsync(client);
+        const int iterations = 4000;
+        var job = await JobScenario.SubmitAsync(client,
+            BudgetModeTests.BudgetRequest(model, dataset, iterations, checkpointInterval: 150, new { maxAccuracyDrop = 1.0, validation = 0.2 }));
+
+        // A worker of its own, killed once a checkpoint inside the search's first stages has been written.
+        var first = host.StartWorker();
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("checkpointIteration").GetInt32() >= 450,
+            TimeSpan.FromSeconds(150), () => first.Output);
+        first.Kill();
+        first.Dispose();
+        var atKill = await JobScenario.GetJobAsync(client, job);
+        var checkpoint = atKill.GetProperty("checkpointIteration").GetInt32();
+        Assert.Equal("Running", atKill.GetProperty("state").GetString());
+
+        host.Worker = host.StartWorker();
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(300), () => host.Worker.Output);
+        output.WriteLine($"killed with checkpoint {checkpoint}; {done}");
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal(checkpoint, done.GetProperty("resumedFromIteration").GetInt32());
+
+        var metrics = await client.GetAsync($"/api/jobs/{job}/metrics?limit=100000").ExpectAsync(HttpStatusCode.OK);
+        Assert.Equal(Enumerable.Range(0, iterations),
+            metrics.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("iteration").GetInt32()));
+        var log = await client.GetAsync($"/api/jobs/{job}/log").ExpectAsync(HttpStatusCode.OK);
+        var sequence = log.EnumerateArray().Select(e => e.GetProperty("sequence").GetInt32()).ToList();
+        Assert.Equal(Enumerable.Range(0, sequence.Count), sequence); // replaced exactly after the checkpoint: no gap, no repeat
+        var stageStarts = log.EnumerateArray().Select(e => e.GetProperty("message").GetString()!)
+            .Where(m => m.Contains(": aiming at", StringComparison.Ordinal)).ToList();
+        Assert.Equal(stageStarts.Distinct().Count(), stageStarts.Count);
+        Assert.True(done.GetProperty("budgetMet").GetBoolean());
+    }
+
+}

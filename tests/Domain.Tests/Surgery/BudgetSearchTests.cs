@@ -1,0 +1,212 @@
+using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Surgery;
+using Xunit.Abstractions;
+using static SurgeryService.Domain.Tests.Surgery.Fixtures;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Domain.Tests.Surgery;
+
+public sealed class BudgetSearchTests : IDisposable
+{
+    private readonly ITestOutputHelper output;
+    private readonly TensorDataset train;
+    private readonly TensorDataset validation;
+    private readonly TensorDataset test;
+
+    public BudgetSearchTests(ITestOutputHelper output)
+    {
+        this.output = output;
+        var (all, held) = Blobs(train: 768, test: 256);
+        (train, validation) = all.Split(256, seed: 5);
+        all.Dispose();
+        test = held;
+    }
+
+    public void Dispose()
+    {
+        train.Dispose();
+        validation.Dispose();
+        test.Dispose();
+    }
+
+    /// <summary>A trained MLP (the budget search starts from a trained model).</summary>
+    private Mlp TrainedModel()
+    {
+        manual_seed(11);
+        var model = new Mlp(32, 24, 4);
+        using var dense = new SurgeryTrainer(model, [], Settings(300) with { CRate = null });
+        dense.Run(train, test, new RecordingObserver());
+        return model;
+    }
+
+    private static SurgerySettings BudgetSettings(int iterations = 600, double drop = 1.0) => Settings(iterations) with
+    {
+        CRate = null,
+        EvalInterval = 50,
+        Target = new SurgeryTarget { MaxAccuracyDrop = drop },
+    };
+
+    [Fact]
+    public void HoldsOutValidationSamplesThatTheTrainingSplitDoesNotContain()
+    {
+        using var scope = NewDisposeScope();
+        using var data = new TensorDataset(arange(100).to(float32).unsqueeze(1), arange(100) % 2, 2);
+        var (rest, held) = data.Split(10, seed: 3);
+        using var _rest = rest;
+        using var _held = held;
+        var restValues = Values(rest.Inputs).ToHashSet();
+        var heldValues = Values(held.Inputs);
+        Assert.Equal(90, restValues.Count);
+        Assert.Equal(10, heldValues.Distinct().Count());
+        Assert.DoesNotContain(heldValues, restValues.Contains);
+        var (_, again) = data.Split(10, seed: 3);
+        using var _again = again;
+        Assert.Equal(heldValues, Values(again.Inputs)); // seeded: the same samples every time
+    }
+
+    [Theory]
+    [InlineData(0.5)]
+    [InlineData(0.1)]
+    [InlineData(0.02)]
+    public void CalibrationKeepsTheRequestedShareWithinOnePoint(double share)
+    {
+        foreach (var magnitude in new[] { false, true })
+        {
+            using var model = TrainedModel();
+            var settings = Settings(1) with { Method = magnitude ? SurgeryMethod.Magnitude : SurgeryMethod.Dns };
+            using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+            foreach (var layer in trainer.Layers)
+            {
+                var calibration = layer.Calibrate(share, magnitude);
+                var kept = (double)calibration.Kept / calibration.Total;
+                output.WriteLine($"{layer.Layer.Name} magnitude={magnitude}: asked {share:P1}, kept {kept:P2}, t {calibration.Threshold:g3}, cRate {calibration.CRate:0.##}");
+                Assert.InRange(kept, share - 0.01, share + 0.01);
+                Assert.Equal(0.9 * calibration.Threshold, layer.PruneBelow, 5);
+                Assert.Equal(magnitude ? layer.PruneBelow : 1.1 * calibration.Threshold, layer.SpliceAbove, 5);
+                Assert.Equal(calibration.Kept, Values(layer.Weight.Parameter).Count(v => v != 0)
+                    + (layer.Bias is null ? 0 : Values(layer.Bias.Parameter).Count(v => v != 0)));
+            }
+        }
+    }
+
+    [Fact]
+    public void SensitivityCurvesFallAsALayerIsPrunedAndPromiseLessCompressionForLessLoss()
+    {
+        using var model = TrainedModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(1));
+        var start = trainer.Evaluate(validation).Top1;
+        var curves = Sensitivity.Analyse(trainer, validation, start);
+
+        Assert.Equal(["fc1", "fc2"], curves.Select(c => c.Layer));
+        foreach (var curve in curves)
+        {
+            output.WriteLine($"{curve.Layer}: " + string.Join(", ", curve.Points.Select(p => $"{p.KeptFraction:P1}->{p.Top1:P1}")));
+            Assert.Equal(start, curve.Points[0].Top1);
+            Assert.True(curve.Points[^1].Top1 < start - 0.1, $"{curve.Layer} should lose accuracy at {curve.Points[^1].KeptFraction:P1}");
+        }
+        Assert.Equal(start, trainer.Evaluate(validation).Top1); // the model is left as it was
+        Assert.True(Sensitivity.CompressionAt(curves, 0.2) > Sensitivity.CompressionAt(curves, 0.01));
+    }
+
+    [Fact]
+    public void AllocationHitsTheWholeModelTargetAndKeepsTheSensitiveLayerDenser()
+    {
+        SensitivityCurve Curve(string name, long total, params double[] top1) =>
+            new(name, LayerKind.FullyConnected, total,
+                [new SensitivityPoint(1, 0.99), .. Sensitivity.Ladder.Select((k, i) => new SensitivityPoint(k, top1[i]))]);
+        var robust = Curve("big", 100_000, 0.99, 0.99, 0.99, 0.99, 0.98, 0.97, 0.9, 0.6, 0.3);
+        var fragile = Curve("small", 1_000, 0.98, 0.9, 0.8, 0.5, 0.3, 0.1, 0.1, 0.1, 0.1);
+
+        foreach (var target in new[] { 5.0, 20.0, 80.0, 2000.0 })
+        {
+            var shares = Sensitivity.Allocate([robust, fragile], target);
+            var kept = 100_000 * shares[0] + 1_000 * shares[1];
+            Assert.Equal(101_000 / target, kept, 101_000 / target * 1e-3);
+            // Past the ladder's end (2000x) every layer shrinks alike; within it the fragile layer stays denser.
+            Assert.True(target > 1000 ? shares[1] >= shares[0] : shares[1] > shares[0],
+                $"at {target}x the fragile layer keeps {shares[1]:P2}, the robust one {shares[0]:P2}");
+        }
+    }
+
+    [Fact]
+    public void NeverDeliversAModelOutsideItsBudgetAndDeliversTheBestValidatedState()
+    {
+        using var model = TrainedModel();
+        var settings = BudgetSettings(drop: 1.0);
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var search = new BudgetSearch(trainer, settings);
+        var observer = new RecordingObserver();
+
+        var outcome = search.Run(train, validation, test, observer);
+
+        var report = outcome.Search!;
+        foreach (var e in observer.Events) output.WriteLine($"{e.Iteration}: {e.Message}");
+        Assert.True(report.Stages.Count >= 2);
+        Assert.True(outcome.Compression > 2, $"compression {outcome.Compression:0.##}");
+        Assert.True(report.BudgetMet);
+        Assert.True(report.ValidationTop1After >= report.ValidationTop1Before - 0.01);
+        Assert.All(report.Stages.Where(s => s.Accepted == true), s => Assert.True(s.ValidationTop1 >= report.ValidationTop1Before - 0.01));
+        Assert.Equal(report.Stages.Where(s => s.Accepted == true).Max(s => s.Compression)!.Value, outcome.Compression, 6);
+        // Best-of-run: the delivered state is the best validated one of the fine-tune (or the stage it started from).
+        var stageTop1 = report.Stages[report.BestStage].ValidationTop1!.Value;
+        Assert.Equal(Math.Max(stageTop1, report.FineTuneBestTop1!.Value), report.ValidationTop1After!.Value, 9);
+        // One continuous series of iterations over every stage and the fine-tune.
+        Assert.Equal(Enumerable.Range(0, settings.Iterations), observer.Iterations.Select(m => m.Iteration));
+        // Exact zeros: the module holds W ⊙ T.
+        Assert.Equal(outcome.Kept, trainer.Layers.Sum(l => Values(l.Weight.Parameter).Count(v => v != 0)
+            + (l.Bias is null ? Values(model.get_parameter(l.Layer.BiasParameter!)!).Count(v => v != 0) : Values(l.Bias.Parameter).Count(v => v != 0))));
+    }
+
+    [Fact]
+    public void ATighterBudgetNeverEndsMoreCompressedThanItsValidationAllows()
+    {
+        using var model = TrainedModel();
+        var settings = BudgetSettings(drop: 0) with { Target = new SurgeryTarget { MaxAccuracyDrop = 0, MinCompression = 1e5 } };
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var outcome = new BudgetSearch(trainer, settings).Run(train, validation, test, new RecordingObserver());
+
+        var report = outcome.Search!;
+        Assert.True(report.ValidationTop1After >= report.ValidationTop1Before);
+        Assert.False(report.BudgetMet);
+        Assert.Contains("minCompression", report.BudgetProblem);
+    }
+
+    [Fact]
+    public void ResumesMidStageFromACheckpointAndEndsAsAnUninterruptedSearch()
+    {
+        var settings = BudgetSettings(iterations: 400);
+        float[] Delivered(SurgeryTrainer t) => t.Layers.SelectMany(l => Values(l.Weight.Parameter)).ToArray();
+
+        using var straightModel = TrainedModel();
+        using var straight = new SurgeryTrainer(straightModel, PrunableLayers.Discover(straightModel), settings);
+        var straightOutcome = new BudgetSearch(straight, settings).Run(train, validation, test, new RecordingObserver());
+
+        using var firstModel = TrainedModel();
+        var checkpoint = new MemoryStream();
+        int stoppedAt;
+        using (var first = new SurgeryTrainer(firstModel, PrunableLayers.Discover(firstModel), settings))
+        {
+            using var cts = new CancellationTokenSource();
+            var search = new BudgetSearch(first, settings);
+            var partial = search.Run(train, validation, test, new RecordingObserver { OnEachIteration = m => { if (m.Iteration == 130) cts.Cancel(); } },
+                cancellationToken: cts.Token);
+            Assert.True(partial.Cancelled);
+            Assert.Null(partial.Search!.Stages[^1].Accepted); // stopped inside a stage
+            stoppedAt = first.Iteration;
+            search.SaveCheckpoint(checkpoint);
+        }
+        checkpoint.Position = 0;
+        using var resumedModel = TrainedModel();
+        using var resumed = new SurgeryTrainer(resumedModel, PrunableLayers.Discover(resumedModel), settings);
+        var resumedSearch = new BudgetSearch(resumed, settings);
+        resumedSearch.LoadCheckpoint(checkpoint);
+        var observer = new RecordingObserver();
+        var outcome = resumedSearch.Run(train, validation, test, observer);
+
+        Assert.Equal(stoppedAt, observer.Iterations[0].Iteration);
+        Assert.Equal(Enumerable.Range(stoppedAt, settings.Iterations - stoppedAt), observer.Iterations.Select(m => m.Iteration));
+        Assert.Equal(straightOutcome.Kept, outcome.Kept);
+        Assert.Equal(Delivered(straight), Delivered(resumed));
+        Assert.Equal(straightOutcome.Search!.Stages.Select(s => s.Compression), outcome.Search!.Stages.Select(s => s.Compression));
+    }
+}
