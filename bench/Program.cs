@@ -4,6 +4,9 @@ using SurgeryService.Bench;
 return args switch
 {
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
+    ["threads", .. var rest] => Threads.Run(rest),
+    ["service", .. var rest] => await Service.Run(rest),
+    ["threads-child", .. var rest] => Threads.Child(rest),
     ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
     _ => Usage(),
@@ -29,6 +32,18 @@ static int Usage()
           --method dns|magnitude     surgery method (default dns)
           --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
           --json FILE, --threads N, --mnist DIR   as for reproduce
+               dotnet run -c Release --project bench -- threads [--seconds S] [--model NAME]
+          iterations/s for 1 vs 2 LibTorch threads and passive vs active OpenMP waiting, per model size,
+          alone and beside a second training process
+               dotnet run -c Release --project bench -- service [options]
+          the real Api and Worker on a private PostgreSQL, driven over HTTP on 127.0.0.1 (LeNet-300-100 DNS recipe)
+          --iterations N             iterations of the compared job (default 100000, the recipe's)
+          --window S                 seconds per quiet or loaded window (default 15; four windows)
+          --rate R                   requests/s of the load generator (default 200)
+          --sse-clients N, --sse-cycles N   (defaults 50 and 100)
+          --threads N                fix LibTorch threads in the engine and the Worker (default: measured per job)
+          --no-build                 use the existing Release builds of src/Api and src/Worker
+          --json FILE                also write the figures as JSON
         usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
           (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
         """);

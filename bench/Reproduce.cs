@@ -136,6 +136,8 @@ internal static class Reproduce
         return 0;
     }
 
+    public static int DefaultDenseIterations(string architecture) => DenseIterations(architecture);
+
     /// <summary>
     /// The dense reference: trained by the same trainer with Caffe's LeNet solver (<see cref="DenseRecipe"/>) on
     /// <paramref name="train"/>, cached in <c>.data/bench</c> under a name that ends in <paramref name="variant"/>.

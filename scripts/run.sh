@@ -22,7 +22,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-start_postgres "$DATA_DIR/postgres"
+start_postgres "$(postgres_dir postgres)"
 export Datasets__MnistDirectory="$MNIST_DIR"
 # One tenant for a local run; set SURGERY_API_KEY (16+ characters) to choose its key.
 SURGERY_API_KEY="${SURGERY_API_KEY:-local-dev-key-0123456789}"

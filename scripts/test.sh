@@ -9,7 +9,7 @@ ensure_prerequisites
 ensure_mnist
 trap stop_postgres EXIT
 # Tests use their own cluster so they can run beside a service started by run.sh; durability is not needed.
-PG_FSYNC=off start_postgres "$DATA_DIR/postgres-test"
+PG_FSYNC=off start_postgres "$(postgres_dir postgres-test)"
 export SURGERY_MNIST_DIR="$MNIST_DIR"
 
 dotnet build SurgeryService.sln -c Release -nologo -v quiet

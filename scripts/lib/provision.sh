@@ -74,17 +74,43 @@ free_port() {
   die "no free TCP port found"
 }
 
+# The folder of the private cluster named $1 (postgres, postgres-test). As root the server runs as the `postgres` user,
+# which must be able to enter every folder above its data; a checkout in a private folder (root's home, `mktemp -d`)
+# does not let it. The cluster then lives in /var/tmp/surgery-<first 12 hex of sha256(checkout path)>/$1 instead.
+# SURGERY_PG_DIR names another parent folder for the clusters.
+postgres_dir() {
+  if [ -n "${SURGERY_PG_DIR:-}" ]; then
+    echo "$SURGERY_PG_DIR/$1"
+  elif ! is_root || { ensure_postgres_user && runuser -u postgres -- test -x "$ROOT" 2>/dev/null; }; then
+    echo "$DATA_DIR/$1"
+  else
+    echo "/var/tmp/surgery-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)/$1"
+  fi
+}
+
+ensure_postgres_user() {
+  id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+}
+
 # initdb (once) and start a private cluster in $1 on a free loopback port with trust auth.
 # Sets PG_DATA, PG_PORT and exports ConnectionStrings__Surgery.
 start_postgres() {
   PG_DATA="$1"
   local as=()
   if is_root; then
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    ensure_postgres_user
     as=(runuser -u postgres --)
+    # /var/tmp is world-writable: a parent folder someone else made could be swapped under the cluster.
+    local parent
+    parent="$(dirname "$PG_DATA")"
+    mkdir -p -m 755 "$parent"
+    [ "$parent" = "$DATA_DIR" ] || [ "$(stat -c %u "$parent")" = 0 ] || die "$parent is not owned by root: remove it or set SURGERY_PG_DIR"
   fi
   mkdir -p "$PG_DATA"
-  is_root && chown postgres "$PG_DATA" && chmod 700 "$PG_DATA"
+  if is_root; then
+    chown postgres "$PG_DATA" && chmod 700 "$PG_DATA"
+    "${as[@]}" test -x "$PG_DATA" || die "the postgres user cannot enter $PG_DATA: set SURGERY_PG_DIR to a folder it can reach"
+  fi
   if [ ! -f "$PG_DATA/PG_VERSION" ]; then
     log "initdb $PG_DATA"
     "${as[@]}" "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --locale=C >/dev/null \

@@ -1,6 +1,10 @@
 using Hangfire;
 using SurgeryService.Infrastructure.Hosting;
+using SurgeryService.Domain.Surgery;
 using SurgeryService.Worker;
+
+// Before anything touches TorchSharp: OpenMP reads its wait policy once, when LibTorch loads.
+var waitPolicy = OpenMpWaitPolicy.PassiveUnlessSet();
 
 var builder = Host.CreateApplicationBuilder(args);
 
@@ -10,10 +14,8 @@ builder.Services.AddOptions<WorkerOptions>()
     .ValidateOnStart();
 
 var options = builder.Configuration.GetSection(WorkerOptions.Section).Get<WorkerOptions>() ?? new WorkerOptions();
-if (options.TorchThreads > 0)
-{
-    TorchSharp.torch.set_num_threads(options.TorchThreads);
-}
+// Each job sets its LibTorch thread count on its training thread: measured, or Worker:TorchThreads.
+builder.Services.AddSingleton(TrainingThreads.For(options.TorchThreads, options.WorkerCount));
 builder.Services.AddSurgeryCore(builder.Configuration);
 builder.Services.AddSurgeryJobServer();
 builder.Services.AddHangfireServer(server =>
@@ -28,4 +30,10 @@ builder.Services.AddHangfireServer(server =>
 builder.Services.Configure<HostOptions>(host =>
     host.ShutdownTimeout = TimeSpan.FromSeconds(options.ShutdownTimeoutSeconds + 15));
 
-builder.Build().Run();
+var host = builder.Build();
+// Loads LibTorch now, so its OpenMP runtime starts with the policy above and a broken native install shows at start.
+host.Services.GetRequiredService<ILogger<WorkerOptions>>().LogInformation(
+    "OpenMP wait policy {WaitPolicy}; LibTorch threads per job: {Threads} (LibTorch's default here: {Default})", waitPolicy,
+    options.TorchThreads > 0 ? options.TorchThreads.ToString(System.Globalization.CultureInfo.InvariantCulture) : "measured per job",
+    TorchSharp.torch.get_num_threads());
+host.Run();

@@ -19,7 +19,10 @@ public sealed class WorkerOptions : IValidatableObject
     [Range(1, 3600)]
     public int ShutdownTimeoutSeconds { get; set; } = 30;
 
-    /// <summary>Threads TorchSharp uses for one job; 0 keeps its default (all cores). Set it when machines are shared.</summary>
+    /// <summary>
+    /// LibTorch threads per job; 0 (default) measures at each job's start whether more than one thread pays
+    /// (<c>TrainingThreads</c>), between 1 and the cores shared among <see cref="WorkerCount"/> jobs.
+    /// </summary>
     [Range(0, 1024)]
     public int TorchThreads { get; set; }
 

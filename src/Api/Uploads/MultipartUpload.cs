@@ -95,6 +95,8 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
         catch (Exception e)
         {
             if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            // Kestrel's own body limit (set above) can trip first when a read runs ahead: same answer, naming the setting.
+            if (e is BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge }) throw TooLarge(limit);
             // BadHttpRequestException (an IOException) keeps its own status, e.g. 413 from the server's body limit.
             // MultipartReader's own limits (header line length, header count, preamble) throw InvalidDataException.
             if (e is IOException and not BadHttpRequestException or InvalidDataException)

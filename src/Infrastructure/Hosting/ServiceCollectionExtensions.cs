@@ -5,6 +5,8 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using SurgeryService.Domain.Surgery;
 using SurgeryService.Infrastructure.Artifacts;
 using SurgeryService.Infrastructure.Jobs;
 using SurgeryService.Infrastructure.Persistence;
@@ -116,6 +118,8 @@ public static class ServiceCollectionExtensions
             .ValidateOnStart();
         services.AddScoped<SurgeryJobRunner>();
         services.AddScoped<JobQueuing>();
+        // A Worker registers its own (Worker:TorchThreads, Worker:WorkerCount) first; the Api's in-process server measures.
+        services.TryAddSingleton(_ => TrainingThreads.For(0));
         return services;
     }
 }

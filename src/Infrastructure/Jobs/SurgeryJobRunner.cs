@@ -23,7 +23,8 @@ public sealed class JobBusyException(Guid jobId) : Exception($"job {jobId} is ru
 /// keeps two workers off the same job. Every change of the job's state goes through a method of
 /// <see cref="SurgeryJob"/>, saved with <see cref="TransitionAsync"/>.
 /// </summary>
-public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifacts, IOptions<JobOptions> options, ILogger<SurgeryJobRunner> logger)
+public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifacts, IOptions<JobOptions> options, TrainingThreads threads,
+    ILogger<SurgeryJobRunner> logger)
 {
     /// <summary>
     /// The one retry policy: a job started this many times without finishing (workers lost, attempts that crashed) is
@@ -125,6 +126,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
         var result = await Task.Factory.StartNew(() =>
         {
+            var observer = threads.Observe(writer, (count, why) =>
+                logger.LogInformation("Job {JobId} trains with {Threads} LibTorch threads ({Why})", job.Id, count, why));
             using var loaded = ModelFormats.Load(modelBytes, model.Format, model.Architecture);
             using var raw = DatasetArchive.Read(new MemoryStream(datasetBytes));
             var (train, test) = JobInputs.Prepare(raw, dataset, job.Preprocessing, loaded.InputShape);
@@ -132,8 +135,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             using var _test = test;
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
             var run = job.Settings.IsBudgetMode
-                ? RunBudgetSearch(trainer, job.Settings, train, test, checkpoint, writer, checkpointInterval, stop.Token)
-                : RunFixed(trainer, train, test, checkpoint, writer, checkpointInterval, stop.Token);
+                ? RunBudgetSearch(trainer, job.Settings, train, test, checkpoint, observer, checkpointInterval, stop.Token)
+                : RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token);
             var outcome = run.Outcome;
             if (outcome.Cancelled)
             {
@@ -174,10 +177,10 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
 
     /// <summary>The paper's fixed thresholds (the job names cRates).</summary>
     private static RunResult RunFixed(SurgeryTrainer trainer, TensorDataset train, TensorDataset test, byte[]? checkpoint,
-        JobProgressWriter writer, int checkpointInterval, CancellationToken stop)
+        ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
         if (checkpoint is not null) trainer.LoadCheckpoint(new MemoryStream(checkpoint));
-        return new RunResult(trainer.Run(train, test, writer, checkpointInterval, stop), trainer);
+        return new RunResult(trainer.Run(train, test, observer, checkpointInterval, stop), trainer);
     }
 
     /// <summary>
@@ -185,7 +188,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     /// dataset) and never trained on; the search picks the thresholds.
     /// </summary>
     private static RunResult RunBudgetSearch(SurgeryTrainer trainer, SurgerySettings settings, TensorDataset train,
-        TensorDataset test, byte[]? checkpoint, JobProgressWriter writer, int checkpointInterval, CancellationToken stop)
+        TensorDataset test, byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
         if (train.Count < 2)
         {
@@ -197,7 +200,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         using var _validation = validation;
         var search = new BudgetSearch(trainer, settings);
         if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
-        return new RunResult(search.Run(fit, validation, test, writer, checkpointInterval, stop), search);
+        return new RunResult(search.Run(fit, validation, test, observer, checkpointInterval, stop), search);
     }
 
     /// <summary>A run's outcome and what can checkpoint it (the trainer, or the search around it).</summary>

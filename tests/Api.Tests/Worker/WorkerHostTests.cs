@@ -25,6 +25,32 @@ public sealed class WorkerHostTests : IAsyncLifetime
         Assert.Contains("\"gpu\"", queues);
     }
 
+    [Fact]
+    public async Task WorkerStartsLibTorchWithPassiveOpenMpWaiting()
+    {
+        // OMP_DISPLAY_ENV makes OpenMP print the settings it read when LibTorch loaded it.
+        using var worker = WorkerProcess.Start(_db.ConnectionString, new Dictionary<string, string> { ["OMP_DISPLAY_ENV"] = "TRUE" });
+
+        var shown = await Eventually.TrueAsync(() => Task.FromResult(worker.HasExited || worker.Output.Contains("OMP_WAIT_POLICY")),
+            TimeSpan.FromSeconds(60));
+
+        Assert.True(shown, "OpenMP printed no settings; the worker's output:\n" + worker.Output);
+        Assert.Contains("OMP_WAIT_POLICY = 'PASSIVE'", worker.Output);
+    }
+
+    [Fact]
+    public async Task OperatorsWaitPolicyWins()
+    {
+        using var worker = WorkerProcess.Start(_db.ConnectionString,
+            new Dictionary<string, string> { ["OMP_DISPLAY_ENV"] = "TRUE", ["OMP_WAIT_POLICY"] = "ACTIVE" });
+
+        var shown = await Eventually.TrueAsync(() => Task.FromResult(worker.HasExited || worker.Output.Contains("OMP_WAIT_POLICY")),
+            TimeSpan.FromSeconds(60));
+
+        Assert.True(shown, "OpenMP printed no settings; the worker's output:\n" + worker.Output);
+        Assert.Contains("OMP_WAIT_POLICY = 'ACTIVE'", worker.Output);
+    }
+
     private async Task<long> ServerCount(int pid)
     {
         var schemaExists = await _db.ScalarAsync<bool>(
