@@ -212,9 +212,9 @@ public static class DatasetArchive
                 var expected = counting.Count + header.DataBytes;
                 if (!gzipped && entry.Length != expected)
                 {
+                    // The same words as a short or long array read anywhere else (ArrayData), found here before reading it.
                     throw new SurgeryException("Bad dataset",
-                        $"the archive entry {name} declares {entry.Length} bytes but its {(format == DatasetFormat.Npz ? ".npy" : "IDX")} " +
-                        $"header announces {expected}", ErrorKind.BadInput);
+                        $"{name} holds {entry.Length - counting.Count} data bytes but its header announces {header.DataBytes}", ErrorKind.BadInput);
                 }
                 stream = new LimitedReadStream(stream, header.DataBytes, () => new SurgeryException("Bad dataset",
                     $"{name} holds more than the {header.DataBytes} data bytes its header announces", ErrorKind.BadInput));
