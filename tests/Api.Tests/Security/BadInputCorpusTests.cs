@@ -78,7 +78,8 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
             "POST /api/models", "GET /api/models/{id}", "DELETE /api/models/{id}",
             "POST /api/datasets", "GET /api/datasets/{id}", "DELETE /api/datasets/{id}",
             "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/jobs/{id}/metrics", "GET /api/jobs/{id}/events",
-            "GET /api/jobs/{id}/result", "GET /api/jobs/{id}/report", "GET /api/jobs/{id}/report.svg", "POST /api/jobs/{id}/cancel",
+            "GET /api/jobs/{id}/result", "GET /api/jobs/{id}/report", "GET /api/jobs/{id}/report.svg", "GET /api/jobs/{id}/log",
+            "POST /api/jobs/{id}/cancel", "GET /api/models", "GET /api/datasets",
         ];
         Assert.Empty(endpoints.Except(routes));
     }
@@ -126,6 +127,11 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("model: name longer than a form field may be", _ =>
             Upload("/api/models", onnx, "m.onnx", ("name", new string('n', 5000))));
         Add("model: over the upload limit", _ => Upload("/api/models", new byte[2_500_000], "big.onnx"));
+        // Issue 16's findings that answered 500 or were accepted.
+        Add("model: name longer than its column", _ => Upload("/api/models", onnx, "m.onnx", ("name", new string('n', 300))));
+        Add("model: NUL in the name", _ => Upload("/api/models", onnx, "m.onnx", ("name", "mlp\0v2")));
+        Add("models: page 0", _ => Get("/api/models?page=0"));
+        Add("datasets: page size 100000", _ => Get("/api/datasets?pageSize=100000"));
 
         // Datasets: zips that lie, IDX with impossible dimensions, NPZ that numpy would refuse too.
         var npz = TestData.MnistNpz(8, 4);
@@ -166,6 +172,15 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: JSON nested 5000 deep", h => JobJson(h, "\"settings\":" + new string('[', 5000) + new string(']', 5000)));
         Add("job: unknown fields next to a missing model", _ =>
             Json("/api/jobs", $"{{\"modelId\":\"{Guid.NewGuid()}\",\"datasetId\":\"{Guid.NewGuid()}\",\"bogus\":1,\"settings\":{{\"alsoBogus\":true}}}}"));
+        Add("job: misspelled setting", h => JobJson(h, "\"settings\":{\"iteratons\":50}"));
+        Add("job: preprocessing scale 1e300", h => JobJson(h, "\"preprocessing\":{\"scale\":1e300}"));
+        Add("job: NUL in a layer pattern", h => JobJson(h, "\"settings\":{\"layers\":[{\"pattern\":\"fc\\u0000\",\"cRate\":1}]}"));
+        // Budget mode (issue 13): a target and a cRate together, and each target field out of range.
+        Add("job: target with a cRate", h => JobJson(h, "\"settings\":{\"cRate\":2},\"target\":{\"maxAccuracyDrop\":1}"));
+        Add("job: target maxAccuracyDrop negative", h => JobJson(h, "\"target\":{\"maxAccuracyDrop\":-1}"));
+        Add("job: target validation share 0.9", h => JobJson(h, "\"target\":{\"validation\":0.9}"));
+        Add("job: target maxIterations 5", h => JobJson(h, "\"target\":{\"maxIterations\":5}"));
+        Add("job: target minCompression 0.5", h => JobJson(h, "\"target\":{\"minCompression\":0.5}"));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 
@@ -175,6 +190,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("jobs: page not a number", _ => Get("/api/jobs?page=abc"));
         Add("jobs: page past int", _ => Get("/api/jobs?page=99999999999"));
         Add("jobs: page size 100000", _ => Get("/api/jobs?pageSize=100000"));
+        Add("jobs: page 2147483647 (offset overflow)", _ => Get("/api/jobs?page=2147483647"));
         Add("jobs: unknown state", _ => Get("/api/jobs?state=Exploded"));
         Add("jobs: state 10 KB long", _ => Get("/api/jobs?state=" + new string('x', 10_000)));
         Add("job: id not a GUID", _ => Get("/api/jobs/not-a-guid"));
@@ -193,6 +209,8 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("result: job not finished", h => Get($"/api/jobs/{h.Job}/result"));
         Add("result: another tenant's job", h => Get($"/api/jobs/{h.OtherJob}/result"));
         Add("report: job not finished", h => Get($"/api/jobs/{h.Job}/report"));
+        Add("log: another tenant's job", h => Get($"/api/jobs/{h.OtherJob}/log"));
+        Add("log: unknown id", _ => Get($"/api/jobs/{Guid.NewGuid()}/log"));
         Add("report.svg: another tenant's job", h => Get($"/api/jobs/{h.OtherJob}/report.svg"));
         Add("cancel: another tenant's job", h => new HttpRequestMessage(HttpMethod.Post, $"/api/jobs/{h.OtherJob}/cancel"));
         Add("cancel: unknown id", _ => new HttpRequestMessage(HttpMethod.Post, $"/api/jobs/{Guid.NewGuid()}/cancel"));
