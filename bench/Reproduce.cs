@@ -244,11 +244,9 @@ internal static class Reproduce
         public void OnCheckpointDue(ICheckpointSource source) { }
     }
 
-    private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
-        IterationCostFigures? cost)
+    /// <summary>The paper's per-layer table and the compression, as both bench commands print them.</summary>
+    internal static void PrintLayers(SurgeryOutcome outcome)
     {
-        Console.WriteLine();
-        Console.WriteLine($"== {architecture}, method {settings.Method.ToString().ToLowerInvariant()} ==");
         Console.WriteLine($"{"layer",-8} {"params",10} {"kept",8} {"remaining",10} {"pruned",9} {"spliced",9}");
         foreach (var l in outcome.Layers)
         {
@@ -256,6 +254,14 @@ internal static class Reproduce
         }
         Console.WriteLine($"{"total",-8} {outcome.Total,10} {outcome.Kept,8} {100.0 * outcome.Kept / outcome.Total,9:F2}%");
         Console.WriteLine($"compression        {outcome.Compression:F1}x");
+    }
+
+    private static void Print(string architecture, SurgerySettings settings, SurgeryOutcome outcome, TimeSpan wall,
+        IterationCostFigures? cost)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"== {architecture}, method {settings.Method.ToString().ToLowerInvariant()} ==");
+        PrintLayers(outcome);
         Console.WriteLine($"test error         {100 * (1 - outcome.Before!.Top1):F2}% -> {100 * (1 - outcome.After!.Top1):F2}%");
         Console.WriteLine($"iterations         {outcome.Iterations}");
         Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");

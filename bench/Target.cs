@@ -118,13 +118,7 @@ internal static class Target
         var s = outcome.Search!;
         Console.WriteLine();
         Console.WriteLine($"== {architecture}, budget mode ({method.ToString().ToLowerInvariant()}), seed {seed} ==");
-        Console.WriteLine($"{"layer",-8} {"params",10} {"kept",8} {"remaining",10} {"pruned",9} {"spliced",9}");
-        foreach (var l in outcome.Layers)
-        {
-            Console.WriteLine($"{l.Layer,-8} {l.Total,10} {l.Kept,8} {l.RemainingPercent,9:F2}% {l.PrunedTotal,9} {l.SplicedTotal,9}");
-        }
-        Console.WriteLine($"{"total",-8} {outcome.Total,10} {outcome.Kept,8} {100.0 * outcome.Kept / outcome.Total,9:F2}%");
-        Console.WriteLine($"compression        {outcome.Compression:F1}x");
+        Reproduce.PrintLayers(outcome);
         Console.WriteLine($"validation error   {100 * (1 - s.ValidationTop1Before):F2}% -> {100 * (1 - s.ValidationTop1After!.Value):F2}% ({s.ValidationSamples} held-out images)");
         Console.WriteLine($"test error         {100 * (1 - s.TestTop1Before!.Value):F2}% -> {100 * (1 - s.TestTop1After!.Value):F2}%");
         Console.WriteLine($"stages             {string.Join("; ", s.Stages.Select(st => $"{st.TargetCompression:F0}x -> {st.Compression:F1}x at {100 * (1 - st.ValidationTop1!.Value):F2}% {(st.Accepted == true ? "ok" : "no")}"))}");
