@@ -184,4 +184,20 @@ public sealed class SensitivityTests(SensitivityHost host, ITestOutputHelper out
         }).ExpectAsync(HttpStatusCode.BadRequest);
         Assert.Contains("POST /api/jobs/sensitivity", viaSettings.GetProperty("errors").GetProperty("settings.sensitivity")[0].GetString());
     }
+
+    [Fact]
+    public async Task SwaggerDocumentsTheSensitivityEndpointsWithTheirStatusesAndAnExample()
+    {
+        var document = await host.Client(null).GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);
+        var paths = document.GetProperty("paths");
+        var submit = paths.GetProperty("/api/jobs/sensitivity").GetProperty("post");
+        Assert.Contains("sensitivity", submit.GetProperty("summary").GetString(), StringComparison.OrdinalIgnoreCase);
+        Assert.Equal(0.1, submit.GetProperty("requestBody").GetProperty("content").GetProperty("application/json")
+            .GetProperty("example").GetProperty("validation").GetDouble());
+        string[] Statuses(string path, string method) => paths.GetProperty(path).GetProperty(method)
+            .GetProperty("responses").EnumerateObject().Select(r => r.Name).Order().ToArray();
+        Assert.Equal(["202", "400", "422"], Statuses("/api/jobs/sensitivity", "post"));
+        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/sensitivity", "get"));
+        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/sensitivity.svg", "get"));
+    }
 }
