@@ -424,7 +424,8 @@ public static class JobEndpoints
             return Problems.Conflict("No sensitivity curves",
                 "fixed-threshold jobs (the job names cRates) do not measure sensitivity: ask for it with POST /api/jobs/sensitivity");
         }
-        return NotSucceeded(job, "sensitivity curves", job.IsSensitivityOnly ? "layer" : "iteration");
+        return NotSucceeded(job, "sensitivity curves", job.IsSensitivityOnly ? "layer" : "iteration")
+            ?? Problems.Conflict("No sensitivity curves", "the job finished without measuring sensitivity: ask for it with POST /api/jobs/sensitivity");
     }
 
     /// <summary>409 for a sensitivity-only job: it measures curves and delivers no model.</summary>
