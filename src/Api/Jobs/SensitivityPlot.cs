@@ -11,7 +11,9 @@ public static class SensitivityPlot
 {
     public static string Render(SurgeryJob job, SearchReport report)
     {
-        var svg = JobReportSvg.Begin(JobReportSvg.Top + JobReportSvg.PanelHeight + 50,
+        // Room for the panel's own title under the document's.
+        const int top = JobReportSvg.Top + 24;
+        var svg = JobReportSvg.Begin(top + JobReportSvg.PanelHeight + 50,
             $"Sensitivity of job {job.Id}: each layer alone pruned by magnitude, no retraining");
         var smallest = Math.Min(Sensitivity.Ladder.Min(), report.Sensitivity.SelectMany(c => c.Points).Min(p => p.KeptFraction));
         var ticks = new[] { 1.0 }.Concat(Sensitivity.Ladder).Where(t => t >= smallest).ToList();
@@ -19,8 +21,8 @@ public static class SensitivityPlot
         var series = report.Sensitivity
             .Select(c => ($"{c.Layer} ({c.Total})", c.Points.Select(p => (p.KeptFraction, 100 * p.Top1)).ToList()))
             .ToList();
-        JobReportSvg.Panel(svg, JobReportSvg.Top,
-            $"Validation top-1 (%) on {report.ValidationSamples} held-out samples; {100 * report.ValidationTop1Before:0.##} before pruning",
+        JobReportSvg.Panel(svg, top,
+            $"Validation top-1 (%) on {report.ValidationSamples} held-out samples; {100 * report.ValidationTop1Before:0.##}% before pruning",
             axis, 100, series, markers: true);
         svg.Append("</svg>");
         return svg.ToString();
