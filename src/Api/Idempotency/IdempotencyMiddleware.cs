@@ -18,7 +18,7 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
 {
     public const string Header = "Idempotency-Key";
     private const int MaxKeyLength = 128;
-    private static readonly string[] Paths = ["/api/models", "/api/datasets", "/api/jobs"];
+    private static readonly string[] Paths = ["/api/models", "/api/datasets", "/api/jobs", "/api/jobs/sensitivity"];
 
     public async Task InvokeAsync(HttpContext http, SurgeryDbContext db, IOptions<ApiOptions> options)
     {

@@ -31,6 +31,27 @@ public sealed record SubmitJobRequest
     public int? CheckpointInterval { get; init; }
 }
 
+/// <summary>
+/// Body of <c>POST /api/jobs/sensitivity</c>: a model and a dataset; the answer is per-layer curves (each layer alone pruned
+/// by magnitude to a ladder of kept shares, validation top-1 without retraining), at <c>GET /api/jobs/{id}/sensitivity</c>.
+/// </summary>
+public sealed record SubmitSensitivityRequest
+{
+    public Guid? ModelId { get; init; }
+    public Guid? DatasetId { get; init; }
+
+    /// <summary>
+    /// Share of the training samples held out for validation (default 0.1, at most 10,000 samples): seeded, the same
+    /// samples a budget-mode job on this dataset validates on.
+    /// </summary>
+    public double? Validation { get; init; }
+
+    public JobPreprocessing? Preprocessing { get; init; }
+
+    /// <summary><c>cpu</c> (default) or <c>gpu</c>.</summary>
+    public string? Queue { get; init; }
+}
+
 public sealed record JobResponse(
     Guid Id,
     string State,
@@ -84,8 +105,12 @@ public sealed record JobResponse(
         j.StartedAt is { } start ? ((j.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalSeconds : null,
         ModeOf(j.Settings), j.Settings.IsBudgetMode ? j.Settings.EffectiveTarget : null, j.Search?.BudgetMet, j.Search?.BudgetProblem);
 
-    /// <summary><c>budget</c> (the search picks the thresholds) or <c>fixed</c> (the paper's cRates).</summary>
-    public static string ModeOf(SurgerySettings settings) => settings.IsBudgetMode ? "budget" : "fixed";
+    /// <summary>
+    /// <c>budget</c> (the search picks the thresholds), <c>fixed</c> (the paper's cRates) or <c>sensitivity</c> (curves
+    /// only, no model).
+    /// </summary>
+    public static string ModeOf(SurgerySettings settings) =>
+        settings.Sensitivity is not null ? "sensitivity" : settings.IsBudgetMode ? "budget" : "fixed";
 
     public static IReadOnlyList<string> ResultFormatsOf(SurgeryJob j)
     {
@@ -138,3 +163,23 @@ public sealed record JobReport(
 
 /// <summary>A warning, rollback or budget-search step of a job (see <c>GET /api/jobs/{id}/log</c>).</summary>
 public sealed record JobLogEntry(int Sequence, int Iteration, string Kind, string Message, DateTimeOffset CreatedAt);
+
+/// <summary>One layer's curve: validation top-1 with that layer alone pruned by magnitude to each kept share.</summary>
+public sealed record SensitivityCurveResponse(string Layer, string Kind, long Total, IReadOnlyList<SensitivityPoint> Points);
+
+/// <summary>
+/// <c>GET /api/jobs/{id}/sensitivity</c>: the curves of a sensitivity or budget-mode job. Every curve starts at kept share
+/// 1 with <see cref="ValidationTop1Before"/>; top-1 is a fraction, measured on <see cref="ValidationSamples"/> samples.
+/// </summary>
+public sealed record SensitivityResponse(
+    Guid JobId,
+    string Mode,
+    int ValidationSamples,
+    double ValidationTop1Before,
+    double? TestTop1Before,
+    IReadOnlyList<SensitivityCurveResponse> Curves)
+{
+    public static SensitivityResponse From(SurgeryJob job, SearchReport report) => new(
+        job.Id, JobResponse.ModeOf(job.Settings), report.ValidationSamples, report.ValidationTop1Before, report.TestTop1Before,
+        report.Sensitivity.Select(c => new SensitivityCurveResponse(c.Layer, JobReportBuilder.KindName(c.Kind), c.Total, c.Points)).ToList());
+}

@@ -27,6 +27,9 @@ public static class JobEndpoints
         var group = app.MapGroup("/api/jobs").WithTags("Jobs").RequireAuthorization();
         group.MapPost("/", Submit).WithName("SubmitJob").WithSummary("Queue a surgery job")
             .WithMetadata(new OpenApiExample(SubmitExample));
+        group.MapPost("/sensitivity", SubmitSensitivity).WithName("SubmitSensitivityJob")
+            .WithSummary("Queue a sensitivity analysis: each prunable layer alone pruned to a ladder of kept shares, validation top-1 without retraining")
+            .WithMetadata(new OpenApiExample(SensitivityExample));
         group.MapGet("/", List).WithName("ListJobs").WithSummary("The tenant's jobs, newest first, with paging and a state filter")
             .WithMetadata(new OpenApiExample(new { state = "Running", page = 1, pageSize = 20 }));
         group.MapGet("/{id:guid}", Get).WithName("GetJob").WithSummary("State and progress of one job");
@@ -46,6 +49,11 @@ public static class JobEndpoints
         group.MapGet("/{id:guid}/report.svg", ReportSvg).WithName("GetJobReportSvg")
             .WithSummary("Per-layer remaining weights and accuracy against iteration, as SVG")
             .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml");
+        group.MapGet("/{id:guid}/sensitivity", SensitivityCurves).WithName("GetJobSensitivity")
+            .WithSummary("Per-layer sensitivity curves (kept share -> validation top-1) of a sensitivity or budget-mode job; 409 until it has succeeded");
+        group.MapGet("/{id:guid}/sensitivity.svg", SensitivitySvg).WithName("GetJobSensitivitySvg")
+            .WithSummary("The sensitivity curves as an SVG line plot: validation top-1 against kept share (log axis), one line per layer")
+            .Produces(StatusCodes.Status200OK, contentType: "image/svg+xml");
         group.MapGet("/{id:guid}/log", Log).WithName("GetJobLog")
             .WithSummary("The job's warnings, rollbacks and budget-search steps, in order (also while it runs)");
         group.MapPost("/{id:guid}/cancel", Cancel).WithName("CancelJob")
@@ -62,6 +70,14 @@ public static class JobEndpoints
         checkpointInterval = 500,
         settings = new { iterations = 2000, batchSize = 64, learningRate = 0.01, cRate = 3, gamma = 0.0001, power = 1, evalInterval = 500 },
         preprocessing = new { scale = 1.0 / 255, trainLimit = 10000 },
+    };
+
+    private static readonly object SensitivityExample = new
+    {
+        modelId = "0193a0c2-4f7e-7d2a-9a51-3c8f2b7e1d40",
+        datasetId = "0193a0c2-5b1d-7c44-8e0f-6d2a9b3c4e51",
+        validation = 0.1,
+        preprocessing = new { scale = 1.0 / 255 },
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
@@ -98,6 +114,7 @@ public static class JobEndpoints
             if (settings.Target is not null) malformed["target"] = ["is given twice: at the top level and in settings; give it once"];
             settings = settings with { Target = request.Target };
         }
+        if (settings.Sensitivity is not null) malformed["settings.sensitivity"] = ["ask for a sensitivity analysis with POST /api/jobs/sensitivity"];
         if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");
         // The target block is the job's, named as the request names it; the rest are settings.
         foreach (var (name, problem) in settings.ValidationErrors()) invalid[name.StartsWith("target", StringComparison.Ordinal) ? name : "settings." + name] = [problem];
@@ -105,23 +122,8 @@ public static class JobEndpoints
         foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
         if (request.CheckpointInterval is <= 0 or > 10_000_000) invalid["checkpointInterval"] = ["must be between 1 and 10000000"];
 
-        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(x => x.Id == request.ModelId && x.TenantId == tenant, cancellationToken);
-        if (model is null) invalid["modelId"] = [$"there is no model with id {request.ModelId}"];
-        var dataset = await db.Datasets.AsNoTracking()
-            .SingleOrDefaultAsync(x => x.Id == request.DatasetId && (x.TenantId == tenant || x.BuiltIn), cancellationToken);
-        if (dataset is null) invalid["datasetId"] = [$"there is no dataset with id {request.DatasetId}"];
-        if (model is not null && dataset is not null && SampleShapes.Problem(dataset.SampleShape, preprocessing.Layout, model.InputShape) is { } shape)
-        {
-            invalid["datasetId"] = [shape];
-        }
-        if (invalid.Count > 0)
-        {
-            return TypedResults.UnprocessableEntity(new HttpValidationProblemDetails(invalid)
-            {
-                Title = "The job cannot run with these values",
-                Status = StatusCodes.Status422UnprocessableEntity,
-            });
-        }
+        var (model, dataset) = await FindInputsAsync(db, tenant, request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
+        if (invalid.Count > 0) return CannotRun(invalid);
 
         var job = new SurgeryJob
         {
@@ -137,6 +139,74 @@ public static class JobEndpoints
             CreatedAt = DateTimeOffset.UtcNow,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
+        return await EnqueueAsync(job, queuing, storage, cancellationToken);
+    }
+
+    public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> SubmitSensitivity(
+        SubmitSensitivityRequest request, ClaimsPrincipal user, SurgeryDbContext db, JobQueuing queuing, JobStorage storage,
+        IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+    {
+        var tenant = user.TenantId();
+        var malformed = new Dictionary<string, string[]>();
+        if (request.ModelId is null) malformed["modelId"] = ["is required"];
+        if (request.DatasetId is null) malformed["datasetId"] = ["is required"];
+        var queue = request.Queue?.ToLowerInvariant() ?? JobQueues.Cpu;
+        if (!JobQueues.ForJobs.Contains(queue)) malformed["queue"] = [$"must be {string.Join(" or ", JobQueues.ForJobs.Select(q => $"'{q}'"))}"];
+        if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The sensitivity request is incomplete or malformed");
+
+        var invalid = new Dictionary<string, string[]>();
+        var sensitivity = new SensitivitySettings { Validation = request.Validation ?? new SensitivitySettings().Validation };
+        foreach (var (name, problem) in sensitivity.ValidationErrors()) invalid[name] = [problem];
+        var preprocessing = request.Preprocessing ?? new JobPreprocessing();
+        foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
+        var (model, dataset) = await FindInputsAsync(db, tenant, request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
+        if (model is not null && !model.Layers.Any(l => l.Prunable)) invalid["modelId"] = ["the model has no prunable layers: there is nothing to analyse"];
+        if (invalid.Count > 0) return CannotRun(invalid);
+
+        var job = new SurgeryJob
+        {
+            Id = Guid.CreateVersion7(),
+            TenantId = tenant,
+            ModelId = model!.Id,
+            DatasetId = dataset!.Id,
+            Settings = new SurgerySettings { Sensitivity = sensitivity },
+            Preprocessing = preprocessing,
+            Queue = queue,
+            CheckpointInterval = jobOptions.Value.DefaultCheckpointInterval,
+            // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
+            TotalIterations = model!.Layers.Count(l => l.Prunable),
+            CreatedAt = DateTimeOffset.UtcNow,
+            UpdatedAt = DateTimeOffset.UtcNow,
+        };
+        return await EnqueueAsync(job, queuing, storage, cancellationToken);
+    }
+
+    /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
+    private static async Task<(ModelEntry? Model, DatasetEntry? Dataset)> FindInputsAsync(SurgeryDbContext db, string tenant, Guid? modelId,
+        Guid? datasetId, JobPreprocessing preprocessing, Dictionary<string, string[]> invalid, CancellationToken cancellationToken)
+    {
+        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(x => x.Id == modelId && x.TenantId == tenant, cancellationToken);
+        if (model is null) invalid["modelId"] = [$"there is no model with id {modelId}"];
+        var dataset = await db.Datasets.AsNoTracking()
+            .SingleOrDefaultAsync(x => x.Id == datasetId && (x.TenantId == tenant || x.BuiltIn), cancellationToken);
+        if (dataset is null) invalid["datasetId"] = [$"there is no dataset with id {datasetId}"];
+        if (model is not null && dataset is not null && SampleShapes.Problem(dataset.SampleShape, preprocessing.Layout, model.InputShape) is { } shape)
+        {
+            invalid["datasetId"] = [shape];
+        }
+        return (model, dataset);
+    }
+
+    private static UnprocessableEntity<HttpValidationProblemDetails> CannotRun(Dictionary<string, string[]> invalid) =>
+        TypedResults.UnprocessableEntity(new HttpValidationProblemDetails(invalid)
+        {
+            Title = "The job cannot run with these values",
+            Status = StatusCodes.Status422UnprocessableEntity,
+        });
+
+    private static async Task<Accepted<JobResponse>> EnqueueAsync(SurgeryJob job, JobQueuing queuing, JobStorage storage,
+        CancellationToken cancellationToken)
+    {
         await queuing.SubmitAsync(job, cancellationToken);
         var response = JobResponse.From(job);
         if (!HasLiveWorker(storage, job.Queue))
@@ -280,6 +350,7 @@ public static class JobEndpoints
         }
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
+        if (NoModelOutput(job) is { } none) return none;
         if (NotSucceeded(job, "result") is { } notDone) return notDone;
         var available = JobResponse.ResultFormatsOf(job);
         var chosen = parsed ?? ModelFormats.ParseResultFormat(available[0])!.Value;
@@ -304,15 +375,17 @@ public static class JobEndpoints
     {
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
+        if (NoModelOutput(job) is { } none) return none;
         if (NotSucceeded(job, "report") is { } notDone) return notDone;
         return TypedResults.Ok(await JobReportBuilder.BuildAsync(db, job, cancellationToken));
     }
 
-    public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>>> ReportSvg(
+    public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> ReportSvg(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
     {
         var job = await Find(db, id, user, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
+        if (NoModelOutput(job) is { } none) return none; // a sensitivity analysis trains nothing: nothing to plot here
         // Whatever has been recorded so far: the plot is useful while the job runs too.
         var count = await db.JobMetrics.CountAsync(m => m.JobId == id, cancellationToken);
         var stride = Math.Max(1, count / 400);
@@ -324,6 +397,43 @@ public static class JobEndpoints
             evaluations.Select(e => (e.Iteration, e.Top1)).ToList());
         return TypedResults.Content(svg, "image/svg+xml");
     }
+
+    public static async Task<Results<Ok<SensitivityResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> SensitivityCurves(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        if (NoSensitivity(job) is { } none) return none;
+        return TypedResults.Ok(SensitivityResponse.From(job, job.Search!));
+    }
+
+    public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> SensitivitySvg(
+        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+    {
+        var job = await Find(db, id, user, cancellationToken);
+        if (job is null) return NotFoundProblem.For("job", id);
+        if (NoSensitivity(job) is { } none) return none;
+        return TypedResults.Content(SensitivityPlot.Render(job, job.Search!), "image/svg+xml");
+    }
+
+    /// <summary>409 while the job has no sensitivity curves: not finished yet, failed, or a fixed-threshold job that measures none.</summary>
+    private static Conflict<ProblemDetails>? NoSensitivity(SurgeryJob job)
+    {
+        if (job.Search is { Sensitivity.Count: > 0 }) return null;
+        if (!job.IsSensitivityOnly && !job.Settings.IsBudgetMode)
+        {
+            return Problems.Conflict("No sensitivity curves",
+                "fixed-threshold jobs (the job names cRates) do not measure sensitivity: ask for it with POST /api/jobs/sensitivity");
+        }
+        return NotSucceeded(job, "sensitivity curves", job.IsSensitivityOnly ? "layer" : "iteration")
+            ?? Problems.Conflict("No sensitivity curves", "the job finished without measuring sensitivity: ask for it with POST /api/jobs/sensitivity");
+    }
+
+    /// <summary>409 for a sensitivity-only job: it measures curves and delivers no model.</summary>
+    private static Conflict<ProblemDetails>? NoModelOutput(SurgeryJob job) => job.IsSensitivityOnly
+        ? Problems.Conflict("No model output",
+            $"job {job.Id} is a sensitivity analysis: it has no model output; its answer is GET /api/jobs/{job.Id}/sensitivity (or sensitivity.svg)")
+        : null;
 
     public static async Task<Results<Ok<IReadOnlyList<JobLogEntry>>, NotFound<ProblemDetails>>> Log(
         Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
@@ -361,12 +471,13 @@ public static class JobEndpoints
     private const int MaxConflicts = 5;
 
     /// <summary>409 while the job has not succeeded: it has no result or report (yet, or at all).</summary>
-    private static Conflict<ProblemDetails>? NotSucceeded(SurgeryJob job, string what) => job.State == JobState.Succeeded
+    private static Conflict<ProblemDetails>? NotSucceeded(SurgeryJob job, string what, string step = "iteration") => job.State == JobState.Succeeded
         ? null
         : Problems.Conflict("Job not done",
             job.State is JobState.Failed or JobState.Cancelled
                 ? $"the job is {job.State}: it has no {what}" + (job.Error is null ? "" : $" ({job.Error})")
-                : $"the job is {job.State} at iteration {job.Iteration} of {job.TotalIterations}: the {what} is ready once it has succeeded");
+                : $"the job is {job.State} at {step} {job.Iteration} of {job.TotalIterations}: the {what} " +
+                  $"{(what.EndsWith('s') ? "are" : "is")} ready once it has succeeded");
 
     private static Task<SurgeryJob?> Find(SurgeryDbContext db, Guid id, ClaimsPrincipal user, CancellationToken cancellationToken,
         bool tracking = false)

@@ -27,7 +27,7 @@ public static class JobReportBuilder
             job.Id,
             job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
             job.Iteration,
-            layers.Select(l => new ReportLayer(l.Layer, l.Kind == LayerKind.Convolution ? "convolution" : "fullyConnected",
+            layers.Select(l => new ReportLayer(l.Layer, KindName(l.Kind),
                 l.Total, l.Kept, l.Total == 0 ? 100 : Math.Round(100.0 * l.Kept / l.Total, 3), l.PrunedTotal, l.SplicedTotal)).ToList(),
             new ReportTotals(before, after, before == 0 ? 100 : Math.Round(100.0 * after / before, 3),
                 after == 0 ? 0 : Math.Round((double)before / after, 2)),
@@ -40,6 +40,9 @@ public static class JobReportBuilder
             job.Search,
             await LogAsync(db, job.Id, cancellationToken));
     }
+
+    /// <summary>How the Api names a layer kind.</summary>
+    public static string KindName(LayerKind kind) => kind == LayerKind.Convolution ? "convolution" : "fullyConnected";
 
     public static async Task<IReadOnlyList<JobLogEntry>> LogAsync(SurgeryDbContext db, Guid jobId, CancellationToken cancellationToken) =>
         await db.JobEvents.AsNoTracking().Where(e => e.JobId == jobId).OrderBy(e => e.Sequence)

@@ -11,41 +11,52 @@ namespace SurgeryService.Api.Jobs;
 /// </summary>
 public static class JobReportSvg
 {
-    private const int Width = 820, PanelHeight = 260, Left = 70, Right = 170, Top = 40, Gap = 70;
+    internal const int Width = 820, PanelHeight = 260, Left = 70, Right = 170, Top = 40, Gap = 70;
     private static readonly string[] Colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"];
 
     public static string Render(SurgeryJob job, IReadOnlyList<(int Iteration, long[] LayerKept)> points, IReadOnlyList<long> layerTotals,
         IReadOnlyList<(int Iteration, double Top1)> evaluations)
     {
-        var height = Top + 2 * PanelHeight + Gap + 50;
-        var svg = new StringBuilder();
-        svg.Append(CultureInfo.InvariantCulture,
-            $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">");
-        svg.Append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
-        svg.Append(CultureInfo.InvariantCulture,
-            $"<text x=\"{Left}\" y=\"22\" font-size=\"15\">Job {job.Id} ({job.Settings.Method}, {job.State}, iteration {job.Iteration} of {job.TotalIterations})</text>");
+        var svg = Begin(Top + 2 * PanelHeight + Gap + 50,
+            $"Job {job.Id} ({job.Settings.Method}, {job.State}, iteration {job.Iteration} of {job.TotalIterations})");
         var maxIteration = Math.Max(1, Math.Max(job.TotalIterations, points.Count > 0 ? points[^1].Iteration : 1));
 
         var totals = layerTotals;
         var series = job.LayerNames.Select((name, k) => (name,
             points.Where(p => k < p.LayerKept.Length && k < totals.Count && totals[k] > 0)
                 .Select(p => ((double)p.Iteration, 100.0 * p.LayerKept[k] / totals[k])).ToList())).ToList();
-        Panel(svg, Top, "Remaining weights per layer (%)", maxIteration, 100, series);
+        var iterations = XAxis.Linear(maxIteration, "iteration");
+        Panel(svg, Top, "Remaining weights per layer (%)", iterations, 100, series);
 
         var accuracy = new List<(string, List<(double, double)>)>
         {
             ("top-1 accuracy", evaluations.Select(e => ((double)e.Iteration, 100 * e.Top1)).ToList()),
         };
-        Panel(svg, Top + PanelHeight + Gap, "Test top-1 accuracy (%)", maxIteration, 100, accuracy);
+        Panel(svg, Top + PanelHeight + Gap, "Test top-1 accuracy (%)", iterations, 100, accuracy);
         svg.Append("</svg>");
         return svg.ToString();
     }
 
-    private static void Panel(StringBuilder svg, int top, string title, double maxX, double maxY,
-        IReadOnlyList<(string Name, List<(double X, double Y)> Points)> series)
+    /// <summary>The document's opening: size, white background and a title line (HTML-encoded here).</summary>
+    internal static StringBuilder Begin(int height, string title)
+    {
+        var svg = new StringBuilder();
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{Width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">");
+        svg.Append("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>");
+        svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{Left}\" y=\"22\" font-size=\"15\">{WebUtility.HtmlEncode(title)}</text>");
+        return svg;
+    }
+
+    /// <summary>
+    /// A framed plot with a y grid from 0 to <paramref name="maxY"/>, <paramref name="x"/>'s ticks, one polyline per series
+    /// and a legend; <paramref name="markers"/> also draws every point.
+    /// </summary>
+    internal static void Panel(StringBuilder svg, int top, string title, XAxis x, double maxY,
+        IReadOnlyList<(string Name, List<(double X, double Y)> Points)> series, bool markers = false)
     {
         var plotWidth = Width - Left - Right;
-        string X(double x) => (Left + plotWidth * x / maxX).ToString("F1", CultureInfo.InvariantCulture);
+        string X(double value) => (Left + plotWidth * x.Position(value)).ToString("F1", CultureInfo.InvariantCulture);
         string Y(double y) => (top + PanelHeight - PanelHeight * Math.Clamp(y, 0, maxY) / maxY).ToString("F1", CultureInfo.InvariantCulture);
 
         svg.Append(CultureInfo.InvariantCulture, $"<text x=\"{Left}\" y=\"{top - 8}\" font-weight=\"bold\">{WebUtility.HtmlEncode(title)}</text>");
@@ -56,12 +67,14 @@ public static class JobReportSvg
             var y = maxY * i / 4;
             svg.Append(CultureInfo.InvariantCulture,
                 $"<line x1=\"{Left}\" x2=\"{Left + plotWidth}\" y1=\"{Y(y)}\" y2=\"{Y(y)}\" stroke=\"#ddd\"/><text x=\"{Left - 8}\" y=\"{Y(y)}\" text-anchor=\"end\" dominant-baseline=\"middle\">{y:0}</text>");
-            var x = maxX * i / 4;
+        }
+        foreach (var tick in x.Ticks)
+        {
             svg.Append(CultureInfo.InvariantCulture,
-                $"<text x=\"{X(x)}\" y=\"{top + PanelHeight + 16}\" text-anchor=\"middle\">{x:0}</text>");
+                $"<text x=\"{X(tick)}\" y=\"{top + PanelHeight + 16}\" text-anchor=\"middle\">{tick.ToString(x.TickFormat, CultureInfo.InvariantCulture)}</text>");
         }
         svg.Append(CultureInfo.InvariantCulture,
-            $"<text x=\"{Left + plotWidth / 2}\" y=\"{top + PanelHeight + 34}\" text-anchor=\"middle\">iteration</text>");
+            $"<text x=\"{Left + plotWidth / 2}\" y=\"{top + PanelHeight + 34}\" text-anchor=\"middle\">{WebUtility.HtmlEncode(x.Label)}</text>");
         for (var s = 0; s < series.Count; s++)
         {
             var color = Colors[s % Colors.Length];
@@ -71,7 +84,7 @@ public static class JobReportSvg
                 var path = string.Join(' ', points.Select(p => $"{X(p.X)},{Y(p.Y)}"));
                 svg.Append(CultureInfo.InvariantCulture,
                     $"<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{path}\"/>");
-                if (points.Count == 1 || series.Count == 1)
+                if (markers || points.Count == 1 || series.Count == 1)
                 {
                     foreach (var p in points)
                     {
@@ -85,4 +98,16 @@ public static class JobReportSvg
                 $"<text x=\"{Left + plotWidth + 30}\" y=\"{legendY + 1}\">{WebUtility.HtmlEncode(name)}</text>");
         }
     }
+}
+
+/// <summary>An x axis of a plot: where a value lies across it (0 left, 1 right), its ticks and its label.</summary>
+internal sealed record XAxis(string Label, Func<double, double> Position, IReadOnlyList<double> Ticks, string TickFormat)
+{
+    /// <summary>From 0 to <paramref name="max"/>, five ticks.</summary>
+    public static XAxis Linear(double max, string label) =>
+        new(label, x => x / max, [.. Enumerable.Range(0, 5).Select(i => max * i / 4)], "0");
+
+    /// <summary>Logarithmic from <paramref name="left"/> to <paramref name="right"/> (either may be the larger).</summary>
+    public static XAxis Log(double left, double right, IReadOnlyList<double> ticks, string label, string tickFormat) =>
+        new(label, x => Math.Log(x / left) / Math.Log(right / left), ticks, tickFormat);
 }

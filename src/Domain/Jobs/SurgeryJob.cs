@@ -60,7 +60,10 @@ public sealed class SurgeryJob
     /// <summary>Events (see <see cref="JobEvent"/>) emitted before the checkpoint was taken.</summary>
     public int CheckpointEvents { get; set; }
 
-    /// <summary>Budget mode: the search's stages, sensitivity curves and verdict, once the job has finished.</summary>
+    /// <summary>
+    /// Budget mode: the search's stages, sensitivity curves and verdict, once the job has finished. A sensitivity-only job
+    /// (<see cref="IsSensitivityOnly"/>) stores its curves here too, with only the sensitivity fields filled.
+    /// </summary>
     public SearchReport? Search { get; private set; }
 
     /// <summary>The checkpoint iteration the latest attempt resumed from, when it did.</summary>
@@ -154,6 +157,22 @@ public sealed class SurgeryJob
         }
         Finish(JobState.Succeeded, null, now);
     }
+
+    /// <summary>
+    /// A sensitivity-only job finished: <paramref name="report"/> (its sensitivity fields) is the job's answer; there is no
+    /// model output. Progress counts layers, so the job ends at its last layer.
+    /// </summary>
+    public void SucceedAnalysis(SearchReport report, DateTimeOffset now)
+    {
+        RequireNotFinished("succeed");
+        Search = report;
+        Iteration = TotalIterations = report.Sensitivity.Count;
+        Top1Before = report.TestTop1Before;
+        Finish(JobState.Succeeded, null, now);
+    }
+
+    /// <summary>The job only measures per-layer sensitivity: it trains nothing and delivers no model.</summary>
+    public bool IsSensitivityOnly => Settings.Sensitivity is not null;
 
     /// <summary>The job cannot succeed (its inputs are unusable, or too many attempts were lost).</summary>
     public void Fail(string error, DateTimeOffset now)

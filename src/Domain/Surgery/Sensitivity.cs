@@ -1,3 +1,4 @@
+using System.Globalization;
 using SurgeryService.Domain.Datasets;
 
 namespace SurgeryService.Domain.Surgery;
@@ -18,12 +19,17 @@ public static class Sensitivity
     /// <summary>Kept shares tried per layer.</summary>
     public static IReadOnlyList<double> Ladder { get; } = [0.5, 0.3, 0.2, 0.1, 0.05, 0.02, 0.01, 0.005, 0.002];
 
-    /// <summary>Curves for every prunable layer of <paramref name="trainer"/>'s model; leaves the model as it found it.</summary>
-    public static IReadOnlyList<SensitivityCurve> Analyse(SurgeryTrainer trainer, TensorDataset validation, double startTop1)
+    /// <summary>
+    /// Curves for every prunable layer of <paramref name="trainer"/>'s model; leaves the model as it found it.
+    /// <paramref name="layerDone"/> hears of each curve as it is measured; a cancel is honoured between layers.
+    /// </summary>
+    public static IReadOnlyList<SensitivityCurve> Analyse(SurgeryTrainer trainer, TensorDataset validation, double startTop1,
+        Action<SensitivityCurve>? layerDone = null, CancellationToken cancellationToken = default)
     {
         var curves = new List<SensitivityCurve>();
         foreach (var layer in trainer.Layers)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var points = new List<SensitivityPoint> { new(1, startTop1) };
             foreach (var kept in Ladder)
             {
@@ -31,9 +37,54 @@ public static class Sensitivity
                 points.Add(new SensitivityPoint(kept, trainer.Evaluate(validation).Top1));
             }
             layer.WriteMaskedWeights();
-            curves.Add(new SensitivityCurve(layer.Layer.Name, layer.Layer.Kind, layer.Total, points));
+            var curve = new SensitivityCurve(layer.Layer.Name, layer.Layer.Kind, layer.Total, points);
+            curves.Add(curve);
+            layerDone?.Invoke(curve);
         }
         return curves;
+    }
+
+    /// <summary>
+    /// A sensitivity-only job: the starting model on <paramref name="validation"/> (held out of the training samples) and
+    /// <paramref name="test"/>, then every layer's curve, each reported to <paramref name="observer"/> as an event and to
+    /// <paramref name="layerDone"/> as progress (layers measured). The report has only its sensitivity fields filled.
+    /// Returns null when <paramref name="cancellationToken"/> stopped it.
+    /// </summary>
+    public static SearchReport? Measure(SurgeryTrainer trainer, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
+        Action<int>? layerDone = null, CancellationToken cancellationToken = default)
+    {
+        if (validation.Count == 0) throw new SurgeryException("Bad dataset", "the validation split is empty");
+        if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", ErrorKind.Unsupported);
+        var before = trainer.Evaluate(validation);
+        var testBefore = test.Count > 0 ? trainer.Evaluate(test) : null;
+        observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Sensitivity,
+            $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples" +
+            (testBefore is null ? "" : $", test top-1 {testBefore.Top1:P2}") +
+            $"; measuring {trainer.Layers.Count} layers at kept shares {string.Join(", ", Ladder.Select(k => k.ToString("0.###", CultureInfo.InvariantCulture)))}"));
+        var done = 0;
+        try
+        {
+            var curves = Analyse(trainer, validation, before.Top1, curve =>
+            {
+                done++;
+                observer.OnEvent(new SurgeryEvent(done, SurgeryEventKind.Sensitivity,
+                    $"layer {curve.Layer} ({curve.Total} weights): validation top-1 " +
+                    string.Join(", ", curve.Points.Select(p => $"{p.Top1:P1} at {p.KeptFraction:P1}"))));
+                layerDone?.Invoke(done);
+            }, cancellationToken);
+            return new SearchReport
+            {
+                ValidationSamples = (int)validation.Count,
+                ValidationTop1Before = before.Top1,
+                ValidationLossBefore = before.Loss,
+                TestTop1Before = testBefore?.Top1,
+                Sensitivity = [.. curves],
+            };
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return null;
+        }
     }
 
     /// <summary>

@@ -63,6 +63,9 @@ public enum SurgeryEventKind
 
     /// <summary>A step of the budget search (sensitivity, a stage's start or verdict, the fine-tune).</summary>
     Search,
+
+    /// <summary>A step of a sensitivity-only job: the starting model, then one layer's curve.</summary>
+    Sensitivity,
 }
 
 /// <summary>A notable moment of a run, kept with the job and shown in its report.</summary>

@@ -86,9 +86,15 @@ public sealed record SurgerySettings
     /// </summary>
     public SurgeryTarget? Target { get; init; }
 
+    /// <summary>
+    /// A job that only measures per-layer sensitivity (<see cref="Surgery.Sensitivity"/>): nothing is trained and no model
+    /// is delivered. Set by <c>POST /api/jobs/sensitivity</c>.
+    /// </summary>
+    public SensitivitySettings? Sensitivity { get; init; }
+
     /// <summary>Whether the job runs the budget search rather than the paper's fixed thresholds.</summary>
     [JsonIgnore]
-    public bool IsBudgetMode => Target is not null || (CRate is null && Layers.All(l => l.CRate is null));
+    public bool IsBudgetMode => Sensitivity is null && (Target is not null || (CRate is null && Layers.All(l => l.CRate is null)));
 
     /// <summary>The target of a budget-mode job: the one given, or the defaults.</summary>
     [JsonIgnore]
@@ -154,6 +160,12 @@ public sealed record SurgerySettings
             Check(CRate is null && Layers.All(l => l.CRate is null), "target",
                 "cannot be combined with cRate: budget mode chooses every layer's threshold itself; remove target or the cRates");
             foreach (var (name, problem) in Target.ValidationErrors(Iterations)) Check(false, "target." + name, problem);
+        }
+        if (Sensitivity is not null)
+        {
+            Check(Target is null && CRate is null && Layers.All(l => l.CRate is null), "sensitivity",
+                "cannot be combined with target or cRate: a sensitivity analysis prunes each layer alone and trains nothing");
+            foreach (var (name, problem) in Sensitivity.ValidationErrors()) Check(false, "sensitivity." + name, problem);
         }
         Check(double.IsFinite(Gamma) && Gamma >= 0, "gamma", "must be >= 0");
         Check(double.IsFinite(Power) && Power >= 0, "power", "must be >= 0");
@@ -221,8 +233,15 @@ public sealed record SurgeryTarget
     public const int ValidationSplitSeed = 1;
 
     /// <summary>Samples held out of <paramref name="trainCount"/> training samples.</summary>
-    public int ValidationCount(long trainCount) =>
-        (int)Math.Clamp(Math.Round(trainCount * Validation), Math.Min(1, trainCount - 1), Math.Min(MaxValidationSamples, trainCount - 1));
+    public int ValidationCount(long trainCount) => ValidationCount(Validation, trainCount);
+
+    /// <summary>Samples a share of <paramref name="validation"/> holds out of <paramref name="trainCount"/> training samples.</summary>
+    public static int ValidationCount(double validation, long trainCount) =>
+        (int)Math.Clamp(Math.Round(trainCount * validation), Math.Min(1, trainCount - 1), Math.Min(MaxValidationSamples, trainCount - 1));
+
+    /// <summary>The problem with a validation share, or null.</summary>
+    public static string? ValidationShareProblem(double validation) =>
+        !double.IsFinite(validation) || validation is <= 0 or > 0.5 ? "must be a share of the training samples in (0, 0.5]" : null;
 
     /// <summary>Field name (relative to <c>target</c>) -> problem.</summary>
     public IEnumerable<(string Name, string Problem)> ValidationErrors(int iterations)
@@ -233,7 +252,22 @@ public sealed record SurgeryTarget
             yield return ("minCompression", "must be between 1 and 1000000");
         if (MaxIterations is { } m && m is < 100 or > 10_000_000)
             yield return ("maxIterations", "must be between 100 and 10000000");
-        if (!double.IsFinite(Validation) || Validation is <= 0 or > 0.5)
-            yield return ("validation", "must be a share of the training samples in (0, 0.5]");
+        if (ValidationShareProblem(Validation) is { } validation) yield return ("validation", validation);
+    }
+}
+
+/// <summary>
+/// A sensitivity-only job: each prunable layer alone pruned by magnitude to <see cref="Surgery.Sensitivity.Ladder"/>'s
+/// kept shares and evaluated on <see cref="Validation"/> of the training samples, held out the same way as in budget mode.
+/// </summary>
+public sealed record SensitivitySettings
+{
+    /// <summary>Share of the training samples held out for validation (at most 10,000 samples); the same split as budget mode.</summary>
+    public double Validation { get; init; } = 0.1;
+
+    /// <summary>Field name (relative to <c>sensitivity</c>) -> problem.</summary>
+    public IEnumerable<(string Name, string Problem)> ValidationErrors()
+    {
+        if (SurgeryTarget.ValidationShareProblem(Validation) is { } validation) yield return ("validation", validation);
     }
 }

@@ -32,6 +32,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private readonly List<(int Sequence, SurgeryEvent Event)> _events = [];
     private int _nextEvent;
     private Guid? _checkpointArtifactId;
+    private int? _progress;
     private IReadOnlyList<string>? _layerNames;
     private long[]? _layerTotals;
     private Task? _loop;
@@ -75,6 +76,9 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
 
     public void OnCheckpointDue(ICheckpointSource source) => Checkpoint(source);
 
+    /// <summary>Progress of a job that does not train (a sensitivity analysis): <paramref name="done"/> steps of its total.</summary>
+    public void Progress(int done) => _queue.Writer.TryWrite(new ProgressData(done));
+
     /// <summary>Snapshots the run now (on the training thread); the bytes are written after the metrics before them.</summary>
     public void Checkpoint(ICheckpointSource source)
     {
@@ -102,6 +106,8 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     }
 
     private sealed record CheckpointData(int Iteration, byte[] Bytes);
+
+    private sealed record ProgressData(int Done);
 
     /// <summary>How the jobs table stores <see cref="JobState.Running"/> (the state column holds the enum's name).</summary>
     private static readonly string Running = nameof(JobState.Running);
@@ -145,6 +151,9 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                         break;
                     case SurgeryEvent surgeryEvent:
                         _events.Add((_nextEvent++, surgeryEvent));
+                        break;
+                    case ProgressData progress:
+                        _progress = progress.Done;
                         break;
                     case CheckpointData checkpoint:
                         await FlushAsync(connection);
@@ -248,7 +257,10 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         {
             update.Parameters.AddWithValue("id", _jobId);
             update.Parameters.AddWithValue("running", Running);
-            update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer) { Value = last is null ? DBNull.Value : last.Iteration + 1 });
+            update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer)
+            {
+                Value = last is not null ? last.Iteration + 1 : (object?)_progress ?? DBNull.Value,
+            });
             update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
             update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
             update.Parameters.Add(new NpgsqlParameter("total", NpgsqlDbType.Bigint) { Value = (object?)last?.Total ?? DBNull.Value });

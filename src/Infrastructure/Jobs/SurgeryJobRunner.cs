@@ -134,6 +134,11 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             using var _train = train;
             using var _test = test;
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
+            if (job.Settings.Sensitivity is { } sensitivity)
+            {
+                var analysis = RunSensitivity(trainer, sensitivity, train, test, observer, writer, stop.Token);
+                return new Attempt(null, analysis, []);
+            }
             var run = job.Settings.IsBudgetMode
                 ? RunBudgetSearch(trainer, job.Settings, train, test, checkpoint, observer, checkpointInterval, stop.Token)
                 : RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token);
@@ -141,7 +146,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             if (outcome.Cancelled)
             {
                 if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
-                return (outcome, Files: new List<(ResultFormat, string)>());
+                return new Attempt(outcome, null, []);
             }
             var files = new List<(ResultFormat, string)>();
             foreach (var (format, content) in ModelFormats.WriteResults(loaded, job.Settings, outcome))
@@ -150,14 +155,13 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                 File.WriteAllBytes(path, content);
                 files.Add((format, path));
             }
-            return (outcome, Files: files);
+            return new Attempt(outcome, null, files);
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         try
         {
             await writer.CompleteAsync();
-            var (outcome, files) = result;
-            if (outcome.Cancelled)
+            if (result.Cancelled)
             {
                 if (writer.CancelRequested.IsCancellationRequested)
                 {
@@ -167,12 +171,47 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                 shutdown.ThrowIfCancellationRequested();
                 throw new InvalidOperationException("the run stopped early without a cancel request or a shutdown");
             }
-            await StoreResultsAsync(job, model, outcome, files);
+            if (result.Analysis is { } report)
+            {
+                if (await TransitionAsync(job, j => j.SucceedAnalysis(report, DateTimeOffset.UtcNow)))
+                {
+                    logger.LogInformation("Job {JobId} succeeded: sensitivity of {Layers} layers", job.Id, report.Sensitivity.Count);
+                }
+                return;
+            }
+            await StoreResultsAsync(job, model, result.Outcome!, result.Files);
         }
         finally
         {
             foreach (var (_, path) in result.Files) File.Delete(path);
         }
+    }
+
+    /// <summary>
+    /// What an attempt produced: a surgery's outcome and result files, or a sensitivity analysis's report (null, with no
+    /// outcome, when it was stopped).
+    /// </summary>
+    private sealed record Attempt(SurgeryOutcome? Outcome, SearchReport? Analysis, List<(ResultFormat Format, string Path)> Files)
+    {
+        public bool Cancelled => Outcome?.Cancelled ?? Analysis is null;
+    }
+
+    /// <summary>
+    /// A sensitivity-only job: the validation split is held out of the training samples exactly as in budget mode (same
+    /// seed), so its curves describe the samples a budget job on the dataset would validate on. Progress counts layers.
+    /// Nothing is checkpointed: a resumed attempt measures again from the first layer.
+    /// </summary>
+    private static SearchReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, TensorDataset train,
+        TensorDataset test, ISurgeryObserver observer, JobProgressWriter writer, CancellationToken stop)
+    {
+        if (train.Count < 2)
+        {
+            throw new SurgeryException("Bad dataset", "a sensitivity analysis needs at least 2 training samples to hold a validation split out of");
+        }
+        var (rest, validation) = train.Split(SurgeryTarget.ValidationCount(sensitivity.Validation, train.Count), SurgeryTarget.ValidationSplitSeed);
+        using var _rest = rest;
+        using var _validation = validation;
+        return Sensitivity.Measure(trainer, validation, test, observer, writer.Progress, stop);
     }
 
     /// <summary>The paper's fixed thresholds (the job names cRates).</summary>

@@ -80,6 +80,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
             "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/jobs/{id}/metrics", "GET /api/jobs/{id}/events",
             "GET /api/jobs/{id}/result", "GET /api/jobs/{id}/report", "GET /api/jobs/{id}/report.svg", "GET /api/jobs/{id}/log",
             "POST /api/jobs/{id}/cancel", "GET /api/models", "GET /api/datasets",
+            "POST /api/jobs/sensitivity", "GET /api/jobs/{id}/sensitivity", "GET /api/jobs/{id}/sensitivity.svg",
         ];
         Assert.Empty(endpoints.Except(routes));
     }
@@ -87,7 +88,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
     private static string Route(Uri uri)
     {
         var path = uri.OriginalString.Split('?')[0].Split('/');
-        return string.Join('/', path.Select((part, i) => i == 3 ? "{id}" : part));
+        return string.Join('/', path.Select((part, i) => i == 3 && Guid.TryParse(part, out _) ? "{id}" : part));
     }
 
     private delegate (string? Key, HttpRequestMessage Request) Case(BadInputHost host);
@@ -183,6 +184,21 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: target minCompression 0.5", h => JobJson(h, "\"target\":{\"minCompression\":0.5}"));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
+
+        // Sensitivity analyses: the same body checks as a job, and reads of jobs that have no curves.
+        Add("sensitivity job: body that is not JSON", _ => Json("/api/jobs/sensitivity", "{"));
+        Add("sensitivity job: JSON null", _ => Json("/api/jobs/sensitivity", "null"));
+        Add("sensitivity job: validation NaN token", h =>
+            Json("/api/jobs/sensitivity", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.Dataset}\",\"validation\":NaN}}"));
+        Add("sensitivity job: validation a string", h =>
+            Json("/api/jobs/sensitivity", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.Dataset}\",\"validation\":\"half\"}}"));
+        Add("sensitivity job: validation 1e308", h =>
+            Json("/api/jobs/sensitivity", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.Dataset}\",\"validation\":1e308}}"));
+        Add("sensitivity job: another tenant's model", h =>
+            Json("/api/jobs/sensitivity", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
+        Add("sensitivity: a fixed-threshold job has none", h => Get($"/api/jobs/{h.Job}/sensitivity"));
+        Add("sensitivity: another tenant's job", h => Get($"/api/jobs/{h.OtherJob}/sensitivity"));
+        Add("sensitivity.svg: unknown id", _ => Get($"/api/jobs/{Guid.NewGuid()}/sensitivity.svg"));
 
         // Reads and actions: bad GUIDs, bad paging and query values, other tenants' ids, wrong states.
         Add("jobs: page 0", _ => Get("/api/jobs?page=0"));

@@ -109,6 +109,31 @@ public sealed class BudgetSearchTests : IDisposable
     }
 
     [Fact]
+    public void ASensitivityOnlyRunReportsEachLayerAsItGoesAndACancelStopsItBetweenLayers()
+    {
+        using var model = TrainedModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(1));
+        var observer = new RecordingObserver();
+        var progress = new List<int>();
+
+        var report = Sensitivity.Measure(trainer, validation, test, observer, progress.Add)!;
+
+        Assert.Equal([1, 2], progress);
+        Assert.Equal(["fc1", "fc2"], report.Sensitivity.Select(c => c.Layer));
+        Assert.Equal((int)validation.Count, report.ValidationSamples);
+        Assert.Equal(trainer.Evaluate(validation).Top1, report.ValidationTop1Before);
+        Assert.Equal(trainer.Evaluate(test).Top1, report.TestTop1Before);
+        Assert.Equal(3, observer.Events.Count(e => e.Kind == SurgeryEventKind.Sensitivity)); // the start, then a line per layer
+        Assert.Empty(report.Stages);
+
+        // A cancel seen after the first layer stops before the second, with the model as it was.
+        using var cancel = new CancellationTokenSource();
+        var stopped = Sensitivity.Measure(trainer, validation, test, new RecordingObserver(), _ => cancel.Cancel(), cancel.Token);
+        Assert.Null(stopped);
+        Assert.Equal(report.ValidationTop1Before, trainer.Evaluate(validation).Top1);
+    }
+
+    [Fact]
     public void AllocationHitsTheWholeModelTargetAndKeepsTheSensitiveLayerDenser()
     {
         SensitivityCurve Curve(string name, long total, params double[] top1) =>
