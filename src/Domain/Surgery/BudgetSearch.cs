@@ -29,6 +29,16 @@ public sealed class SearchReport
     public int MaxIterations { get; set; }
     public int ValidationSamples { get; set; }
     public double ValidationTop1Before { get; set; }
+
+    /// <summary>
+    /// The top-1 the budget is measured from: <see cref="ValidationTop1Before"/>, or the test split's top-1 when the
+    /// starting model scores clearly better on the held-out training samples than on the test split (it was trained on
+    /// them). Null in reports written before it existed, which measured from <see cref="ValidationTop1Before"/>.
+    /// </summary>
+    public double? BudgetReference { get; set; }
+
+    /// <summary>The least validation top-1 within a budget of <paramref name="budget"/> (a fraction).</summary>
+    public double Floor(double budget) => (BudgetReference ?? ValidationTop1Before) - budget;
     public double ValidationLossBefore { get; set; }
     public double? ValidationTop1After { get; set; }
     public double? TestTop1Before { get; set; }
@@ -174,6 +184,15 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             TestTop1Before = testBefore?.Top1,
             Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1)],
         };
+        if (MemorisedValidation(before.Top1, validation.Count, testBefore?.Top1, test.Count) is { } reference)
+        {
+            report.BudgetReference = reference;
+            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+                $"the starting model scores {before.Top1:P2} on the {validation.Count} held-out training samples but " +
+                $"{reference:P2} on the {test.Count} test samples: it was trained on the held-out ones, and retraining " +
+                $"without them costs accuracy there that unseen data never had. The budget is measured from the test " +
+                $"split's {reference:P2} (validation floor {reference - Budget:P2})"));
+        }
         _report = report;
         _best = trainer.Snapshot();
         var free = Sensitivity.CompressionAt(report.Sensitivity, Budget);
@@ -186,6 +205,22 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
                 $"layer {curve.Layer} keeps its accuracy even at {curve.Points[^1].KeptFraction:P1} of its weights"));
         }
+    }
+
+    /// <summary>
+    /// The test split's top-1 when the starting model scores clearly better on the validation samples than on the test
+    /// split (by more than two standard errors of the difference), else null. A model a user trained on their whole
+    /// training split has seen the validation samples: its validation top-1 is what it memorised, not what it
+    /// generalises to, and retraining without those samples loses the difference whatever the pruning does. Measuring
+    /// the drop from there would spend the budget before the first weight is cut. The test split is only used for this
+    /// one number; every decision still compares validation top-1.
+    /// </summary>
+    public static double? MemorisedValidation(double validationTop1, long validationCount, double? testTop1, long testCount)
+    {
+        if (testTop1 is not { } t || validationCount == 0 || testCount == 0) return null;
+        var v = validationTop1;
+        var standardError = Math.Sqrt(v * (1 - v) / validationCount + t * (1 - t) / testCount);
+        return v - t > 2 * standardError && v - t > 0 ? t : null;
     }
 
     /// <summary>The budget as a fraction (top-1 is a fraction in the engine, points in the API).</summary>
@@ -236,7 +271,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         var compression = Compression();
         stage.Compression = compression;
         stage.ValidationTop1 = evaluation.Top1;
-        var withinBudget = evaluation.Top1 >= report.ValidationTop1Before - Budget;
+        var withinBudget = evaluation.Top1 >= report.Floor(Budget);
         stage.Accepted = withinBudget && compression > report.GoodCompression;
         if (stage.Accepted == true)
         {
@@ -254,7 +289,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             : "outside budget";
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
             $"stage {stage.Index + 1}: {compression:0.#}x at validation top-1 {evaluation.Top1:P2} " +
-            $"(floor {report.ValidationTop1Before - Budget:P2}): {verdict}"));
+            $"(floor {report.Floor(Budget):P2}): {verdict}"));
     }
 
     private void BeginFineTune(SearchReport report, ISurgeryObserver observer)
@@ -288,11 +323,11 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         report.ValidationTop1After = validationAfter.Top1;
         report.TestTop1After = testAfter?.Top1;
         var compression = Compression();
-        var withinDrop = validationAfter.Top1 >= report.ValidationTop1Before - Budget;
+        var withinDrop = validationAfter.Top1 >= report.Floor(Budget);
         var enough = report.MinCompression is not { } min || compression >= min;
         report.BudgetMet = withinDrop && enough;
         report.BudgetProblem = !withinDrop
-            ? $"validation top-1 {validationAfter.Top1:P2} is more than {Target.MaxAccuracyDrop} points below the start's {report.ValidationTop1Before:P2}"
+            ? $"validation top-1 {validationAfter.Top1:P2} is more than {Target.MaxAccuracyDrop} points below the start's {report.BudgetReference ?? report.ValidationTop1Before:P2}"
             : !enough
                 ? $"{compression:0.#}x is the most compression found within {Target.MaxAccuracyDrop} points of validation top-1; " +
                   $"minCompression {report.MinCompression:0.#}x was not reached: allow a larger maxAccuracyDrop or more maxIterations"

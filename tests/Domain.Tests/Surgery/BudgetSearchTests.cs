@@ -153,6 +153,65 @@ public sealed class BudgetSearchTests : IDisposable
         }
     }
 
+    [Theory]
+    // A LeNet-300-100 trained on all of MNIST's training split: 99.0% on held-out training samples, 97.8% on test.
+    [InlineData(0.990, 6000, 0.978, 10000, 0.978)]
+    // The test MLP of the Api's budget tests, trained on every training sample: 100% against 88.2%.
+    [InlineData(1.000, 400, 0.882, 256, 0.882)]
+    // The bench's dense reference, trained outside the split: 97.68% against 97.74% (no memorising).
+    [InlineData(0.9768, 6000, 0.9774, 10000, null)]
+    // Better on validation, but within two standard errors of the difference: noise, not memorising.
+    [InlineData(0.950, 500, 0.940, 500, null)]
+    public void TheBudgetIsMeasuredFromTheTestSplitOnlyWhenTheModelHasEvidentlySeenTheValidationSamples(
+        double validationTop1, long validationCount, double testTop1, long testCount, double? expected)
+    {
+        Assert.Equal(expected, BudgetSearch.MemorisedValidation(validationTop1, validationCount, testTop1, testCount));
+        Assert.Null(BudgetSearch.MemorisedValidation(validationTop1, validationCount, null, 0));
+    }
+
+    [Fact]
+    public void AModelTrainedOnTheValidationSamplesIsJudgedAgainstWhatItScoresOnUnseenData()
+    {
+        // A third of the labels are random, so what a model gets right beyond the rest it has memorised. The starting
+        // model trains on every training sample, the validation ones included, as a user's model would have.
+        var (all, held) = Blobs(train: 768, test: 256);
+        using var noisyAll = WithRandomLabels(all, share: 0.35, seed: 9);
+        using var noisyTest = WithRandomLabels(held, share: 0.35, seed: 10);
+        var (noisyTrain, noisyValidation) = noisyAll.Split(256, seed: 5);
+        using var disposeTrain = noisyTrain;
+        using var disposeValidation = noisyValidation;
+        manual_seed(11);
+        using var model = new Mlp(32, 64, 4);
+        using (var dense = new SurgeryTrainer(model, [], Settings(3000) with { CRate = null }))
+        {
+            dense.Run(noisyAll, noisyTest, new RecordingObserver());
+        }
+        var settings = BudgetSettings(iterations: 300, drop: 1.0);
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var observer = new RecordingObserver();
+
+        var report = new BudgetSearch(trainer, settings).Run(noisyTrain, noisyValidation, noisyTest, observer).Search!;
+
+        foreach (var e in observer.Events) output.WriteLine($"{e.Iteration}: {e.Message}");
+        output.WriteLine($"validation top-1 before {report.ValidationTop1Before}, test top-1 before {report.TestTop1Before}");
+        Assert.True(report.ValidationTop1Before > report.TestTop1Before + 0.1, "the starting model has memorised its validation samples");
+        Assert.Equal(report.TestTop1Before, report.BudgetReference);
+        Assert.Contains(observer.Events, e => e.Message.Contains("it was trained on the held-out ones"));
+        Assert.All(report.Stages.Where(s => s.Accepted == true), s => Assert.True(s.ValidationTop1 >= report.Floor(0.01)));
+    }
+
+    private static TensorDataset WithRandomLabels(TensorDataset data, double share, int seed)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator((ulong)seed);
+        var flip = rand(data.Count, generator: generator) < share;
+        var random = randint(0, data.ClassCount, data.Count, generator: generator);
+        var labels = where(flip, random, data.Labels);
+        var result = new TensorDataset(data.Inputs.clone(), labels, data.ClassCount);
+        data.Dispose();
+        return result;
+    }
+
     [Fact]
     public void NeverDeliversAModelOutsideItsBudgetAndDeliversTheBestValidatedState()
     {
