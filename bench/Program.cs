@@ -31,6 +31,7 @@ static int Usage()
           --max-iterations N         iterations of the whole search (default: the recipe's)
           --method dns|magnitude     surgery method (default dns)
           --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
+          --dense-on-all             start from a dense reference trained on every training image, validation ones included
           --json FILE, --threads N, --mnist DIR   as for reproduce
                dotnet run -c Release --project bench -- threads [--seconds S] [--model NAME]
           iterations/s for 1 vs 2 LibTorch threads and passive vs active OpenMP waiting, per model size,

@@ -46,7 +46,11 @@ internal static class Target
         double? denseError = null;
         for (var seed = firstSeed; seed < firstSeed + seeds; seed++)
         {
-            using var model = Reproduce.DenseReference(architecture, denseIterations, train, test, "-holdout", out _);
+            // --dense-on-all: a reference trained on every training image, the validation ones included, as a user's
+            // model usually is (the search then validates on half of the test split; see BudgetSearch.Memorised).
+            using var model = options.Has("dense-on-all")
+                ? Reproduce.DenseReference(architecture, denseIterations, all, test, "", out _)
+                : Reproduce.DenseReference(architecture, denseIterations, train, test, "-holdout", out _);
             // The recipe's training schedule without its per-layer thresholds: the search chooses those.
             var settings = recipe with
             {
@@ -77,6 +81,7 @@ internal static class Target
                 testErrorBefore = 1 - search.TestTop1Before,
                 testErrorAfter = 1 - search.TestTop1After,
                 budgetMet = search.BudgetMet,
+                validatesOnTest = search.ValidatesOnTest,
                 wallSeconds = clock.Elapsed.TotalSeconds,
                 layers = outcome.Layers,
                 stages = search.Stages,
@@ -119,7 +124,8 @@ internal static class Target
         Console.WriteLine();
         Console.WriteLine($"== {architecture}, budget mode ({method.ToString().ToLowerInvariant()}), seed {seed} ==");
         Reproduce.PrintLayers(outcome);
-        Console.WriteLine($"validation error   {100 * (1 - s.ValidationTop1Before):F2}% -> {100 * (1 - s.ValidationTop1After!.Value):F2}% ({s.ValidationSamples} held-out images)");
+        Console.WriteLine($"validation error   {100 * (1 - s.ValidationTop1Before):F2}% -> {100 * (1 - s.ValidationTop1After!.Value):F2}% " +
+            $"({s.ValidationSamples} {(s.ValidatesOnTest ? "test images: the model had seen the held-out ones" : "held-out images")})");
         Console.WriteLine($"test error         {100 * (1 - s.TestTop1Before!.Value):F2}% -> {100 * (1 - s.TestTop1After!.Value):F2}%");
         Console.WriteLine($"stages             {string.Join("; ", s.Stages.Select(st => $"{st.TargetCompression:F0}x -> {st.Compression:F1}x at {100 * (1 - st.ValidationTop1!.Value):F2}% {(st.Accepted == true ? "ok" : "no")}"))}");
         Console.WriteLine($"budget met         {s.BudgetMet}{(s.BudgetProblem is { } p ? $" ({p})" : "")}");
