@@ -8,7 +8,8 @@
 # apt-get when missing (as root), and makes local base images (docker/local-base/build.sh) when the official ones
 # cannot be pulled. HTTP goes to 127.0.0.1 only. Settings (environment):
 #   SURGERY_API_PORT      host port of the Api (default: the first free one from 5180)
-#   SMOKE_ITERATIONS      iterations of each job (default 1500; checkpoints every 200)
+#   SMOKE_ITERATIONS      iterations of each job (default 20000, checkpoints every 666: 10-20 s of training on a
+#                         quiet machine, long enough that both jobs are seen running and postgres restarts mid-job)
 #   SMOKE_KEEP=1          leave the stack up at the end (default: down -v, also on failure)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +27,8 @@ fail() { printf '[%s +%4ds] FAILED: %s\n' "$(date -u +%H:%M:%S)" $((SECONDS - ST
 
 export COMPOSE_PROJECT_NAME="${COMPOSE_PROJECT_NAME:-surgery-smoke}"
 export DOCKER_BUILDKIT=0 COMPOSE_DOCKER_CLI_BUILD=0
-ITERATIONS="${SMOKE_ITERATIONS:-1500}"
+ITERATIONS="${SMOKE_ITERATIONS:-20000}"
+CHECKPOINT_INTERVAL=$(( ITERATIONS / 30 > 0 ? ITERATIONS / 30 : 1 ))
 KEY="smoke-key-$(date +%s)-0123456789"
 export SURGERY_API_KEY="$KEY"
 WORK="$(mktemp -d)"
@@ -160,8 +162,8 @@ done_step "model $MODEL ($(jq -r .size <<<"$model") bytes), dataset $DATASET (20
 step "queue two jobs ($ITERATIONS iterations each)"
 submit() {
   http POST /jobs -H 'Content-Type: application/json' -d @- <<JSON | jq -r .id
-{ "modelId": "$MODEL", "datasetId": "$DATASET", "method": "dns", "queue": "cpu", "checkpointInterval": 200,
-  "settings": { "iterations": $ITERATIONS, "batchSize": 32, "learningRate": 0.01, "evalInterval": 1000, "seed": $1,
+{ "modelId": "$MODEL", "datasetId": "$DATASET", "method": "dns", "queue": "cpu", "checkpointInterval": $CHECKPOINT_INTERVAL,
+  "settings": { "iterations": $ITERATIONS, "batchSize": 32, "learningRate": 0.01, "evalInterval": $CHECKPOINT_INTERVAL, "seed": $1,
                 "layers": [ { "pattern": "fc1", "cRate": 2 }, { "pattern": "fc2", "cRate": 1 } ] } }
 JSON
 }
@@ -228,7 +230,7 @@ finished() {
     [ "$s" = Succeeded ] || return 1
   done
 }
-wait_for "both jobs to succeed" 1200 finished
+wait_for "both jobs to succeed" 2400 finished
 for job in "${JOBS[@]}"; do
   echo "      $job: $(job_field "$job" '"\(.state), \(.attempts) attempt(s), resumed from \(.resumedFromIteration // "none"), \(.durationSeconds | floor) s, top-1 \(.top1Before) -> \(.top1After), \(.compression * 10 | round / 10)x"')"
 done
