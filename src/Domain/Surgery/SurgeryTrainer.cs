@@ -379,8 +379,8 @@ public sealed partial class SurgeryTrainer : ICheckpointSource, IDisposable
         }
     }
 
-    /// <summary>The policy's rate, restarted at each budget-mode stage, times the rollbacks' scale.</summary>
-    private double LearningRate(int iteration)
+    /// <summary>The policy's rate, restarted at each budget-mode stage and annealed there, times the rollbacks' scale.</summary>
+    internal double LearningRate(int iteration)
     {
         var local = iteration - (_stage?.Start ?? 0);
         var rate = _settings.LrPolicy switch
@@ -389,7 +389,24 @@ public sealed partial class SurgeryTrainer : ICheckpointSource, IDisposable
             LearningRatePolicy.Inv => _settings.LearningRate * Math.Pow(1 + _settings.LrGamma * local, -_settings.LrPower),
             _ => _settings.LearningRate,
         };
-        return rate * _learningRateScale;
+        return rate * StageAnnealing(iteration) * _learningRateScale;
+    }
+
+    /// <summary>
+    /// Budget mode: once a stage's masks are frozen, the rate falls along a half cosine towards zero at the stage's end
+    /// (the whole fine-tune is one such fall). A stage is judged by one evaluation at its end, and a user's schedule
+    /// (e.g. a step every 10,000 iterations) never decays within a stage of a few thousand: at a constant rate that
+    /// evaluation measures SGD's noise as much as the mask (LeNet-5's validation error moved between 1.23% and 1.40%
+    /// from one evaluation to the next at 0.01), and a stage missed its floor by one image. The next stage restarts at
+    /// the full rate (a warm restart, as in SGDR).
+    /// </summary>
+    private double StageAnnealing(int iteration)
+    {
+        if (_stage is not { } stage) return 1;
+        var frozenFrom = stage.Start + stage.MaskIterations;
+        var frozen = stage.End - frozenFrom;
+        if (iteration < frozenFrom || frozen <= 0) return 1;
+        return 0.5 * (1 + Math.Cos(Math.PI * Math.Min(1.0, (double)(iteration - frozenFrom) / frozen)));
     }
 
     /// <summary>

@@ -243,6 +243,28 @@ public sealed class BudgetSearchTests : IDisposable
     }
 
     [Fact]
+    public void EachStageKeepsItsRateWhileMasksUpdateThenAnnealsItTowardsZeroAndTheNextStageRestartsIt()
+    {
+        using var model = TrainedModel();
+        var settings = BudgetSettings(drop: 1.0);
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var observer = new RecordingObserver();
+
+        var report = new BudgetSearch(trainer, settings).Run(train, validation, test, observer).Search!;
+
+        var rate = observer.Iterations.ToDictionary(m => m.Iteration, m => m.LearningRate);
+        var fineTune = new SearchStageReport { Start = report.FineTuneStart!.Value, End = settings.Iterations };
+        foreach (var stage in report.Stages.Append(fineTune))
+        {
+            var frozenFrom = stage == fineTune ? stage.Start : stage.Start + (stage.End - stage.Start) / 2;
+            Assert.Equal(settings.LearningRate, rate[stage.Start], 12);
+            Assert.All(Enumerable.Range(stage.Start, frozenFrom - stage.Start), i => Assert.Equal(settings.LearningRate, rate[i], 12));
+            Assert.All(Enumerable.Range(frozenFrom + 1, stage.End - frozenFrom - 1), i => Assert.True(rate[i] < rate[i - 1]));
+            Assert.True(rate[stage.End - 1] < 0.01 * settings.LearningRate, $"stage ending at {stage.End}: rate {rate[stage.End - 1]}");
+        }
+    }
+
+    [Fact]
     public void ATighterBudgetNeverEndsMoreCompressedThanItsValidationAllows()
     {
         using var model = TrainedModel();
