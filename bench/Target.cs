@@ -4,6 +4,7 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 using static TorchSharp.torch;
+using static TorchSharp.torch.nn;
 
 namespace SurgeryService.Bench;
 
@@ -43,14 +44,16 @@ internal static class Target
 
         var runs = new List<object>();
         var rows = new List<(int Seed, SurgeryOutcome Outcome, double Wall)>();
+        var fixedWalls = new List<double>();
         double? denseError = null;
+        Module<Tensor, Tensor> Dense() => options.Has("dense-on-all")
+            ? Reproduce.DenseReference(architecture, denseIterations, all, test, "", out _)
+            : Reproduce.DenseReference(architecture, denseIterations, train, test, "-holdout", out _);
         for (var seed = firstSeed; seed < firstSeed + seeds; seed++)
         {
             // --dense-on-all: a reference trained on every training image, the validation ones included, as a user's
             // model usually is (the search then validates on half of the test split; see BudgetSearch.Memorised).
-            using var model = options.Has("dense-on-all")
-                ? Reproduce.DenseReference(architecture, denseIterations, all, test, "", out _)
-                : Reproduce.DenseReference(architecture, denseIterations, train, test, "-holdout", out _);
+            using var model = Dense();
             // The recipe's training schedule without its per-layer thresholds: the search chooses those.
             var settings = recipe with
             {
@@ -70,6 +73,8 @@ internal static class Target
             denseError ??= 1 - search.TestTop1Before!.Value;
             rows.Add((seed, outcome, clock.Elapsed.TotalSeconds));
             Print(architecture, method, seed, outcome, clock.Elapsed);
+            var fixedWall = options.Has("compare-fixed") ? FixedRunSeconds(architecture, method, settings, Dense, train, test) : (double?)null;
+            if (fixedWall is { } f) fixedWalls.Add(f);
             runs.Add(new
             {
                 seed,
@@ -83,6 +88,7 @@ internal static class Target
                 budgetMet = search.BudgetMet,
                 validatesOnTest = search.ValidatesOnTest,
                 wallSeconds = clock.Elapsed.TotalSeconds,
+                fixedWallSeconds = fixedWall,
                 layers = outcome.Layers,
                 stages = search.Stages,
             });
@@ -101,6 +107,12 @@ internal static class Target
         }
         Console.WriteLine($"mean compression {meanCompression:F1}x, mean test error {100 * meanError:F2}% (dense reference {100 * denseError:F2}%, " +
             $"target <= {100 * denseError + 0.1:F2}%)");
+        if (fixedWalls.Count > 0)
+        {
+            Console.WriteLine($"cost: budget jobs {string.Join(", ", rows.Select(r => $"{r.Wall:F0}"))} s against fixed runs " +
+                $"{string.Join(", ", fixedWalls.Select(w => $"{w:F0}"))} s of {maxIterations} iterations each: " +
+                $"{string.Join(", ", rows.Zip(fixedWalls, (r, w) => $"{r.Wall / w:F2}x"))} (mean {rows.Sum(r => r.Wall) / fixedWalls.Sum():F2}x)");
+        }
         if (options.Has("json"))
         {
             File.WriteAllText(options.Get("json", ""), JsonSerializer.Serialize(new
@@ -116,6 +128,30 @@ internal static class Target
             }, Json));
         }
         return 0;
+    }
+
+    /// <summary>
+    /// --compare-fixed: the wall time of one run of the fixed recipe (the paper's mode, with the recipe's per-layer
+    /// cRates) of the same length, seed and evaluation interval, from the same dense reference, right after the budget
+    /// job: the issue bounds a budget job's cost by 3x that.
+    /// </summary>
+    private static double FixedRunSeconds(string architecture, SurgeryMethod method, SurgerySettings budget,
+        Func<Module<Tensor, Tensor>> dense, TensorDataset train, TensorDataset test)
+    {
+        using var model = dense();
+        var settings = Reproduce.Recipe(architecture, method) with
+        {
+            Iterations = budget.Iterations,
+            EvalInterval = budget.EvalInterval,
+            Seed = budget.Seed,
+        };
+        var clock = Stopwatch.StartNew();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var outcome = trainer.Run(train, test, new Reproduce.ConsoleObserver());
+        clock.Stop();
+        Console.WriteLine($"fixed recipe, seed {budget.Seed}, {settings.Iterations} iterations: {outcome.Compression:F1}x at " +
+            $"{100 * (1 - outcome.After!.Top1):F2}% test error, {clock.Elapsed.TotalSeconds:F0} s");
+        return clock.Elapsed.TotalSeconds;
     }
 
     private static void Print(string architecture, SurgeryMethod method, int seed, SurgeryOutcome outcome, TimeSpan wall)
