@@ -194,8 +194,10 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     private void Begin(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
     {
-        var testBefore = test.Count > 0 ? trainer.Evaluate(test) : null;
-        var before = trainer.Evaluate(validation);
+        // StartsMemorised has measured the starting model already; its validation figure stands unless the search
+        // now validates on the test split instead.
+        var testBefore = _startTest ?? (test.Count > 0 ? trainer.Evaluate(test) : null);
+        var before = _startValidation is { } measured && !_validatesOnTest ? measured : trainer.Evaluate(validation);
         observer.OnEvaluation(before);
         trainer.StartGuard(train, before);
         var report = new SearchReport
@@ -242,13 +244,15 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     }
 
     private bool _validatesOnTest;
+    private EvaluationMetrics? _startValidation, _startTest;
 
     /// <summary>Measures <see cref="Memorised"/> on the starting model and says so in the job's log when it is.</summary>
     private bool StartsMemorised(TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
     {
         if (test.Count < 20) return false; // too few to split, and too few to tell memorising from noise
-        var v = trainer.Evaluate(validation).Top1;
-        var t = trainer.Evaluate(test).Top1;
+        _startValidation = trainer.Evaluate(validation);
+        _startTest = trainer.Evaluate(test);
+        var (v, t) = (_startValidation.Top1, _startTest.Top1);
         _validatesOnTest = Memorised(v, validation.Count, t, test.Count);
         if (_validatesOnTest)
         {
