@@ -88,8 +88,7 @@ public static class JobEndpoints
         var malformed = new Dictionary<string, string[]>();
         var invalid = new Dictionary<string, string[]>();
 
-        if (request.ModelId is null) malformed["modelId"] = ["is required"];
-        if (request.DatasetId is null) malformed["datasetId"] = ["is required"];
+        var queue = CheckInputsAndQueue(request.ModelId, request.DatasetId, request.Queue, malformed);
         SurgeryMethod? method = null;
         if (request.Method is not null)
         {
@@ -103,8 +102,6 @@ public static class JobEndpoints
                 malformed["method"] = ["must be 'dns' or 'magnitude'"];
             }
         }
-        var queue = request.Queue?.ToLowerInvariant() ?? JobQueues.Cpu;
-        if (!JobQueues.ForJobs.Contains(queue)) malformed["queue"] = [$"must be {string.Join(" or ", JobQueues.ForJobs.Select(q => $"'{q}'"))}"];
         if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The job request is incomplete or malformed");
 
         var settings = request.Settings ?? new SurgerySettings();
@@ -125,20 +122,9 @@ public static class JobEndpoints
         var (model, dataset) = await FindInputsAsync(db, tenant, request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
         if (invalid.Count > 0) return CannotRun(invalid);
 
-        var job = new SurgeryJob
-        {
-            Id = Guid.CreateVersion7(),
-            TenantId = tenant,
-            ModelId = model!.Id,
-            DatasetId = dataset!.Id,
-            Settings = settings,
-            Preprocessing = preprocessing,
-            Queue = queue,
-            CheckpointInterval = request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            TotalIterations = settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations,
-            CreatedAt = DateTimeOffset.UtcNow,
-            UpdatedAt = DateTimeOffset.UtcNow,
-        };
+        var job = NewJob(tenant, model!, dataset!, settings, preprocessing, queue,
+            request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
+            settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations);
         return await EnqueueAsync(job, queuing, storage, cancellationToken);
     }
 
@@ -148,10 +134,7 @@ public static class JobEndpoints
     {
         var tenant = user.TenantId();
         var malformed = new Dictionary<string, string[]>();
-        if (request.ModelId is null) malformed["modelId"] = ["is required"];
-        if (request.DatasetId is null) malformed["datasetId"] = ["is required"];
-        var queue = request.Queue?.ToLowerInvariant() ?? JobQueues.Cpu;
-        if (!JobQueues.ForJobs.Contains(queue)) malformed["queue"] = [$"must be {string.Join(" or ", JobQueues.ForJobs.Select(q => $"'{q}'"))}"];
+        var queue = CheckInputsAndQueue(request.ModelId, request.DatasetId, request.Queue, malformed);
         if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The sensitivity request is incomplete or malformed");
 
         var invalid = new Dictionary<string, string[]>();
@@ -163,23 +146,37 @@ public static class JobEndpoints
         if (model is not null && !model.Layers.Any(l => l.Prunable)) invalid["modelId"] = ["the model has no prunable layers: there is nothing to analyse"];
         if (invalid.Count > 0) return CannotRun(invalid);
 
-        var job = new SurgeryJob
-        {
-            Id = Guid.CreateVersion7(),
-            TenantId = tenant,
-            ModelId = model!.Id,
-            DatasetId = dataset!.Id,
-            Settings = new SurgerySettings { Sensitivity = sensitivity },
-            Preprocessing = preprocessing,
-            Queue = queue,
-            CheckpointInterval = jobOptions.Value.DefaultCheckpointInterval,
-            // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
-            TotalIterations = model!.Layers.Count(l => l.Prunable),
-            CreatedAt = DateTimeOffset.UtcNow,
-            UpdatedAt = DateTimeOffset.UtcNow,
-        };
+        // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
+        var job = NewJob(tenant, model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
+            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable));
         return await EnqueueAsync(job, queuing, storage, cancellationToken);
     }
+
+    /// <summary>The model, dataset and queue every job names; problems go to <paramref name="malformed"/>.</summary>
+    private static string CheckInputsAndQueue(Guid? modelId, Guid? datasetId, string? requestedQueue, Dictionary<string, string[]> malformed)
+    {
+        if (modelId is null) malformed["modelId"] = ["is required"];
+        if (datasetId is null) malformed["datasetId"] = ["is required"];
+        var queue = requestedQueue?.ToLowerInvariant() ?? JobQueues.Cpu;
+        if (!JobQueues.ForJobs.Contains(queue)) malformed["queue"] = [$"must be {string.Join(" or ", JobQueues.ForJobs.Select(q => $"'{q}'"))}"];
+        return queue;
+    }
+
+    private static SurgeryJob NewJob(string tenant, ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
+        JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations) => new()
+    {
+        Id = Guid.CreateVersion7(),
+        TenantId = tenant,
+        ModelId = model.Id,
+        DatasetId = dataset.Id,
+        Settings = settings,
+        Preprocessing = preprocessing,
+        Queue = queue,
+        CheckpointInterval = checkpointInterval,
+        TotalIterations = totalIterations,
+        CreatedAt = DateTimeOffset.UtcNow,
+        UpdatedAt = DateTimeOffset.UtcNow,
+    };
 
     /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
     private static async Task<(ModelEntry? Model, DatasetEntry? Dataset)> FindInputsAsync(SurgeryDbContext db, string tenant, Guid? modelId,
