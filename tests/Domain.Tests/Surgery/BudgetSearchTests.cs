@@ -264,6 +264,33 @@ public sealed class BudgetSearchTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(0.9883, 6000, 0.00139)] // LeNet-5's 6,000 validation images: 0.14 points, above a 0.1-point budget
+    [InlineData(0.9, 256, 0.01875)]
+    [InlineData(1.0, 256, 0)]
+    public void TheStandardErrorOfAValidationTop1FollowsTheSampleCount(double top1, long count, double error)
+    {
+        Assert.Equal(error, BudgetSearch.StandardError(top1, count), 5);
+    }
+
+    [Fact]
+    public void WarnsWhenTheBudgetIsFinerThanTheValidationSplitCanMeasure()
+    {
+        using var noisy = WithRandomLabels(validation, share: 0.1, seed: 3);
+        foreach (var (drop, warns) in new[] { (0.5, true), (20.0, false) })
+        {
+            using var model = TrainedModel();
+            var settings = BudgetSettings(iterations: 100, drop: drop);
+            using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+            var observer = new RecordingObserver();
+            var report = new BudgetSearch(trainer, settings).Run(train, noisy, test, observer).Search!;
+
+            var error = BudgetSearch.StandardError(report.ValidationTop1Before, report.ValidationSamples);
+            Assert.Equal(warns, drop / 100 < error);
+            Assert.Equal(warns, observer.Events.Any(e => e.Kind == SurgeryEventKind.Warning && e.Message.Contains("target.validation")));
+        }
+    }
+
     [Fact]
     public void ATighterBudgetNeverEndsMoreCompressedThanItsValidationAllows()
     {
