@@ -254,7 +254,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     {
         if (validationCount == 0 || testCount == 0) return false;
         var (v, t) = (validationTop1, testTop1);
-        var standardError = Math.Sqrt(v * (1 - v) / validationCount + t * (1 - t) / testCount);
+        var standardError = Math.Sqrt(Math.Pow(StandardError(v, validationCount), 2) + Math.Pow(StandardError(t, testCount), 2));
         return v - t > 2 * standardError && v - t > 0;
     }
 

@@ -380,7 +380,7 @@ public sealed partial class SurgeryTrainer : ICheckpointSource, IDisposable
     }
 
     /// <summary>The policy's rate, restarted at each budget-mode stage and annealed there, times the rollbacks' scale.</summary>
-    internal double LearningRate(int iteration)
+    private double LearningRate(int iteration)
     {
         var local = iteration - (_stage?.Start ?? 0);
         var rate = _settings.LrPolicy switch
