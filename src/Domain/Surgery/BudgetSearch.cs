@@ -156,7 +156,17 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     private SurgeryOutcome Search(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
         int checkpointInterval, CancellationToken cancellationToken)
     {
-        if (_report is null) Begin(train, validation, test, observer);
+        if (_report is null)
+        {
+            try
+            {
+                Begin(train, validation, test, observer, cancellationToken);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                return Cancelled(); // during the sensitivity analysis: nothing trained yet, nothing to keep
+            }
+        }
         else trainer.StartGuard(train, null);
         var report = _report!;
 
@@ -192,7 +202,8 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         return Deliver(report, validation, test, observer);
     }
 
-    private void Begin(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
+    private void Begin(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
+        CancellationToken cancellationToken)
     {
         // StartsMemorised has measured the starting model already; its validation figure stands unless the search
         // now validates on the test split instead.
@@ -200,6 +211,11 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         var before = _startValidation is { } measured && !_validatesOnTest ? measured : trainer.Evaluate(validation);
         observer.OnEvaluation(before);
         trainer.StartGuard(train, before);
+        // The analysis can take minutes on a large model before the first iteration: the log says what it does and
+        // shows each layer as it is measured, and a cancel stops it between layers.
+        observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+            $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples, test top-1 " +
+            $"{testBefore?.Top1:P2}; sensitivity analysis: {Sensitivity.Plan(trainer.Layers.Count, validation.Count)}"));
         var report = new SearchReport
         {
             MaxAccuracyDrop = Target.MaxAccuracyDrop,
@@ -209,16 +225,17 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             ValidationTop1Before = before.Top1,
             ValidationLossBefore = before.Loss,
             TestTop1Before = testBefore?.Top1,
-            Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1)],
+            Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1,
+                curve => observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve))),
+                cancellationToken)],
         };
         report.ValidatesOnTest = _validatesOnTest;
         _report = report;
         _best = trainer.Snapshot();
         var free = Sensitivity.CompressionAt(report.Sensitivity, Budget);
         observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
-            $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples, test top-1 " +
-            $"{testBefore?.Top1:P2}; sensitivity analysis of {report.Sensitivity.Count} layers promises {free:0.#}x " +
-            $"within the budget of {Target.MaxAccuracyDrop} points without retraining"));
+            $"the sensitivity analysis of {report.Sensitivity.Count} layers promises {free:0.#}x within the budget of " +
+            $"{Target.MaxAccuracyDrop} points without retraining"));
         foreach (var curve in report.Sensitivity.Where(c => c.Points[^1].Top1 >= before.Top1 - Budget))
         {
             observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,

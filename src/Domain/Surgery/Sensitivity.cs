@@ -59,17 +59,14 @@ public static class Sensitivity
         var testBefore = test.Count > 0 ? trainer.Evaluate(test) : null;
         observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Sensitivity,
             $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples" +
-            (testBefore is null ? "" : $", test top-1 {testBefore.Top1:P2}") +
-            $"; measuring {trainer.Layers.Count} layers at kept shares {string.Join(", ", Ladder.Select(k => k.ToString("0.###", CultureInfo.InvariantCulture)))}"));
+            (testBefore is null ? "" : $", test top-1 {testBefore.Top1:P2}") + "; " + Plan(trainer.Layers.Count, validation.Count)));
         var done = 0;
         try
         {
             var curves = Analyse(trainer, validation, before.Top1, curve =>
             {
                 done++;
-                observer.OnEvent(new SurgeryEvent(done, SurgeryEventKind.Sensitivity,
-                    $"layer {curve.Layer} ({curve.Total} weights): validation top-1 " +
-                    string.Join(", ", curve.Points.Select(p => $"{p.Top1:P1} at {p.KeptFraction:P1}"))));
+                observer.OnEvent(new SurgeryEvent(done, SurgeryEventKind.Sensitivity, Describe(curve)));
                 layerDone?.Invoke(done);
             }, cancellationToken);
             return new SearchReport
@@ -86,6 +83,16 @@ public static class Sensitivity
             return null;
         }
     }
+
+    /// <summary>One curve in a line of a job's log: the layer, its size and top-1 at each kept share.</summary>
+    public static string Describe(SensitivityCurve curve) =>
+        $"layer {curve.Layer} ({curve.Total} weights): validation top-1 " +
+        string.Join(", ", curve.Points.Select(p => $"{p.Top1:P1} at {p.KeptFraction:P1}"));
+
+    /// <summary>What a sensitivity analysis of <paramref name="layers"/> layers will evaluate, for the job's log.</summary>
+    public static string Plan(int layers, long samples) =>
+        $"measuring {layers} layers at kept shares {string.Join(", ", Ladder.Select(k => k.ToString("0.###", CultureInfo.InvariantCulture)))} " +
+        $"({layers * Ladder.Count} evaluations of {samples} samples, without training)";
 
     /// <summary>
     /// Per-layer kept shares for a whole-model <paramref name="compression"/>: every layer is pruned to the same accuracy

@@ -306,6 +306,35 @@ public sealed class BudgetSearchTests : IDisposable
     }
 
     [Fact]
+    public void LogsEachLayersSensitivityBeforeTheFirstStageAndACancelStopsTheAnalysisBetweenLayers()
+    {
+        var settings = BudgetSettings(iterations: 200);
+        using var model = TrainedModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var start = trainer.Evaluate(validation).Top1;
+
+        // A cancel that arrives once the first layer is measured stops before the second and before any training.
+        using var cancel = new CancellationTokenSource();
+        var stopped = new RecordingObserver { OnEachEvent = e => { if (e.Message.StartsWith("sensitivity of layer fc1")) cancel.Cancel(); } };
+        var outcome = new BudgetSearch(trainer, settings).Run(train, validation, test, stopped, cancellationToken: cancel.Token);
+        Assert.True(outcome.Cancelled);
+        Assert.Empty(stopped.Iterations);
+        Assert.Equal(0, trainer.Iteration);
+        Assert.DoesNotContain(stopped.Events, e => e.Message.Contains("layer fc2"));
+        Assert.Equal(start, trainer.Evaluate(validation).Top1); // the model is left as it was
+
+        var observer = new RecordingObserver();
+        new BudgetSearch(trainer, settings).Run(train, validation, test, observer);
+        var messages = observer.Events.Select(e => e.Message).ToList();
+        foreach (var m in messages) output.WriteLine(m);
+        Assert.Matches(@"^starting model: .*measuring 2 layers at kept shares .* \(18 evaluations of \d+ samples", messages[0]);
+        var fc1 = messages.FindIndex(m => m.StartsWith("sensitivity of layer fc1 (")); // each layer as it is measured
+        var fc2 = messages.FindIndex(m => m.StartsWith("sensitivity of layer fc2 ("));
+        var stage = messages.FindIndex(m => m.StartsWith("stage 1: aiming"));
+        Assert.True(0 < fc1 && fc1 < fc2 && fc2 < stage, string.Join(" | ", messages));
+    }
+
+    [Fact]
     public void ResumesMidStageFromACheckpointAndEndsAsAnUninterruptedSearch()
     {
         var settings = BudgetSettings(iterations: 400);

@@ -76,6 +76,7 @@ internal static class Fixtures
         public List<SurgeryEvent> Events { get; } = [];
         public Action<IterationMetrics>? OnEachIteration { get; init; }
         public Action<ICheckpointSource>? OnCheckpoint { get; init; }
+        public Action<SurgeryEvent>? OnEachEvent { get; init; }
 
         public void OnIteration(IterationMetrics metrics)
         {
@@ -85,7 +86,11 @@ internal static class Fixtures
 
         public void OnEvaluation(EvaluationMetrics metrics) => Evaluations.Add(metrics);
         public void OnCheckpointDue(ICheckpointSource source) => OnCheckpoint?.Invoke(source);
-        public void OnEvent(SurgeryEvent surgeryEvent) => Events.Add(surgeryEvent);
+        public void OnEvent(SurgeryEvent surgeryEvent)
+        {
+            Events.Add(surgeryEvent);
+            OnEachEvent?.Invoke(surgeryEvent);
+        }
     }
 
     public static float[] Values(Tensor t) => t.detach().cpu().to(float32).data<float>().ToArray();
