@@ -33,7 +33,8 @@ public static class ServiceCollectionExtensions
         services.AddSurgeryPersistence(configuration);
         services.AddSurgeryJobs();
         services.AddSurgeryHangfireStorage(configuration);
-        services.AddHangfire((provider, hangfire) => hangfire.UseSurgeryDefaults(provider));
+        services.AddHangfire((provider, hangfire) => hangfire.UseSurgeryDefaults(provider)
+            .UseFilter(ActivatorUtilities.CreateInstance<CancelWhenDeleted>(provider)));
         return services;
     }
 

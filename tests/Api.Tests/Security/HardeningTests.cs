@@ -274,7 +274,7 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
     }
 
     [Fact]
-    public async Task TheDashboardIsReadOnlyForTenantsAndItsActionsNeedAnAntiforgeryToken()
+    public async Task TheDashboardIsReadOnlyForTenantsItsActionsNeedAnAntiforgeryTokenAndItsDeleteCancelsTheJob()
     {
         var globex = host.Client(ServiceHost.GlobexKey);
         var (model, dataset) = await JobScenario.UploadAsync(host.Client(ServiceHost.AcmeKey));
@@ -309,6 +309,10 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Equal("Enqueued", await HangfireState());
         Assert.Equal(HttpStatusCode.NoContent, await DeleteAsync(operatorClient, withToken: true));
         Assert.Equal("Deleted", await HangfireState());
+
+        // The surgery job does not stay Queued for ever with nothing left to run it: the delete cancelled it.
+        var deleted = await JobScenario.GetJobAsync(operatorClient, job);
+        Assert.Equal("Cancelled", deleted.GetProperty("state").GetString());
     }
 
     [Fact]
