@@ -226,6 +226,23 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     }
 
     [Fact]
+    public async Task DeletingARunningJobsHangfireJobCancelsIt()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations: 200_000, checkpointInterval: 1000));
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() > 0, JobTimeout, () => host.Worker!.Output);
+        var hangfireId = await host.Db.ScalarAsync<string>($"SELECT \"HangfireJobId\" FROM jobs WHERE \"Id\" = '{job}'");
+
+        // What the dashboard's Delete button does, in the Api's process: the job would otherwise stay Running for ever.
+        Assert.True(host.Factory.Services.GetRequiredService<IBackgroundJobClient>().Delete(hangfireId));
+
+        var cancelled = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(30), () => host.Worker!.Output);
+        Assert.Equal("Cancelled", cancelled.GetProperty("state").GetString());
+        Assert.True(cancelled.GetProperty("iteration").GetInt32() < 200_000);
+    }
+
+    [Fact]
     public async Task AJobThatCannotRunFailsWithAMessageTheUserCanActOn()
     {
         var client = host.Client();
