@@ -208,10 +208,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     [Fact]
     public async Task CancelStopsARunningJob()
     {
-        var client = host.Client();
-        var (model, dataset) = await JobScenario.UploadAsync(client);
-        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations: 200_000, checkpointInterval: 1000));
-        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() > 0, JobTimeout, () => host.Worker!.Output);
+        var (client, model, job) = await RunningJobAsync();
         var inUse = await client.DeleteAsync($"/api/models/{model}").ExpectAsync(HttpStatusCode.Conflict);
         Assert.Contains(job.ToString(), inUse.GetProperty("detail").GetString());
 
@@ -228,10 +225,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     [Fact]
     public async Task DeletingARunningJobsHangfireJobCancelsIt()
     {
-        var client = host.Client();
-        var (model, dataset) = await JobScenario.UploadAsync(client);
-        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations: 200_000, checkpointInterval: 1000));
-        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() > 0, JobTimeout, () => host.Worker!.Output);
+        var (client, _, job) = await RunningJobAsync();
         var hangfireId = await host.Db.ScalarAsync<string>($"SELECT \"HangfireJobId\" FROM jobs WHERE \"Id\" = '{job}'");
 
         // What the dashboard's Delete button does, in the Api's process: the job would otherwise stay Running for ever.
@@ -240,6 +234,16 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         var cancelled = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(30), () => host.Worker!.Output);
         Assert.Equal("Cancelled", cancelled.GetProperty("state").GetString());
         Assert.True(cancelled.GetProperty("iteration").GetInt32() < 200_000);
+    }
+
+    /// <summary>A job of 200,000 iterations, once the worker has trained its first.</summary>
+    private async Task<(HttpClient Client, Guid Model, Guid Job)> RunningJobAsync()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations: 200_000, checkpointInterval: 1000));
+        await JobScenario.WaitForAsync(client, job, j => j.GetProperty("iteration").GetInt32() > 0, JobTimeout, () => host.Worker!.Output);
+        return (client, model, job);
     }
 
     [Fact]
