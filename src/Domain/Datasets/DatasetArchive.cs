@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.IO.Compression;
 using static TorchSharp.torch;
 
@@ -95,10 +96,18 @@ public static class DatasetArchive
         return new DatasetTensors(tensors[0], tensors[1], tensors[2], tensors[3]);
     }
 
+    /// <summary>
+    /// The most bytes of central directory an archive may have: a dataset needs four entries, and 1 MiB lists thousands.
+    /// .NET's <see cref="ZipArchive"/> builds an object for every entry the directory lists before anything can be
+    /// checked, so an upload of 1 GiB listing millions of empty entries cost gigabytes of memory.
+    /// </summary>
+    public const int MaxDirectoryBytes = 1 << 20;
+
     private static ZipArchive Open(Stream content)
     {
         try
         {
+            CheckDirectorySize(content);
             return new ZipArchive(content, ZipArchiveMode.Read, leaveOpen: true);
         }
         catch (InvalidDataException)
@@ -107,6 +116,59 @@ public static class DatasetArchive
                 "the file is not a zip archive: upload a zip of IDX files or a NumPy .npz (x_train, y_train, x_test, y_test)", ErrorKind.BadInput);
         }
     }
+
+    /// <summary>
+    /// Refuses an archive whose central directory spans more than <see cref="MaxDirectoryBytes"/>, from its end record
+    /// alone. The span is measured from where the directory starts (the offset that <see cref="ZipArchive"/> will read
+    /// from, zip64's when there is one) to the end record, whatever entry count the record claims, since the reader parses
+    /// every header in that span. An archive without an end record is left to <see cref="ZipArchive"/> to refuse.
+    /// </summary>
+    private static void CheckDirectorySize(Stream content)
+    {
+        if (!content.CanSeek) return;
+        var start = content.Position;
+        var tail = (int)Math.Min(content.Length - start, EndRecordBytes + ushort.MaxValue);
+        var buffer = new byte[tail];
+        content.Position = content.Length - tail;
+        content.ReadExactly(buffer);
+        var end = -1;
+        for (var i = tail - EndRecordBytes; i >= 0 && end < 0; i--)
+        {
+            if (BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(i)) == 0x06054b50) end = i;
+        }
+        if (end < 0)
+        {
+            content.Position = start;
+            return;
+        }
+        var endPosition = content.Length - tail + end;
+        long directoryStart = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(end + 16));
+        var locator = end - Zip64LocatorBytes;
+        if (locator >= 0 && BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(locator)) == 0x07064b50)
+        {
+            // zip64: the locator points at the zip64 end record, which holds the directory's 64-bit offset.
+            var record = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(locator + 8));
+            var zip64 = new byte[56];
+            if (record >= 0 && record <= content.Length - zip64.Length)
+            {
+                content.Position = record;
+                content.ReadExactly(zip64);
+                if (BinaryPrimitives.ReadUInt32LittleEndian(zip64) == 0x06064b50) directoryStart = BinaryPrimitives.ReadInt64LittleEndian(zip64.AsSpan(48));
+            }
+        }
+        content.Position = start;
+        var span = endPosition - Math.Clamp(directoryStart, 0, endPosition);
+        if (span > MaxDirectoryBytes)
+        {
+            throw new SurgeryException("Bad dataset",
+                $"the zip's central directory spans {span} bytes ({BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(end + 10))} entries " +
+                $"listed); a dataset archive needs only its four arrays, and at most {MaxDirectoryBytes} bytes of directory are read",
+                ErrorKind.BadInput);
+        }
+    }
+
+    /// <summary>Sizes of the zip end-of-central-directory record (without its comment) and of the zip64 locator before it.</summary>
+    private const int EndRecordBytes = 22, Zip64LocatorBytes = 20;
 
     /// <summary>One array of the archive: its checked header and a stream positioned at its data, bounded to it.</summary>
     private sealed record Part(string Name, ArrayHeader Header, Stream Data);

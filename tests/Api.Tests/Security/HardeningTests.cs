@@ -32,7 +32,7 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
     /// <summary>Far below the 256 MiB a bomb inflates to, far above what reading headers and 64 KiB pieces costs.</summary>
     private const long AllocationBound = 48 << 20;
 
-    public static TheoryData<string> Bombs => ["zeros", "nested-gzip", "npz-zeros-after-data", "announced-too-large"];
+    public static TheoryData<string> Bombs => ["zeros", "nested-gzip", "npz-zeros-after-data", "announced-too-large", "many-entries"];
 
     [Theory]
     [MemberData(nameof(Bombs))]
@@ -48,6 +48,8 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
             // An .npy whose zip entry declares far more bytes than its header announces.
             "npz-zeros-after-data" => (NpzWithXTrain(Zeros(BombBytes, NpyHeader("|u1", "(10, 28, 28)"))),
                 HttpStatusCode.UnprocessableEntity, "header announces"),
+            // 200,000 empty entries (an 18 MB zip): .NET's reader built an object for every one before anything was checked.
+            "many-entries" => (ManyEntries(200_000), HttpStatusCode.UnprocessableEntity, "the zip's central directory spans"),
             // A header announcing 100 GB of data: refused on the sum of the headers before any data is read.
             _ => (IdxZip(Stored(Gzip(Zeros(0, IdxHeader(0x08, 100_000, 1000, 1000))))),
                 HttpStatusCode.RequestEntityTooLarge, "Datasets:MaxDataBytes"),
@@ -523,6 +525,17 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
             Add("train-labels-idx1-ubyte", Deflated(Concat(IdxHeader(0x08, 10), new byte[10])));
             Add("t10k-images-idx3-ubyte", Deflated(Concat(IdxHeader(0x08, 2, 28, 28), new byte[2 * 784])));
             Add("t10k-labels-idx1-ubyte", Deflated(Concat(IdxHeader(0x08, 2), new byte[2])));
+        }
+        return memory.ToArray();
+    }
+
+    /// <summary>A zip of <paramref name="count"/> empty stored entries.</summary>
+    private static byte[] ManyEntries(int count)
+    {
+        using var memory = new MemoryStream();
+        using (var zip = new ZipArchive(memory, ZipArchiveMode.Create, leaveOpen: true))
+        {
+            for (var i = 0; i < count; i++) zip.CreateEntry(i.ToString(System.Globalization.CultureInfo.InvariantCulture), CompressionLevel.NoCompression);
         }
         return memory.ToArray();
     }
