@@ -6,8 +6,12 @@ namespace SurgeryService.Domain.Surgery;
 /// <summary>Validation top-1 with one layer alone pruned by magnitude to <see cref="KeptFraction"/>, without retraining.</summary>
 public sealed record SensitivityPoint(double KeptFraction, double Top1);
 
-/// <summary>One layer's sensitivity curve, from kept share 1 (the starting model) down the ladder.</summary>
-public sealed record SensitivityCurve(string Layer, LayerKind Kind, long Total, IReadOnlyList<SensitivityPoint> Points);
+/// <summary>
+/// One layer's sensitivity curve, from kept share 1 (the starting model) down the ladder. <paramref name="MinKept"/>: the
+/// fewest connections a split of a target may leave the layer (<see cref="DynamicNetworkSurgery.MinKept"/>; 0 in reports written
+/// before it existed).
+/// </summary>
+public sealed record SensitivityCurve(string Layer, LayerKind Kind, long Total, IReadOnlyList<SensitivityPoint> Points, long MinKept = 0);
 
 /// <summary>
 /// Per-layer sensitivity analysis (Han et al. 2015, §3.3; the budget search uses it to split a whole-model target
@@ -37,7 +41,7 @@ public static class Sensitivity
                 points.Add(new SensitivityPoint(kept, trainer.Evaluate(validation).Top1));
             }
             layer.WriteMaskedWeights();
-            var curve = new SensitivityCurve(layer.Layer.Name, layer.Layer.Kind, layer.Total, points);
+            var curve = new SensitivityCurve(layer.Layer.Name, layer.Layer.Kind, layer.Total, points, layer.MinKept);
             curves.Add(curve);
             layerDone?.Invoke(curve);
         }
@@ -98,12 +102,30 @@ public static class Sensitivity
     /// Per-layer kept shares for a whole-model <paramref name="compression"/>: every layer is pruned to the same accuracy
     /// cost on its curve (a drop <c>tau</c>, found by bisection so that the kept weights add up to the target), which
     /// keeps sensitive layers denser. Curves are made monotone and interpolated in log(kept share). Past the ladder's end
-    /// every layer shrinks by the same factor.
+    /// every layer shrinks by the same factor. No layer keeps fewer than its <see cref="SensitivityCurve.MinKept"/>:
+    /// the layers above that floor shrink by one more factor to pay for it, and a target beyond what the floors allow
+    /// gets the floors.
     /// </summary>
     public static IReadOnlyList<double> Allocate(IReadOnlyList<SensitivityCurve> curves, double compression)
     {
+        var goal = curves.Sum(c => (double)c.Total) / compression;
+        var shares = AllocateOnCurves(curves, goal);
+        var floors = curves.Select(c => Math.Min(1, (double)c.MinKept / c.Total)).ToList();
+        if (shares.Select((s, i) => s >= floors[i]).All(above => above)) return shares;
+        double Kept(double factor) => curves.Select((c, i) => c.Total * Math.Max(shares[i] * factor, floors[i])).Sum();
+        double lo = 0, hi = 1;
+        for (var i = 0; i < 60 && Kept(0) < goal; i++)
+        {
+            var mid = (lo + hi) / 2;
+            if (Kept(mid) > goal) hi = mid;
+            else lo = mid;
+        }
+        return shares.Select((s, i) => Math.Max(s * lo, floors[i])).ToList();
+    }
+
+    private static IReadOnlyList<double> AllocateOnCurves(IReadOnlyList<SensitivityCurve> curves, double goal)
+    {
         var total = curves.Sum(c => (double)c.Total);
-        var goal = total / compression;
         double Kept(double tau) => curves.Sum(c => c.Total * KeptAt(c, tau));
         var most = curves.Max(c => c.Points[0].Top1);
         if (Kept(most) > goal)

@@ -153,6 +153,28 @@ public sealed class BudgetSearchTests : IDisposable
         }
     }
 
+    [Fact]
+    public void NoLayerKeepsFewerConnectionsThanItHasOutputUnits()
+    {
+        // The PyTorch example network's shape: a 320-weight first convolution (32 channels) whose curve is flat, beside
+        // a 1.2M-weight matrix. Past the ladder's end the convolution used to shrink with the rest, to 0.11% (0.35
+        // weights), and the stage trained a network at chance.
+        var ladder = Sensitivity.Ladder.Select(k => new SensitivityPoint(k, 0.98)).ToList();
+        var conv = new SensitivityCurve("conv1", LayerKind.Convolution, 320, [new SensitivityPoint(1, 0.98), .. ladder], MinKept: 32);
+        var fc = new SensitivityCurve("fc1", LayerKind.FullyConnected, 1_179_776, [new SensitivityPoint(1, 0.98), .. ladder], MinKept: 128);
+        foreach (var target in new[] { 874.0, 3000.0 })
+        {
+            var shares = Sensitivity.Allocate([conv, fc], target);
+            output.WriteLine($"{target}x: conv1 keeps {shares[0] * 320:0.#}, fc1 {shares[1] * 1_179_776:0.#}");
+            Assert.True(shares[0] * 320 >= 32 - 1e-9, $"conv1 keeps {shares[0] * 320:0.##} of 320");
+            Assert.True(shares[1] * 1_179_776 >= 128 - 1e-6);
+            // The big layer pays for the small one's floor, so the target still holds while it can.
+            var kept = shares[0] * 320 + shares[1] * 1_179_776;
+            Assert.Equal(Math.Max(1_180_096 / target, 32 + 128), kept, Math.Max(1_180_096 / target, 160) * 1e-3);
+        }
+        Assert.Equal(32.0 / 320, Sensitivity.Allocate([conv, fc], 1e6)[0], 9); // beyond what the floors allow: the floors
+    }
+
     [Theory]
     // A LeNet-300-100 trained on all of MNIST's training split: 99.0% on held-out training samples, 97.8% on test.
     [InlineData(0.990, 6000, 0.978, 10000, true)]
