@@ -33,9 +33,9 @@ static int Usage()
           --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
           --dense-on-all             start from a dense reference trained on every training image, validation ones included
           --json FILE, --threads N, --mnist DIR   as for reproduce
-               dotnet run -c Release --project bench -- threads [--seconds S] [--model NAME]
+               dotnet run -c Release --project bench -- threads [--seconds S] [--model NAME] [--evaluate]
           iterations/s for 1 vs 2 LibTorch threads and passive vs active OpenMP waiting, per model size,
-          alone and beside a second training process
+          alone and beside a second training process; --evaluate: evaluations/s of 6000 samples instead
                dotnet run -c Release --project bench -- service [options]
           the real Api and Worker on a private PostgreSQL, driven over HTTP on 127.0.0.1 (LeNet-300-100 DNS recipe)
           --iterations N             iterations of the compared job (default 100000, the recipe's)

@@ -11,7 +11,9 @@ namespace SurgeryService.Bench;
 /// <summary>
 /// Training pace per model size for one vs two LibTorch threads and passive vs active OpenMP waiting, alone and beside
 /// a second training process (another job, or anything else busy on the machine). Each setting runs in fresh child
-/// processes, because OMP_WAIT_POLICY is read once, when LibTorch's OpenMP runtime loads.
+/// processes, because OMP_WAIT_POLICY is read once, when LibTorch's OpenMP runtime loads. With <c>--evaluate</c> the
+/// children evaluate instead: 6,000 training images per evaluation (a budget job's validation split), as the budget
+/// search's sensitivity analysis does before the first iteration.
 /// </summary>
 internal static class Threads
 {
@@ -22,7 +24,9 @@ internal static class Threads
         var options = Options.Parse(args);
         var seconds = double.Parse(options.Get("seconds", "6"), CultureInfo.InvariantCulture);
         var models = options.Has("model") ? [options.Get("model", "")] : Models;
-        Console.WriteLine($"cores: {Environment.ProcessorCount}; {seconds} s per measurement; iterations/s of dense training, batch 64");
+        var evaluate = options.Has("evaluate");
+        Console.WriteLine($"cores: {Environment.ProcessorCount}; {seconds} s per measurement; " +
+            (evaluate ? $"evaluations/s of {EvaluationSamples} samples" : "iterations/s of dense training, batch 64"));
         Console.WriteLine($"{"model",-14} {"threads",7} {"wait",-8} {"alone",8} {"beside a 2nd",13} {"the 2nd",8}");
         foreach (var model in models)
         {
@@ -30,12 +34,14 @@ internal static class Threads
             {
                 foreach (var wait in new[] { "PASSIVE", "ACTIVE" })
                 {
-                    var alone = Child(model, threads, wait, seconds).WaitForRate();
-                    var first = Child(model, threads, wait, seconds);
-                    var second = Child(model, threads, wait, seconds);
+                    var alone = Child(model, threads, wait, seconds, evaluate).WaitForRate();
+                    var first = Child(model, threads, wait, seconds, evaluate);
+                    var second = Child(model, threads, wait, seconds, evaluate);
                     var beside = first.WaitForRate();
                     var other = second.WaitForRate();
-                    Console.WriteLine($"{model,-14} {threads,7} {wait.ToLowerInvariant(),-8} {alone,8:F0} {beside,13:F0} {other,8:F0}");
+                    var format = evaluate ? "F2" : "F0";
+                    Console.WriteLine($"{model,-14} {threads,7} {wait.ToLowerInvariant(),-8} {alone.ToString(format),8} " +
+                        $"{beside.ToString(format),13} {other.ToString(format),8}");
                 }
             }
         }
@@ -58,6 +64,20 @@ internal static class Threads
         using var model = name == "tiny-mlp" ? TinyMlp() : Architectures.Create(name);
         var settings = new SurgerySettings { Iterations = 10_000_000, EvalInterval = 10_000_000 };
         using var trainer = new SurgeryTrainer(model, [], settings);
+        if (options.Has("evaluate"))
+        {
+            using var validation = new TensorDataset(train.Inputs.narrow(0, 0, EvaluationSamples), train.Labels.narrow(0, 0, EvaluationSamples), 10);
+            trainer.Evaluate(validation); // warm-up
+            var evaluations = 0;
+            var watch = Stopwatch.StartNew();
+            while (watch.Elapsed.TotalSeconds < seconds)
+            {
+                trainer.Evaluate(validation);
+                evaluations++;
+            }
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"rate {evaluations / watch.Elapsed.TotalSeconds:F3}"));
+            return 0;
+        }
         using var empty = new TensorDataset(zeros(0, 1), zeros(0, dtype: int64), 10);
         using var cts = new CancellationTokenSource();
         var counter = new Counter();
@@ -71,11 +91,14 @@ internal static class Threads
         return 0;
     }
 
+    /// <summary>Samples per evaluation with <c>--evaluate</c>: a budget job's validation split on MNIST.</summary>
+    private const int EvaluationSamples = 6000;
+
     /// <summary>784-8-10: about 6,400 weights, the size at which spinning OpenMP threads cost most.</summary>
     private static Module<Tensor, Tensor> TinyMlp() =>
         Sequential(("flatten", Flatten()), ("fc1", Linear(784, 8)), ("relu", ReLU()), ("fc2", Linear(8, 10)));
 
-    private static ChildProcess Child(string model, int threads, string wait, double seconds)
+    private static ChildProcess Child(string model, int threads, string wait, double seconds, bool evaluate)
     {
         var info = new ProcessStartInfo(Environment.ProcessPath!)
         {
@@ -89,6 +112,7 @@ internal static class Threads
         {
             info.ArgumentList.Add(a);
         }
+        if (evaluate) info.ArgumentList.Add("--evaluate");
         info.Environment["OMP_WAIT_POLICY"] = wait;
         return new ChildProcess(Process.Start(info)!);
     }

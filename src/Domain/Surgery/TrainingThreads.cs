@@ -9,6 +9,9 @@ namespace SurgeryService.Domain.Surgery;
 /// and the run keeps the extra threads only when their median iteration is at least <see cref="MinSpeedup"/> times
 /// faster. A small model gains nothing from a second thread and loses much when OpenMP threads wait on each other
 /// while the Api or another job holds the other core (bench -- threads); a large one can earn it.
+/// Until the first iteration, a run that measures uses every core it may: what comes before it is evaluation in batches
+/// of 1,000 samples (the starting model, and a budget job's sensitivity analysis, nine evaluations per layer), which
+/// earns the extra threads on every model size (bench -- threads --evaluate).
 /// </summary>
 /// <remarks>
 /// LibTorch applies a count to the thread that sets it and to threads that have not run a parallel operation yet, so
@@ -50,7 +53,7 @@ public sealed class TrainingThreads
             chosen(threads, FixedThreads > 0 ? "set by the operator" : "one core per job on this machine");
             return inner;
         }
-        set_num_threads(1);
+        set_num_threads(MaxThreads); // the evaluations before the first iteration; the warm-up then starts on one
         return new Measuring(inner, MaxThreads, chosen);
     }
 
@@ -71,7 +74,7 @@ public sealed class TrainingThreads
             _last = now;
             if (n + 1 < WarmUp + 2 * Rounds * RoundLength)
             {
-                if (ThreadsOf(n + 1) != ThreadsOf(n)) set_num_threads(ThreadsOf(n + 1));
+                if (n == 0 || ThreadsOf(n + 1) != ThreadsOf(n)) set_num_threads(ThreadsOf(n + 1));
                 return;
             }
             _done = true;

@@ -37,6 +37,17 @@ public sealed class TrainingThreadsTests : IDisposable
     }
 
     [Fact]
+    public void EvaluatesOnEveryCoreBeforeTheFirstIterationThenWarmsUpOnOne()
+    {
+        var threads = TrainingThreads.For(0);
+        var observer = threads.Observe(new Recorder(), (_, _) => { });
+
+        Assert.Equal(threads.MaxThreads, get_num_threads()); // the starting model's evaluations, the sensitivity analysis
+        observer.OnIteration(new IterationMetrics(0, 1, 0.01, []));
+        Assert.Equal(1, get_num_threads()); // the measurement's warm-up and first round
+    }
+
+    [Fact]
     public void ConcurrentJobsShareTheCores()
     {
         Assert.Equal(1, TrainingThreads.For(0, concurrentJobs: Environment.ProcessorCount).MaxThreads);
