@@ -127,43 +127,42 @@ public static class DatasetArchive
     {
         if (!content.CanSeek) return;
         var start = content.Position;
-        var tail = (int)Math.Min(content.Length - start, EndRecordBytes + ushort.MaxValue);
-        var buffer = new byte[tail];
-        content.Position = content.Length - tail;
-        content.ReadExactly(buffer);
-        var end = -1;
-        for (var i = tail - EndRecordBytes; i >= 0 && end < 0; i--)
+        try
         {
-            if (BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(i)) == 0x06054b50) end = i;
-        }
-        if (end < 0)
-        {
-            content.Position = start;
-            return;
-        }
-        var endPosition = content.Length - tail + end;
-        long directoryStart = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(end + 16));
-        var locator = end - Zip64LocatorBytes;
-        if (locator >= 0 && BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(locator)) == 0x07064b50)
-        {
-            // zip64: the locator points at the zip64 end record, which holds the directory's 64-bit offset.
-            var record = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(locator + 8));
-            var zip64 = new byte[56];
-            if (record >= 0 && record <= content.Length - zip64.Length)
+            var tail = (int)Math.Min(content.Length - start, EndRecordBytes + ushort.MaxValue);
+            var buffer = new byte[tail];
+            content.Position = content.Length - tail;
+            content.ReadExactly(buffer);
+            var end = tail - EndRecordBytes;
+            while (end >= 0 && BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(end)) != 0x06054b50) end--;
+            if (end < 0) return;
+            var endPosition = content.Length - tail + end;
+            long directoryStart = BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(end + 16));
+            var locator = end - Zip64LocatorBytes;
+            if (locator >= 0 && BinaryPrimitives.ReadUInt32LittleEndian(buffer.AsSpan(locator)) == 0x07064b50)
             {
-                content.Position = record;
-                content.ReadExactly(zip64);
-                if (BinaryPrimitives.ReadUInt32LittleEndian(zip64) == 0x06064b50) directoryStart = BinaryPrimitives.ReadInt64LittleEndian(zip64.AsSpan(48));
+                // zip64: the locator points at the zip64 end record, which holds the directory's 64-bit offset.
+                var record = BinaryPrimitives.ReadInt64LittleEndian(buffer.AsSpan(locator + 8));
+                var zip64 = new byte[56];
+                if (record >= 0 && record <= content.Length - zip64.Length)
+                {
+                    content.Position = record;
+                    content.ReadExactly(zip64);
+                    if (BinaryPrimitives.ReadUInt32LittleEndian(zip64) == 0x06064b50) directoryStart = BinaryPrimitives.ReadInt64LittleEndian(zip64.AsSpan(48));
+                }
+            }
+            var span = endPosition - Math.Clamp(directoryStart, 0, endPosition);
+            if (span > MaxDirectoryBytes)
+            {
+                throw new SurgeryException("Bad dataset",
+                    $"the zip's central directory spans {span} bytes ({BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(end + 10))} entries " +
+                    $"listed); a dataset archive needs only its four arrays, and at most {MaxDirectoryBytes} bytes of directory are read",
+                    ErrorKind.BadInput);
             }
         }
-        content.Position = start;
-        var span = endPosition - Math.Clamp(directoryStart, 0, endPosition);
-        if (span > MaxDirectoryBytes)
+        finally
         {
-            throw new SurgeryException("Bad dataset",
-                $"the zip's central directory spans {span} bytes ({BinaryPrimitives.ReadUInt16LittleEndian(buffer.AsSpan(end + 10))} entries " +
-                $"listed); a dataset archive needs only its four arrays, and at most {MaxDirectoryBytes} bytes of directory are read",
-                ErrorKind.BadInput);
+            content.Position = start;
         }
     }
 

@@ -214,8 +214,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         // The analysis can take minutes on a large model before the first iteration: the log says what it does and
         // shows each layer as it is measured, and a cancel stops it between layers.
         observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
-            $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples, test top-1 " +
-            $"{testBefore?.Top1:P2}; sensitivity analysis: {Sensitivity.Plan(trainer.Layers.Count, validation.Count)}"));
+            Sensitivity.Opening(before, testBefore, validation.Count, trainer.Layers.Count)));
         var report = new SearchReport
         {
             MaxAccuracyDrop = Target.MaxAccuracyDrop,

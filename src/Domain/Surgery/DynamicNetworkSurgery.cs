@@ -94,7 +94,13 @@ public sealed class DynamicNetworkSurgery : IDisposable
         get
         {
             var shape = Weight.Dense.shape;
-            var units = shape.Length == 0 ? 1 : Layer.Kind == LayerKind.Convolution || shape.Length == 1 ? shape[0] : Math.Min(shape[0], shape[1]);
+            var units = shape.Length switch
+            {
+                0 => 1,
+                1 => shape[0],
+                _ when Layer.Kind == LayerKind.Convolution => shape[0],
+                _ => Math.Min(shape[0], shape[1]),
+            };
             return Math.Min(Total, units);
         }
     }

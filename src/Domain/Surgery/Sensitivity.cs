@@ -61,9 +61,7 @@ public static class Sensitivity
         if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", ErrorKind.Unsupported);
         var before = trainer.Evaluate(validation);
         var testBefore = test.Count > 0 ? trainer.Evaluate(test) : null;
-        observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Sensitivity,
-            $"starting model: validation top-1 {before.Top1:P2} on {validation.Count} held-out samples" +
-            (testBefore is null ? "" : $", test top-1 {testBefore.Top1:P2}") + "; " + Plan(trainer.Layers.Count, validation.Count)));
+        observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Sensitivity, Opening(before, testBefore, validation.Count, trainer.Layers.Count)));
         var done = 0;
         try
         {
@@ -93,9 +91,14 @@ public static class Sensitivity
         $"layer {curve.Layer} ({curve.Total} weights): validation top-1 " +
         string.Join(", ", curve.Points.Select(p => $"{p.Top1:P1} at {p.KeptFraction:P1}"));
 
-    /// <summary>What a sensitivity analysis of <paramref name="layers"/> layers will evaluate, for the job's log.</summary>
-    public static string Plan(int layers, long samples) =>
-        $"measuring {layers} layers at kept shares {string.Join(", ", Ladder.Select(k => k.ToString("0.###", CultureInfo.InvariantCulture)))} " +
+    /// <summary>
+    /// The log line before an analysis (a sensitivity job's or a budget job's): the starting model, and what the analysis
+    /// of <paramref name="layers"/> layers will evaluate.
+    /// </summary>
+    public static string Opening(EvaluationMetrics validation, EvaluationMetrics? test, long samples, int layers) =>
+        $"starting model: validation top-1 {validation.Top1:P2} on {samples} held-out samples" +
+        (test is null ? "" : $", test top-1 {test.Top1:P2}") +
+        $"; measuring {layers} layers at kept shares {string.Join(", ", Ladder.Select(k => k.ToString("0.###", CultureInfo.InvariantCulture)))} " +
         $"({layers * Ladder.Count} evaluations of {samples} samples, without training)";
 
     /// <summary>
@@ -114,7 +117,8 @@ public static class Sensitivity
         if (shares.Select((s, i) => s >= floors[i]).All(above => above)) return shares;
         double Kept(double factor) => curves.Select((c, i) => c.Total * Math.Max(shares[i] * factor, floors[i])).Sum();
         double lo = 0, hi = 1;
-        for (var i = 0; i < 60 && Kept(0) < goal; i++)
+        var reachable = Kept(0) < goal; // otherwise the floors alone exceed the goal: lo stays 0, the floors
+        for (var i = 0; i < 60 && reachable; i++)
         {
             var mid = (lo + hi) / 2;
             if (Kept(mid) > goal) hi = mid;
