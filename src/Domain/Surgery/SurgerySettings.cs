@@ -1,5 +1,4 @@
 using System.Text.Json.Serialization;
-using System.Text.RegularExpressions;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -57,11 +56,8 @@ public sealed record LayerSettings
     public double? Gamma { get; init; }
     public double? Power { get; init; }
 
-    public bool Matches(string layerName, string weightParameter)
-    {
-        var regex = "^" + Regex.Escape(Pattern).Replace("\\*", ".*") + "$";
-        return Regex.IsMatch(layerName, regex) || Regex.IsMatch(weightParameter, regex);
-    }
+    public bool Matches(string layerName, string weightParameter) =>
+        LayerPattern.IsMatch(Pattern, layerName) || LayerPattern.IsMatch(Pattern, weightParameter);
 }
 
 /// <summary>
