@@ -182,6 +182,17 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: target validation share 0.9", h => JobJson(h, "\"target\":{\"validation\":0.9}"));
         Add("job: target maxIterations 5", h => JobJson(h, "\"target\":{\"maxIterations\":5}"));
         Add("job: target minCompression 0.5", h => JobJson(h, "\"target\":{\"minCompression\":0.5}"));
+        // Issue 27: numbers out of every documented range, enums by number, duplicate members, invisible characters.
+        Add("job: cRate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1e300}"));
+        Add("job: negative cRate", h => JobJson(h, "\"settings\":{\"cRate\":-1}"));
+        Add("job: gamma 1.797e308", h => JobJson(h, "\"settings\":{\"cRate\":1,\"gamma\":1.797e308}"));
+        Add("job: power 2^64", h => JobJson(h, "\"settings\":{\"cRate\":1,\"power\":18446744073709551616}"));
+        Add("job: learning rate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"learningRate\":1e300}"));
+        Add("job: lrGamma -1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"lrGamma\":-1e300}"));
+        Add("job: lrPower 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"lrPower\":1e300}"));
+        Add("job: weight decay 2^64", h => JobJson(h, "\"settings\":{\"cRate\":1,\"weightDecay\":18446744073709551616}"));
+        Add("job: layer cRate, gamma and power 1e300", h =>
+            JobJson(h, "\"settings\":{\"layers\":[{\"pattern\":\"fc*\",\"cRate\":1e300,\"gamma\":1e300,\"power\":1e300}]}"));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

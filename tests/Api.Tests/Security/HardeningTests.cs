@@ -450,6 +450,37 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
             .ExpectAsync(HttpStatusCode.Accepted);
     }
 
+    // Issue 27 (second hardening round): each test below fails on the code before its fix.
+
+    [Fact]
+    public async Task AbsurdNumbersAreRefusedWithTheirDocumentedRange()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var jobsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs");
+        var body = $$"""
+            {"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {
+              "cRate": 1e300, "gamma": 1.797e308, "power": 1e300, "learningRate": 18446744073709551616, "lrGamma": 1e300,
+              "lrPower": -1, "weightDecay": 1e300,
+              "layers": [{"pattern": "fc*", "cRate": -1, "gamma": 1e300, "power": 18446744073709551616}]} }
+            """;
+
+        var problem = await client.PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.UnprocessableEntity);
+
+        var errors = problem.GetProperty("errors");
+        string[] names =
+        [
+            "settings.cRate", "settings.gamma", "settings.power", "settings.learningRate", "settings.lrGamma", "settings.lrPower",
+            "settings.weightDecay", "settings.layers[0].cRate", "settings.layers[0].gamma", "settings.layers[0].power",
+        ];
+        Assert.Equal(names.Order(), errors.EnumerateObject().Select(e => e.Name).Order());
+        Assert.Equal("must be between 0 and 100", errors.GetProperty("settings.cRate")[0].GetString());
+        Assert.Equal("must be greater than 0 and at most 10000", errors.GetProperty("settings.learningRate")[0].GetString());
+        Assert.Equal("must be between 0 and 1", errors.GetProperty("settings.weightDecay")[0].GetString());
+        Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
