@@ -193,6 +193,11 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: weight decay 2^64", h => JobJson(h, "\"settings\":{\"cRate\":1,\"weightDecay\":18446744073709551616}"));
         Add("job: layer cRate, gamma and power 1e300", h =>
             JobJson(h, "\"settings\":{\"layers\":[{\"pattern\":\"fc*\",\"cRate\":1e300,\"gamma\":1e300,\"power\":1e300}]}"));
+        Add("job: layer pattern with a right-to-left override", h =>
+            JobJson(h, "\"settings\":{\"layers\":[{\"pattern\":\"fc\\u202E*\",\"cRate\":1}]}"));
+        Add("model: name with a right-to-left override", _ => Upload("/api/models", onnx, "m.onnx", ("name", "mlp\u202Excod.onnx")));
+        Add("model: name with a zero-width space", _ => Upload("/api/models", onnx, "m.onnx", ("name", "ml\u200Bp")));
+        Add("dataset: name with a byte order mark", _ => Upload("/api/datasets", TestData.MnistNpz(8, 4), "d.npz", ("name", "mni\uFEFFst")));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

@@ -481,6 +481,31 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
     }
 
+    [Fact]
+    public async Task NamesWithDirectionOverridesOrZeroWidthCharactersAreRefusedNamingTheCodePoint()
+    {
+        var client = host.Client();
+        var modelsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM models");
+
+        var name = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 4), "m.onnx", ("name", "mlp\u202Excod.onnx")))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("'name' contains the invisible formatting character U+202E", name.GetProperty("detail").GetString());
+        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(10, 5), "d.npz", ("name", "mni\u200Bst")))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("U+200B", dataset.GetProperty("detail").GetString());
+        var fileName = await client.PostAsync("/api/models", RawForm(OnnxMlp.Create(hidden: 4),
+            "Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''m%E2%80%AEx.onnx")).ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("file name contains the invisible formatting character U+202E", fileName.GetProperty("detail").GetString());
+        Assert.Equal(modelsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
+
+        var (model, data) = await JobScenario.UploadAsync(client);
+        var job = await client.PostJsonAsync("/api/jobs", new
+        {
+            modelId = model, datasetId = data, settings = new { layers = new[] { new { pattern = "\u2066fc*", cRate = 1.0 } } },
+        }).ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("U+2066", job.GetProperty("errors").GetProperty("settings.layers[0].pattern")[0].GetString());
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
