@@ -100,6 +100,12 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         var cases = new Dictionary<string, Case>();
         void Add(string name, Func<BadInputHost, HttpRequestMessage> request, string? key = ServiceHost.AcmeKey) =>
             cases.Add(name, host => (key, request(host)));
+        HttpRequestMessage WithBasic(HttpRequestMessage request)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic",
+                Convert.ToBase64String(Encoding.UTF8.GetBytes("browser:" + ServiceHost.AcmeKey)));
+            return request;
+        }
         HttpRequestMessage Get(string path) => new(HttpMethod.Get, path);
         HttpRequestMessage Upload(string path, byte[] file, string fileName, params (string, string)[] fields) =>
             new(HttpMethod.Post, path) { Content = HttpExtensions.Form(file, fileName, fields) };
@@ -198,6 +204,10 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("model: name with a right-to-left override", _ => Upload("/api/models", onnx, "m.onnx", ("name", "mlp\u202Excod.onnx")));
         Add("model: name with a zero-width space", _ => Upload("/api/models", onnx, "m.onnx", ("name", "ml\u200Bp")));
         Add("dataset: name with a byte order mark", _ => Upload("/api/datasets", TestData.MnistNpz(8, 4), "d.npz", ("name", "mni\uFEFFst")));
+        Add("cancel: Basic credentials instead of X-Api-Key", h =>
+            WithBasic(new HttpRequestMessage(HttpMethod.Post, $"/api/jobs/{h.Job}/cancel")), key: null);
+        Add("model: Basic credentials instead of X-Api-Key", _ =>
+            WithBasic(Upload("/api/models", onnx, "planted.onnx")), key: null);
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

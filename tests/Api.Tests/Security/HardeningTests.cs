@@ -506,6 +506,30 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Contains("U+2066", job.GetProperty("errors").GetProperty("settings.layers[0].pattern")[0].GetString());
     }
 
+    [Fact]
+    public async Task BasicCredentialsOpenTheDashboardButNoApiRoute()
+    {
+        var (model, dataset) = await JobScenario.UploadAsync(host.Client());
+        var job = await JobScenario.SubmitAsync(host.Client(), JobScenario.Request(model, dataset, 10, 5));
+        var modelsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM models");
+        // What a browser holding the dashboard's credentials sends with a cross-site form post.
+        var browser = host.Client(null);
+        browser.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic",
+            Convert.ToBase64String(Encoding.UTF8.GetBytes("anyone:" + ServiceHost.AcmeKey)));
+
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/hangfire")).StatusCode);
+        var cancel = await browser.PostAsync($"/api/jobs/{job}/cancel", null);
+        Assert.Equal(HttpStatusCode.Unauthorized, cancel.StatusCode);
+        Assert.Equal("ApiKey", Assert.Single(cancel.Headers.WwwAuthenticate).Scheme);
+        var planted = await browser.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 4), "planted.onnx"));
+        Assert.Equal(HttpStatusCode.Unauthorized, planted.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/jobs")).StatusCode);
+
+        Assert.Equal("Queued", (await JobScenario.GetJobAsync(host.Client(), job)).GetProperty("state").GetString());
+        Assert.Equal(modelsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
+        await host.Client().PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
