@@ -53,11 +53,10 @@ builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
 builder.Services.AddAuthorizationBuilder()
     .AddPolicy("HangfireDashboard", policy => policy.RequireAuthenticatedUser().RequireAssertion(context =>
     {
-        var allowed = context.Resource is HttpContext http
-            ? http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.DashboardTenants
-            : [];
+        if (context.Resource is not HttpContext http) return false;
+        var options = http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value;
         var tenant = context.User.FindFirst(ApiKeyAuthenticationHandler.TenantClaim)?.Value;
-        return tenant is not null && (allowed.Length == 0 || allowed.Contains(tenant));
+        return tenant is not null && (options.DashboardTenants.Contains(tenant) || options.DashboardOperatorTenants.Contains(tenant));
     }));
 
 // Hangfire's dashboard validates every POST (its delete and requeue buttons) against this antiforgery service, so a page
@@ -99,9 +98,9 @@ app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();
 app.MapJobs();
-// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it, and
-// only Api:DashboardOperatorTenants may use its actions; for everybody else it is read-only (Hangfire answers 401).
-app.MapHangfireDashboard("/hangfire", new DashboardOptions
+// Operators' view of every tenant's queue (job arguments are ids only): only Api:DashboardTenants (read-only) and
+// Api:DashboardOperatorTenants (who may also use its actions; for the others Hangfire answers 401) open it.
+app.MapHangfireDashboard(ApiKeyAuthenticationHandler.DashboardPath, new DashboardOptions
 {
     Authorization = [],
     AsyncAuthorization = [],

@@ -208,6 +208,8 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
             WithBasic(new HttpRequestMessage(HttpMethod.Post, $"/api/jobs/{h.Job}/cancel")), key: null);
         Add("model: Basic credentials instead of X-Api-Key", _ =>
             WithBasic(Upload("/api/models", onnx, "planted.onnx")), key: null);
+        Add("dashboard: a tenant's key when no tenant is listed for it", _ => Get("/hangfire"));
+        Add("dashboard: a job's page when no tenant is listed for it", _ => Get("/hangfire/jobs/enqueued"));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

@@ -11,7 +11,15 @@ using SurgeryService.Domain.Onnx.Proto;
 namespace SurgeryService.Api.Tests.Security;
 
 public sealed class HardeningHost() : ServiceHost("hardening", withWorker: false,
-    new Dictionary<string, string?> { ["Api:DashboardOperatorTenants:0"] = "acme", ["Api:EventKeepAliveSeconds"] = "1" });
+    new Dictionary<string, string?>
+    {
+        ["Api:DashboardOperatorTenants:0"] = "acme", ["Api:DashboardTenants:0"] = "globex", ["Api:EventKeepAliveSeconds"] = "1",
+        ["Tenants:initech:ApiKeys:0"] = InitechKey,
+    })
+{
+    /// <summary>A third tenant, neither operator nor dashboard viewer.</summary>
+    public const string InitechKey = "initech-key-0123456789abcdef";
+}
 
 /// <summary>
 /// Runs alone (no other test class in parallel) so the bytes the process allocates while it handles a request are
@@ -528,6 +536,17 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Equal("Queued", (await JobScenario.GetJobAsync(host.Client(), job)).GetProperty("state").GetString());
         Assert.Equal(modelsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
         await host.Client().PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task TheDashboardOpensOnlyForTheTenantsListedAsViewersOrOperators()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await host.Client(ServiceHost.AcmeKey).GetAsync("/hangfire")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await host.Client(ServiceHost.GlobexKey).GetAsync("/hangfire")).StatusCode);
+        foreach (var page in new[] { "/hangfire", "/hangfire/jobs/enqueued", "/hangfire/jobs/details/1" })
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, (await host.Client(HardeningHost.InitechKey).GetAsync(page)).StatusCode);
+        }
     }
 
     private static byte[] Mlp(Action<GraphProto> change)
