@@ -549,6 +549,33 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         }
     }
 
+    [Theory]
+    [InlineData("{\"modelId\": 123}", "modelId", "'modelId' must be a GUID")]
+    [InlineData("{\"modelId\": \"not-a-guid\"}", "modelId", "'modelId' must be a GUID")]
+    [InlineData("{\"preprocessing\": {\"layout\": true}}", "preprocessing.layout", "'preprocessing.layout' must be one of 'nchw', 'nhwc'")]
+    [InlineData("{\"settings\": {\"iterations\": \"many\"}}", "settings.iterations", "'settings.iterations' must be a whole number")]
+    [InlineData("[]", null, "must be an object")]
+    public async Task MalformedBodiesAreDescribedInTheRequestsOwnTerms(string body, string? member, string expected)
+    {
+        var problem = await host.Client().PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+
+        Assert.Contains(expected, problem.GetProperty("detail").GetString());
+        if (member is not null) Assert.True(problem.GetProperty("errors").TryGetProperty(member, out _), problem.GetRawText());
+        foreach (var leak in new[] { "System.", "SurgeryService.", "`1", "Nullable", "InputLayout", "Int32", "SubmitJobRequest" })
+        {
+            Assert.DoesNotContain(leak, problem.GetRawText());
+        }
+    }
+
+    [Fact]
+    public async Task AQueryValueOfTheWrongKindIsDescribedWithoutDotNetTypes()
+    {
+        var problem = await host.Client().GetAsync("/api/jobs?page=abc").ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Equal("'page' must be a whole number between -2147483648 and 2147483647, not 'abc'", problem.GetProperty("detail").GetString());
+        Assert.DoesNotContain("int page", problem.GetRawText());
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
