@@ -64,7 +64,8 @@ builder.Services.AddAuthorizationBuilder()
 builder.Services.AddAntiforgery();
 builder.Services.ConfigureHttpJsonOptions(json =>
 {
-    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // Enum settings by name only: "1" or 2 would pick whichever member has that number today.
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false));
     // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
     json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
     // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.

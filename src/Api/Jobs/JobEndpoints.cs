@@ -237,7 +237,7 @@ public static class JobEndpoints
         JobState? filter = null;
         if (state is not null)
         {
-            if (Enum.TryParse<JobState>(state, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)) filter = parsed;
+            if (EnumNames.TryParse<JobState>(state, out var parsed)) filter = parsed;
             else errors["state"] = [$"must be one of {string.Join(", ", Enum.GetNames<JobState>())}"];
         }
         foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;

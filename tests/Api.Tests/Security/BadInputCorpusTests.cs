@@ -214,6 +214,10 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
             WithBasic(Upload("/api/models", onnx, "planted.onnx")), key: null);
         Add("dashboard: a tenant's key when no tenant is listed for it", _ => Get("/hangfire"));
         Add("dashboard: a job's page when no tenant is listed for it", _ => Get("/hangfire/jobs/enqueued"));
+        Add("job: settings method a number in a string", h => JobJson(h, "\"settings\":{\"method\":\"1\"}"));
+        Add("job: lrPolicy a number", h => JobJson(h, "\"settings\":{\"lrPolicy\":2}"));
+        Add("job: preprocessing layout a number", h => JobJson(h, "\"preprocessing\":{\"layout\":1}"));
+        Add("jobs: state a number", _ => Get("/api/jobs?state=1"));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json;
 using Google.Protobuf;
 using SurgeryService.Api.Tests.Infrastructure;
 using SurgeryService.Api.Tests.Jobs;
@@ -574,6 +575,25 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         var problem = await host.Client().GetAsync("/api/jobs?page=abc").ExpectAsync(HttpStatusCode.BadRequest);
         Assert.Equal("'page' must be a whole number between -2147483648 and 2147483647, not 'abc'", problem.GetProperty("detail").GetString());
         Assert.DoesNotContain("int page", problem.GetRawText());
+    }
+
+    [Fact]
+    public async Task EnumSettingsAndStatesAreTakenByNameOnly()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        async Task<JsonElement> Refused(string settings) => await client.PostAsync("/api/jobs", new StringContent(
+                $$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {{settings}} }""", Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+
+        var method = await Refused("""{"method": "1"}""");
+        Assert.Equal("must be one of 'dns', 'magnitude'", method.GetProperty("errors").GetProperty("settings.method")[0].GetString());
+        var policy = await Refused("""{"lrPolicy": 2}""");
+        Assert.Equal("must be one of 'fixed', 'step', 'inv'", policy.GetProperty("errors").GetProperty("settings.lrPolicy")[0].GetString());
+
+        var state = await client.GetAsync("/api/jobs?state=1").ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("Queued", state.GetProperty("errors").GetProperty("state")[0].GetString());
+        await client.GetAsync("/api/jobs?state=queued").ExpectAsync(HttpStatusCode.OK);
     }
 
     private static byte[] Mlp(Action<GraphProto> change)
