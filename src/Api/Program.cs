@@ -68,6 +68,8 @@ builder.Services.ConfigureHttpJsonOptions(json =>
     json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false));
     // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
     json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+    // Nor a setting given twice, of which the last would win unseen.
+    json.SerializerOptions.AllowDuplicateProperties = false;
     // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
     json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
 });

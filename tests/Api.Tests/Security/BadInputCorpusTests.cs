@@ -218,6 +218,8 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: lrPolicy a number", h => JobJson(h, "\"settings\":{\"lrPolicy\":2}"));
         Add("job: preprocessing layout a number", h => JobJson(h, "\"preprocessing\":{\"layout\":1}"));
         Add("jobs: state a number", _ => Get("/api/jobs?state=1"));
+        Add("job: a setting given twice", h => JobJson(h, "\"settings\":{\"iterations\":50,\"iterations\":100000}"));
+        Add("job: modelId given twice", h => JobJson(h, $"\"modelId\":\"{h.OtherModel}\""));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

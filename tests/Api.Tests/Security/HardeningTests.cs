@@ -596,6 +596,24 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         await client.GetAsync("/api/jobs?state=queued").ExpectAsync(HttpStatusCode.OK);
     }
 
+    [Fact]
+    public async Task ADuplicateMemberIsRefusedWithItsName()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var jobsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs");
+        async Task<JsonElement> Refused(string body) =>
+            await client.PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json")).ExpectAsync(HttpStatusCode.BadRequest);
+
+        var nested = await Refused($$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {"iterations": 50, "iterations": 100000} }""");
+        Assert.Equal(["settings.iterations"], nested.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.Contains("more than once", nested.GetProperty("detail").GetString());
+        var top = await Refused($$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "modelId": "{{Guid.NewGuid()}}"}""");
+        Assert.Equal(["modelId"], top.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.DoesNotContain("SurgeryService", top.GetRawText());
+        Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
