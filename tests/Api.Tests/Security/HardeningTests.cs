@@ -614,6 +614,38 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
     }
 
+    [Fact]
+    public async Task MetricsHonourAZeroQualityForCsvAndTheCursorNeverOverflows()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, 10, 5)); // no worker: stays queued
+        foreach (var iteration in new[] { 0, 1 })
+        {
+            await host.Db.ScalarAsync<int>("INSERT INTO job_metrics (\"JobId\", \"Iteration\", \"Loss\", \"LearningRate\", \"Kept\", " +
+                $"\"Total\", \"LayerKept\", \"LayerPruned\", \"LayerSpliced\") VALUES ('{job}', {iteration}, 1, 0.01, 5, 10, '{{}}', '{{}}', '{{}}')");
+        }
+        async Task<HttpResponseMessage> Metrics(string query, string accept)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, $"/api/jobs/{job}/metrics{query}");
+            request.Headers.TryAddWithoutValidation("Accept", accept);
+            return await client.SendAsync(request);
+        }
+
+        var refused = await Metrics("", "text/csv;q=0, application/json");
+        Assert.Equal("application/json", refused.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(2, (await refused.JsonAsync()).GetProperty("points").GetArrayLength());
+        Assert.Equal("text/csv", (await Metrics("", "text/csv")).Content.Headers.ContentType?.MediaType);
+        Assert.Equal("text/csv", (await Metrics("", "application/json;q=0.5, text/csv")).Content.Headers.ContentType?.MediaType);
+
+        var last = await (await Metrics($"?from=1&stride={int.MaxValue}&limit=1", "application/json")).JsonAsync();
+        Assert.Equal(1, last.GetProperty("points")[0].GetProperty("iteration").GetInt32());
+        Assert.Equal(JsonValueKind.Null, last.GetProperty("nextFrom").ValueKind);
+        var first = await (await Metrics("?limit=1", "application/json")).JsonAsync();
+        Assert.Equal(1, first.GetProperty("nextFrom").GetInt32());
+        await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
