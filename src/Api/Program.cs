@@ -91,6 +91,7 @@ if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.MigrateOnStart
 
 app.UseSecurityHeaders();
 app.UseExceptionHandler();
+app.UseProblemContentType();
 app.UseStatusCodePages();
 app.UseSwagger();
 app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());

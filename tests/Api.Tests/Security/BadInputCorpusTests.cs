@@ -63,8 +63,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
 
         var status = (int)response.StatusCode;
         Assert.True(status is >= 400 and < 500, $"{name}: {status} {body}");
-        // 404s and 422s built with TypedResults.NotFound/UnprocessableEntity(problem) go out as application/json.
-        Assert.Contains(response.Content.Headers.ContentType?.MediaType, new[] { "application/problem+json", "application/json" });
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         var problem = JsonDocument.Parse(body).RootElement;
         Assert.Equal(status, problem.GetProperty("status").GetInt32());
         Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("title").GetString()), body);

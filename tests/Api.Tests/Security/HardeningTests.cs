@@ -646,6 +646,28 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
     }
 
+    [Fact]
+    public async Task ErrorAnswersThatEndpointsReturnAreProblemJson()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, 10, 5));
+        var answers = new[]
+        {
+            (await client.GetAsync($"/api/jobs/{Guid.NewGuid()}"), HttpStatusCode.NotFound),
+            (await client.GetAsync($"/api/jobs/{job}/result"), HttpStatusCode.Conflict),
+            (await client.PostJsonAsync("/api/jobs", new { modelId = Guid.NewGuid(), datasetId = dataset }), HttpStatusCode.UnprocessableEntity),
+            (await client.GetAsync("/api/jobs?page=0"), HttpStatusCode.BadRequest),
+        };
+        foreach (var (response, status) in answers)
+        {
+            Assert.Equal(status, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal((int)status, (await response.JsonAsync()).GetProperty("status").GetInt32());
+        }
+        await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
