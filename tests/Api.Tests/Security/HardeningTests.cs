@@ -668,6 +668,20 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
     }
 
+    [Fact]
+    public async Task TheOpenApiDocumentStatesEachSettingsRange()
+    {
+        var document = await host.Client(null).GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        string Description(string schema, string property) =>
+            schemas.GetProperty(schema).GetProperty("properties").GetProperty(property).GetProperty("description").GetString()!;
+
+        Assert.Contains("0 to 100", Description("SurgerySettings", "cRate"));
+        Assert.Contains("at most 10000", Description("SurgerySettings", "learningRate"));
+        Assert.Contains("0 to 1;", Description("SurgerySettings", "weightDecay"));
+        Assert.Contains("0 to 10", Description("LayerSettings", "power"));
+    }
+
     private static byte[] Mlp(Action<GraphProto> change)
     {
         var model = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
