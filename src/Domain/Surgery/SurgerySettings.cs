@@ -52,7 +52,10 @@ public sealed record LayerSettings
 {
     public required string Pattern { get; init; }
 
-    /// <summary>This layer's c_rate, in standard deviations of |w| (0 to 100); default: the job's <c>cRate</c>.</summary>
+    /// <summary>
+    /// This layer's c_rate, in standard deviations of |w| (-10 to 100; a negative one
+    /// sets the threshold below mean |w|); default: the job's <c>cRate</c>.
+    /// </summary>
     public double? CRate { get; init; }
 
     public int? IterStop { get; init; }
@@ -79,7 +82,8 @@ public sealed record SurgerySettings
 
     /// <summary>
     /// c_rate of every layer: threshold = mean|w| + c_rate * std|w| (the paper's fixed-threshold mode), in standard
-    /// deviations of |w|, 0 to 100. When neither this nor any layer entry names one, the job runs in budget mode
+    /// deviations of |w|, -10 to 100 (the paper allows a negative c_rate; the threshold never goes below 0). When
+    /// neither this nor any layer entry names one, the job runs in budget mode
     /// (<see cref="Target"/>).
     /// </summary>
     public double? CRate { get; init; }
@@ -177,9 +181,9 @@ public sealed record SurgerySettings
         // The documented ranges: wide enough for every schedule in the paper and Caffe's solvers, narrow enough that no
         // value overflows the arithmetic it enters (NaN and 1e300 fail every check).
         static bool InRange(double value, double min, double max) => value >= min && value <= max;
-        const double MaxCRate = 100, MaxGamma = 100, MaxPower = 10;
+        const double MinCRate = -10, MaxCRate = 100, MaxGamma = 100, MaxPower = 10;
 
-        Check(CRate is null || InRange(CRate.Value, 0, MaxCRate), "cRate", $"must be between 0 and {MaxCRate}");
+        Check(CRate is null || InRange(CRate.Value, MinCRate, MaxCRate), "cRate", $"must be between {MinCRate} and {MaxCRate}");
         if (Target is not null)
         {
             Check(CRate is null && Layers.All(l => l.CRate is null), "target",
@@ -216,7 +220,7 @@ public sealed record SurgerySettings
             var layer = Layers[i];
             Check(!string.IsNullOrWhiteSpace(layer.Pattern), $"layers[{i}].pattern", "is required");
             if (layer.Pattern is not null && StoredText.Problem(layer.Pattern, 256) is { } pattern) Check(false, $"layers[{i}].pattern", pattern);
-            Check(layer.CRate is null || InRange(layer.CRate.Value, 0, MaxCRate), $"layers[{i}].cRate", $"must be between 0 and {MaxCRate}");
+            Check(layer.CRate is null || InRange(layer.CRate.Value, MinCRate, MaxCRate), $"layers[{i}].cRate", $"must be between {MinCRate} and {MaxCRate}");
             Check(layer.IterStop is null or >= 0, $"layers[{i}].iterStop", "must be >= 0");
             Check(layer.Gamma is null || InRange(layer.Gamma.Value, 0, MaxGamma), $"layers[{i}].gamma", $"must be between 0 and {MaxGamma}");
             Check(layer.Power is null || InRange(layer.Power.Value, 0, MaxPower), $"layers[{i}].power", $"must be between 0 and {MaxPower}");

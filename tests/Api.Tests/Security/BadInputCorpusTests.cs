@@ -193,7 +193,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: target minCompression 0.5", h => JobJson(h, "\"target\":{\"minCompression\":0.5}"));
         // Issue 27: numbers out of every documented range, enums by number, duplicate members, invisible characters.
         Add("job: cRate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1e300}"));
-        Add("job: negative cRate", h => JobJson(h, "\"settings\":{\"cRate\":-1}"));
+        Add("job: cRate below -10", h => JobJson(h, "\"settings\":{\"cRate\":-11}"));
         Add("job: gamma 1.797e308", h => JobJson(h, "\"settings\":{\"cRate\":1,\"gamma\":1.797e308}"));
         Add("job: power 2^64", h => JobJson(h, "\"settings\":{\"cRate\":1,\"power\":18446744073709551616}"));
         Add("job: learning rate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"learningRate\":1e300}"));

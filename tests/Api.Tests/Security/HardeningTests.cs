@@ -471,7 +471,7 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
             {"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {
               "cRate": 1e300, "gamma": 1.797e308, "power": 1e300, "learningRate": 18446744073709551616, "lrGamma": 1e300,
               "lrPower": -1, "weightDecay": 1e300,
-              "layers": [{"pattern": "fc*", "cRate": -1, "gamma": 1e300, "power": 18446744073709551616}]} }
+              "layers": [{"pattern": "fc*", "cRate": -1e300, "gamma": 1e300, "power": 18446744073709551616}]} }
             """;
 
         var problem = await client.PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json"))
@@ -484,7 +484,7 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
             "settings.weightDecay", "settings.layers[0].cRate", "settings.layers[0].gamma", "settings.layers[0].power",
         ];
         Assert.Equal(names.Order(), errors.EnumerateObject().Select(e => e.Name).Order());
-        Assert.Equal("must be between 0 and 100", errors.GetProperty("settings.cRate")[0].GetString());
+        Assert.Equal("must be between -10 and 100", errors.GetProperty("settings.cRate")[0].GetString());
         Assert.Equal("must be greater than 0 and at most 10000", errors.GetProperty("settings.learningRate")[0].GetString());
         Assert.Equal("must be between 0 and 1", errors.GetProperty("settings.weightDecay")[0].GetString());
         Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
