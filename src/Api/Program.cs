@@ -53,11 +53,10 @@ builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
 builder.Services.AddAuthorizationBuilder()
     .AddPolicy("HangfireDashboard", policy => policy.RequireAuthenticatedUser().RequireAssertion(context =>
     {
-        var allowed = context.Resource is HttpContext http
-            ? http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.DashboardTenants
-            : [];
+        if (context.Resource is not HttpContext http) return false;
+        var options = http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value;
         var tenant = context.User.FindFirst(ApiKeyAuthenticationHandler.TenantClaim)?.Value;
-        return tenant is not null && (allowed.Length == 0 || allowed.Contains(tenant));
+        return tenant is not null && (options.DashboardTenants.Contains(tenant) || options.DashboardOperatorTenants.Contains(tenant));
     }));
 
 // Hangfire's dashboard validates every POST (its delete and requeue buttons) against this antiforgery service, so a page
@@ -65,9 +64,12 @@ builder.Services.AddAuthorizationBuilder()
 builder.Services.AddAntiforgery();
 builder.Services.ConfigureHttpJsonOptions(json =>
 {
-    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // Enum settings by name only: "1" or 2 would pick whichever member has that number today.
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false));
     // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
     json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+    // Nor a setting given twice, of which the last would win unseen.
+    json.SerializerOptions.AllowDuplicateProperties = false;
     // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
     json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
 });
@@ -89,6 +91,7 @@ if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.MigrateOnStart
 
 app.UseSecurityHeaders();
 app.UseExceptionHandler();
+app.UseProblemContentType();
 app.UseStatusCodePages();
 app.UseSwagger();
 app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());
@@ -99,9 +102,9 @@ app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();
 app.MapJobs();
-// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it, and
-// only Api:DashboardOperatorTenants may use its actions; for everybody else it is read-only (Hangfire answers 401).
-app.MapHangfireDashboard("/hangfire", new DashboardOptions
+// Operators' view of every tenant's queue (job arguments are ids only): only Api:DashboardTenants (read-only) and
+// Api:DashboardOperatorTenants (who may also use its actions; for the others Hangfire answers 401) open it.
+app.MapHangfireDashboard(ApiKeyAuthenticationHandler.DashboardPath, new DashboardOptions
 {
     Authorization = [],
     AsyncAuthorization = [],

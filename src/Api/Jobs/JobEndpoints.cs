@@ -237,7 +237,7 @@ public static class JobEndpoints
         JobState? filter = null;
         if (state is not null)
         {
-            if (Enum.TryParse<JobState>(state, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)) filter = parsed;
+            if (EnumNames.TryParse<JobState>(state, out var parsed)) filter = parsed;
             else errors["state"] = [$"must be one of {string.Join(", ", Enum.GetNames<JobState>())}"];
         }
         foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
@@ -284,9 +284,8 @@ public static class JobEndpoints
             .OrderBy(e => e.Iteration).Select(e => new EvaluationPoint(e.Iteration, e.Loss, e.Top1, e.Top5))
             .ToListAsync(cancellationToken);
 
-        var wantsCsv = format == "csv" || (format is null && http.GetTypedHeaders().Accept
-            .Any(a => a.MediaType.Equals("text/csv", StringComparison.OrdinalIgnoreCase)));
-        int? nextFrom = points.Count == limit ? points[^1].Iteration + stride : null;
+        var wantsCsv = MetricsQuery.WantsCsv(http, format);
+        var nextFrom = MetricsQuery.NextFrom(points, limit, stride);
         if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom));
 
         return TypedResults.Content(MetricsCsv.Write(job.LayerNames, points), "text/csv; charset=utf-8");

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Google.Protobuf;
 using Hangfire;
 using Microsoft.Extensions.DependencyInjection;
 using SurgeryService.Api.Tests.Infrastructure;
@@ -179,6 +180,32 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
             Assert.Equal(0, l.GetProperty("splicedTotal").GetInt64());
             Assert.True(l.GetProperty("prunedTotal").GetInt64() > 0);
         });
+    }
+
+    [Fact]
+    public async Task ALayerPatternThatMadeTheWorkerBacktrackForEverLetsTheJobFinish()
+    {
+        var client = host.Client();
+        // A layer named by the tenant and a pattern (issue 27) whose regex tried every way of placing its twelve stars
+        // in the name before failing on the '!': it held the worker for good, and with it every tenant's queue.
+        var onnx = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 16));
+        onnx.Graph.Node[0].Name = new string('a', 250);
+        var model = await client.PostAsync("/api/models", HttpExtensions.Form(onnx.ToByteArray(), "long-name.onnx"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(64, 32), "small.npz"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var job = await JobScenario.SubmitAsync(client, new
+        {
+            modelId = model.GetProperty("id").GetGuid(), datasetId = dataset.GetProperty("id").GetGuid(), checkpointInterval = 4,
+            settings = new
+            {
+                iterations = 4, batchSize = 16, evalInterval = 4, cRate = 1.0,
+                layers = new[] { new { pattern = string.Concat(Enumerable.Repeat("*a", 12)) + "!", cRate = 2.0 } },
+            },
+        });
+
+        var finished = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+        Assert.Equal("Succeeded", finished.GetProperty("state").GetString());
     }
 
     [Fact]
