@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.ML.OnnxRuntime;
+using SurgeryService.Domain.Datasets;
+using static TorchSharp.torch;
+
+namespace SurgeryService.Infrastructure.Deployment;
+
+/// <summary>A model to measure: its name (original, pruned-fp32, pruned-int8), its dense file and, where one exists, its sparse file.</summary>
+public sealed record DeploymentCandidate(string Name, string Storage, byte[] Dense, byte[]? Sparse = null);
+
+/// <summary>How the latencies were measured: ONNX Runtime's CPU provider, its thread count, the runs and the batch sizes.</summary>
+public sealed record LatencySettings(int IntraOpThreads = 1, int WarmupRuns = 10, int Runs = 100, int[]? BatchSizes = null)
+{
+    public int[] Batches => BatchSizes ?? [1, 64];
+}
+
+/// <summary>Median and 90th percentile of one batch size's run time, in milliseconds.</summary>
+public sealed record LatencyFigures(int Batch, double P50Ms, double P90Ms);
+
+/// <summary>
+/// Memory at load: the process's resident set before creating the session and after, and on Linux the peak while
+/// creating it (VmHWM after resetting it through /proc/self/clear_refs). Process-wide figures: they include ONNX
+/// Runtime's copy of the model, its arenas' first allocations and anything else the process allocates meanwhile.
+/// </summary>
+public sealed record LoadMemory(long RssDeltaBytes, long? PeakRssDeltaBytes, string Measured);
+
+/// <summary>One model's figures, all measured in ONNX Runtime.</summary>
+public sealed record DeploymentModelReport(
+    string Name, string Storage, double Top1, int TestSamples, long DenseBytes, long? SparseBytes,
+    IReadOnlyList<LatencyFigures> Latency, LoadMemory Memory)
+{
+    public string LogLine()
+    {
+        var latency = string.Join(", ", Latency.Select(l => FormattableString.Invariant($"batch {l.Batch} p50 {l.P50Ms:F3} ms p90 {l.P90Ms:F3} ms")));
+        var sparse = SparseBytes is { } s ? FormattableString.Invariant($", {s} B sparse") : "";
+        var peak = Memory.PeakRssDeltaBytes is { } p ? FormattableString.Invariant($" (peak +{p / 1024} KiB)") : "";
+        return FormattableString.Invariant(
+            $"deployment {Name} ({Storage}): top-1 {100 * Top1:F2}% on {TestSamples} test samples, file {DenseBytes} B dense{sparse}, latency {latency}, load memory +{Memory.RssDeltaBytes / 1024} KiB RSS{peak}");
+    }
+}
+
+/// <summary>The deployment report: every model measured in one process with the same settings.</summary>
+public sealed record DeploymentReport(
+    string Runtime, string ExecutionProvider, int IntraOpThreads, string GraphOptimization, int WarmupRuns, int Runs,
+    IReadOnlyList<DeploymentModelReport> Models);
+
+/// <summary>Measures models in ONNX Runtime for a <see cref="DeploymentReport"/>.</summary>
+public static class DeploymentMeasurement
+{
+    public static DeploymentReport Measure(IReadOnlyList<DeploymentCandidate> models, TensorDataset test, LatencySettings settings,
+        Action<string>? log = null)
+    {
+        var reports = new List<DeploymentModelReport>();
+        foreach (var model in models)
+        {
+            var report = MeasureOne(model, test, settings);
+            log?.Invoke(report.LogLine());
+            reports.Add(report);
+        }
+        return new DeploymentReport("onnxruntime " + OrtEnv.Instance().GetVersionString(), "CPU", settings.IntraOpThreads,
+            "all", settings.WarmupRuns, settings.Runs, reports);
+    }
+
+    public static DeploymentModelReport MeasureOne(DeploymentCandidate model, TensorDataset test, LatencySettings settings)
+    {
+        using var options = new SessionOptions
+        {
+            IntraOpNumThreads = settings.IntraOpThreads,
+            InterOpNumThreads = 1,
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+        };
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        var peakReset = ResetPeak();
+        var before = Rss();
+        var session = new InferenceSession(model.Dense, options);
+        var after = Rss();
+        long? peak = peakReset && Peak() is { } hwm ? hwm - before : null;
+        using (session)
+        {
+            var memory = new LoadMemory(after - before, peak,
+                peak is null ? "process RSS after session creation minus before" : "process RSS and peak RSS (VmHWM) during session creation, minus RSS before");
+            var top1 = Top1(session, test);
+            var latency = settings.Batches.Select(b => Latency(session, test, b, settings)).ToList();
+            return new DeploymentModelReport(model.Name, model.Storage, top1, (int)test.Count, model.Dense.LongLength,
+                model.Sparse?.LongLength, latency, memory);
+        }
+    }
+
+    /// <summary>Top-1 accuracy of <paramref name="session"/> on <paramref name="test"/> (preprocessed inputs, int64 labels).</summary>
+    public static double Top1(InferenceSession session, TensorDataset test)
+    {
+        const int batch = 1000;
+        var inputName = InputName(session);
+        var outputName = session.OutputMetadata.Keys.First();
+        long correct = 0;
+        for (long start = 0; start < test.Count; start += batch)
+        {
+            var length = Math.Min(batch, test.Count - start);
+            var (input, shape) = Batch(test, start, length);
+            long[] labels;
+            using (var scope = NewDisposeScope())
+            {
+                labels = test.Labels.narrow(0, start, length).data<long>().ToArray();
+            }
+            using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, [inputName], [value], [outputName]);
+            var scores = outputs[0].GetTensorDataAsSpan<float>();
+            var classes = (int)outputs[0].GetTensorTypeAndShape().Shape[1];
+            for (var i = 0; i < length; i++)
+            {
+                var row = scores.Slice((int)i * classes, classes);
+                var best = 0;
+                for (var k = 1; k < classes; k++) if (row[k] > row[best]) best = k;
+                if (best == labels[i]) correct++;
+            }
+        }
+        return (double)correct / test.Count;
+    }
+
+    private static LatencyFigures Latency(InferenceSession session, TensorDataset test, int batch, LatencySettings settings)
+    {
+        var inputName = InputName(session);
+        var outputName = session.OutputMetadata.Keys.First();
+        var (input, shape) = Batch(test, 0, Math.Min(batch, test.Count));
+        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+        using var runOptions = new RunOptions();
+        var times = new double[settings.Runs];
+        for (var i = 0; i < settings.WarmupRuns + settings.Runs; i++)
+        {
+            var start = Stopwatch.GetTimestamp();
+            using var outputs = session.Run(runOptions, [inputName], [value], [outputName]);
+            if (i >= settings.WarmupRuns) times[i - settings.WarmupRuns] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+        }
+        Array.Sort(times);
+        return new LatencyFigures((int)shape[0], Percentile(times, 0.5), Percentile(times, 0.9));
+    }
+
+    private static double Percentile(double[] sorted, double p)
+    {
+        var rank = p * (sorted.Length - 1);
+        var low = (int)Math.Floor(rank);
+        var high = Math.Min(low + 1, sorted.Length - 1);
+        return sorted[low] + (rank - low) * (sorted[high] - sorted[low]);
+    }
+
+    private static string InputName(InferenceSession session) =>
+        session.InputMetadata.Keys.First(k => !session.OverridableInitializerMetadata.ContainsKey(k));
+
+    private static (float[] Values, long[] Shape) Batch(TensorDataset test, long start, long length)
+    {
+        using var scope = NewDisposeScope();
+        var x = test.Inputs.narrow(0, start, length).to_type(ScalarType.Float32).contiguous();
+        return (x.data<float>().ToArray(), x.shape);
+    }
+
+    private static long Rss() => ProcStatus("VmRSS:") ?? Process.GetCurrentProcess().WorkingSet64;
+
+    private static long? Peak() => ProcStatus("VmHWM:");
+
+    /// <summary>Resets the kernel's peak-RSS mark to the current RSS (Linux 4.0+: writing 5 to /proc/self/clear_refs).</summary>
+    private static bool ResetPeak()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException)
+        {
+            return false;
+        }
+    }
+
+    private static long? ProcStatus(string key)
+    {
+        try
+        {
+            var line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith(key, StringComparison.Ordinal));
+            if (line is null) return null;
+            var kib = long.Parse(line[key.Length..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            return kib * 1024;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException)
+        {
+            return null;
+        }
+    }
+}
