@@ -9,6 +9,7 @@ return args switch
     ["threads-child", .. var rest] => Threads.Child(rest),
     ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
+    ["int8", var architecture, .. var rest] => Int8.Run(architecture, rest),
     _ => Usage(),
 };
 
@@ -47,6 +48,16 @@ static int Usage()
           --json FILE                also write the figures as JSON
         usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
           (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
+        usage: dotnet run -c Release --project bench -- int8 <lenet-300-100|lenet-5> [options]
+          the dense reference as an ONNX upload, a DNS surgery on it, int8 QDQ quantization, all measured in ONNX Runtime
+          --iterations N             surgery iterations (default 3000; the recipe's schedule is scaled to them)
+          --dense-iterations N       iterations of the dense reference (default 3000, cached in .data/bench)
+          --calibration N            training samples for min/max calibration (default 1000)
+          --activations int8|uint8   activation type (default int8: S8S8)
+          --ort-threads N            ONNX Runtime intra-op threads (default 1)
+          --runs N, --warmup N       latency runs per batch size after warm-up (default 200, 20)
+          --save DIR                 also write the five ONNX files there
+          --json FILE, --threads N, --mnist DIR   as for reproduce
         """);
     return 2;
 }

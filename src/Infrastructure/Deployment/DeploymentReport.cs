@@ -52,6 +52,11 @@ public static class DeploymentMeasurement
         Action<string>? log = null)
     {
         var reports = new List<DeploymentModelReport>();
+        // ONNX Runtime's one-time start-up (environment, kernel registries) must not land in the first model's load memory.
+        if (models.Count > 0)
+        {
+            using var warmup = new InferenceSession(models[0].Dense);
+        }
         foreach (var model in models)
         {
             var report = MeasureOne(model, test, settings);
