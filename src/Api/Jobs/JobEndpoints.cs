@@ -124,7 +124,7 @@ public static class JobEndpoints
 
         var job = NewJob(tenant, model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations);
+            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations);
         return await EnqueueAsync(job, queuing, storage, cancellationToken);
     }
 
@@ -417,17 +417,17 @@ public static class JobEndpoints
     private static Conflict<ProblemDetails>? NoSensitivity(SurgeryJob job)
     {
         if (job.Search is { Sensitivity.Count: > 0 }) return null;
-        if (!job.IsSensitivityOnly && !job.Settings.IsBudgetMode)
+        if (job.Kind is FixedJob)
         {
             return Problems.Conflict("No sensitivity curves",
                 "fixed-threshold jobs (the job names cRates) do not measure sensitivity: ask for it with POST /api/jobs/sensitivity");
         }
-        return NotSucceeded(job, "sensitivity curves", job.IsSensitivityOnly ? "layer" : "iteration")
+        return NotSucceeded(job, "sensitivity curves", job.Kind is SensitivityJob ? "layer" : "iteration")
             ?? Problems.Conflict("No sensitivity curves", "the job finished without measuring sensitivity: ask for it with POST /api/jobs/sensitivity");
     }
 
     /// <summary>409 for a sensitivity-only job: it measures curves and delivers no model.</summary>
-    private static Conflict<ProblemDetails>? NoModelOutput(SurgeryJob job) => job.IsSensitivityOnly
+    private static Conflict<ProblemDetails>? NoModelOutput(SurgeryJob job) => job.Kind is SensitivityJob
         ? Problems.Conflict("No model output",
             $"job {job.Id} is a sensitivity analysis: it has no model output; its answer is GET /api/jobs/{job.Id}/sensitivity (or sensitivity.svg)")
         : null;
