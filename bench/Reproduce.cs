@@ -212,7 +212,7 @@ internal static class Reproduce
             {
                 for (var t = 0; t < trainers.Count; t++) ms[t].Add(Chunk(trainers[t], chunk));
             }
-            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), SurgeryTrainer.ExpectedMaskUpdateShare(settings, layers));
+            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), MaskSchedules.ExpectedUpdateShare(settings, layers));
         }
         finally
         {

@@ -27,7 +27,7 @@ internal static class Target
         var firstSeed = int.Parse(options.Get("first-seed", "1"));
         var recipe = Reproduce.Recipe(architecture, method);
         var maxIterations = int.Parse(options.Get("max-iterations", recipe.Iterations.ToString()));
-        var denseIterations = Reproduce.DenseIterations(architecture);
+        var denseIterations = int.Parse(options.Get("dense-iterations", Reproduce.DenseIterations(architecture).ToString()));
         var mnistDir = options.Get("mnist",
             Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
         if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));

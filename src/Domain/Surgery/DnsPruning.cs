@@ -96,23 +96,6 @@ public sealed class DnsPruning : IPruningMethod
             .ToList());
 
     /// <summary>
-    /// The expected share of (layer, iteration) pairs in which a DNS run updates a mask: sigma(iter) summed over each
-    /// layer's window up to its iter_stop, over layers times iterations. How often a run pays for mask updates.
-    /// </summary>
-    public static double ExpectedMaskUpdateShare(SurgerySettings settings, IReadOnlyList<PrunableLayer> layers)
-    {
-        if (layers.Count == 0) return 0;
-        double updates = 0;
-        foreach (var layer in layers)
-        {
-            var rule = LayerRule.For(layer, settings);
-            var (start, end) = MaskSchedules.PhaseWindow(settings, layer.Kind);
-            for (var local = 0; local < Math.Min(rule.IterStop, end - start); local++) updates += rule.Sigma(local);
-        }
-        return updates / layers.Count / settings.Iterations;
-    }
-
-    /// <summary>
     /// Step 3's "when": one draw <c>r ~ U[0,1]</c> per layer per iteration; the mask updates when <c>sigma(iter) &gt; r</c>
     /// and <c>iter &lt; iter_stop</c>, counting iterations from the start of the layer's window.
     /// </summary>
@@ -121,12 +104,14 @@ public sealed class DnsPruning : IPruningMethod
         /// <summary>A layer's iterations <c>[Start, End)</c>, of which the first <c>IterStop</c> may update its mask.</summary>
         public sealed record Window(int Start, int End, int IterStop, LayerRule Rule);
 
-        public bool Due(int index, MaskedLayer layer, int iteration)
+        public bool Due(int index, MaskedLayer layer, int iteration) =>
+            UpdateProbability(index, iteration) > MaskSchedules.UniformDraw(seed, index, iteration);
+
+        public double UpdateProbability(int index, int iteration)
         {
             var window = windows[index];
             var local = iteration - window.Start;
-            return iteration >= window.Start && iteration < window.End && local < window.IterStop
-                && window.Rule.Sigma(local) > MaskSchedules.UniformDraw(seed, index, iteration);
+            return iteration >= window.Start && iteration < window.End && local < window.IterStop ? window.Rule.Sigma(local) : 0;
         }
     }
 }

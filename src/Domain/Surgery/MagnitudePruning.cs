@@ -70,19 +70,27 @@ public sealed class MagnitudePruning(int rounds) : IPruningMethod
     {
         public bool Due(int index, MaskedLayer layer, int iteration)
         {
+            if (Round(index, iteration) is not { } round) return false;
+            var cut = method.Cut(layer, round);
+            layer.SetThresholds(cut, cut);
+            return true;
+        }
+
+        public double UpdateProbability(int index, int iteration) => Round(index, iteration) is null ? 0 : 1;
+
+        /// <summary>The round that starts at <paramref name="iteration"/> in the layer's window, if one does.</summary>
+        private int? Round(int index, int iteration)
+        {
             var (start, end) = windows[index];
-            if (iteration < start || iteration >= end) return false;
+            if (iteration < start || iteration >= end) return null;
             var local = iteration - start;
             var length = end - start;
             // In a window shorter than the rounds several start together; the highest cut is what they leave.
             for (var r = method.Rounds - 1; r >= 0; r--)
             {
-                if (local != (int)((long)r * length / method.Rounds)) continue;
-                var cut = method.Cut(layer, r);
-                layer.SetThresholds(cut, cut);
-                return true;
+                if (local == (int)((long)r * length / method.Rounds)) return r;
             }
-            return false;
+            return null;
         }
     }
 }

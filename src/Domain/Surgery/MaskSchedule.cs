@@ -11,6 +11,9 @@ public interface IMaskSchedule
     /// that raises the cut over rounds (the magnitude baseline) sets the layer's thresholds for the update it allows.
     /// </summary>
     bool Due(int index, MaskedLayer layer, int iteration);
+
+    /// <summary>The probability that <see cref="Due"/> says yes for layer <paramref name="index"/> at <paramref name="iteration"/>.</summary>
+    double UpdateProbability(int index, int iteration);
 }
 
 public static class MaskSchedules
@@ -29,6 +32,22 @@ public static class MaskSchedules
         return kind == LayerKind.Convolution ? (0, half) : (half, settings.Iterations);
     }
 
+    /// <summary>
+    /// The expected share of (layer, iteration) pairs in which a run with <paramref name="settings"/> updates a mask in
+    /// the paper's fixed mode: how often it pays for mask updates.
+    /// </summary>
+    public static double ExpectedUpdateShare(SurgerySettings settings, IReadOnlyList<PrunableLayer> layers)
+    {
+        if (layers.Count == 0) return 0;
+        var schedule = PruningMethods.For(settings).Schedule(settings, layers);
+        double updates = 0;
+        for (var k = 0; k < layers.Count; k++)
+        {
+            for (var iteration = 0; iteration < settings.Iterations; iteration++) updates += schedule.UpdateProbability(k, iteration);
+        }
+        return updates / layers.Count / settings.Iterations;
+    }
+
     /// <summary>A uniform draw in [0, 1) that depends only on (seed, layer, iteration), so resumed runs draw the same.</summary>
     internal static double UniformDraw(int seed, int layer, int iteration)
     {
@@ -42,5 +61,7 @@ public static class MaskSchedules
     private sealed class FrozenSchedule : IMaskSchedule
     {
         public bool Due(int index, MaskedLayer layer, int iteration) => false;
+
+        public double UpdateProbability(int index, int iteration) => 0;
     }
 }
