@@ -74,7 +74,7 @@ public sealed class SearchReport
 }
 
 /// <summary>
-/// Budget mode (dns-spec.md, "Budget mode"; the product's extension of the paper): the most compressed model whose
+/// Budget mode (docs/algorithm.md#budget-mode; the product's extension of the paper): the most compressed model whose
 /// validation top-1 stays within <see cref="SurgeryTarget.MaxAccuracyDrop"/> of the starting model's.
 /// <list type="number">
 /// <item>Evaluate the starting model on the validation split (held out of the training data) and the test set.</item>

@@ -16,7 +16,7 @@ public sealed class DnsPruning : IPruningMethod
     public bool Splices => true;
 
     /// <summary>
-    /// Step 2 (docs/algorithm.md#thresholds), once at surgery start: from the nonzero entries of W (and b when biases are
+    /// Step 2 (docs/algorithm.md#per-prunable-layer), once at surgery start: from the nonzero entries of W (and b when biases are
     /// pruned), <c>mu = mean|w|</c>, <c>sd = sqrt(mean(w^2) - mu^2)</c>, <c>t = max(mu + c * sd, 0)</c>, <c>a = 0.9 t</c>,
     /// <c>b = 1.1 t</c>.
     /// </summary>

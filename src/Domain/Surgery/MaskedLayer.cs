@@ -116,7 +116,7 @@ public sealed class MaskedLayer : IDisposable
     internal IReadOnlyList<MaskedTensor> Masked { get; }
 
     /// <summary>
-    /// <c>mean|w|</c> and the population standard deviation of |w| over the nonzero masked entries (docs/algorithm.md#thresholds),
+    /// <c>mean|w|</c> and the population standard deviation of |w| over the nonzero masked entries (docs/algorithm.md#per-prunable-layer),
     /// and the population standard deviation of all of them (the magnitude method's scale).
     /// </summary>
     internal (double MeanAbs, double StdAbs, float Std) Statistics()
@@ -193,7 +193,7 @@ public sealed class MaskedLayer : IDisposable
     }
 
     /// <summary>
-    /// Step 4 (docs/algorithm.md#forward-and-backward), every iteration: the module computes with <c>W ⊙ T</c>. A cut
+    /// Step 4 (docs/algorithm.md#per-prunable-layer), every iteration: the module computes with <c>W ⊙ T</c>. A cut
     /// negative weight may be written as -0, which computes the same; <see cref="WriteDeliveredWeights"/> writes the
     /// exact zeros a user receives.
     /// </summary>
@@ -311,6 +311,6 @@ internal sealed record LayerRule(double CRate, double Gamma, double Power, int I
             overrides?.IterStop ?? iterStop);
     }
 
-    /// <summary>Spec step 3: the probability of a mask update, <c>sigma(iter) = (1 + gamma * iter) ^ (-power)</c>.</summary>
+    /// <summary>Step 3 (docs/algorithm.md#mask-update): the probability of a mask update, <c>sigma(iter) = (1 + gamma * iter) ^ (-power)</c>.</summary>
     public double Sigma(int iteration) => Math.Pow(1 + Gamma * iteration, -Power);
 }

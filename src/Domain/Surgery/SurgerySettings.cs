@@ -65,7 +65,7 @@ public sealed record LayerSettings
 }
 
 /// <summary>
-/// Every setting of one surgery (dns-spec.md, "Defaults and settings"). Serialises to JSON as the Api's request body.
+/// Every setting of one surgery (docs/algorithm.md#defaults-and-settings). Serialises to JSON as the Api's request body.
 /// </summary>
 public sealed record SurgerySettings
 {

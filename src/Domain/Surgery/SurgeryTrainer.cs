@@ -9,7 +9,7 @@ using static TorchSharp.torch.nn;
 namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
-/// The training loop of a surgery (docs/algorithm.md#forward-and-backward): at the start of every iteration the
+/// The training loop of a surgery (docs/algorithm.md#per-prunable-layer): at the start of every iteration the
 /// <see cref="IMaskSchedule"/> says which layers' masks the <see cref="IPruningMethod"/> updates; then forward with
 /// <c>W ⊙ T</c>, the loss, backward, the gradient handed to the dense weights, and an <see cref="IOptimizer"/> step at the
 /// <see cref="ILearningRateSchedule"/>'s rate. Around the loop: evaluation, events, divergence rollback and checkpoints
