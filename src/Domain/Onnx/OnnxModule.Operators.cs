@@ -134,7 +134,8 @@ public sealed partial class OnnxModule
             }
             case "Pad": return PadOp(node, a, x);
             default:
-                throw new SurgeryException("Unsupported ONNX operators", $"the service cannot run {node.OpType}", ErrorKind.Unsupported);
+                return ExecuteMath(node, a, x)
+                    ?? throw new SurgeryException("Unsupported ONNX operators", $"the service cannot run {node.OpType}", ErrorKind.Unsupported);
         }
     }
 
