@@ -39,6 +39,8 @@ public sealed class OnnxModel
         ["ReduceMean"] = [1], ["ReduceSum"] = [1], ["ReduceMax"] = [1], ["ReduceMin"] = [1], ["ReduceProd"] = [1],
         ["ReduceL1"] = [1], ["ReduceL2"] = [1], ["ReduceSumSquare"] = [1], ["Pow"] = [1], ["Expand"] = [1],
         ["Split"] = [1], ["Tile"] = [1], ["Range"] = [0, 1, 2], ["Trilu"] = [1], ["Where"] = [0],
+        // A comparison has no gradient: a float initializer read only by comparisons is a threshold, not a weight.
+        ["Equal"] = [0, 1], ["Less"] = [0, 1], ["LessOrEqual"] = [0, 1], ["Greater"] = [0, 1], ["GreaterOrEqual"] = [0, 1],
     };
 
     private readonly Dictionary<string, TensorProto> _initializers;
