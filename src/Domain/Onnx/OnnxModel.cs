@@ -194,7 +194,7 @@ public sealed class OnnxModel
         if (unsupported.Count > 0)
         {
             var list = string.Join("; ", unsupported.Select(g =>
-                $"{g.Key} (nodes: {string.Join(", ", g.Select((n, i) => NodeLabel(n)))})"));
+                $"{g.Key} (nodes: {string.Join(", ", g.Take(3).Select(NodeLabel))}{(g.Count() > 3 ? $" and {g.Count() - 3} more" : "")})"));
             throw new SurgeryException("Unsupported ONNX operators",
                 $"the model uses {unsupported.Count} operator type(s) the service cannot run: {list}", ErrorKind.Unsupported);
         }
