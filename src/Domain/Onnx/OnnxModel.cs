@@ -384,6 +384,34 @@ public sealed class OnnxModel
                 node.OpType is "Conv" or "ConvTranspose" ? LayerKind.Convolution : LayerKind.FullyConnected,
                 _memberNames[weight], bias is null ? null : _memberNames[bias]));
         }
+        // A recurrent node's input weights W and recurrent weights R are two layers (all gates and directions of each
+        // in one mask); the bias B, which holds the biases of both, goes with W.
+        foreach (var node in graph.Node.Where(n => n.OpType is "LSTM" or "GRU" or "RNN"))
+        {
+            foreach (var (index, suffix) in new[] { (1, "W"), (2, "R") })
+            {
+                if (node.Input.Count <= index || TraceInitializer(node.Input[index]) is not { } weight) continue;
+                var init = _initializers[weight];
+                if (init.DataType != (int)OnnxDataType.Float)
+                {
+                    badWeights.Add($"'{weight}' ({suffix} of {NodeLabel(node)}, {node.OpType}) has element type {OnnxDataTypes.Describe(init.DataType)}");
+                    continue;
+                }
+                if (!claimed.Add(weight)) continue;
+                string? bias = null;
+                if (index == 1 && node.Input.Count > 3 && _initializers.TryGetValue(node.Input[3], out var b)
+                    && b.DataType == (int)OnnxDataType.Float && claimed.Add(b.Name))
+                {
+                    bias = b.Name;
+                }
+                var baseName = string.IsNullOrEmpty(node.Name) ? weight : node.Name;
+                var name = $"{baseName}/{suffix}";
+                for (var k = 2; !names.Add(name); k++) name = $"{baseName}/{suffix}_{k}";
+                var count = OnnxTensors.ElementCount(init.Dims) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
+                layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), count, true, weight, bias));
+                prunable.Add(new PrunableLayer(name, LayerKind.FullyConnected, _memberNames[weight], bias is null ? null : _memberNames[bias]));
+            }
+        }
         if (badWeights.Count > 0)
         {
             throw new SurgeryException("Unsupported ONNX weights",

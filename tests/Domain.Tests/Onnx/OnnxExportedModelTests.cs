@@ -34,6 +34,9 @@ public class OnnxExportedModelTests(ITestOutputHelper output)
     [InlineData("gru-bidirectional-opset13.onnx")]
     [InlineData("gru-bidirectional-opset17.onnx")]
     [InlineData("rnn-opset13.onnx")]
+    [InlineData("transformer-padding-mask-opset13.onnx")]
+    [InlineData("transformer-padding-mask-opset17.onnx")]
+    [InlineData("attention-padding-mask-opset13.onnx")]
     public void ExportedModelMatchesOnnxRuntimeAndWritesPrunedWeightsBackExactly(string fixture)
     {
         var bytes = Fixture(fixture);
@@ -82,6 +85,20 @@ public class OnnxExportedModelTests(ITestOutputHelper output)
         Assert.Equal(2 + 1, byOp["Gemm"]);
         Assert.All(model.PrunableLayers, l => Assert.NotNull(l.BiasParameter));
         Assert.DoesNotContain(model.Layers, l => !l.Prunable && l.Op is "MatMul" or "Gemm");
+    }
+
+    [Theory]
+    [InlineData("lstm-opset13.onnx", "LSTM")]
+    [InlineData("gru-bidirectional-opset17.onnx", "GRU")]
+    public void RecurrentInputAndRecurrentWeightsArePrunableLayersWithTheBiasOnTheInputWeights(string fixture, string op)
+    {
+        var model = OnnxModel.Load(Fixture(fixture));
+        var recurrent = model.Layers.Where(l => l.Op == op).ToList();
+        Assert.Equal(4, recurrent.Count); // two stacked layers, W and R each
+        Assert.All(recurrent, l => Assert.True(l.Prunable));
+        Assert.Equal(["/rnn/" + op + "/W", "/rnn/" + op + "/R"], recurrent.Take(2).Select(l => l.Name));
+        Assert.NotNull(recurrent[0].BiasInitializer);
+        Assert.Null(recurrent[1].BiasInitializer);
     }
 
     [Theory]

@@ -99,6 +99,21 @@ public class OnnxRefusalTests
     }
 
     [Fact]
+    public void RefusesRecurrentNodesWithSequenceLengthsOrCoupledInputForgetGates()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var x = g.Input("x", 4, -1, 3);
+        var lengths = g.AddInitializer(new TensorProto { Name = "lengths", DataType = (int)OnnxDataType.Int32, Dims = { 2 }, Int32Data = { 4, 2 } });
+        var a = g.Named("gru", "GRU", [x, g.Init("W", [1, 6, 3]), g.Init("R", [1, 6, 2]), "", lengths], ("hidden_size", 2L));
+        var b = g.Named("lstm", "LSTM", [g.Node("Squeeze", [a, g.Longs("axes", 1)]), g.Init("W2", [1, 8, 2]), g.Init("R2", [1, 8, 2])],
+            ("hidden_size", 2L), ("input_forget", 1L));
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(b)));
+        Assert.Equal(ErrorKind.Unsupported, error.Kind);
+        Assert.Contains("'gru': GRU with sequence_lens", error.Message);
+        Assert.Contains("'lstm': LSTM with input_forget is not supported", error.Message);
+    }
+
+    [Fact]
     public void RefusesAnOperatorFromAnotherDomainNamingTheDomain()
     {
         var model = ModelProto.Parser.ParseFrom(SmallModel());

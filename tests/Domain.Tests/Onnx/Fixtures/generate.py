@@ -17,9 +17,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 class TransformerClassifier(nn.Module):
     """Token embedding, two post-norm encoder layers (optionally with a causal mask), mean pooling, a linear head."""
 
-    def __init__(self, causal=False):
+    def __init__(self, causal=False, padding=False):
         super().__init__()
         self.causal = causal
+        self.padding = padding
         self.embed = nn.Linear(8, 16)
         layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.1, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, 2)
@@ -27,7 +28,20 @@ class TransformerClassifier(nn.Module):
 
     def forward(self, x):
         mask = nn.Transformer.generate_square_subsequent_mask(x.shape[1]) if self.causal else None
-        return self.head(self.encoder(self.embed(x), mask=mask).mean(1))
+        # A key padding mask computed from the input, so the one-input graph carries it (Greater, Where, Expand).
+        padding = x[:, :, 0] > 0.5 if self.padding else None
+        return self.head(self.encoder(self.embed(x), mask=mask, src_key_padding_mask=padding).mean(1))
+
+
+class SelfAttention(nn.Module):
+    """nn.MultiheadAttention alone, with a key padding mask computed from the input."""
+
+    def __init__(self):
+        super().__init__()
+        self.attention = nn.MultiheadAttention(16, 4, batch_first=True)
+
+    def forward(self, x):
+        return self.attention(x, x, x, key_padding_mask=x[:, :, 0] > 0.5, need_weights=False)[0]
 
 
 class TinyViT(nn.Module):
@@ -94,3 +108,5 @@ if __name__ == "__main__":
     export("lstm", RecurrentClassifier("LSTM", False), (2, 6, 7), (13, 17))
     export("gru-bidirectional", RecurrentClassifier("GRU", True), (2, 6, 7), (13, 17))
     export("rnn", RecurrentClassifier("RNN", False), (2, 6, 7), (13,))
+    export("transformer-padding-mask", TransformerClassifier(padding=True), (2, 5, 8), (13, 17))
+    export("attention-padding-mask", SelfAttention(), (2, 5, 16), (13,))
