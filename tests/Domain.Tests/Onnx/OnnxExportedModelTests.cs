@@ -113,9 +113,15 @@ public class OnnxExportedModelTests(ITestOutputHelper output)
         var settings = new SurgerySettings { Iterations = 200, BatchSize = 32, LearningRate = 0.02, LrPolicy = LearningRatePolicy.Fixed, CRate = 0.5, EvalInterval = 1000 };
         using var trainer = new SurgeryTrainer(module, model.PrunableLayers, settings);
 
-        var outcome = trainer.Run(data, data, new Surgery.Fixtures.RecordingObserver());
+        var live = new List<long>();
 
-        output.WriteLine($"{fixture}: top-1 {outcome.Before?.Top1} -> {outcome.After?.Top1}, kept {outcome.Kept} of {outcome.Total}");
+        var outcome = trainer.Run(data, data, new Surgery.Fixtures.RecordingObserver
+        {
+            OnEachIteration = m => { if (m.Iteration % 40 == 39) live.Add(DisposeScopeManager.Statistics.ThreadTotalLiveCount); },
+        });
+
+        output.WriteLine($"{fixture}: top-1 {outcome.Before?.Top1} -> {outcome.After?.Top1}, kept {outcome.Kept} of {outcome.Total}; live tensors {string.Join(", ", live)}");
+        Assert.True(live.Max() - live.Min() <= 2, "live tensors grew: " + string.Join(", ", live));
         Assert.True(outcome.After!.Top1 > 0.9, $"accuracy {outcome.After.Top1}");
         Assert.True(outcome.Kept < outcome.Total);
     }
