@@ -37,6 +37,8 @@ public class OnnxExportedModelTests(ITestOutputHelper output)
     [InlineData("transformer-padding-mask-opset13.onnx")]
     [InlineData("transformer-padding-mask-opset17.onnx")]
     [InlineData("attention-padding-mask-opset13.onnx")]
+    [InlineData("shufflenet-v2-tiny-opset13.onnx")]
+    [InlineData("shufflenet-v2-tiny-opset17.onnx")]
     public void ExportedModelMatchesOnnxRuntimeAndWritesPrunedWeightsBackExactly(string fixture)
     {
         var bytes = Fixture(fixture);

@@ -9,6 +9,7 @@ import warnings
 
 import torch
 import torch.nn as nn
+import torchvision
 
 warnings.filterwarnings("ignore")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -110,3 +111,6 @@ if __name__ == "__main__":
     export("rnn", RecurrentClassifier("RNN", False), (2, 6, 7), (13,))
     export("transformer-padding-mask", TransformerClassifier(padding=True), (2, 5, 8), (13, 17))
     export("attention-padding-mask", SelfAttention(), (2, 5, 16), (13,))
+    # torchvision's ShuffleNetV2 at a tiny width: channel split (Split), channel shuffle and the .mean() head (ReduceMean).
+    export("shufflenet-v2-tiny", torchvision.models.ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 128], num_classes=10),
+           (2, 3, 32, 32), (13, 17))
