@@ -31,12 +31,8 @@ public sealed partial class OnnxModule
             case "ReduceMean" or "ReduceSum" or "ReduceMax" or "ReduceMin" or "ReduceProd" or "ReduceL2" or "ReduceL1" or "ReduceSumSquare":
                 return Reduce(node.OpType, In(0), Opt(1), a);
             case "Pow":
-            {
-                var exponent = In(1);
-                // ONNX Pow keeps the base's type; a float base with an integer exponent must not become an integer.
-                var result = torch.pow(In(0), exponent.dtype == In(0).dtype ? exponent : exponent.to_type(In(0).dtype));
-                return result;
-            }
+                // ONNX Pow keeps the base's type, where torch would promote an integer base with a float exponent.
+                return torch.pow(In(0), In(1).dtype == In(0).dtype ? In(1) : In(1).to_type(In(0).dtype));
             case "Sqrt": return In(0).sqrt();
             case "Reciprocal": return In(0).reciprocal();
             case "Exp": return In(0).exp();
@@ -74,7 +70,7 @@ public sealed partial class OnnxModule
                 var type = start.dtype;
                 if (torch.is_floating_point(start))
                 {
-                    return torch.arange(Double(start), Double(In(1)), Double(In(2)), type, start.device);
+                    return torch.arange(DoubleValue(start), DoubleValue(In(1)), DoubleValue(In(2)), type, start.device);
                 }
                 return torch.arange(Longs(start)[0], Longs(In(1))[0], Longs(In(2))[0], type, start.device);
             }
@@ -90,7 +86,7 @@ public sealed partial class OnnxModule
         }
     }
 
-    private static double Double(Tensor t)
+    private static double DoubleValue(Tensor t)
     {
         using var cpu = t.cpu().to_type(ScalarType.Float64);
         return cpu.reshape(-1)[0].item<double>();
