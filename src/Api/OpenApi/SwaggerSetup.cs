@@ -42,6 +42,8 @@ public static class SwaggerSetup
                 [new OpenApiSecuritySchemeReference(SchemeName, document)] = [],
             });
             options.OperationFilter<ExampleOperationFilter>();
+            // The response records' and list parameters' doc comments become the fields' descriptions.
+            options.IncludeXmlComments(typeof(SwaggerSetup).Assembly);
         });
 
     private sealed class ExampleOperationFilter : IOperationFilter
