@@ -28,7 +28,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
     public const int MaxFields = 16, MaxFieldsLength = 16 * 1024;
 
     /// <summary>Lengths of the columns the name and the file's metadata are stored in.</summary>
-    private const int MaxNameLength = 256, MaxContentTypeLength = 128;
+    private const int MaxNameLength = ColumnLimits.Name, MaxContentTypeLength = ColumnLimits.ContentType;
 
     public async Task<Upload> ReadAsync(HttpRequest request, ArtifactKind kind, CancellationToken cancellationToken)
     {

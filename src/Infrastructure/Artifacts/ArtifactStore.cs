@@ -59,7 +59,7 @@ public sealed class ArtifactStore(SurgeryDbContext db)
         Id = Guid.CreateVersion7(),
         TenantId = tenantId,
         Kind = kind,
-        FileName = StoredText.Truncate(fileName, 256),
+        FileName = StoredText.Truncate(fileName, ColumnLimits.Name),
         ContentType = contentType,
         Sha256 = new string('0', 64),
         CreatedAt = DateTimeOffset.UtcNow,
