@@ -54,7 +54,7 @@ public static class DatasetEndpoints
         return group;
     }
 
-    public static Task<Results<Created<DatasetResponse>, BadRequest<ProblemDetails>, PayloadTooLargeProblem, UnsupportedMediaTypeProblem,
+    public static Task<Results<Created<DatasetResponse>, BadRequest<ProblemDetails>, StatusProblem<PayloadTooLarge>, StatusProblem<UnsupportedMediaType>,
         UnprocessableEntity<ProblemDetails>>> Upload(HttpRequest request, MultipartUpload uploads, UploadDataset useCase,
         IOptions<DatasetOptions> options, CancellationToken cancellationToken) =>
         uploads.UploadAsync(request, ArtifactKind.DatasetUpload, "/api/datasets", async upload =>

@@ -193,7 +193,7 @@ public static class JobEndpoints
         await jobs.FindAsync(id, cancellationToken) is { } job ? TypedResults.Ok(JobResponse.From(job)) : NotFoundProblem.For("job", id);
 
     public static async Task<Results<Ok<MetricsResponse>, ContentHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Metrics(
-        Guid id, HttpRequest http, SurgeryDbContext db, int? from = null, int? to = null, int stride = 1,
+        Guid id, HttpRequest http, JobQueries jobs, int? from = null, int? to = null, int stride = 1,
         int limit = 10_000, string? format = null, CancellationToken cancellationToken = default)
     {
         var errors = new Dictionary<string, string[]>();
@@ -204,20 +204,15 @@ public static class JobEndpoints
         if (format is not null && format is not ("json" or "csv")) errors["format"] = ["must be 'json' or 'csv'"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var job = await Find(db, id, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         var start = from ?? 0;
         var end = to ?? int.MaxValue;
-        var points = await db.JobMetrics.AsNoTracking()
-            .Where(m => m.JobId == id && m.Iteration >= start && m.Iteration <= end && (m.Iteration - start) % stride == 0)
-            .OrderBy(m => m.Iteration).Take(limit)
-            .Select(m => new MetricPoint(m.Iteration, m.Loss, m.LearningRate, m.Kept, m.Total,
-                m.Total == 0 ? 0 : 1 - (double)m.Kept / m.Total, m.LayerKept))
-            .ToListAsync(cancellationToken);
-        var evaluations = await db.JobEvaluations.AsNoTracking()
-            .Where(e => e.JobId == id && e.Iteration >= start && e.Iteration <= end)
-            .OrderBy(e => e.Iteration).Select(e => new EvaluationPoint(e.Iteration, e.Loss, e.Top1, e.Top5))
-            .ToListAsync(cancellationToken);
+        var points = await jobs.MetricsAsync(id, start, end, stride, limit,
+            m => new MetricPoint(m.Iteration, m.Loss, m.LearningRate, m.Kept, m.Total, m.Total == 0 ? 0 : 1 - (double)m.Kept / m.Total, m.LayerKept),
+            cancellationToken);
+        var evaluations = (await jobs.EvaluationsAsync(id, start, end, cancellationToken))
+            .Select(e => new EvaluationPoint(e.Iteration, e.Loss, e.Top1, e.Top5)).ToList();
 
         var wantsCsv = format == "csv" || (format is null && http.GetTypedHeaders().Accept
             .Any(a => a.MediaType.Equals("text/csv", StringComparison.OrdinalIgnoreCase)));
@@ -228,23 +223,24 @@ public static class JobEndpoints
     }
 
     public static async Task<Results<ProgressEventStream, NotFound<ProblemDetails>>> Events(
-        Guid id, SurgeryDbContext db, IOptions<ApiOptions> options, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, IOptions<ApiOptions> options, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
-        return new ProgressEventStream(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
+        return new ProgressEventStream(Progress(jobs, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
             TimeSpan.FromSeconds(options.Value.EventKeepAliveSeconds), cancellationToken));
     }
 
     /// <summary>Progress events as the job changes, and null (a keep-alive comment) after <paramref name="keepAlive"/> of silence.</summary>
     private static async IAsyncEnumerable<SseItem<JobProgressEvent>?> Progress(
-        SurgeryDbContext db, Guid id, TimeSpan poll, TimeSpan keepAlive, [EnumeratorCancellation] CancellationToken cancellationToken)
+        JobQueries jobs, Guid id, TimeSpan poll, TimeSpan keepAlive, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         JobProgressEvent? last = null;
         var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var job = await db.Jobs.AsNoTracking().SingleAsync(j => j.Id == id, cancellationToken);
+            var job = await jobs.FindAsync(id, cancellationToken)
+                ?? throw new InvalidOperationException($"job {id} disappeared while its events were streamed");
             var response = JobResponse.From(job);
             var current = new JobProgressEvent(id, response.State, job.Iteration, job.TotalIterations, job.Loss, response.Sparsity,
                 job.LastTop1, job.CheckpointIteration, job.Error);
@@ -269,7 +265,7 @@ public static class JobEndpoints
 
     public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>,
         UnprocessableEntity<ProblemDetails>, ValidationProblem>> Result(
-        Guid id, SurgeryDbContext db, ArtifactStore artifacts, string? format = null,
+        Guid id, JobQueries jobs, ArtifactStore artifacts, string? format = null,
         CancellationToken cancellationToken = default)
     {
         ResultFormat? parsed = null;
@@ -280,7 +276,7 @@ public static class JobEndpoints
                 ["format"] = ["must be 'onnx', 'onnx-sparse' or 'torchsharp'"],
             });
         }
-        var job = await Find(db, id, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoModelOutput(job) is { } none) return none;
         if (NotSucceeded(job, "result") is { } notDone) return notDone;
@@ -297,7 +293,7 @@ public static class JobEndpoints
             return Problems.Unprocessable("Format not available",
                 $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} (it follows the uploaded model's format)");
         }
-        var artifact = await db.Artifacts.AsNoTracking().SingleAsync(a => a.Id == artifactId, cancellationToken);
+        var artifact = await jobs.ArtifactAsync(artifactId.Value, cancellationToken);
         var stream = await artifacts.OpenReadAsync(artifactId.Value, cancellationToken);
         return TypedResults.Stream(stream, artifact.ContentType, artifact.FileName);
     }
@@ -313,36 +309,33 @@ public static class JobEndpoints
     }
 
     public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> ReportSvg(
-        Guid id, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoModelOutput(job) is { } none) return none; // a sensitivity analysis trains nothing: nothing to plot here
         // Whatever has been recorded so far: the plot is useful while the job runs too.
-        var count = await db.JobMetrics.CountAsync(m => m.JobId == id, cancellationToken);
-        var stride = Math.Max(1, count / 400);
-        var points = await db.JobMetrics.AsNoTracking().Where(m => m.JobId == id && m.Iteration % stride == 0)
-            .OrderBy(m => m.Iteration).Select(m => new { m.Iteration, m.LayerKept }).ToListAsync(cancellationToken);
-        var evaluations = await db.JobEvaluations.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.Iteration)
-            .Select(e => new { e.Iteration, e.Top1 }).ToListAsync(cancellationToken);
+        var stride = Math.Max(1, await jobs.MetricCountAsync(id, cancellationToken) / 400);
+        var points = await jobs.MetricsEveryAsync(id, stride, m => new { m.Iteration, m.LayerKept }, cancellationToken);
+        var evaluations = await jobs.EvaluationsAsync(id, 0, int.MaxValue, cancellationToken);
         var svg = JobReportSvg.Render(job, points.Select(p => (p.Iteration, p.LayerKept)).ToList(), job.LayerTotals,
             evaluations.Select(e => (e.Iteration, e.Top1)).ToList());
         return TypedResults.Content(svg, "image/svg+xml");
     }
 
     public static async Task<Results<Ok<SensitivityResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> SensitivityCurves(
-        Guid id, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoSensitivity(job) is { } none) return none;
         return TypedResults.Ok(SensitivityResponse.From(job, job.Search!));
     }
 
     public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> SensitivitySvg(
-        Guid id, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoSensitivity(job) is { } none) return none;
         return TypedResults.Content(SensitivityPlot.Render(job, job.Search!), "image/svg+xml");

@@ -58,7 +58,7 @@ public static class ModelEndpoints
         return group;
     }
 
-    public static Task<Results<Created<ModelResponse>, BadRequest<ProblemDetails>, PayloadTooLargeProblem, UnsupportedMediaTypeProblem,
+    public static Task<Results<Created<ModelResponse>, BadRequest<ProblemDetails>, StatusProblem<PayloadTooLarge>, StatusProblem<UnsupportedMediaType>,
         UnprocessableEntity<ProblemDetails>>> Upload(HttpRequest request, MultipartUpload uploads, UploadModel useCase,
         CancellationToken cancellationToken) =>
         uploads.UploadAsync(request, ArtifactKind.ModelUpload, "/api/models", async upload =>

@@ -17,7 +17,7 @@ public static class UploadEndpointExtensions
     /// Reads the form into an artifact and lets <paramref name="register"/> turn it into a row (its id and response).
     /// A refusal of the form (400, 413, 415) or of the file's content (413, 422) is answered as a ProblemDetails.
     /// </summary>
-    public static async Task<Results<Created<TResponse>, BadRequest<ProblemDetails>, PayloadTooLargeProblem, UnsupportedMediaTypeProblem,
+    public static async Task<Results<Created<TResponse>, BadRequest<ProblemDetails>, StatusProblem<PayloadTooLarge>, StatusProblem<UnsupportedMediaType>,
         UnprocessableEntity<ProblemDetails>>> UploadAsync<TResponse>(this MultipartUpload uploads, HttpRequest request, ArtifactKind kind,
         string collection, Func<Upload, Task<(Guid Id, TResponse Response)>> register, CancellationToken cancellationToken)
     {
@@ -34,8 +34,8 @@ public static class UploadEndpointExtensions
             return status switch
             {
                 StatusCodes.Status400BadRequest => TypedResults.BadRequest(problem),
-                StatusCodes.Status413PayloadTooLarge => new PayloadTooLargeProblem(problem),
-                StatusCodes.Status415UnsupportedMediaType => new UnsupportedMediaTypeProblem(problem),
+                StatusCodes.Status413PayloadTooLarge => new StatusProblem<PayloadTooLarge>(problem),
+                StatusCodes.Status415UnsupportedMediaType => new StatusProblem<UnsupportedMediaType>(problem),
                 _ => TypedResults.UnprocessableEntity(problem),
             };
         }
