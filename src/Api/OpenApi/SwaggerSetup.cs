@@ -42,8 +42,10 @@ public static class SwaggerSetup
                 [new OpenApiSecuritySchemeReference(SchemeName, document)] = [],
             });
             options.OperationFilter<ExampleOperationFilter>();
-            // The response records' and list parameters' doc comments become the fields' descriptions.
-            options.IncludeXmlComments(typeof(SwaggerSetup).Assembly);
+            // The response records' and list parameters' doc comments become the fields' descriptions (the build writes
+            // the file next to the assembly; a copy of the binaries without it serves the document without them).
+            var comments = Path.Combine(AppContext.BaseDirectory, typeof(SwaggerSetup).Assembly.GetName().Name + ".xml");
+            if (File.Exists(comments)) options.IncludeXmlComments(comments);
         });
 
     private sealed class ExampleOperationFilter : IOperationFilter
