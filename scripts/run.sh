@@ -27,6 +27,8 @@ export Datasets__MnistDirectory="$MNIST_DIR"
 # One tenant for a local run; set SURGERY_API_KEY (16+ characters) to choose its key.
 SURGERY_API_KEY="${SURGERY_API_KEY:-local-dev-key-0123456789}"
 export Tenants__local__ApiKeys__0="$SURGERY_API_KEY"
+# The only tenant is the operator here: it may view the Hangfire dashboard (read-only), which no tenant opens by default.
+export Api__DashboardTenants__0="${Api__DashboardTenants__0:-local}"
 
 # The Api applies the migrations at start; the Worker starts once it is ready.
 ASPNETCORE_URLS="$API_URL" dotnet "$ROOT/src/Api/bin/Release/net10.0/SurgeryService.Api.dll" --contentRoot "$ROOT/src/Api/bin/Release/net10.0" &

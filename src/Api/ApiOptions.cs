@@ -25,12 +25,16 @@ public sealed class ApiOptions
     [Range(1, 64)]
     public int MaxConcurrentModelInspections { get; set; } = 2;
 
-    /// <summary>Tenants whose keys open the Hangfire dashboard (it shows every tenant's queue); empty: every tenant.</summary>
+    /// <summary>
+    /// Tenants whose keys may view the Hangfire dashboard read-only. It shows every tenant's job ids, states and timings,
+    /// so it is for operators: empty (the default) opens it to nobody but <see cref="DashboardOperatorTenants"/>.
+    /// </summary>
     public string[] DashboardTenants { get; set; } = [];
 
     /// <summary>
-    /// Tenants whose keys may also act in the dashboard (delete, requeue): operators. For everybody else it is
-    /// read-only, since its actions reach every tenant's jobs. Empty: read-only for all.
+    /// Operators: tenants whose keys open the dashboard and may also act in it (delete, requeue). Everybody else in
+    /// <see cref="DashboardTenants"/> gets it read-only, since its actions reach every tenant's jobs. Empty (the
+    /// default): nobody acts in it.
     /// </summary>
     public string[] DashboardOperatorTenants { get; set; } = [];
 

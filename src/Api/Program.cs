@@ -4,6 +4,7 @@ using Hangfire;
 using Hangfire.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using SurgeryService.Api;
 using SurgeryService.Api.Datasets;
@@ -18,7 +19,9 @@ using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Infrastructure.Hosting;
+using SurgeryService.Infrastructure.Models;
 using SurgeryService.Infrastructure.Persistence;
+using SurgeryService.Infrastructure.Tenants;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // no "Server: Kestrel" to fingerprint
@@ -38,6 +41,12 @@ builder.Services.AddOptions<DatasetOptions>()
     .ValidateOnStart();
 
 builder.Services.AddSurgeryCore(builder.Configuration);
+builder.Services.AddSurgeryUseCases();
+builder.Services.AddSingleton(services =>
+    new ModelInspectionGate(services.GetRequiredService<IOptions<ApiOptions>>().Value.MaxConcurrentModelInspections));
+// The tenant query filter sees the request's tenant (replacing the Worker's all-tenants view that AddSurgeryCore registers).
+builder.Services.AddHttpContextAccessor();
+builder.Services.Replace(ServiceDescriptor.Scoped<ITenantAccessor, RequestTenant>());
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).
@@ -46,18 +55,16 @@ if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptio
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();
-builder.Services.AddSingleton<ModelInspectionGate>();
 
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
 builder.Services.AddAuthorizationBuilder()
     .AddPolicy("HangfireDashboard", policy => policy.RequireAuthenticatedUser().RequireAssertion(context =>
     {
-        var allowed = context.Resource is HttpContext http
-            ? http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value.DashboardTenants
-            : [];
+        if (context.Resource is not HttpContext http) return false;
+        var options = http.RequestServices.GetRequiredService<IOptions<ApiOptions>>().Value;
         var tenant = context.User.FindFirst(ApiKeyAuthenticationHandler.TenantClaim)?.Value;
-        return tenant is not null && (allowed.Length == 0 || allowed.Contains(tenant));
+        return tenant is not null && (options.DashboardTenants.Contains(tenant) || options.DashboardOperatorTenants.Contains(tenant));
     }));
 
 // Hangfire's dashboard validates every POST (its delete and requeue buttons) against this antiforgery service, so a page
@@ -65,9 +72,12 @@ builder.Services.AddAuthorizationBuilder()
 builder.Services.AddAntiforgery();
 builder.Services.ConfigureHttpJsonOptions(json =>
 {
-    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase));
+    // Enum settings by name only: "1" or 2 would pick whichever member has that number today.
+    json.SerializerOptions.Converters.Add(new JsonStringEnumConverter(JsonNamingPolicy.CamelCase, allowIntegerValues: false));
     // A misspelled setting ("iteratons") must not be ignored silently: the job would run with the default instead.
     json.SerializerOptions.UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow;
+    // Nor a setting given twice, of which the last would win unseen.
+    json.SerializerOptions.AllowDuplicateProperties = false;
     // A diverged iteration's loss is NaN or Infinity in the metric series; JSON has no literal for them otherwise.
     json.SerializerOptions.NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals;
 });
@@ -89,6 +99,7 @@ if (app.Services.GetRequiredService<IOptions<ApiOptions>>().Value.MigrateOnStart
 
 app.UseSecurityHeaders();
 app.UseExceptionHandler();
+app.UseProblemContentType();
 app.UseStatusCodePages();
 app.UseSwagger();
 app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());
@@ -99,9 +110,9 @@ app.MapSurgeryHealthChecks();
 app.MapModels();
 app.MapDatasets();
 app.MapJobs();
-// Operators' view of every tenant's queue (job arguments are ids only): Api:DashboardTenants limits who opens it, and
-// only Api:DashboardOperatorTenants may use its actions; for everybody else it is read-only (Hangfire answers 401).
-app.MapHangfireDashboard("/hangfire", new DashboardOptions
+// Operators' view of every tenant's queue (job arguments are ids only): only Api:DashboardTenants (read-only) and
+// Api:DashboardOperatorTenants (who may also use its actions; for the others Hangfire answers 401) open it.
+app.MapHangfireDashboard(ApiKeyAuthenticationHandler.DashboardPath, new DashboardOptions
 {
     Authorization = [],
     AsyncAuthorization = [],

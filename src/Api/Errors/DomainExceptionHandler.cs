@@ -23,9 +23,10 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
                 when json.Message.Contains("could not be mapped", StringComparison.Ordinal) =>
                 (bad.StatusCode, "Unknown member", $"the body has the member '{path.TrimStart('$', '.')}', which this request does not have (misspelled?)",
                     new Dictionary<string, string[]> { [path.TrimStart('$', '.')] = ["is not a member of this request"] }),
-            BadHttpRequestException { InnerException: JsonException json } bad =>
-                (bad.StatusCode, "Malformed request body", $"the body is not valid JSON for this request: {json.Message}",
-                    json.Path is null ? null : new Dictionary<string, string[]> { [json.Path.TrimStart('$', '.')] = [json.Message] }),
+            BadHttpRequestException { InnerException: JsonException json } bad => MalformedBody(bad.StatusCode, json),
+            BadHttpRequestException bad when RequestTerms.OfBinding(bad.Message) is (var parameter, var unbound) =>
+                (bad.StatusCode, "Bad request", parameter is null ? unbound : $"'{parameter}' {unbound}",
+                    parameter is null ? null : new Dictionary<string, string[]> { [parameter] = [unbound] }),
             BadHttpRequestException bad => (bad.StatusCode,
                 bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Upload too large" : "Bad request", bad.Message, null),
             _ => (0, "", "", (Dictionary<string, string[]>?)null),
@@ -47,6 +48,15 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
             Exception = exception,
             ProblemDetails = problem,
         });
+    }
+
+    private static (int, string, string, Dictionary<string, string[]>?) MalformedBody(int status, JsonException json)
+    {
+        var (member, problem) = RequestTerms.OfJson(json);
+        return member.Length == 0
+            ? (status, "Malformed request body", $"the body is not valid JSON for this request: {problem}", null)
+            : (status, "Malformed request body", $"the body is not valid JSON for this request: '{member}' {problem}",
+                new Dictionary<string, string[]> { [member] = [problem] });
     }
 
     /// <summary>The one place where the domain's error kinds become HTTP status codes.</summary>

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.OpenApi;
 using SurgeryService.Api.Tenants;
+using SurgeryService.Domain.Surgery;
 using SurgeryService.Infrastructure.Persistence;
 using Swashbuckle.AspNetCore.SwaggerGen;
 
@@ -42,6 +43,14 @@ public static class SwaggerSetup
                 [new OpenApiSecuritySchemeReference(SchemeName, document)] = [],
             });
             options.OperationFilter<ExampleOperationFilter>();
+            // The request and response types' doc comments (each field's unit, range and default) become the schema
+            // descriptions. The build writes the files next to the assemblies; a copy of the binaries without them
+            // serves the document without descriptions.
+            foreach (var assembly in new[] { typeof(SwaggerSetup).Assembly, typeof(SurgerySettings).Assembly })
+            {
+                var xml = Path.Combine(AppContext.BaseDirectory, assembly.GetName().Name + ".xml");
+                if (File.Exists(xml)) options.IncludeXmlComments(xml);
+            }
         });
 
     private sealed class ExampleOperationFilter : IOperationFilter

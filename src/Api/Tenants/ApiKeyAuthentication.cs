@@ -9,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace SurgeryService.Api.Tenants;
 
 /// <summary>
-/// Authenticates a request by its <c>X-Api-Key</c> header, or, for browsers on the Hangfire dashboard, by HTTP Basic
+/// Authenticates a request by its <c>X-Api-Key</c> header, or, for browsers on the Hangfire dashboard only, by HTTP Basic
 /// credentials whose password is the key. The principal carries the tenant as <see cref="TenantClaim"/>.
 /// </summary>
 public sealed class ApiKeyAuthenticationHandler(
@@ -23,13 +23,18 @@ public sealed class ApiKeyAuthenticationHandler(
     public const string HeaderName = "X-Api-Key";
     public const string TenantClaim = "tenant";
 
+    /// <summary>The Hangfire dashboard: the one place that accepts HTTP Basic credentials.</summary>
+    public const string DashboardPath = "/hangfire";
+
     private readonly Dictionary<string, string> _tenantByKeyHash = tenants.Value.Tenants
         .SelectMany(t => t.Value.ApiKeys.Select(key => (Hash: Hash(key), Tenant: t.Key)))
         .ToDictionary(k => k.Hash, k => k.Tenant, StringComparer.Ordinal);
 
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
-        var key = Request.Headers[HeaderName].FirstOrDefault() ?? BasicPassword();
+        // Basic credentials only where a browser needs them: a browser sends cached Basic credentials with any request to
+        // the host, a cross-site form post included, whereas X-Api-Key is never sent without the caller's script.
+        var key = Request.Headers[HeaderName].FirstOrDefault() ?? (IsDashboard ? BasicPassword() : null);
         if (string.IsNullOrEmpty(key))
         {
             return Task.FromResult(AuthenticateResult.NoResult());
@@ -46,11 +51,13 @@ public sealed class ApiKeyAuthenticationHandler(
     {
         Response.StatusCode = StatusCodes.Status401Unauthorized;
         // Lets a browser on the dashboard prompt for the key (user name: anything, password: the key).
-        Response.Headers.WWWAuthenticate = Request.Path.StartsWithSegments("/hangfire")
+        Response.Headers.WWWAuthenticate = IsDashboard
             ? "Basic realm=\"surgery\", charset=\"UTF-8\""
             : $"ApiKey header=\"{HeaderName}\"";
         return Task.CompletedTask;
     }
+
+    private bool IsDashboard => Request.Path.StartsWithSegments(DashboardPath);
 
     private string? BasicPassword()
     {
@@ -72,12 +79,4 @@ public sealed class ApiKeyAuthenticationHandler(
     }
 
     private static string Hash(string key) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
-}
-
-public static class TenantPrincipal
-{
-    /// <summary>The tenant of an authenticated request (endpoints under /api require authentication).</summary>
-    public static string TenantId(this ClaimsPrincipal user) =>
-        user.FindFirstValue(ApiKeyAuthenticationHandler.TenantClaim)
-        ?? throw new InvalidOperationException("the request is not authenticated");
 }

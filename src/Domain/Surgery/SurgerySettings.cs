@@ -1,5 +1,4 @@
 using System.Text.Json.Serialization;
-using System.Text.RegularExpressions;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -52,16 +51,23 @@ public enum DeviceChoice
 public sealed record LayerSettings
 {
     public required string Pattern { get; init; }
+
+    /// <summary>
+    /// This layer's c_rate, in standard deviations of |w| (-10 to 100; a negative one
+    /// sets the threshold below mean |w|); default: the job's <c>cRate</c>.
+    /// </summary>
     public double? CRate { get; init; }
+
     public int? IterStop { get; init; }
+
+    /// <summary>This layer's mask-update gamma, per iteration (0 to 100); default: the job's <c>gamma</c>.</summary>
     public double? Gamma { get; init; }
+
+    /// <summary>This layer's mask-update power, an exponent (0 to 10); default: the job's <c>power</c>.</summary>
     public double? Power { get; init; }
 
-    public bool Matches(string layerName, string weightParameter)
-    {
-        var regex = "^" + Regex.Escape(Pattern).Replace("\\*", ".*") + "$";
-        return Regex.IsMatch(layerName, regex) || Regex.IsMatch(weightParameter, regex);
-    }
+    public bool Matches(string layerName, string weightParameter) =>
+        LayerPattern.IsMatch(Pattern, layerName) || LayerPattern.IsMatch(Pattern, weightParameter);
 }
 
 /// <summary>
@@ -75,8 +81,10 @@ public sealed record SurgerySettings
     public const double DefaultCRate = 3;
 
     /// <summary>
-    /// c_rate of every layer: threshold = mean|w| + c_rate * std|w| (the paper's fixed-threshold mode). When neither this
-    /// nor any layer entry names one, the job runs in budget mode (<see cref="Target"/>).
+    /// c_rate of every layer: threshold = mean|w| + c_rate * std|w| (the paper's fixed-threshold mode), in standard
+    /// deviations of |w|, -10 to 100 (the paper allows a negative c_rate; the threshold never goes below 0). When
+    /// neither this nor any layer entry names one, the job runs in budget mode
+    /// (<see cref="Target"/>).
     /// </summary>
     public double? CRate { get; init; }
 
@@ -92,9 +100,13 @@ public sealed record SurgerySettings
     /// </summary>
     public SensitivitySettings? Sensitivity { get; init; }
 
-    /// <summary>Probability schedule of a mask update: sigma(iter) = (1 + gamma * iter) ^ (-power).</summary>
+    /// <summary>
+    /// Probability schedule of a mask update: sigma(iter) = (1 + gamma * iter) ^ (-power). Gamma is per iteration,
+    /// 0 to 100; default 0.001.
+    /// </summary>
     public double Gamma { get; init; } = 0.001;
 
+    /// <summary>The exponent of the mask-update schedule (see <see cref="Gamma"/>), 0 to 10; default 1.</summary>
     public double Power { get; init; } = 1;
 
     /// <summary>Iteration after which convolution masks are frozen.</summary>
@@ -107,12 +119,25 @@ public sealed record SurgerySettings
 
     public int Iterations { get; init; } = 20000;
     public int BatchSize { get; init; } = 64;
+
+    /// <summary>SGD's base learning rate, greater than 0 and at most 10000; default 0.01.</summary>
     public double LearningRate { get; init; } = 0.01;
+
     public LearningRatePolicy LrPolicy { get; init; } = LearningRatePolicy.Inv;
+
+    /// <summary>
+    /// Caffe's <c>lr_gamma</c>: the factor per step (<c>step</c>) or the decay per iteration (<c>inv</c>), 0 to 10;
+    /// default 0.0001.
+    /// </summary>
     public double LrGamma { get; init; } = 1e-4;
+
+    /// <summary>Caffe's <c>lr_power</c>, the exponent of the <c>inv</c> policy, 0 to 10; default 0.75.</summary>
     public double LrPower { get; init; } = 0.75;
+
     public int LrStepSize { get; init; } = 10000;
     public double Momentum { get; init; } = 0.9;
+
+    /// <summary>L2 weight decay, a factor on the weights added to their gradient, 0 to 1; default 0.0005.</summary>
     public double WeightDecay { get; init; } = 5e-4;
     public bool PruneBiases { get; init; }
 
@@ -145,8 +170,12 @@ public sealed record SurgerySettings
         {
             if (!ok) errors.TryAdd(name, problem);
         }
+        // The documented ranges: wide enough for every schedule in the paper and Caffe's solvers, narrow enough that no
+        // value overflows the arithmetic it enters (NaN and 1e300 fail every check).
+        static bool InRange(double value, double min, double max) => value >= min && value <= max;
+        const double MinCRate = -10, MaxCRate = 100, MaxGamma = 100, MaxPower = 10;
 
-        Check(CRate is null || double.IsFinite(CRate.Value), "cRate", "must be a finite number");
+        Check(CRate is null || InRange(CRate.Value, MinCRate, MaxCRate), "cRate", $"must be between {MinCRate} and {MaxCRate}");
         if (Target is not null)
         {
             Check(CRate is null && Layers.All(l => l.CRate is null), "target",
@@ -159,18 +188,18 @@ public sealed record SurgerySettings
                 "cannot be combined with target or cRate: a sensitivity analysis prunes each layer alone and trains nothing");
             foreach (var (name, problem) in Sensitivity.ValidationErrors()) Check(false, "sensitivity." + name, problem);
         }
-        Check(double.IsFinite(Gamma) && Gamma >= 0, "gamma", "must be >= 0");
-        Check(double.IsFinite(Power) && Power >= 0, "power", "must be >= 0");
+        Check(InRange(Gamma, 0, MaxGamma), "gamma", $"must be between 0 and {MaxGamma}");
+        Check(InRange(Power, 0, MaxPower), "power", $"must be between 0 and {MaxPower}");
         Check(ConvIterStop >= 0, "convIterStop", "must be >= 0");
         Check(FcIterStop >= 0, "fcIterStop", "must be >= 0");
         Check(Iterations is > 0 and <= 10_000_000, "iterations", "must be between 1 and 10000000");
         Check(BatchSize is > 0 and <= 65536, "batchSize", "must be between 1 and 65536");
-        Check(double.IsFinite(LearningRate) && LearningRate > 0, "learningRate", "must be > 0");
-        Check(double.IsFinite(LrGamma) && LrGamma >= 0, "lrGamma", "must be >= 0");
-        Check(double.IsFinite(LrPower) && LrPower >= 0, "lrPower", "must be >= 0");
+        Check(InRange(LearningRate, 0, 10_000) && LearningRate > 0, "learningRate", "must be greater than 0 and at most 10000");
+        Check(InRange(LrGamma, 0, 10), "lrGamma", "must be between 0 and 10");
+        Check(InRange(LrPower, 0, 10), "lrPower", "must be between 0 and 10");
         Check(LrStepSize > 0, "lrStepSize", "must be > 0");
         Check(double.IsFinite(Momentum) && Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
-        Check(double.IsFinite(WeightDecay) && WeightDecay >= 0, "weightDecay", "must be >= 0");
+        Check(InRange(WeightDecay, 0, 1), "weightDecay", "must be between 0 and 1");
         Check(double.IsFinite(BiasLrMultiplier) && BiasLrMultiplier is >= 0 and <= 100, "biasLrMultiplier", "must be between 0 and 100");
         Check(MagnitudeRounds is > 0 and <= 100, "magnitudeRounds", "must be between 1 and 100");
         Check(EvalInterval > 0, "evalInterval", "must be > 0");
@@ -183,10 +212,10 @@ public sealed record SurgerySettings
             var layer = Layers[i];
             Check(!string.IsNullOrWhiteSpace(layer.Pattern), $"layers[{i}].pattern", "is required");
             if (layer.Pattern is not null && StoredText.Problem(layer.Pattern, 256) is { } pattern) Check(false, $"layers[{i}].pattern", pattern);
-            Check(layer.CRate is null || double.IsFinite(layer.CRate.Value), $"layers[{i}].cRate", "must be a finite number");
+            Check(layer.CRate is null || InRange(layer.CRate.Value, MinCRate, MaxCRate), $"layers[{i}].cRate", $"must be between {MinCRate} and {MaxCRate}");
             Check(layer.IterStop is null or >= 0, $"layers[{i}].iterStop", "must be >= 0");
-            Check(layer.Gamma is null || (double.IsFinite(layer.Gamma.Value) && layer.Gamma >= 0), $"layers[{i}].gamma", "must be >= 0");
-            Check(layer.Power is null || (double.IsFinite(layer.Power.Value) && layer.Power >= 0), $"layers[{i}].power", "must be >= 0");
+            Check(layer.Gamma is null || InRange(layer.Gamma.Value, 0, MaxGamma), $"layers[{i}].gamma", $"must be between 0 and {MaxGamma}");
+            Check(layer.Power is null || InRange(layer.Power.Value, 0, MaxPower), $"layers[{i}].power", $"must be between 0 and {MaxPower}");
         }
         return errors;
     }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using System.Text.Json;
+using Google.Protobuf;
 using Hangfire;
 using Microsoft.Extensions.DependencyInjection;
 using SurgeryService.Api.Tests.Infrastructure;
@@ -130,27 +131,11 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     private static (double Accuracy, long ZeroWeights) OnnxRuntimeAccuracy(byte[] model)
     {
         var (_, _, xTest, yTest) = TestData.MnistSubset(1, JobScenario.TestSamples);
-        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(model);
-        var input = xTest.Select(b => b / 255f).ToArray();
-        using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input, [JobScenario.TestSamples, 784]);
-        using var outputs = session.Run(new Microsoft.ML.OnnxRuntime.RunOptions(), ["x"], [value], ["probabilities"]);
-        var scores = outputs[0].GetTensorDataAsSpan<float>().ToArray();
-        var correct = Enumerable.Range(0, JobScenario.TestSamples).Count(i =>
-        {
-            var row = scores.AsSpan(i * 10, 10);
-            return row.IndexOf(MaxOf(row)) == yTest[i];
-        });
+        var correct = JobScenario.OnnxRuntimeCorrect(model, xTest, yTest, JobScenario.TestSamples);
         var proto = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(model);
         var zeros = proto.Graph.Initializer.Where(t => t.Name.EndsWith("weight", StringComparison.Ordinal))
             .Sum(t => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray().LongCount(v => v == 0));
         return ((double)correct / JobScenario.TestSamples, zeros);
-    }
-
-    private static float MaxOf(ReadOnlySpan<float> values)
-    {
-        var max = float.MinValue;
-        foreach (var v in values) max = Math.Max(max, v);
-        return max;
     }
 
     [Fact]
@@ -179,6 +164,32 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
             Assert.Equal(0, l.GetProperty("splicedTotal").GetInt64());
             Assert.True(l.GetProperty("prunedTotal").GetInt64() > 0);
         });
+    }
+
+    [Fact]
+    public async Task ALayerPatternThatMadeTheWorkerBacktrackForEverLetsTheJobFinish()
+    {
+        var client = host.Client();
+        // A layer named by the tenant and a pattern (issue 27) whose regex tried every way of placing its twelve stars
+        // in the name before failing on the '!': it held the worker for good, and with it every tenant's queue.
+        var onnx = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 16));
+        onnx.Graph.Node[0].Name = new string('a', 250);
+        var model = await client.PostAsync("/api/models", HttpExtensions.Form(onnx.ToByteArray(), "long-name.onnx"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(64, 32), "small.npz"))
+            .ExpectAsync(HttpStatusCode.Created);
+        var job = await JobScenario.SubmitAsync(client, new
+        {
+            modelId = model.GetProperty("id").GetGuid(), datasetId = dataset.GetProperty("id").GetGuid(), checkpointInterval = 4,
+            settings = new
+            {
+                iterations = 4, batchSize = 16, evalInterval = 4, cRate = 1.0,
+                layers = new[] { new { pattern = string.Concat(Enumerable.Repeat("*a", 12)) + "!", cRate = 2.0 } },
+            },
+        });
+
+        var finished = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+        Assert.Equal("Succeeded", finished.GetProperty("state").GetString());
     }
 
     [Fact]

@@ -43,7 +43,11 @@ public sealed class BadInputHost() : ServiceHost("badinput", withWorker: false,
 public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadInputHost>
 {
     private static readonly string[] Leaks =
-        ["   at ", "Exception", "Npgsql", "SELECT ", "INSERT ", "UPDATE ", "DELETE FROM", "syntax error", "/work/", ".cs:line"];
+    [
+        "   at ", "Exception", "Npgsql", "SELECT ", "INSERT ", "UPDATE ", "DELETE FROM", "syntax error", "/work/", ".cs:line",
+        // .NET type names (issue 27): a client is told what its request should hold, in the request's terms.
+        "System.", "SurgeryService.", "`1", "Nullable",
+    ];
 
     public static TheoryData<string> Cases() => new(Corpus.Keys);
 
@@ -59,8 +63,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
 
         var status = (int)response.StatusCode;
         Assert.True(status is >= 400 and < 500, $"{name}: {status} {body}");
-        // 404s and 422s built with TypedResults.NotFound/UnprocessableEntity(problem) go out as application/json.
-        Assert.Contains(response.Content.Headers.ContentType?.MediaType, new[] { "application/problem+json", "application/json" });
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
         var problem = JsonDocument.Parse(body).RootElement;
         Assert.Equal(status, problem.GetProperty("status").GetInt32());
         Assert.False(string.IsNullOrWhiteSpace(problem.GetProperty("title").GetString()), body);
@@ -100,6 +103,12 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         var cases = new Dictionary<string, Case>();
         void Add(string name, Func<BadInputHost, HttpRequestMessage> request, string? key = ServiceHost.AcmeKey) =>
             cases.Add(name, host => (key, request(host)));
+        HttpRequestMessage WithBasic(HttpRequestMessage request)
+        {
+            request.Headers.Authorization = new AuthenticationHeaderValue("Basic",
+                Convert.ToBase64String(Encoding.UTF8.GetBytes("browser:" + ServiceHost.AcmeKey)));
+            return request;
+        }
         HttpRequestMessage Get(string path) => new(HttpMethod.Get, path);
         HttpRequestMessage Upload(string path, byte[] file, string fileName, params (string, string)[] fields) =>
             new(HttpMethod.Post, path) { Content = HttpExtensions.Form(file, fileName, fields) };
@@ -182,6 +191,34 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: target validation share 0.9", h => JobJson(h, "\"target\":{\"validation\":0.9}"));
         Add("job: target maxIterations 5", h => JobJson(h, "\"target\":{\"maxIterations\":5}"));
         Add("job: target minCompression 0.5", h => JobJson(h, "\"target\":{\"minCompression\":0.5}"));
+        // Issue 27: numbers out of every documented range, enums by number, duplicate members, invisible characters.
+        Add("job: cRate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1e300}"));
+        Add("job: cRate below -10", h => JobJson(h, "\"settings\":{\"cRate\":-11}"));
+        Add("job: gamma 1.797e308", h => JobJson(h, "\"settings\":{\"cRate\":1,\"gamma\":1.797e308}"));
+        Add("job: power 2^64", h => JobJson(h, "\"settings\":{\"cRate\":1,\"power\":18446744073709551616}"));
+        Add("job: learning rate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"learningRate\":1e300}"));
+        Add("job: lrGamma -1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"lrGamma\":-1e300}"));
+        Add("job: lrPower 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1,\"lrPower\":1e300}"));
+        Add("job: weight decay 2^64", h => JobJson(h, "\"settings\":{\"cRate\":1,\"weightDecay\":18446744073709551616}"));
+        Add("job: layer cRate, gamma and power 1e300", h =>
+            JobJson(h, "\"settings\":{\"layers\":[{\"pattern\":\"fc*\",\"cRate\":1e300,\"gamma\":1e300,\"power\":1e300}]}"));
+        Add("job: layer pattern with a right-to-left override", h =>
+            JobJson(h, "\"settings\":{\"layers\":[{\"pattern\":\"fc\\u202E*\",\"cRate\":1}]}"));
+        Add("model: name with a right-to-left override", _ => Upload("/api/models", onnx, "m.onnx", ("name", "mlp\u202Excod.onnx")));
+        Add("model: name with a zero-width space", _ => Upload("/api/models", onnx, "m.onnx", ("name", "ml\u200Bp")));
+        Add("dataset: name with a byte order mark", _ => Upload("/api/datasets", TestData.MnistNpz(8, 4), "d.npz", ("name", "mni\uFEFFst")));
+        Add("cancel: Basic credentials instead of X-Api-Key", h =>
+            WithBasic(new HttpRequestMessage(HttpMethod.Post, $"/api/jobs/{h.Job}/cancel")), key: null);
+        Add("model: Basic credentials instead of X-Api-Key", _ =>
+            WithBasic(Upload("/api/models", onnx, "planted.onnx")), key: null);
+        Add("dashboard: a tenant's key when no tenant is listed for it", _ => Get("/hangfire"));
+        Add("dashboard: a job's page when no tenant is listed for it", _ => Get("/hangfire/jobs/enqueued"));
+        Add("job: settings method a number in a string", h => JobJson(h, "\"settings\":{\"method\":\"1\"}"));
+        Add("job: lrPolicy a number", h => JobJson(h, "\"settings\":{\"lrPolicy\":2}"));
+        Add("job: preprocessing layout a number", h => JobJson(h, "\"preprocessing\":{\"layout\":1}"));
+        Add("jobs: state a number", _ => Get("/api/jobs?state=1"));
+        Add("job: a setting given twice", h => JobJson(h, "\"settings\":{\"iterations\":50,\"iterations\":100000}"));
+        Add("job: modelId given twice", h => JobJson(h, $"\"modelId\":\"{h.OtherModel}\""));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 

@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using System.Text.Json;
 using Google.Protobuf;
 using SurgeryService.Api.Tests.Infrastructure;
 using SurgeryService.Api.Tests.Jobs;
@@ -12,7 +13,15 @@ using SurgeryService.Tests.Shared;
 namespace SurgeryService.Api.Tests.Security;
 
 public sealed class HardeningHost() : ServiceHost("hardening", withWorker: false,
-    new Dictionary<string, string?> { ["Api:DashboardOperatorTenants:0"] = "acme", ["Api:EventKeepAliveSeconds"] = "1" });
+    new Dictionary<string, string?>
+    {
+        ["Api:DashboardOperatorTenants:0"] = "acme", ["Api:DashboardTenants:0"] = "globex", ["Api:EventKeepAliveSeconds"] = "1",
+        ["Tenants:initech:ApiKeys:0"] = InitechKey,
+    })
+{
+    /// <summary>A third tenant, neither operator nor dashboard viewer.</summary>
+    public const string InitechKey = "initech-key-0123456789abcdef";
+}
 
 /// <summary>
 /// Runs alone (no other test class in parallel) so the bytes the process allocates while it handles a request are
@@ -372,6 +381,23 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
     }
 
     [Fact]
+    public async Task ModelsDatasetsAndJobsAnswerTheSamePageShapeWithTheSameDefaultSize()
+    {
+        var client = host.Client(ServiceHost.GlobexKey);
+        foreach (var path in new[] { "/api/models", "/api/datasets", "/api/jobs" })
+        {
+            var response = await client.GetAsync(path);
+            var page = await Task.FromResult(response).ExpectAsync(HttpStatusCode.OK);
+            Assert.Equal(["items", "page", "pageSize", "totalCount"], page.EnumerateObject().Select(p => p.Name).Order());
+            Assert.Equal(1, page.GetProperty("page").GetInt32());
+            Assert.Equal(20, page.GetProperty("pageSize").GetInt32());
+            Assert.True(page.GetProperty("items").GetArrayLength() <= 20);
+            Assert.True(page.GetProperty("totalCount").GetInt32() >= page.GetProperty("items").GetArrayLength());
+            Assert.False(response.Headers.Contains("X-Total-Count"));
+        }
+    }
+
+    [Fact]
     public async Task ModelAndDatasetListsArePaged()
     {
         var client = host.Client(ServiceHost.GlobexKey);
@@ -385,18 +411,20 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         var pages = new List<Guid>();
         for (var page = 1; page <= 3; page++)
         {
-            var response = await client.GetAsync($"/api/models?page={page}&pageSize=2");
-            var items = (await response.JsonAsync()).EnumerateArray().Select(m => m.GetProperty("id").GetGuid()).ToList();
+            var response = await client.GetAsync($"/api/models?page={page}&pageSize=2").ExpectAsync(HttpStatusCode.OK);
+            var items = response.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("id").GetGuid()).ToList();
             Assert.True(items.Count <= 2);
-            Assert.True(int.Parse(response.Headers.GetValues("X-Total-Count").Single()) >= 3);
+            Assert.Equal(page, response.GetProperty("page").GetInt32());
+            Assert.Equal(2, response.GetProperty("pageSize").GetInt32());
+            Assert.True(response.GetProperty("totalCount").GetInt32() >= 3);
             pages.AddRange(items);
         }
         Assert.Equal(pages.Distinct().Count(), pages.Count);
         Assert.All(ids, id => Assert.Contains(id, pages));
 
-        var datasets = await client.GetAsync("/api/datasets?pageSize=1");
-        Assert.True((await datasets.JsonAsync()).GetArrayLength() <= 1);
-        Assert.True(datasets.Headers.Contains("X-Total-Count"));
+        var datasets = await client.GetAsync("/api/datasets?pageSize=1").ExpectAsync(HttpStatusCode.OK);
+        Assert.True(datasets.GetProperty("items").GetArrayLength() <= 1);
+        Assert.True(datasets.GetProperty("totalCount").GetInt32() >= datasets.GetProperty("items").GetArrayLength());
         var bad = await client.GetAsync("/api/datasets?pageSize=1000").ExpectAsync(HttpStatusCode.BadRequest);
         Assert.Contains("pageSize", bad.GetProperty("errors").EnumerateObject().Select(e => e.Name));
     }
@@ -449,6 +477,229 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Equal(modelsBefore + 1, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
         await client.PostAsync($"/api/jobs/{(await first.JsonAsync()).GetProperty("id").GetGuid()}/cancel", null)
             .ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    // Issue 27 (second hardening round): each test below fails on the code before its fix.
+
+    [Fact]
+    public async Task AbsurdNumbersAreRefusedWithTheirDocumentedRange()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var jobsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs");
+        var body = $$"""
+            {"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {
+              "cRate": 1e300, "gamma": 1.797e308, "power": 1e300, "learningRate": 18446744073709551616, "lrGamma": 1e300,
+              "lrPower": -1, "weightDecay": 1e300,
+              "layers": [{"pattern": "fc*", "cRate": -1e300, "gamma": 1e300, "power": 18446744073709551616}]} }
+            """;
+
+        var problem = await client.PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.UnprocessableEntity);
+
+        var errors = problem.GetProperty("errors");
+        string[] names =
+        [
+            "settings.cRate", "settings.gamma", "settings.power", "settings.learningRate", "settings.lrGamma", "settings.lrPower",
+            "settings.weightDecay", "settings.layers[0].cRate", "settings.layers[0].gamma", "settings.layers[0].power",
+        ];
+        Assert.Equal(names.Order(), errors.EnumerateObject().Select(e => e.Name).Order());
+        Assert.Equal("must be between -10 and 100", errors.GetProperty("settings.cRate")[0].GetString());
+        Assert.Equal("must be greater than 0 and at most 10000", errors.GetProperty("settings.learningRate")[0].GetString());
+        Assert.Equal("must be between 0 and 1", errors.GetProperty("settings.weightDecay")[0].GetString());
+        Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
+    }
+
+    [Fact]
+    public async Task NamesWithDirectionOverridesOrZeroWidthCharactersAreRefusedNamingTheCodePoint()
+    {
+        var client = host.Client();
+        var modelsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM models");
+
+        var name = await client.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 4), "m.onnx", ("name", "mlp\u202Excod.onnx")))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("'name' contains the invisible formatting character U+202E", name.GetProperty("detail").GetString());
+        var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(TestData.MnistNpz(10, 5), "d.npz", ("name", "mni\u200Bst")))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("U+200B", dataset.GetProperty("detail").GetString());
+        var fileName = await client.PostAsync("/api/models", RawForm(OnnxMlp.Create(hidden: 4),
+            "Content-Disposition: form-data; name=\"file\"; filename*=UTF-8''m%E2%80%AEx.onnx")).ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("file name contains the invisible formatting character U+202E", fileName.GetProperty("detail").GetString());
+        Assert.Equal(modelsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
+
+        var (model, data) = await JobScenario.UploadAsync(client);
+        var job = await client.PostJsonAsync("/api/jobs", new
+        {
+            modelId = model, datasetId = data, settings = new { layers = new[] { new { pattern = "\u2066fc*", cRate = 1.0 } } },
+        }).ExpectAsync(HttpStatusCode.UnprocessableEntity);
+        Assert.Contains("U+2066", job.GetProperty("errors").GetProperty("settings.layers[0].pattern")[0].GetString());
+    }
+
+    [Fact]
+    public async Task BasicCredentialsOpenTheDashboardButNoApiRoute()
+    {
+        var (model, dataset) = await JobScenario.UploadAsync(host.Client());
+        var job = await JobScenario.SubmitAsync(host.Client(), JobScenario.Request(model, dataset, 10, 5));
+        var modelsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM models");
+        // What a browser holding the dashboard's credentials sends with a cross-site form post.
+        var browser = host.Client(null);
+        browser.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic",
+            Convert.ToBase64String(Encoding.UTF8.GetBytes("anyone:" + ServiceHost.AcmeKey)));
+
+        Assert.Equal(HttpStatusCode.OK, (await browser.GetAsync("/hangfire")).StatusCode);
+        var cancel = await browser.PostAsync($"/api/jobs/{job}/cancel", null);
+        Assert.Equal(HttpStatusCode.Unauthorized, cancel.StatusCode);
+        Assert.Equal("ApiKey", Assert.Single(cancel.Headers.WwwAuthenticate).Scheme);
+        var planted = await browser.PostAsync("/api/models", HttpExtensions.Form(OnnxMlp.Create(hidden: 4), "planted.onnx"));
+        Assert.Equal(HttpStatusCode.Unauthorized, planted.StatusCode);
+        Assert.Equal(HttpStatusCode.Unauthorized, (await browser.GetAsync("/api/jobs")).StatusCode);
+
+        Assert.Equal("Queued", (await JobScenario.GetJobAsync(host.Client(), job)).GetProperty("state").GetString());
+        Assert.Equal(modelsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM models"));
+        await host.Client().PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task TheDashboardOpensOnlyForTheTenantsListedAsViewersOrOperators()
+    {
+        Assert.Equal(HttpStatusCode.OK, (await host.Client(ServiceHost.AcmeKey).GetAsync("/hangfire")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await host.Client(ServiceHost.GlobexKey).GetAsync("/hangfire")).StatusCode);
+        foreach (var page in new[] { "/hangfire", "/hangfire/jobs/enqueued", "/hangfire/jobs/details/1" })
+        {
+            Assert.Equal(HttpStatusCode.Forbidden, (await host.Client(HardeningHost.InitechKey).GetAsync(page)).StatusCode);
+        }
+    }
+
+    [Theory]
+    [InlineData("{\"modelId\": 123}", "modelId", "'modelId' must be a GUID")]
+    [InlineData("{\"modelId\": \"not-a-guid\"}", "modelId", "'modelId' must be a GUID")]
+    [InlineData("{\"preprocessing\": {\"layout\": true}}", "preprocessing.layout", "'preprocessing.layout' must be one of 'nchw', 'nhwc'")]
+    [InlineData("{\"settings\": {\"iterations\": \"many\"}}", "settings.iterations", "'settings.iterations' must be a whole number")]
+    [InlineData("[]", null, "must be an object")]
+    public async Task MalformedBodiesAreDescribedInTheRequestsOwnTerms(string body, string? member, string expected)
+    {
+        var problem = await host.Client().PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+
+        Assert.Contains(expected, problem.GetProperty("detail").GetString());
+        if (member is not null) Assert.True(problem.GetProperty("errors").TryGetProperty(member, out _), problem.GetRawText());
+        foreach (var leak in new[] { "System.", "SurgeryService.", "`1", "Nullable", "InputLayout", "Int32", "SubmitJobRequest" })
+        {
+            Assert.DoesNotContain(leak, problem.GetRawText());
+        }
+    }
+
+    [Fact]
+    public async Task AQueryValueOfTheWrongKindIsDescribedWithoutDotNetTypes()
+    {
+        var problem = await host.Client().GetAsync("/api/jobs?page=abc").ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Equal("'page' must be a whole number between -2147483648 and 2147483647, not 'abc'", problem.GetProperty("detail").GetString());
+        Assert.DoesNotContain("int page", problem.GetRawText());
+    }
+
+    [Fact]
+    public async Task EnumSettingsAndStatesAreTakenByNameOnly()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        async Task<JsonElement> Refused(string settings) => await client.PostAsync("/api/jobs", new StringContent(
+                $$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {{settings}} }""", Encoding.UTF8, "application/json"))
+            .ExpectAsync(HttpStatusCode.BadRequest);
+
+        var method = await Refused("""{"method": "1"}""");
+        Assert.Equal("must be one of 'dns', 'magnitude'", method.GetProperty("errors").GetProperty("settings.method")[0].GetString());
+        var policy = await Refused("""{"lrPolicy": 2}""");
+        Assert.Equal("must be one of 'fixed', 'step', 'inv'", policy.GetProperty("errors").GetProperty("settings.lrPolicy")[0].GetString());
+
+        var state = await client.GetAsync("/api/jobs?state=1").ExpectAsync(HttpStatusCode.BadRequest);
+        Assert.Contains("Queued", state.GetProperty("errors").GetProperty("state")[0].GetString());
+        await client.GetAsync("/api/jobs?state=queued").ExpectAsync(HttpStatusCode.OK);
+    }
+
+    [Fact]
+    public async Task ADuplicateMemberIsRefusedWithItsName()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var jobsBefore = await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs");
+        async Task<JsonElement> Refused(string body) =>
+            await client.PostAsync("/api/jobs", new StringContent(body, Encoding.UTF8, "application/json")).ExpectAsync(HttpStatusCode.BadRequest);
+
+        var nested = await Refused($$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {"iterations": 50, "iterations": 100000} }""");
+        Assert.Equal(["settings.iterations"], nested.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.Contains("more than once", nested.GetProperty("detail").GetString());
+        var top = await Refused($$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "modelId": "{{Guid.NewGuid()}}"}""");
+        Assert.Equal(["modelId"], top.GetProperty("errors").EnumerateObject().Select(e => e.Name));
+        Assert.DoesNotContain("SurgeryService", top.GetRawText());
+        Assert.Equal(jobsBefore, await host.Db.ScalarAsync<long>("SELECT count(*) FROM jobs"));
+    }
+
+    [Fact]
+    public async Task MetricsHonourAZeroQualityForCsvAndTheCursorNeverOverflows()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, 10, 5)); // no worker: stays queued
+        foreach (var iteration in new[] { 0, 1 })
+        {
+            await host.Db.ScalarAsync<int>("INSERT INTO job_metrics (\"JobId\", \"Iteration\", \"Loss\", \"LearningRate\", \"Kept\", " +
+                $"\"Total\", \"LayerKept\", \"LayerPruned\", \"LayerSpliced\") VALUES ('{job}', {iteration}, 1, 0.01, 5, 10, '{{}}', '{{}}', '{{}}')");
+        }
+        async Task<HttpResponseMessage> Metrics(string query, string accept)
+        {
+            var request = new HttpRequestMessage(HttpMethod.Get, $"/api/jobs/{job}/metrics{query}");
+            request.Headers.TryAddWithoutValidation("Accept", accept);
+            return await client.SendAsync(request);
+        }
+
+        var refused = await Metrics("", "text/csv;q=0, application/json");
+        Assert.Equal("application/json", refused.Content.Headers.ContentType?.MediaType);
+        Assert.Equal(2, (await refused.JsonAsync()).GetProperty("points").GetArrayLength());
+        Assert.Equal("text/csv", (await Metrics("", "text/csv")).Content.Headers.ContentType?.MediaType);
+        Assert.Equal("text/csv", (await Metrics("", "application/json;q=0.5, text/csv")).Content.Headers.ContentType?.MediaType);
+
+        var last = await (await Metrics($"?from=1&stride={int.MaxValue}&limit=1", "application/json")).JsonAsync();
+        Assert.Equal(1, last.GetProperty("points")[0].GetProperty("iteration").GetInt32());
+        Assert.Equal(JsonValueKind.Null, last.GetProperty("nextFrom").ValueKind);
+        var first = await (await Metrics("?limit=1", "application/json")).JsonAsync();
+        Assert.Equal(1, first.GetProperty("nextFrom").GetInt32());
+        await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task ErrorAnswersThatEndpointsReturnAreProblemJson()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, 10, 5));
+        var answers = new[]
+        {
+            (await client.GetAsync($"/api/jobs/{Guid.NewGuid()}"), HttpStatusCode.NotFound),
+            (await client.GetAsync($"/api/jobs/{job}/result"), HttpStatusCode.Conflict),
+            (await client.PostJsonAsync("/api/jobs", new { modelId = Guid.NewGuid(), datasetId = dataset }), HttpStatusCode.UnprocessableEntity),
+            (await client.GetAsync("/api/jobs?page=0"), HttpStatusCode.BadRequest),
+        };
+        foreach (var (response, status) in answers)
+        {
+            Assert.Equal(status, response.StatusCode);
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Equal((int)status, (await response.JsonAsync()).GetProperty("status").GetInt32());
+        }
+        await client.PostAsync($"/api/jobs/{job}/cancel", null).ExpectAsync(HttpStatusCode.Accepted);
+    }
+
+    [Fact]
+    public async Task TheOpenApiDocumentStatesEachSettingsRange()
+    {
+        var document = await host.Client(null).GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        string Description(string schema, string property) =>
+            schemas.GetProperty(schema).GetProperty("properties").GetProperty(property).GetProperty("description").GetString()!;
+
+        Assert.Contains("0 to 100", Description("SurgerySettings", "cRate"));
+        Assert.Contains("at most 10000", Description("SurgerySettings", "learningRate"));
+        Assert.Contains("0 to 1;", Description("SurgerySettings", "weightDecay"));
+        Assert.Contains("0 to 10", Description("LayerSettings", "power"));
     }
 
     private static byte[] Mlp(Action<GraphProto> change)
