@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Tests.Surgery;
 
-/// <summary>One test per rule of dns-spec.md, on hand-made tensors.</summary>
+/// <summary>One test per rule of docs/algorithm.md, on hand-made tensors.</summary>
 public class DynamicNetworkSurgeryRuleTests
 {
     private static readonly PrunableLayer Fc = new("fc", LayerKind.FullyConnected, "fc.weight", "fc.bias");
