@@ -79,10 +79,15 @@ internal static class Reproduce
         EvalInterval = iterations,
     };
 
+    /// <summary>The <c>--method</c> option: <c>dns</c> (the default) or <c>magnitude</c>.</summary>
+    public static SurgeryMethod Method(Options options) =>
+        PruningMethods.Parse(options.Get("method", "dns"))
+        ?? throw new ArgumentException($"--method {options.Get("method", "")}: expected dns or magnitude");
+
     public static int Run(string architecture, string[] args)
     {
         var options = Options.Parse(args);
-        var method = options.Get("method", "dns") == "magnitude" ? SurgeryMethod.Magnitude : SurgeryMethod.Dns;
+        var method = Method(options);
         var settings = options.Has("settings")
             ? JsonSerializer.Deserialize<SurgerySettings>(File.ReadAllText(options.Get("settings", "")), Json)!
             : Recipe(architecture, method);
@@ -207,7 +212,7 @@ internal static class Reproduce
             {
                 for (var t = 0; t < trainers.Count; t++) ms[t].Add(Chunk(trainers[t], chunk));
             }
-            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), SurgeryTrainer.ExpectedMaskUpdateShare(settings, layers));
+            return new IterationCostFigures(Median(ms[0]), Median(ms[1]), Median(ms[2]), MaskSchedules.ExpectedUpdateShare(settings, layers));
         }
         finally
         {
@@ -260,7 +265,7 @@ internal static class Reproduce
         IterationCostFigures? cost)
     {
         Console.WriteLine();
-        Console.WriteLine($"== {architecture}, method {settings.Method.ToString().ToLowerInvariant()} ==");
+        Console.WriteLine($"== {architecture}, method {settings.Method.Name()} ==");
         PrintLayers(outcome);
         Console.WriteLine($"test error         {100 * (1 - outcome.Before!.Top1):F2}% -> {100 * (1 - outcome.After!.Top1):F2}%");
         Console.WriteLine($"iterations         {outcome.Iterations}");

@@ -21,13 +21,13 @@ internal static class Target
     public static int Run(string architecture, string[] args)
     {
         var options = Options.Parse(args);
-        var method = options.Get("method", "dns") == "magnitude" ? SurgeryMethod.Magnitude : SurgeryMethod.Dns;
+        var method = Reproduce.Method(options);
         var maxDrop = double.Parse(options.Get("max-drop", "0.1"), System.Globalization.CultureInfo.InvariantCulture);
         var seeds = int.Parse(options.Get("seeds", "3"));
         var firstSeed = int.Parse(options.Get("first-seed", "1"));
         var recipe = Reproduce.Recipe(architecture, method);
         var maxIterations = int.Parse(options.Get("max-iterations", recipe.Iterations.ToString()));
-        var denseIterations = Reproduce.DenseIterations(architecture);
+        var denseIterations = int.Parse(options.Get("dense-iterations", Reproduce.DenseIterations(architecture).ToString()));
         var mnistDir = options.Get("mnist",
             Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
         if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));
@@ -67,7 +67,7 @@ internal static class Target
             };
             var clock = Stopwatch.StartNew();
             using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
-            var outcome = new BudgetSearch(trainer, settings).Run(train, validation, test, new Reproduce.ConsoleObserver());
+            var outcome = new BudgetSearch(trainer, settings, target).Run(train, validation, test, new Reproduce.ConsoleObserver());
             clock.Stop();
             var search = outcome.Search!;
             denseError ??= 1 - search.TestTop1Before!.Value;

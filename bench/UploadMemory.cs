@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Google.Protobuf;
 using SurgeryService.Domain.Onnx.Proto;
+using SurgeryService.Tests.Shared;
 
 namespace SurgeryService.Bench;
 
@@ -192,31 +193,5 @@ public static class UploadMemory
         };
         using var file = File.Create(path);
         model.WriteTo(file);
-    }
-
-    private sealed class ZeroStream(byte[] head, long zeros) : Stream
-    {
-        private long _position;
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => head.Length + zeros;
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            var n = (int)Math.Min(count, Length - _position);
-            var fromHead = (int)Math.Clamp(head.Length - _position, 0, n);
-            head.AsSpan((int)Math.Min(_position, head.Length), fromHead).CopyTo(buffer.AsSpan(offset));
-            Array.Clear(buffer, offset + fromHead, n - fromHead);
-            _position += n;
-            return n;
-        }
-
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

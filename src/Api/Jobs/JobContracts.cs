@@ -94,7 +94,7 @@ public sealed record JobResponse(
     public IReadOnlyList<string>? Warnings { get; init; }
 
     public static JobResponse From(SurgeryJob j) => new(
-        j.Id, j.State.ToString(), j.ModelId, j.DatasetId, j.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
+        j.Id, j.State.ToString(), j.ModelId, j.DatasetId, j.Settings.Method.Name(),
         j.Queue, j.CheckpointInterval, j.Iteration, j.TotalIterations,
         j.TotalIterations == 0 ? 0 : Math.Round((double)j.Iteration / j.TotalIterations, 4),
         j.Loss, j.Kept, j.Total,
@@ -103,14 +103,13 @@ public sealed record JobResponse(
         j.LastTop1, j.LastTop5, j.Top1Before, j.Top1After, j.Attempts, j.CheckpointIteration, j.ResumedFromIteration,
         j.CancelRequested, j.Error, ResultFormatsOf(j), j.Settings, j.Preprocessing, j.CreatedAt, j.StartedAt, j.FinishedAt,
         j.StartedAt is { } start ? ((j.FinishedAt ?? DateTimeOffset.UtcNow) - start).TotalSeconds : null,
-        ModeOf(j.Settings), j.Settings.IsBudgetMode ? j.Settings.EffectiveTarget : null, j.Search?.BudgetMet, j.Search?.BudgetProblem);
+        j.Kind.Name, (j.Kind as BudgetJob)?.Target, j.Search?.BudgetMet, j.Search?.BudgetProblem);
 
     /// <summary>
     /// <c>budget</c> (the search picks the thresholds), <c>fixed</c> (the paper's cRates) or <c>sensitivity</c> (curves
     /// only, no model).
     /// </summary>
-    public static string ModeOf(SurgerySettings settings) =>
-        settings.Sensitivity is not null ? "sensitivity" : settings.IsBudgetMode ? "budget" : "fixed";
+    public static string ModeOf(SurgerySettings settings) => JobKind.Of(settings).Name;
 
     public static IReadOnlyList<string> ResultFormatsOf(SurgeryJob j)
     {
@@ -121,8 +120,6 @@ public sealed record JobResponse(
         return formats;
     }
 }
-
-public sealed record JobPage(IReadOnlyList<JobResponse> Items, int Page, int PageSize, int TotalCount);
 
 /// <summary>One training iteration. <see cref="LayerKept"/> follows <see cref="MetricsResponse.Layers"/>.</summary>
 public sealed record MetricPoint(int Iteration, double Loss, double LearningRate, long Kept, long Total, double Sparsity, long[] LayerKept);

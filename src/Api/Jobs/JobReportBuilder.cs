@@ -25,7 +25,7 @@ public static class JobReportBuilder
             artifactId == job.ResultOnnxSparseArtifactId ? "onnx-sparse" : "torchsharp";
         return new JobReport(
             job.Id,
-            job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns",
+            job.Settings.Method.Name(),
             job.Iteration,
             layers.Select(l => new ReportLayer(l.Layer, KindName(l.Kind),
                 l.Total, l.Kept, l.Total == 0 ? 100 : Math.Round(100.0 * l.Kept / l.Total, 3), l.PrunedTotal, l.SplicedTotal)).ToList(),

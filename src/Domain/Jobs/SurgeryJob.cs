@@ -61,8 +61,9 @@ public sealed class SurgeryJob
     public int CheckpointEvents { get; set; }
 
     /// <summary>
-    /// Budget mode: the search's stages, sensitivity curves and verdict, once the job has finished. A sensitivity-only job
-    /// (<see cref="IsSensitivityOnly"/>) stores its curves here too, with only the sensitivity fields filled.
+    /// Budget mode: the search's stages, sensitivity curves and verdict, once the job has finished. A sensitivity job
+    /// (<see cref="SensitivityJob"/>) stores its <see cref="SensitivityReport"/> in the same shape, with only the
+    /// sensitivity fields filled, so the stored column and the API's answer are one shape for both.
     /// </summary>
     public SearchReport? Search { get; private set; }
 
@@ -162,17 +163,24 @@ public sealed class SurgeryJob
     /// A sensitivity-only job finished: <paramref name="report"/> (its sensitivity fields) is the job's answer; there is no
     /// model output. Progress counts layers, so the job ends at its last layer.
     /// </summary>
-    public void SucceedAnalysis(SearchReport report, DateTimeOffset now)
+    public void SucceedAnalysis(SensitivityReport report, DateTimeOffset now)
     {
         RequireNotFinished("succeed");
-        Search = report;
-        Iteration = TotalIterations = report.Sensitivity.Count;
+        Search = new SearchReport
+        {
+            ValidationSamples = report.ValidationSamples,
+            ValidationTop1Before = report.ValidationTop1Before,
+            ValidationLossBefore = report.ValidationLossBefore,
+            TestTop1Before = report.TestTop1Before,
+            Sensitivity = [.. report.Curves],
+        };
+        Iteration = TotalIterations = report.Curves.Count;
         Top1Before = report.TestTop1Before;
         Finish(JobState.Succeeded, null, now);
     }
 
-    /// <summary>The job only measures per-layer sensitivity: it trains nothing and delivers no model.</summary>
-    public bool IsSensitivityOnly => Settings.Sensitivity is not null;
+    /// <summary>What the job does: fixed thresholds, the budget search, or a sensitivity analysis.</summary>
+    public JobKind Kind => JobKind.Of(Settings);
 
     /// <summary>The job cannot succeed (its inputs are unusable, or too many attempts were lost).</summary>
     public void Fail(string error, DateTimeOffset now)

@@ -4,7 +4,7 @@ using static TorchSharp.torch.nn;
 
 namespace SurgeryService.Domain.Models;
 
-/// <summary>The built-in architectures, addressable by name (dns-spec.md, "Results to reproduce").</summary>
+/// <summary>The built-in architectures, addressable by name (docs/algorithm.md#paper-results).</summary>
 public static class Architectures
 {
     public const string LeNet300100 = "lenet-300-100";

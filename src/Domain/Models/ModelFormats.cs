@@ -139,7 +139,9 @@ public static class ModelFormats
     private static string Printable(string text) =>
         new(StoredText.Truncate(text, 80).Select(c => char.IsControl(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
 
-    // TorchSharp's Module.save starts with the parameter count as a LEB128 integer, then the first name as a string.
+    // TorchSharp's Module.save starts with the parameter count as a LEB128 integer, then the first name as a string
+    // (its length, then its characters). An ONNX file starts 0x08 <ir_version> 0x12: a length but no printable name.
     private static bool LooksLikeTorchSharp(byte[] content) =>
-        content.Length > 2 && content[0] is > 0 and < 128 && content[1] is > 0 and < 128;
+        content.Length > 2 && content[0] is > 0 and < 128 && content[1] is > 0 and < 128 && content.Length >= 2 + content[1]
+        && content.AsSpan(2, content[1]).ToArray().All(b => b is >= 0x20 and < 0x7F);
 }

@@ -56,7 +56,7 @@ public static class OnnxWriter
         {
             OnnxTensors.SetFloats(byName[initializer], OnnxTensors.ToFloatArray(value));
         }
-        SetMetadata(proto, MethodKey, settings.Method.ToString().ToLowerInvariant());
+        SetMetadata(proto, MethodKey, settings.Method.Name());
         SetMetadata(proto, SettingsKey, JsonSerializer.Serialize(settings, Json));
         SetMetadata(proto, CompressionKey, outcome.Compression.ToString("0.###", CultureInfo.InvariantCulture));
         SetMetadata(proto, KeptKey, outcome.Kept.ToString(CultureInfo.InvariantCulture));

@@ -12,7 +12,7 @@ namespace SurgeryService.Domain.Onnx;
 public sealed class OnnxModel
 {
     public const int MinOpset = 7;
-    public const int MaxOpset = 18;
+    public const int MaxOpset = 20;
 
     /// <summary>Operator types an <see cref="OnnxModule"/> executes (default ONNX domain).</summary>
     public static readonly IReadOnlySet<string> SupportedOperators = new HashSet<string>(StringComparer.Ordinal)
@@ -21,6 +21,11 @@ public sealed class OnnxModel
         "Softmax", "LogSoftmax", "MaxPool", "AveragePool", "GlobalAveragePool", "BatchNormalization", "Dropout",
         "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Shape", "Gather", "Slice", "Constant",
         "ConstantOfShape", "Identity", "Cast", "Clip", "Pad",
+        "LayerNormalization", "InstanceNormalization",
+        "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare",
+        "Pow", "Sqrt", "Reciprocal", "Exp", "Log", "Neg", "Abs", "Erf", "Gelu", "Softplus", "HardSigmoid", "HardSwish",
+        "Min", "Max", "Equal", "Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Not", "And", "Or", "Xor", "Where",
+        "Expand", "Split", "Tile", "Range", "Trilu", "Einsum", "LSTM", "GRU", "RNN",
     };
 
     private static readonly HashSet<string> WeightOps = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
@@ -31,6 +36,11 @@ public sealed class OnnxModel
     {
         ["Reshape"] = [1], ["Slice"] = [1, 2, 3, 4], ["Squeeze"] = [1], ["Unsqueeze"] = [1], ["Pad"] = [1, 2, 3],
         ["Clip"] = [1, 2], ["Dropout"] = [1, 2], ["Gather"] = [1], ["ConstantOfShape"] = [0],
+        ["ReduceMean"] = [1], ["ReduceSum"] = [1], ["ReduceMax"] = [1], ["ReduceMin"] = [1], ["ReduceProd"] = [1],
+        ["ReduceL1"] = [1], ["ReduceL2"] = [1], ["ReduceSumSquare"] = [1], ["Pow"] = [1], ["Expand"] = [1],
+        ["Split"] = [1], ["Tile"] = [1], ["Range"] = [0, 1, 2], ["Trilu"] = [1], ["Where"] = [0],
+        // A comparison has no gradient: a float initializer read only by comparisons is a threshold, not a weight.
+        ["Equal"] = [0, 1], ["Less"] = [0, 1], ["LessOrEqual"] = [0, 1], ["Greater"] = [0, 1], ["GreaterOrEqual"] = [0, 1],
     };
 
     private readonly Dictionary<string, TensorProto> _initializers;
@@ -184,7 +194,7 @@ public sealed class OnnxModel
         if (unsupported.Count > 0)
         {
             var list = string.Join("; ", unsupported.Select(g =>
-                $"{g.Key} (nodes: {string.Join(", ", g.Select((n, i) => NodeLabel(n)))})"));
+                $"{g.Key} (nodes: {string.Join(", ", g.Take(3).Select(NodeLabel))}{(g.Count() > 3 ? $" and {g.Count() - 3} more" : "")})"));
             throw new SurgeryException("Unsupported ONNX operators",
                 $"the model uses {unsupported.Count} operator type(s) the service cannot run: {list}", ErrorKind.Unsupported);
         }
@@ -213,8 +223,17 @@ public sealed class OnnxModel
                     && !attributes.Has("value_int") && !attributes.Has("value_ints"):
                     problems.Add($"{NodeLabel(node)}: only numeric Constant values are supported");
                     break;
-                case "BatchNormalization" when node.Output.Skip(1).Any(o => o != "" && consumed.Contains(o)):
-                    problems.Add($"{NodeLabel(node)}: BatchNormalization's statistics outputs are not supported");
+                case "BatchNormalization" or "LayerNormalization" when node.Output.Skip(1).Any(o => o != "" && consumed.Contains(o)):
+                    problems.Add($"{NodeLabel(node)}: {node.OpType}'s statistics outputs are not supported");
+                    break;
+                case "AveragePool" when attributes.Ints("dilations") is { } dilations && dilations.Any(d => d != 1):
+                    problems.Add($"{NodeLabel(node)}: AveragePool with dilations is not supported");
+                    break;
+                case "Gelu" when attributes.String("approximate", "none") is not ("none" or "tanh"):
+                    problems.Add($"{NodeLabel(node)}: Gelu approximation '{attributes.String("approximate", "")}' is not supported");
+                    break;
+                case "LSTM" or "GRU" or "RNN" when RecurrentProblem(node, attributes) is { } problem:
+                    problems.Add($"{NodeLabel(node)}: {problem}");
                     break;
             }
         }
@@ -222,6 +241,34 @@ public sealed class OnnxModel
         {
             throw new SurgeryException("Unsupported ONNX operator usage", string.Join("; ", problems), ErrorKind.Unsupported);
         }
+    }
+
+    /// <summary>What a recurrent node asks for that <see cref="OnnxModule"/> does not implement, or null.</summary>
+    private static string? RecurrentProblem(NodeProto node, OnnxAttributes attributes)
+    {
+        string[] defaults = node.OpType switch { "LSTM" => ["Sigmoid", "Tanh", "Tanh"], "GRU" => ["Sigmoid", "Tanh"], _ => ["Tanh"] };
+        if (node.Input.Count > 4 && node.Input[4] != "")
+        {
+            return $"{node.OpType} with sequence_lens (sequences of different lengths in one batch) is not supported";
+        }
+        if (attributes.Has("activations"))
+        {
+            var given = node.Attribute.First(a => a.Name == "activations").Strings.Select(s => s.ToStringUtf8()).ToArray();
+            var expected = attributes.String("direction", "forward") == "bidirectional" ? defaults.Concat(defaults).ToArray() : defaults;
+            if (!given.SequenceEqual(expected, StringComparer.OrdinalIgnoreCase))
+            {
+                return $"{node.OpType} activations {string.Join(", ", given)} are not supported (only {string.Join(", ", defaults)})";
+            }
+        }
+        if (node.OpType == "LSTM" && attributes.Int("input_forget", 0) != 0)
+        {
+            return "LSTM with input_forget is not supported";
+        }
+        if (attributes.String("direction", "forward") is not ("forward" or "reverse" or "bidirectional"))
+        {
+            return $"{node.OpType} direction '{attributes.String("direction", "")}' is not supported";
+        }
+        return null;
     }
 
     internal static string NodeLabel(NodeProto node) =>
@@ -336,6 +383,34 @@ public sealed class OnnxModel
             prunable.Add(new PrunableLayer(name,
                 node.OpType is "Conv" or "ConvTranspose" ? LayerKind.Convolution : LayerKind.FullyConnected,
                 _memberNames[weight], bias is null ? null : _memberNames[bias]));
+        }
+        // A recurrent node's input weights W and recurrent weights R are two layers (all gates and directions of each
+        // in one mask); the bias B, which holds the biases of both, goes with W.
+        foreach (var node in graph.Node.Where(n => n.OpType is "LSTM" or "GRU" or "RNN"))
+        {
+            foreach (var (index, suffix) in new[] { (1, "W"), (2, "R") })
+            {
+                if (node.Input.Count <= index || TraceInitializer(node.Input[index]) is not { } weight) continue;
+                var init = _initializers[weight];
+                if (init.DataType != (int)OnnxDataType.Float)
+                {
+                    badWeights.Add($"'{weight}' ({suffix} of {NodeLabel(node)}, {node.OpType}) has element type {OnnxDataTypes.Describe(init.DataType)}");
+                    continue;
+                }
+                if (!claimed.Add(weight)) continue;
+                string? bias = null;
+                if (index == 1 && node.Input.Count > 3 && _initializers.TryGetValue(node.Input[3], out var b)
+                    && b.DataType == (int)OnnxDataType.Float && claimed.Add(b.Name))
+                {
+                    bias = b.Name;
+                }
+                var baseName = string.IsNullOrEmpty(node.Name) ? weight : node.Name;
+                var name = $"{baseName}/{suffix}";
+                for (var k = 2; !names.Add(name); k++) name = $"{baseName}/{suffix}_{k}";
+                var count = OnnxTensors.ElementCount(init.Dims) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
+                layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), count, true, weight, bias));
+                prunable.Add(new PrunableLayer(name, LayerKind.FullyConnected, _memberNames[weight], bias is null ? null : _memberNames[bias]));
+            }
         }
         if (badWeights.Count > 0)
         {

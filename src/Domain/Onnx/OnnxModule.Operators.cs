@@ -6,7 +6,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace SurgeryService.Domain.Onnx;
 
-// The operators, following the ONNX operator specification; where an operator changed between opsets 7 and 18 the
+// The operators, following the ONNX operator specification; where an operator changed between opsets 7 and 20 the
 // branch on _opset says which version's semantics apply.
 public sealed partial class OnnxModule
 {
@@ -134,7 +134,8 @@ public sealed partial class OnnxModule
             }
             case "Pad": return PadOp(node, a, x);
             default:
-                throw new SurgeryException("Unsupported ONNX operators", $"the service cannot run {node.OpType}", ErrorKind.Unsupported);
+                return ExecuteMath(node, a, x)
+                    ?? throw new SurgeryException("Unsupported ONNX operators", $"the service cannot run {node.OpType}", ErrorKind.Unsupported);
         }
     }
 

@@ -136,6 +136,16 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
                 }
                 inputs[k] = value;
             }
+            if (node.OpType is "Split" or "LSTM" or "GRU" or "RNN")
+            {
+                var outputs = node.OpType == "Split" ? Split(node, _attributes[i], inputs[0]!, inputs.Length > 1 ? inputs[1] : null)
+                    : Recurrent(node, _attributes[i], inputs);
+                for (var k = 0; k < node.Output.Count && k < outputs.Length; k++)
+                {
+                    if (node.Output[k].Length > 0) values[node.Output[k]] = outputs[k];
+                }
+                continue;
+            }
             values[node.Output[0]] = Execute(node, _attributes[i], inputs, batch);
         }
         // alias(): the output may be the input or a parameter, which must not leave this scope as the caller's to dispose.

@@ -74,7 +74,7 @@ public sealed class SearchReport
 }
 
 /// <summary>
-/// Budget mode (dns-spec.md, "Budget mode"; the product's extension of the paper): the most compressed model whose
+/// Budget mode (docs/algorithm.md#budget-mode; the product's extension of the paper): the most compressed model whose
 /// validation top-1 stays within <see cref="SurgeryTarget.MaxAccuracyDrop"/> of the starting model's.
 /// <list type="number">
 /// <item>Evaluate the starting model on the validation split (held out of the training data) and the test set.</item>
@@ -88,7 +88,7 @@ public sealed class SearchReport
 /// </list>
 /// Iterations are one series over all stages; checkpoints hold the search's state, so a resumed job goes on mid-stage.
 /// </summary>
-public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings settings) : ICheckpointSource
+public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings settings, SurgeryTarget target) : ICheckpointSource
 {
     /// <summary>Share of the iterations kept for the final fine-tune.</summary>
     private const double FineTuneShare = 0.2;
@@ -112,11 +112,15 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     private byte[]? _best;
     private byte[]? _fineTuneBest;
 
+    /// <summary>The stage (or the fine-tune) being trained, and what the trainer follows during it.</summary>
+    private SurgeryStage? _stage;
+    private TrainingPlan? _plan;
+
     public int Iteration => trainer.Iteration;
 
     public SearchReport? Report => _report;
 
-    private SurgeryTarget Target => settings.EffectiveTarget;
+    private SurgeryTarget Target => target;
     private int MaxIterations => Target.MaxIterations ?? settings.Iterations;
     private int FineTuneIterations => Math.Max(1, (int)(MaxIterations * FineTuneShare));
     private int StageLength => Math.Max(10, (MaxIterations - FineTuneIterations) / PlannedStages);
@@ -183,7 +187,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 }
                 stage = BeginStage(report, target.Value, observer);
             }
-            if (trainer.RunUntil(stage.End, train, validation, observer, checkpointInterval, this, cancellationToken))
+            if (trainer.RunUntil(stage.End, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
             {
                 return Cancelled();
             }
@@ -193,7 +197,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         while (trainer.Iteration < MaxIterations)
         {
             var next = Math.Min(MaxIterations, (trainer.Iteration / settings.EvalInterval + 1) * settings.EvalInterval);
-            if (trainer.RunUntil(next, train, validation, observer, checkpointInterval, this, cancellationToken))
+            if (trainer.RunUntil(next, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
             {
                 return Cancelled();
             }
@@ -316,10 +320,10 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         RestoreKeepingIteration(_best!);
         var shares = Sensitivity.Allocate(report.Sensitivity, target * report.Correction);
         var calibrations = trainer.Layers
-            .Select((layer, i) => layer.Calibrate(shares[i], settings.Method == SurgeryMethod.Magnitude))
+            .Select((layer, i) => trainer.Method.Calibrate(layer, shares[i]))
             .ToList();
         var length = StageLength;
-        trainer.BeginStage(length, (int)(length * MaskShare));
+        BeginStage(length, (int)(length * MaskShare));
         trainer.MarkGood();
         var stage = new SearchStageReport
         {
@@ -367,7 +371,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     private void BeginFineTune(SearchReport report, ISurgeryObserver observer)
     {
         RestoreKeepingIteration(_best!);
-        trainer.BeginStage(MaxIterations - trainer.Iteration, maskIterations: 0);
+        BeginStage(MaxIterations - trainer.Iteration, maskIterations: 0);
         trainer.MarkGood();
         report.FineTuneStart = trainer.Iteration;
         _fineTuneBest = null;
@@ -429,6 +433,23 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         return kept == 0 ? double.PositiveInfinity : (double)results.Sum(l => l.Total) / kept;
     }
 
+    /// <summary>From here on the schedules restart, and masks update for <paramref name="maskIterations"/> iterations.</summary>
+    private void BeginStage(int length, int maskIterations) =>
+        Follow(new SurgeryStage(trainer.Iteration, trainer.Iteration + length, maskIterations));
+
+    /// <summary>
+    /// The trainer follows <paramref name="stage"/>: the method's stage schedule, the restarted and annealed learning rate,
+    /// and no accuracy verdict but the stage's own.
+    /// </summary>
+    private void Follow(SurgeryStage? stage)
+    {
+        _stage = stage;
+        _plan = stage is null
+            ? null
+            : new TrainingPlan(trainer.Method.StageSchedule(stage, settings, trainer.Layers.Select(l => l.Layer).ToList()),
+                new StageLearningRate(settings, stage), JudgesAccuracy: false);
+    }
+
     /// <summary>Goes back to a saved state; the iteration count goes on, so the metric series stays one series.</summary>
     private void RestoreKeepingIteration(byte[] snapshot)
     {
@@ -445,7 +466,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         WriteBytes(writer, _best);
         WriteBytes(writer, _fineTuneBest);
         writer.Flush();
-        trainer.SaveCheckpoint(stream);
+        TrainerCheckpoint.Save(trainer, stream, _stage);
     }
 
     /// <summary>Restores a checkpoint written by a search over the same model, layers and settings.</summary>
@@ -461,7 +482,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             _best = ReadBytes(reader);
             _fineTuneBest = ReadBytes(reader);
         }
-        trainer.LoadCheckpoint(stream);
+        Follow(TrainerCheckpoint.Load(trainer, stream));
     }
 
     private static void WriteBytes(BinaryWriter writer, byte[]? bytes)

@@ -1,7 +1,7 @@
 namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
-/// Watches a run for divergence (dns-spec.md, "Budget mode": a run whose loss is non-finite or far above its start, or
+/// Watches a run for divergence (docs/algorithm.md#budget-mode: a run whose loss is non-finite or far above its start, or
 /// whose accuracy falls to chance, is rolled back rather than delivered): a non-finite training loss at once; a
 /// training loss whose mean over <see cref="Window"/> iterations stays above <see cref="LossCeiling"/>; an evaluation
 /// at chance accuracy when the starting model was clearly above chance.

@@ -8,10 +8,15 @@ public sealed record SensitivityPoint(double KeptFraction, double Top1);
 
 /// <summary>
 /// One layer's sensitivity curve, from kept share 1 (the starting model) down the ladder. <paramref name="MinKept"/>: the
-/// fewest connections a split of a target may leave the layer (<see cref="DynamicNetworkSurgery.MinKept"/>; 0 in reports written
+/// fewest connections a split of a target may leave the layer (<see cref="MaskedLayer.MinKept"/>; 0 in reports written
 /// before it existed).
 /// </summary>
 public sealed record SensitivityCurve(string Layer, LayerKind Kind, long Total, IReadOnlyList<SensitivityPoint> Points, long MinKept = 0);
+
+/// <summary>A sensitivity job's answer: the starting model on the validation split and the test set, and every layer's curve.</summary>
+public sealed record SensitivityReport(
+    int ValidationSamples, double ValidationTop1Before, double ValidationLossBefore, double? TestTop1Before,
+    IReadOnlyList<SensitivityCurve> Curves);
 
 /// <summary>
 /// Per-layer sensitivity analysis (Han et al. 2015, §3.3; the budget search uses it to split a whole-model target
@@ -51,10 +56,10 @@ public static class Sensitivity
     /// <summary>
     /// A sensitivity-only job: the starting model on <paramref name="validation"/> (held out of the training samples) and
     /// <paramref name="test"/>, then every layer's curve, each reported to <paramref name="observer"/> as an event and to
-    /// <paramref name="layerDone"/> as progress (layers measured). The report has only its sensitivity fields filled.
-    /// Returns null when <paramref name="cancellationToken"/> stopped it.
+    /// <paramref name="layerDone"/> as progress (layers measured). Returns null when <paramref name="cancellationToken"/>
+    /// stopped it.
     /// </summary>
-    public static SearchReport? Measure(SurgeryTrainer trainer, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
+    public static SensitivityReport? Measure(SurgeryTrainer trainer, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
         Action<int>? layerDone = null, CancellationToken cancellationToken = default)
     {
         if (validation.Count == 0) throw new SurgeryException("Bad dataset", "the validation split is empty");
@@ -71,14 +76,7 @@ public static class Sensitivity
                 observer.OnEvent(new SurgeryEvent(done, SurgeryEventKind.Sensitivity, Describe(curve)));
                 layerDone?.Invoke(done);
             }, cancellationToken);
-            return new SearchReport
-            {
-                ValidationSamples = (int)validation.Count,
-                ValidationTop1Before = before.Top1,
-                ValidationLossBefore = before.Loss,
-                TestTop1Before = testBefore?.Top1,
-                Sensitivity = [.. curves],
-            };
+            return new SensitivityReport((int)validation.Count, before.Top1, before.Loss, testBefore?.Top1, curves);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {

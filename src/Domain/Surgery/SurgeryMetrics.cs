@@ -33,7 +33,7 @@ public sealed record SurgeryOutcome(
     /// <summary>Budget mode: the search's stages, sensitivity curves and verdict; null in fixed-threshold mode.</summary>
     public SearchReport? Search { get; init; }
 
-    /// <summary>Parameters of the pruned layers / nonzero parameters after surgery (dns-spec.md, "Results").</summary>
+    /// <summary>Parameters of the pruned layers / nonzero parameters after surgery (docs/algorithm.md#results-to-reproduce).</summary>
     public double Compression => Kept == 0 ? double.PositiveInfinity : (double)Total / Kept;
 }
 

@@ -71,7 +71,7 @@ public sealed record LayerSettings
 }
 
 /// <summary>
-/// Every setting of one surgery (dns-spec.md, "Defaults and settings"). Serialises to JSON as the Api's request body.
+/// Every setting of one surgery (docs/algorithm.md#defaults-and-settings). Serialises to JSON as the Api's request body.
 /// </summary>
 public sealed record SurgerySettings
 {
@@ -90,7 +90,7 @@ public sealed record SurgerySettings
 
     /// <summary>
     /// Budget mode: the most compressed model within an accuracy budget, with per-layer thresholds found by the search.
-    /// Used when set, and (with its defaults) when no c_rate is named anywhere.
+    /// Used when set, and (with its defaults) when no c_rate is named anywhere (<see cref="Jobs.JobKind.Of"/>).
     /// </summary>
     public SurgeryTarget? Target { get; init; }
 
@@ -99,14 +99,6 @@ public sealed record SurgerySettings
     /// is delivered. Set by <c>POST /api/jobs/sensitivity</c>.
     /// </summary>
     public SensitivitySettings? Sensitivity { get; init; }
-
-    /// <summary>Whether the job runs the budget search rather than the paper's fixed thresholds.</summary>
-    [JsonIgnore]
-    public bool IsBudgetMode => Sensitivity is null && (Target is not null || (CRate is null && Layers.All(l => l.CRate is null)));
-
-    /// <summary>The target of a budget-mode job: the one given, or the defaults.</summary>
-    [JsonIgnore]
-    public SurgeryTarget EffectiveTarget => Target ?? new SurgeryTarget();
 
     /// <summary>
     /// Probability schedule of a mask update: sigma(iter) = (1 + gamma * iter) ^ (-power). Gamma is per iteration,

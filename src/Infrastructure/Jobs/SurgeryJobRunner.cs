@@ -134,66 +134,73 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             using var _train = train;
             using var _test = test;
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
-            if (job.Settings.Sensitivity is { } sensitivity)
+            return job.Kind switch
             {
-                var analysis = RunSensitivity(trainer, sensitivity, train, test, observer, writer, stop.Token);
-                return new Attempt(null, analysis, []);
-            }
-            var run = job.Settings.IsBudgetMode
-                ? RunBudgetSearch(trainer, job.Settings, train, test, checkpoint, observer, checkpointInterval, stop.Token)
-                : RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token);
-            var outcome = run.Outcome;
-            if (outcome.Cancelled)
+                SensitivityJob sensitivity =>
+                    RunSensitivity(trainer, sensitivity.Sensitivity, train, test, observer, writer, stop.Token) is { } report
+                        ? new Attempt.Analysed(report)
+                        : new Attempt.Stopped(),
+                BudgetJob budget => Delivered(RunBudgetSearch(trainer, budget, train, test, checkpoint, observer, checkpointInterval, stop.Token)),
+                _ => Delivered(RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token)),
+            };
+
+            Attempt Delivered(RunResult run)
             {
-                if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
-                return new Attempt(outcome, null, []);
+                if (run.Outcome.Cancelled)
+                {
+                    if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
+                    return new Attempt.Stopped();
+                }
+                var files = new List<(ResultFormat, string)>();
+                foreach (var (format, content) in ModelFormats.WriteResults(loaded, job.Settings, run.Outcome))
+                {
+                    var path = Path.GetTempFileName();
+                    File.WriteAllBytes(path, content);
+                    files.Add((format, path));
+                }
+                return new Attempt.Trained(run.Outcome, files);
             }
-            var files = new List<(ResultFormat, string)>();
-            foreach (var (format, content) in ModelFormats.WriteResults(loaded, job.Settings, outcome))
-            {
-                var path = Path.GetTempFileName();
-                File.WriteAllBytes(path, content);
-                files.Add((format, path));
-            }
-            return new Attempt(outcome, null, files);
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         try
         {
             await writer.CompleteAsync();
-            if (result.Cancelled)
+            switch (result)
             {
-                if (writer.CancelRequested.IsCancellationRequested)
-                {
+                case Attempt.Stopped when writer.CancelRequested.IsCancellationRequested:
                     await TransitionAsync(job, j => j.Cancel(DateTimeOffset.UtcNow));
                     return;
-                }
-                shutdown.ThrowIfCancellationRequested();
-                throw new InvalidOperationException("the run stopped early without a cancel request or a shutdown");
+                case Attempt.Stopped:
+                    shutdown.ThrowIfCancellationRequested();
+                    throw new InvalidOperationException("the run stopped early without a cancel request or a shutdown");
+                case Attempt.Analysed(var report):
+                    if (await TransitionAsync(job, j => j.SucceedAnalysis(report, DateTimeOffset.UtcNow)))
+                    {
+                        logger.LogInformation("Job {JobId} succeeded: sensitivity of {Layers} layers", job.Id, report.Curves.Count);
+                    }
+                    return;
+                case Attempt.Trained(var outcome, var files):
+                    await StoreResultsAsync(job, model, outcome, files);
+                    return;
             }
-            if (result.Analysis is { } report)
-            {
-                if (await TransitionAsync(job, j => j.SucceedAnalysis(report, DateTimeOffset.UtcNow)))
-                {
-                    logger.LogInformation("Job {JobId} succeeded: sensitivity of {Layers} layers", job.Id, report.Sensitivity.Count);
-                }
-                return;
-            }
-            await StoreResultsAsync(job, model, result.Outcome!, result.Files);
         }
         finally
         {
-            foreach (var (_, path) in result.Files) File.Delete(path);
+            if (result is Attempt.Trained trained)
+            {
+                foreach (var (_, path) in trained.Files) File.Delete(path);
+            }
         }
     }
 
-    /// <summary>
-    /// What an attempt produced: a surgery's outcome and result files, or a sensitivity analysis's report (null, with no
-    /// outcome, when it was stopped).
-    /// </summary>
-    private sealed record Attempt(SurgeryOutcome? Outcome, SearchReport? Analysis, List<(ResultFormat Format, string Path)> Files)
+    /// <summary>What an attempt produced: nothing (cancelled or handed back), a sensitivity report, or a trained model's files.</summary>
+    private abstract record Attempt
     {
-        public bool Cancelled => Outcome?.Cancelled ?? Analysis is null;
+        public sealed record Stopped : Attempt;
+
+        public sealed record Analysed(SensitivityReport Report) : Attempt;
+
+        public sealed record Trained(SurgeryOutcome Outcome, List<(ResultFormat Format, string Path)> Files) : Attempt;
     }
 
     /// <summary>
@@ -201,7 +208,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     /// seed), so its curves describe the samples a budget job on the dataset would validate on. Progress counts layers.
     /// Nothing is checkpointed: a resumed attempt measures again from the first layer.
     /// </summary>
-    private static SearchReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, TensorDataset train,
+    private static SensitivityReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, TensorDataset train,
         TensorDataset test, ISurgeryObserver observer, JobProgressWriter writer, CancellationToken stop)
     {
         if (train.Count < 2)
@@ -226,18 +233,17 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     /// Budget mode: the validation split is held out of the training samples (the same samples for every job on the
     /// dataset) and never trained on; the search picks the thresholds.
     /// </summary>
-    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, SurgerySettings settings, TensorDataset train,
+    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, TensorDataset train,
         TensorDataset test, byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
         if (train.Count < 2)
         {
             throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
         }
-        var target = settings.EffectiveTarget;
-        var (fit, validation) = train.Split(target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
+        var (fit, validation) = train.Split(budget.Target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
         using var _fit = fit;
         using var _validation = validation;
-        var search = new BudgetSearch(trainer, settings);
+        var search = new BudgetSearch(trainer, budget.Settings, budget.Target);
         if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
         return new RunResult(search.Run(fit, validation, test, observer, checkpointInterval, stop), search);
     }
@@ -249,7 +255,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     {
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
         var baseName = Path.GetFileNameWithoutExtension(model.Name);
-        var method = job.Settings.Method == SurgeryMethod.Magnitude ? "magnitude" : "dns";
+        var method = job.Settings.Method.Name();
         var results = new Dictionary<ResultFormat, Guid>();
         foreach (var (format, path) in files)
         {

@@ -1,4 +1,5 @@
 using Google.Protobuf;
+using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain.Onnx.Proto;
 
@@ -54,15 +55,62 @@ public class OnnxRefusalTests
     {
         var g = new OnnxGraphBuilder(13);
         var x = g.Input("x", -1, 4);
-        var a = g.Named("act1", "Erf", [x]);
+        var a = g.Named("act1", "Celu", [x]);
         var b = g.Named("resize_a", "Resize", [a]);
         var c = g.Named("resize_b", "Resize", [b]);
         var d = g.Named("ok", "Relu", [c]);
-        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(g.Named("act2", "Erf", [d]))));
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(g.Named("act2", "Celu", [d]))));
         Assert.Equal(ErrorKind.Unsupported, error.Kind);
-        Assert.Contains("Erf (nodes: 'act1', 'act2')", error.Message);
+        Assert.Contains("Celu (nodes: 'act1', 'act2')", error.Message);
         Assert.Contains("Resize (nodes: 'resize_a', 'resize_b')", error.Message);
         Assert.DoesNotContain("Relu", error.Message);
+    }
+
+    [Fact]
+    public void NamesAtMostThreeNodesPerMissingOperator()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var y = g.Input("x", -1, 4);
+        for (var i = 0; i < 5; i++) y = g.Named($"celu{i}", "Celu", [y]);
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(y)));
+        Assert.Contains("Celu (nodes: 'celu0', 'celu1', 'celu2' and 2 more)", error.Message);
+    }
+
+    [Fact]
+    public void AnOnnxRefusalNamesTheMissingOperatorsWithoutTheTorchSharpHint()
+    {
+        var g = new OnnxGraphBuilder(17);
+        var x = g.Input("x", -1, 4);
+        var model = g.Bytes(g.Named("act", "Celu", [x]));
+
+        var unsupported = Assert.Throws<SurgeryException>(() => ModelFormats.Inspect(model, architecture: null));
+        var truncated = Assert.Throws<SurgeryException>(() => ModelFormats.Inspect(SmallModel()[..40], architecture: null));
+
+        Assert.Equal("the model uses 1 operator type(s) the service cannot run: Celu (nodes: 'act')", unsupported.Message);
+        Assert.DoesNotContain("TorchSharp", truncated.Message);
+    }
+
+    [Fact]
+    public void ATorchSharpWeightFileUploadedWithoutArchitectureGetsTheHint()
+    {
+        using var lenet = Architectures.Create(Architectures.LeNet5);
+        var error = Assert.Throws<SurgeryException>(() => ModelFormats.Inspect(TorchSharpWeights.Save(lenet), architecture: null));
+        Assert.Contains("If this is a TorchSharp weight file, upload it with the form field 'architecture'", error.Message);
+    }
+
+    [Fact]
+    public void RefusesRecurrentNodesWithSequenceLengthsOrCoupledInputForgetGates()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var x = g.Input("x", 4, -1, 3);
+        var lengths = g.AddInitializer(new TensorProto { Name = "lengths", DataType = (int)OnnxDataType.Int32, Dims = { 2 }, Int32Data = { 4, 2 } });
+        var a = g.Named("gru", "GRU", [x, g.Init("W", [1, 6, 3]), g.Init("R", [1, 6, 2]), "", lengths], ("hidden_size", 2L));
+        var b = g.Named("lstm", "LSTM", [g.Node("Squeeze", [a, g.Longs("axes", 1)]), g.Init("W2", [1, 8, 2]), g.Init("R2", [1, 8, 2])],
+            ("hidden_size", 2L), ("input_forget", 1L));
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(g.Bytes(b)));
+        Assert.Equal(ErrorKind.Unsupported, error.Kind);
+        Assert.Contains("'gru': GRU with sequence_lens", error.Message);
+        Assert.Contains("'lstm': LSTM with input_forget is not supported", error.Message);
     }
 
     [Fact]
@@ -87,8 +135,8 @@ public class OnnxRefusalTests
 
     [Theory]
     [InlineData(6)]
-    [InlineData(19)]
-    public void RefusesAnOpsetOutsideSevenToEighteen(int opset)
+    [InlineData(21)]
+    public void RefusesAnOpsetOutsideSevenToTwenty(int opset)
     {
         var model = ModelProto.Parser.ParseFrom(SmallModel());
         model.OpsetImport[0].Version = opset;

@@ -77,7 +77,7 @@ public sealed class BudgetSearchTests : IDisposable
             using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
             foreach (var layer in trainer.Layers)
             {
-                var calibration = layer.Calibrate(share, magnitude);
+                var calibration = trainer.Method.Calibrate(layer, share);
                 var kept = (double)calibration.Kept / calibration.Total;
                 output.WriteLine($"{layer.Layer.Name} magnitude={magnitude}: asked {share:P1}, kept {kept:P2}, t {calibration.Threshold:g3}, cRate {calibration.CRate:0.##}");
                 Assert.InRange(kept, share - 0.01, share + 0.01);
@@ -119,12 +119,11 @@ public sealed class BudgetSearchTests : IDisposable
         var report = Sensitivity.Measure(trainer, validation, test, observer, progress.Add)!;
 
         Assert.Equal([1, 2], progress);
-        Assert.Equal(["fc1", "fc2"], report.Sensitivity.Select(c => c.Layer));
+        Assert.Equal(["fc1", "fc2"], report.Curves.Select(c => c.Layer));
         Assert.Equal((int)validation.Count, report.ValidationSamples);
         Assert.Equal(trainer.Evaluate(validation).Top1, report.ValidationTop1Before);
         Assert.Equal(trainer.Evaluate(test).Top1, report.TestTop1Before);
         Assert.Equal(3, observer.Events.Count(e => e.Kind == SurgeryEventKind.Sensitivity)); // the start, then a line per layer
-        Assert.Empty(report.Stages);
 
         // A cancel seen after the first layer stops before the second, with the model as it was.
         using var cancel = new CancellationTokenSource();
@@ -211,7 +210,7 @@ public sealed class BudgetSearchTests : IDisposable
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
         var observer = new RecordingObserver();
 
-        var report = new BudgetSearch(trainer, settings).Run(noisyTrain, noisyValidation, noisyTest, observer).Search!;
+        var report = new BudgetSearch(trainer, settings, settings.Target!).Run(noisyTrain, noisyValidation, noisyTest, observer).Search!;
 
         foreach (var e in observer.Events) output.WriteLine($"{e.Iteration}: {e.Message}");
         // It validates on half of the test split: samples it has never seen.
@@ -241,7 +240,7 @@ public sealed class BudgetSearchTests : IDisposable
         using var model = TrainedModel();
         var settings = BudgetSettings(drop: 1.0);
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
-        var search = new BudgetSearch(trainer, settings);
+        var search = new BudgetSearch(trainer, settings, settings.Target!);
         var observer = new RecordingObserver();
 
         var outcome = search.Run(train, validation, test, observer);
@@ -272,7 +271,7 @@ public sealed class BudgetSearchTests : IDisposable
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
         var observer = new RecordingObserver();
 
-        var report = new BudgetSearch(trainer, settings).Run(train, validation, test, observer).Search!;
+        var report = new BudgetSearch(trainer, settings, settings.Target!).Run(train, validation, test, observer).Search!;
 
         var rate = observer.Iterations.ToDictionary(m => m.Iteration, m => m.LearningRate);
         var fineTune = new SearchStageReport { Start = report.FineTuneStart!.Value, End = settings.Iterations };
@@ -305,7 +304,7 @@ public sealed class BudgetSearchTests : IDisposable
             var settings = BudgetSettings(iterations: 100, drop: drop);
             using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
             var observer = new RecordingObserver();
-            var report = new BudgetSearch(trainer, settings).Run(train, noisy, test, observer).Search!;
+            var report = new BudgetSearch(trainer, settings, settings.Target!).Run(train, noisy, test, observer).Search!;
 
             var error = BudgetSearch.StandardError(report.ValidationTop1Before, report.ValidationSamples);
             Assert.Equal(warns, drop / 100 < error);
@@ -319,7 +318,7 @@ public sealed class BudgetSearchTests : IDisposable
         using var model = TrainedModel();
         var settings = BudgetSettings(drop: 0) with { Target = new SurgeryTarget { MaxAccuracyDrop = 0, MinCompression = 1e5 } };
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
-        var outcome = new BudgetSearch(trainer, settings).Run(train, validation, test, new RecordingObserver());
+        var outcome = new BudgetSearch(trainer, settings, settings.Target!).Run(train, validation, test, new RecordingObserver());
 
         var report = outcome.Search!;
         Assert.True(report.ValidationTop1After >= report.ValidationTop1Before);
@@ -338,7 +337,7 @@ public sealed class BudgetSearchTests : IDisposable
         // A cancel that arrives once the first layer is measured stops before the second and before any training.
         using var cancel = new CancellationTokenSource();
         var stopped = new RecordingObserver { OnEachEvent = e => { if (e.Message.StartsWith("sensitivity of layer fc1")) cancel.Cancel(); } };
-        var outcome = new BudgetSearch(trainer, settings).Run(train, validation, test, stopped, cancellationToken: cancel.Token);
+        var outcome = new BudgetSearch(trainer, settings, settings.Target!).Run(train, validation, test, stopped, cancellationToken: cancel.Token);
         Assert.True(outcome.Cancelled);
         Assert.Empty(stopped.Iterations);
         Assert.Equal(0, trainer.Iteration);
@@ -346,7 +345,7 @@ public sealed class BudgetSearchTests : IDisposable
         Assert.Equal(start, trainer.Evaluate(validation).Top1); // the model is left as it was
 
         var observer = new RecordingObserver();
-        new BudgetSearch(trainer, settings).Run(train, validation, test, observer);
+        new BudgetSearch(trainer, settings, settings.Target!).Run(train, validation, test, observer);
         var messages = observer.Events.Select(e => e.Message).ToList();
         foreach (var m in messages) output.WriteLine(m);
         Assert.Matches(@"^starting model: .*measuring 2 layers at kept shares .* \(18 evaluations of \d+ samples", messages[0]);
@@ -364,7 +363,7 @@ public sealed class BudgetSearchTests : IDisposable
 
         using var straightModel = TrainedModel();
         using var straight = new SurgeryTrainer(straightModel, PrunableLayers.Discover(straightModel), settings);
-        var straightOutcome = new BudgetSearch(straight, settings).Run(train, validation, test, new RecordingObserver());
+        var straightOutcome = new BudgetSearch(straight, settings, settings.Target!).Run(train, validation, test, new RecordingObserver());
 
         using var firstModel = TrainedModel();
         var checkpoint = new MemoryStream();
@@ -372,7 +371,7 @@ public sealed class BudgetSearchTests : IDisposable
         using (var first = new SurgeryTrainer(firstModel, PrunableLayers.Discover(firstModel), settings))
         {
             using var cts = new CancellationTokenSource();
-            var search = new BudgetSearch(first, settings);
+            var search = new BudgetSearch(first, settings, settings.Target!);
             var partial = search.Run(train, validation, test, new RecordingObserver { OnEachIteration = m => { if (m.Iteration == 130) cts.Cancel(); } },
                 cancellationToken: cts.Token);
             Assert.True(partial.Cancelled);
@@ -383,7 +382,7 @@ public sealed class BudgetSearchTests : IDisposable
         checkpoint.Position = 0;
         using var resumedModel = TrainedModel();
         using var resumed = new SurgeryTrainer(resumedModel, PrunableLayers.Discover(resumedModel), settings);
-        var resumedSearch = new BudgetSearch(resumed, settings);
+        var resumedSearch = new BudgetSearch(resumed, settings, settings.Target!);
         resumedSearch.LoadCheckpoint(checkpoint);
         var observer = new RecordingObserver();
         var outcome = resumedSearch.Run(train, validation, test, observer);

@@ -4,16 +4,17 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Tests.Surgery;
 
-/// <summary>One test per rule of dns-spec.md, on hand-made tensors.</summary>
+/// <summary>One test per rule of docs/algorithm.md, on hand-made tensors.</summary>
 public class DynamicNetworkSurgeryRuleTests
 {
     private static readonly PrunableLayer Fc = new("fc", LayerKind.FullyConnected, "fc.weight", "fc.bias");
+    private static readonly DnsPruning Dns = new();
 
-    private static DynamicNetworkSurgery Surgery(float[] weights, float[]? bias = null, bool pruneBias = false, double cRate = 1)
+    private static MaskedLayer Surgery(float[] weights, float[]? bias = null, bool pruneBias = false, double cRate = 1)
     {
-        var layer = new DynamicNetworkSurgery(Fc, Parameter(weights), bias is null ? null : Parameter(bias), pruneBias,
+        var layer = new MaskedLayer(Fc, Parameter(weights), bias is null ? null : Parameter(bias), pruneBias,
             new LayerRule(cRate, Gamma: 1e-3, Power: 1, IterStop: 100));
-        layer.FixThresholds();
+        Dns.Start(layer);
         return layer;
     }
 
@@ -54,7 +55,7 @@ public class DynamicNetworkSurgeryRuleTests
         // |values| 1, 2, 3, 4 and 5, 0.5 -> mu 2.5833, sd 1.5921, t 4.1754: a = 3.7579, b = 4.5930.
         using var layer = Surgery([1, -2, 3, -4], bias: [5, -0.5f], pruneBias: true);
 
-        var (pruned, spliced) = layer.UpdateMask();
+        var (pruned, spliced) = Dns.UpdateMask(layer);
 
         Assert.Equal([0f, 0f, 0f, 1f], Values(layer.Weight.Mask));
         Assert.Equal([1f, 0f], Values(layer.Bias!.Mask));
@@ -63,7 +64,7 @@ public class DynamicNetworkSurgeryRuleTests
 
         layer.Weight.Dense[3] = tensor(3.0f); // kept, fell below a: pruned
         layer.Bias.Dense[1] = tensor(4.7f); // cut, grew above b: spliced
-        (pruned, spliced) = layer.UpdateMask();
+        (pruned, spliced) = Dns.UpdateMask(layer);
         layer.WriteMaskedWeights();
 
         Assert.Equal([0f, 0f, 0f, 0f], Values(layer.Weight.Mask));
@@ -79,7 +80,7 @@ public class DynamicNetworkSurgeryRuleTests
     {
         using var layer = Surgery([1, -2, 3, 0, -4]); // a = 3.2562, b = 3.9798
 
-        var (pruned, spliced) = layer.UpdateMask();
+        var (pruned, spliced) = Dns.UpdateMask(layer);
 
         Assert.Equal([0f, 0f, 0f, 0f, 1f], Values(layer.Weight.Mask));
         Assert.Equal(4, pruned);
@@ -91,10 +92,10 @@ public class DynamicNetworkSurgeryRuleTests
     public void SplicesWeightWhoseMagnitudeGrowsPastUpperThreshold()
     {
         using var layer = Surgery([1, -2, 3, 0, -4]);
-        layer.UpdateMask();
+        Dns.UpdateMask(layer);
         layer.Weight.Dense[2] = tensor(4.0f); // grew above b = 3.98
 
-        var (pruned, spliced) = layer.UpdateMask();
+        var (pruned, spliced) = Dns.UpdateMask(layer);
 
         Assert.Equal(1f, Values(layer.Weight.Mask)[2]);
         Assert.Equal((0L, 1L), (pruned, spliced));
@@ -105,11 +106,11 @@ public class DynamicNetworkSurgeryRuleTests
     public void LeavesMaskUnchangedInsideHysteresisBand()
     {
         using var layer = Surgery([1, -2, 3, 0, -4]);
-        layer.UpdateMask(); // entry 2 pruned, entry 4 kept
+        Dns.UpdateMask(layer); // entry 2 pruned, entry 4 kept
         layer.Weight.Dense[2] = tensor(3.5f); // between a and b: stays pruned
         layer.Weight.Dense[4] = tensor(-3.5f); // between a and b: stays kept
 
-        var (pruned, spliced) = layer.UpdateMask();
+        var (pruned, spliced) = Dns.UpdateMask(layer);
 
         Assert.Equal((0L, 0L), (pruned, spliced));
         Assert.Equal([0f, 0f, 0f, 0f, 1f], Values(layer.Weight.Mask));
@@ -121,13 +122,13 @@ public class DynamicNetworkSurgeryRuleTests
         using var layer = Surgery([1, -2, 3, 0, -4, 5]);
         var a = layer.PruneBelow;
         var b = layer.SpliceAbove;
-        layer.UpdateMask(); // kept: -4 and 5
+        Dns.UpdateMask(layer); // kept: -4 and 5
         layer.Weight.Dense[4] = tensor(-a); // |w| == a: pruned
         layer.Weight.Dense[5] = tensor(MathF.BitIncrement(a)); // just above a: kept
         layer.Weight.Dense[1] = tensor(b); // cut, |w| == b: stays cut
         layer.Weight.Dense[2] = tensor(-MathF.BitIncrement(b)); // cut, just above b: spliced
 
-        var (pruned, spliced) = layer.UpdateMask();
+        var (pruned, spliced) = Dns.UpdateMask(layer);
 
         Assert.Equal([0f, 0f, 1f, 0f, 0f, 1f], Values(layer.Weight.Mask));
         Assert.Equal((1L, 1L), (pruned, spliced));
@@ -138,7 +139,7 @@ public class DynamicNetworkSurgeryRuleTests
     public void ModuleReceivesMaskedProductWhileDenseWeightsKeepTheirValues()
     {
         using var layer = Surgery([1, -2, 3, 0, -4]);
-        layer.UpdateMask();
+        Dns.UpdateMask(layer);
 
         layer.WriteMaskedWeights();
 
@@ -150,7 +151,7 @@ public class DynamicNetworkSurgeryRuleTests
     public void DeliveredWeightsHoldPositiveZerosWherePruned()
     {
         using var layer = Surgery([1, -2, 3, 0, -4]);
-        layer.UpdateMask();
+        Dns.UpdateMask(layer);
         layer.WriteMaskedWeights(); // may write -0 for the cut -2
 
         layer.WriteDeliveredWeights();
@@ -196,12 +197,13 @@ public class DynamicNetworkSurgeryRuleTests
         var settings = new SurgerySettings { Iterations = 100, Gamma = 0, ConvIterStop = 30, FcIterStop = 80 };
 
         // sigma = 1: conv updates in 30 of 100 iterations, fc in 80.
-        Assert.Equal(0.55, SurgeryTrainer.ExpectedMaskUpdateShare(settings, [conv, Fc]), 12);
+        Assert.Equal(0.55, MaskSchedules.ExpectedUpdateShare(settings, [conv, Fc]), 12);
         // In phases fc's window is the second half, so its 80 shrink to 50.
-        Assert.Equal(0.40, SurgeryTrainer.ExpectedMaskUpdateShare(settings with { Phases = PruningPhases.ConvThenFc }, [conv, Fc]), 12);
+        Assert.Equal(0.40, MaskSchedules.ExpectedUpdateShare(settings with { Phases = PruningPhases.ConvThenFc }, [conv, Fc]), 12);
         // sigma = 1 / (1 + iter) over 4 iterations: 1 + 1/2 + 1/3 + 1/4.
         var decaying = new SurgerySettings { Iterations = 10, Gamma = 1, FcIterStop = 4 };
-        Assert.Equal((1 + 1 / 2.0 + 1 / 3.0 + 1 / 4.0) / 10, SurgeryTrainer.ExpectedMaskUpdateShare(decaying, [Fc]), 12);
-        Assert.Equal(0, SurgeryTrainer.ExpectedMaskUpdateShare(settings with { Method = SurgeryMethod.Magnitude }, [Fc]));
+        Assert.Equal((1 + 1 / 2.0 + 1 / 3.0 + 1 / 4.0) / 10, MaskSchedules.ExpectedUpdateShare(decaying, [Fc]), 12);
+        // The magnitude method updates once per round: 5 rounds in 100 iterations.
+        Assert.Equal(0.05, MaskSchedules.ExpectedUpdateShare(settings with { Method = SurgeryMethod.Magnitude }, [Fc]), 12);
     }
 }

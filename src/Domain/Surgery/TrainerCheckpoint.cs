@@ -4,40 +4,42 @@ using static TorchSharp.torch;
 namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
-/// The trainer's checkpoint format: everything a resumed run needs (dns-spec.md: thresholds must be saved, never
-/// recomputed). A part of <see cref="SurgeryTrainer"/> because it reads and restores the trainer's private state.
+/// The trainer's checkpoint format: everything a resumed run needs (docs/algorithm.md#known-traps: thresholds are saved,
+/// never recomputed). The budget stage in force is written beside the trainer's state by the search that runs it; the
+/// trainer itself holds none.
 /// </summary>
-public sealed partial class SurgeryTrainer
+public static class TrainerCheckpoint
 {
     /// <summary>Version 3 adds the learning-rate scale, rollbacks, the budget-mode stage and the divergence baseline.</summary>
-    private const string CheckpointMagic = "DNS-CKPT-3";
+    private const string Magic = "DNS-CKPT-3";
 
-    private const string CheckpointMagicV2 = "DNS-CKPT-2";
+    private const string MagicV2 = "DNS-CKPT-2";
 
-    public void SaveCheckpoint(Stream stream)
+    public static void Save(SurgeryTrainer trainer, Stream stream, SurgeryStage? stage)
     {
         using var scope = NewDisposeScope(); // TensorIO's intermediate tensors
         using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
-        writer.Write(CheckpointMagic);
-        writer.Write(Iteration);
-        writer.Write(_learningRateScale);
-        writer.Write(Rollbacks);
-        writer.Write(_stage is not null);
-        if (_stage is { } stage)
+        writer.Write(Magic);
+        writer.Write(trainer.Iteration);
+        writer.Write(trainer.LearningRateScale);
+        writer.Write(trainer.Rollbacks);
+        writer.Write(stage is not null);
+        if (stage is not null)
         {
             writer.Write(stage.Start);
             writer.Write(stage.End);
             writer.Write(stage.MaskIterations);
         }
-        writer.Write(_guard is not null);
-        if (_guard is not null)
+        var guard = trainer.Guard;
+        writer.Write(guard is not null);
+        if (guard is not null)
         {
-            writer.Write(_guard.StartLoss);
-            writer.Write(_guard.StartTop1);
-            writer.Write(_guard.Classes);
+            writer.Write(guard.StartLoss);
+            writer.Write(guard.StartTop1);
+            writer.Write(guard.Classes);
         }
-        writer.Write(_layers.Count);
-        foreach (var layer in _layers)
+        writer.Write(trainer.Layers.Count);
+        foreach (var layer in trainer.Layers)
         {
             writer.Write(layer.Layer.Name);
             writer.Write(layer.PruneBelow);
@@ -49,17 +51,17 @@ public sealed partial class SurgeryTrainer
             {
                 TensorIO.Write(writer, m.Dense);
                 using (var mask = m.Mask.ne(0f)) TensorIO.Write(writer, mask); // stored as bool
-                TensorIO.Write(writer, m.Velocity);
+                foreach (var state in trainer.Optimizer.State(m.Dense)) TensorIO.Write(writer, state);
             }
         }
-        writer.Write(_plain.Count);
-        foreach (var (name, parameter, velocity) in _plain)
+        writer.Write(trainer.Plain.Count);
+        foreach (var (name, parameter) in trainer.Plain)
         {
             writer.Write(name);
             TensorIO.Write(writer, parameter);
-            TensorIO.Write(writer, velocity);
+            foreach (var state in trainer.Optimizer.State(parameter)) TensorIO.Write(writer, state);
         }
-        var buffers = _model.named_buffers().ToList();
+        var buffers = trainer.Model.named_buffers().ToList();
         writer.Write(buffers.Count);
         foreach (var (name, buffer) in buffers)
         {
@@ -68,8 +70,11 @@ public sealed partial class SurgeryTrainer
         }
     }
 
-    /// <summary>Restores a checkpoint written by a trainer with the same model, layers and settings.</summary>
-    public void LoadCheckpoint(Stream stream)
+    /// <summary>
+    /// Restores a checkpoint written by a trainer with the same model, layers and settings; returns the budget stage it
+    /// was written in, if any.
+    /// </summary>
+    public static SurgeryStage? Load(SurgeryTrainer trainer, Stream stream)
     {
         using var scope = NewDisposeScope();
         using var reader = new BinaryReader(stream, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -79,18 +84,19 @@ public sealed partial class SurgeryTrainer
         }
 
         var magic = reader.ReadString();
-        Expect(magic is CheckpointMagic or CheckpointMagicV2, "unknown format");
+        Expect(magic is Magic or MagicV2, "unknown format");
         var iteration = reader.ReadInt32();
-        if (magic == CheckpointMagic)
+        SurgeryStage? stage = null;
+        if (magic == Magic)
         {
-            _learningRateScale = reader.ReadDouble();
-            Rollbacks = reader.ReadInt32();
-            _stage = reader.ReadBoolean() ? new SurgeryStage(reader.ReadInt32(), reader.ReadInt32(), reader.ReadInt32()) : null;
-            _guard = reader.ReadBoolean() ? new DivergenceGuard(reader.ReadDouble(), reader.ReadDouble(), reader.ReadInt32()) : null;
+            trainer.LearningRateScale = reader.ReadDouble();
+            trainer.Rollbacks = reader.ReadInt32();
+            stage = reader.ReadBoolean() ? new SurgeryStage(reader.ReadInt32(), reader.ReadInt32(), reader.ReadInt32()) : null;
+            trainer.Guard = reader.ReadBoolean() ? new DivergenceGuard(reader.ReadDouble(), reader.ReadDouble(), reader.ReadInt32()) : null;
         }
-        Expect(reader.ReadInt32() == _layers.Count, "layer count differs");
+        Expect(reader.ReadInt32() == trainer.Layers.Count, "layer count differs");
         using var _ = no_grad();
-        foreach (var layer in _layers)
+        foreach (var layer in trainer.Layers)
         {
             Expect(reader.ReadString() == layer.Layer.Name, $"layer {layer.Layer.Name} missing");
             layer.SetThresholds(reader.ReadSingle(), reader.ReadSingle());
@@ -103,19 +109,19 @@ public sealed partial class SurgeryTrainer
                 using var mask = m.Mask.ne(0f);
                 TensorIO.ReadInto(reader, mask);
                 m.Mask.copy_(mask);
-                TensorIO.ReadInto(reader, m.Velocity);
+                foreach (var state in trainer.Optimizer.State(m.Dense)) TensorIO.ReadInto(reader, state);
             }
             layer.RecountMask();
             layer.WriteMaskedWeights();
         }
-        Expect(reader.ReadInt32() == _plain.Count, "parameter count differs");
-        foreach (var (name, parameter, velocity) in _plain)
+        Expect(reader.ReadInt32() == trainer.Plain.Count, "parameter count differs");
+        foreach (var (name, parameter) in trainer.Plain)
         {
             Expect(reader.ReadString() == name, $"parameter {name} missing");
             TensorIO.ReadInto(reader, parameter);
-            TensorIO.ReadInto(reader, velocity);
+            foreach (var state in trainer.Optimizer.State(parameter)) TensorIO.ReadInto(reader, state);
         }
-        var buffers = _model.named_buffers().ToDictionary(b => b.name, b => b.buffer);
+        var buffers = trainer.Model.named_buffers().ToDictionary(b => b.name, b => b.buffer);
         var bufferCount = reader.ReadInt32();
         for (var i = 0; i < bufferCount; i++)
         {
@@ -123,6 +129,7 @@ public sealed partial class SurgeryTrainer
             Expect(buffers.TryGetValue(name, out var buffer), $"buffer {name} missing");
             TensorIO.ReadInto(reader, buffer!);
         }
-        Iteration = iteration;
+        trainer.Iteration = iteration;
+        return stage;
     }
 }
