@@ -1,3 +1,4 @@
+using SurgeryService.Domain.Deployment;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
@@ -23,6 +24,12 @@ public sealed record SubmitJobRequest
     /// </summary>
     public SurgeryTarget? Target { get; init; }
     public JobPreprocessing? Preprocessing { get; init; }
+
+    /// <summary>
+    /// What to deliver besides the pruned model: <c>{"quantize": "int8"}</c> adds an int8 QDQ model (format
+    /// <c>onnx-int8</c>) and a deployment report measured in ONNX Runtime. Needs an ONNX upload.
+    /// </summary>
+    public JobOutput? Output { get; init; }
 
     /// <summary><c>cpu</c> (default) or <c>gpu</c>: the Hangfire queue, so GPU workers take GPU jobs.</summary>
     public string? Queue { get; init; }
@@ -117,6 +124,7 @@ public sealed record JobResponse(
         if (j.ResultOnnxArtifactId is not null) formats.Add(ResultFormat.Onnx.Name());
         if (j.ResultOnnxSparseArtifactId is not null) formats.Add(ResultFormat.OnnxSparse.Name());
         if (j.ResultTorchSharpArtifactId is not null) formats.Add(ResultFormat.TorchSharp.Name());
+        if (j.ResultOnnxInt8ArtifactId is not null) formats.Add(ResultFormat.OnnxInt8.Name());
         return formats;
     }
 }
@@ -141,7 +149,11 @@ public sealed record ReportTotals(long Before, long After, double RemainingPerce
 
 public sealed record ReportAccuracy(double? Top1Before, double? Top1After, double? ErrorBefore, double? ErrorAfter);
 
-public sealed record ReportFile(string Role, string FileName, long Size, string Sha256);
+/// <summary>
+/// One file of the job: the <c>original</c> upload or a result format, with its actual <see cref="Storage"/>
+/// (<c>dense</c>, <c>sparse</c> or <c>int8</c>; an <c>onnx-sparse</c> file that would not be smaller is stored dense).
+/// </summary>
+public sealed record ReportFile(string Role, string FileName, long Size, string Sha256, string Storage);
 
 public sealed record JobReport(
     Guid JobId,
@@ -156,7 +168,9 @@ public sealed record JobReport(
     double? DurationSeconds,
     string Mode,
     SearchReport? Budget,
-    IReadOnlyList<JobLogEntry> Log);
+    IReadOnlyList<JobLogEntry> Log,
+    JobOutput Output,
+    JobDeployment? Deployment);
 
 /// <summary>A warning, rollback or budget-search step of a job (see <c>GET /api/jobs/{id}/log</c>).</summary>
 public sealed record JobLogEntry(int Sequence, int Iteration, string Kind, string Message, DateTimeOffset CreatedAt);

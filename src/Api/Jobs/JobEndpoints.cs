@@ -114,12 +114,19 @@ public static class JobEndpoints
         foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
         if (request.CheckpointInterval is <= 0 or > 10_000_000) invalid["checkpointInterval"] = ["must be between 1 and 10000000"];
 
+        var output = request.Output ?? new JobOutput();
+        if (!Enum.IsDefined(output.Quantize)) invalid["output.quantize"] = ["must be 'none' or 'int8'"];
+
         var (model, dataset) = await submit.FindInputsAsync(request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
+        if (model is not null && output.Quantize == Quantization.Int8 && model.Format != ModelFormat.Onnx)
+        {
+            invalid["output.quantize"] = ["int8 output is an ONNX model: it needs an ONNX upload (this model is TorchSharp weights)"];
+        }
         if (invalid.Count > 0) return CannotRun(invalid);
 
         return Accepted(await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, cancellationToken));
+            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, cancellationToken, output));
     }
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> SubmitSensitivity(
@@ -264,7 +271,7 @@ public static class JobEndpoints
 
     public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>,
         UnprocessableEntity<ProblemDetails>, ValidationProblem>> Result(
-        Guid id, JobQueries jobs, ArtifactStore artifacts, string? format = null,
+        Guid id, JobQueries jobs, ArtifactStore artifacts, HttpResponse response, string? format = null,
         CancellationToken cancellationToken = default)
     {
         ResultFormat? parsed = null;
@@ -272,7 +279,7 @@ public static class JobEndpoints
         {
             return TypedResults.ValidationProblem(new Dictionary<string, string[]>
             {
-                ["format"] = ["must be 'onnx', 'onnx-sparse' or 'torchsharp'"],
+                ["format"] = ["must be 'onnx', 'onnx-sparse', 'onnx-int8' or 'torchsharp'"],
             });
         }
         var job = await jobs.FindAsync(id, cancellationToken);
@@ -281,18 +288,20 @@ public static class JobEndpoints
         if (NotSucceeded(job, "result") is { } notDone) return notDone;
         var available = JobResponse.ResultFormatsOf(job);
         var chosen = parsed ?? ModelFormats.ParseResultFormat(available[0])!.Value;
-        var artifactId = chosen switch
-        {
-            ResultFormat.Onnx => job.ResultOnnxArtifactId,
-            ResultFormat.OnnxSparse => job.ResultOnnxSparseArtifactId,
-            _ => job.ResultTorchSharpArtifactId,
-        };
+        var artifactId = ResultStorage.ArtifactOf(job, chosen);
         if (artifactId is null)
         {
+            var why = chosen == ResultFormat.OnnxInt8
+                ? job.Deployment?.Quantization.FallbackReason ?? "the job did not ask for it (output.quantize: int8)"
+                : "it follows the uploaded model's format";
             return Problems.Unprocessable("Format not available",
-                $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} (it follows the uploaded model's format)");
+                $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} ({why})");
         }
         var artifact = await jobs.ArtifactAsync(artifactId.Value, cancellationToken);
+        var dense = chosen == ResultFormat.OnnxSparse && job.ResultOnnxArtifactId is { } denseId
+            ? await jobs.ArtifactAsync(denseId, cancellationToken)
+            : null;
+        response.Headers[ResultStorage.Header] = ResultStorage.Of(chosen, artifact, dense);
         var stream = await artifacts.OpenReadAsync(artifactId.Value, cancellationToken);
         return TypedResults.Stream(stream, artifact.ContentType, artifact.FileName);
     }

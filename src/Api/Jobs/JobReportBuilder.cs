@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
@@ -14,15 +15,15 @@ public static class JobReportBuilder
         var layers = await db.JobLayerResults.AsNoTracking().Where(l => l.JobId == job.Id).OrderBy(l => l.Order).ToListAsync(cancellationToken);
         var before = layers.Sum(l => l.Total);
         var after = layers.Sum(l => l.Kept);
-        var artifactIds = new[] { job.ResultOnnxArtifactId, job.ResultOnnxSparseArtifactId, job.ResultTorchSharpArtifactId }
-            .Where(a => a is not null).Select(a => a!.Value).ToList();
+        var formats = new[] { ResultFormat.Onnx, ResultFormat.OnnxSparse, ResultFormat.TorchSharp, ResultFormat.OnnxInt8 }
+            .Where(f => ResultStorage.ArtifactOf(job, f) is not null).ToDictionary(f => ResultStorage.ArtifactOf(job, f)!.Value);
+        var artifactIds = formats.Keys.ToList();
         var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(m => m.Id == job.ModelId, cancellationToken);
         if (model is not null) artifactIds.Insert(0, model.ArtifactId);
         var files = await db.Artifacts.AsNoTracking().Where(a => artifactIds.Contains(a.Id)).ToListAsync(cancellationToken);
-        string Role(Guid artifactId) =>
-            artifactId == model?.ArtifactId ? "original" :
-            artifactId == job.ResultOnnxArtifactId ? "onnx" :
-            artifactId == job.ResultOnnxSparseArtifactId ? "onnx-sparse" : "torchsharp";
+        var dense = files.FirstOrDefault(f => f.Id == job.ResultOnnxArtifactId);
+        string Role(Guid artifactId) => formats.TryGetValue(artifactId, out var format) ? format.Name() : "original";
+        string Storage(Artifact file) => formats.TryGetValue(file.Id, out var format) ? ResultStorage.Of(format, file, dense) : "uploaded";
         return new JobReport(
             job.Id,
             job.Settings.Method.Name(),
@@ -32,13 +33,15 @@ public static class JobReportBuilder
             new ReportTotals(before, after, before == 0 ? 100 : Math.Round(100.0 * after / before, 3),
                 after == 0 ? 0 : Math.Round((double)before / after, 2)),
             new ReportAccuracy(job.Top1Before, job.Top1After, 1 - job.Top1Before, 1 - job.Top1After),
-            files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim())).ToList(),
+            files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim(), Storage(f))).ToList(),
             job.Attempts,
             job.ResumedFromIteration,
             job.StartedAt is { } s && job.FinishedAt is { } e ? (e - s).TotalSeconds : null,
             JobResponse.ModeOf(job.Settings),
             job.Search,
-            await LogAsync(db, job.Id, cancellationToken));
+            await LogAsync(db, job.Id, cancellationToken),
+            job.Output,
+            job.Deployment);
     }
 
     /// <summary>How the Api names a layer kind.</summary>

@@ -1,4 +1,5 @@
 using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Deployment;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 
@@ -22,6 +23,9 @@ public sealed class SurgeryJob
     public Guid? DatasetId { get; set; }
     public required SurgerySettings Settings { get; set; }
     public required JobPreprocessing Preprocessing { get; set; }
+
+    /// <summary>What the job delivers besides the pruned model (int8).</summary>
+    public JobOutput Output { get; set; } = new();
 
     /// <summary>Hangfire queue: one of <see cref="JobQueues.ForJobs"/>.</summary>
     public required string Queue { get; set; }
@@ -73,6 +77,10 @@ public sealed class SurgeryJob
     public Guid? ResultOnnxArtifactId { get; private set; }
     public Guid? ResultOnnxSparseArtifactId { get; private set; }
     public Guid? ResultTorchSharpArtifactId { get; private set; }
+    public Guid? ResultOnnxInt8ArtifactId { get; private set; }
+
+    /// <summary>The int8 decision and the ONNX Runtime figures, for jobs that asked for int8.</summary>
+    public JobDeployment? Deployment { get; private set; }
 
     public string? Error { get; private set; }
     public DateTimeOffset CreatedAt { get; set; }
@@ -128,15 +136,18 @@ public sealed class SurgeryJob
     }
 
     /// <summary>The run finished: its totals, accuracies and result files become the job's.</summary>
-    public void Succeed(SurgeryOutcome outcome, IReadOnlyDictionary<ResultFormat, Guid> results, DateTimeOffset now)
+    public void Succeed(SurgeryOutcome outcome, IReadOnlyDictionary<ResultFormat, Guid> results, DateTimeOffset now,
+        JobDeployment? deployment = null)
     {
         RequireNotFinished("succeed");
+        Deployment = deployment;
         foreach (var (format, artifactId) in results)
         {
             switch (format)
             {
                 case ResultFormat.Onnx: ResultOnnxArtifactId = artifactId; break;
                 case ResultFormat.OnnxSparse: ResultOnnxSparseArtifactId = artifactId; break;
+                case ResultFormat.OnnxInt8: ResultOnnxInt8ArtifactId = artifactId; break;
                 default: ResultTorchSharpArtifactId = artifactId; break;
             }
         }

@@ -22,6 +22,9 @@ public enum ResultFormat
     Onnx,
     OnnxSparse,
     TorchSharp,
+
+    /// <summary>The pruned model quantized to int8 QDQ (ONNX uploads with <c>output.quantize: int8</c>).</summary>
+    OnnxInt8,
 }
 
 /// <summary>An executable module with the layers the engine may prune.</summary>
@@ -44,6 +47,7 @@ public static class ModelFormats
     {
         "onnx" => ResultFormat.Onnx,
         "onnx-sparse" => ResultFormat.OnnxSparse,
+        "onnx-int8" => ResultFormat.OnnxInt8,
         "torchsharp" => ResultFormat.TorchSharp,
         _ => null,
     };
@@ -52,6 +56,7 @@ public static class ModelFormats
     {
         ResultFormat.Onnx => "onnx",
         ResultFormat.OnnxSparse => "onnx-sparse",
+        ResultFormat.OnnxInt8 => "onnx-int8",
         _ => "torchsharp",
     };
 

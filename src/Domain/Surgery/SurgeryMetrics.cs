@@ -66,6 +66,9 @@ public enum SurgeryEventKind
 
     /// <summary>A step of a sensitivity-only job: the starting model, then one layer's curve.</summary>
     Sensitivity,
+
+    /// <summary>After surgery: the int8 decision and one model's figures measured in ONNX Runtime.</summary>
+    Deployment,
 }
 
 /// <summary>A notable moment of a run, kept with the job and shown in its report.</summary>

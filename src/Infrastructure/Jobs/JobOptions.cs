@@ -26,4 +26,19 @@ public sealed class JobOptions
     /// <summary>How often a host that runs jobs looks for such jobs.</summary>
     [Range(1, 86_400)]
     public int OrphanSweepSeconds { get; set; } = 60;
+
+    /// <summary>Training samples whose activation ranges calibrate an int8 model (min/max; the first N samples).</summary>
+    [Range(1, 100_000)]
+    public int Int8CalibrationSamples { get; set; } = 1000;
+
+    /// <summary>ONNX Runtime intra-op threads of the deployment report's latency runs.</summary>
+    [Range(1, 256)]
+    public int DeploymentThreads { get; set; } = 1;
+
+    /// <summary>Timed runs per batch size (1 and 64) of the deployment report, after <see cref="DeploymentWarmupRuns"/>.</summary>
+    [Range(1, 100_000)]
+    public int DeploymentRuns { get; set; } = 100;
+
+    [Range(0, 100_000)]
+    public int DeploymentWarmupRuns { get; set; } = 10;
 }

@@ -31,7 +31,8 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
 
     /// <summary>Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be starting).</summary>
     public async Task<SubmittedJob> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
-        JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations, CancellationToken cancellationToken)
+        JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations, CancellationToken cancellationToken,
+        JobOutput? output = null)
     {
         var job = new SurgeryJob
         {
@@ -41,6 +42,7 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
             DatasetId = dataset.Id,
             Settings = settings,
             Preprocessing = preprocessing,
+            Output = output ?? new JobOutput(),
             Queue = queue,
             CheckpointInterval = checkpointInterval,
             TotalIterations = totalIterations,

@@ -9,7 +9,9 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Domain.Deployment;
 using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Deployment;
 using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Infrastructure.Jobs;
@@ -140,25 +142,53 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     RunSensitivity(trainer, sensitivity.Sensitivity, train, test, observer, writer, stop.Token) is { } report
                         ? new Attempt.Analysed(report)
                         : new Attempt.Stopped(),
-                BudgetJob budget => Delivered(RunBudgetSearch(trainer, budget, train, test, checkpoint, observer, checkpointInterval, stop.Token)),
-                _ => Delivered(RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token)),
+                BudgetJob budget => RunBudget(budget),
+                // Fixed mode holds no validation split out: int8 is checked on the test split against the pruned float model.
+                _ => Delivered(RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token), train,
+                    _ => new Int8Budget("test", test, null, new SurgeryTarget().MaxAccuracyDrop)),
             };
 
-            Attempt Delivered(RunResult run)
+            Attempt RunBudget(BudgetJob budget)
+            {
+                var (fit, validation) = BudgetSplit(budget, train);
+                using var _fit = fit;
+                using var _validation = validation;
+                var run = RunBudgetSearch(trainer, budget, fit, validation, test, checkpoint, observer, checkpointInterval, stop.Token);
+                return Delivered(run, fit, outcome => new Int8Budget("validation", validation,
+                    outcome.Search?.ValidationTop1Before, budget.Target.MaxAccuracyDrop));
+            }
+
+            Attempt Delivered(RunResult run, TensorDataset calibration, Func<SurgeryOutcome, Int8Budget> int8Budget)
             {
                 if (run.Outcome.Cancelled)
                 {
                     if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
                     return new Attempt.Stopped();
                 }
+                var results = ModelFormats.WriteResults(loaded, job.Settings, run.Outcome).ToList();
+                JobDeployment? deployment = null;
+                if (job.Output.Quantize == Quantization.Int8)
+                {
+                    var fp32 = results.ToDictionary(r => r.Format, r => r.Content);
+                    var int8 = Int8Delivery.Run(modelBytes, fp32[ResultFormat.Onnx], fp32[ResultFormat.OnnxSparse], calibration,
+                        options.Value.Int8CalibrationSamples, int8Budget(run.Outcome), test,
+                        new LatencySettings(options.Value.DeploymentThreads, options.Value.DeploymentWarmupRuns, options.Value.DeploymentRuns),
+                        line =>
+                        {
+                            logger.LogInformation("Job {JobId} {Deployment}", job.Id, line);
+                            writer.OnEvent(new SurgeryEvent(run.Outcome.Iterations, SurgeryEventKind.Deployment, line));
+                        });
+                    if (int8.Int8 is { } delivered) results.Add((ResultFormat.OnnxInt8, delivered));
+                    deployment = int8.Deployment;
+                }
                 var files = new List<(ResultFormat, string)>();
-                foreach (var (format, content) in ModelFormats.WriteResults(loaded, job.Settings, run.Outcome))
+                foreach (var (format, content) in results)
                 {
                     var path = Path.GetTempFileName();
                     File.WriteAllBytes(path, content);
                     files.Add((format, path));
                 }
-                return new Attempt.Trained(run.Outcome, files);
+                return new Attempt.Trained(run.Outcome, files, deployment);
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
@@ -179,8 +209,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                         logger.LogInformation("Job {JobId} succeeded: sensitivity of {Layers} layers", job.Id, report.Curves.Count);
                     }
                     return;
-                case Attempt.Trained(var outcome, var files):
-                    await StoreResultsAsync(job, model, outcome, files);
+                case Attempt.Trained(var outcome, var files, var deployment):
+                    await StoreResultsAsync(job, model, outcome, files, deployment);
                     return;
             }
         }
@@ -200,7 +230,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
 
         public sealed record Analysed(SensitivityReport Report) : Attempt;
 
-        public sealed record Trained(SurgeryOutcome Outcome, List<(ResultFormat Format, string Path)> Files) : Attempt;
+        public sealed record Trained(SurgeryOutcome Outcome, List<(ResultFormat Format, string Path)> Files, JobDeployment? Deployment) : Attempt;
     }
 
     /// <summary>
@@ -233,25 +263,29 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     /// Budget mode: the validation split is held out of the training samples (the same samples for every job on the
     /// dataset) and never trained on; the search picks the thresholds.
     /// </summary>
-    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, TensorDataset train,
+    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, TensorDataset fit, TensorDataset validation,
         TensorDataset test, byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
-        if (train.Count < 2)
-        {
-            throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
-        }
-        var (fit, validation) = train.Split(budget.Target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
-        using var _fit = fit;
-        using var _validation = validation;
         var search = new BudgetSearch(trainer, budget.Settings, budget.Target);
         if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
         return new RunResult(search.Run(fit, validation, test, observer, checkpointInterval, stop), search);
     }
 
+    /// <summary>The training samples to fit on and the validation split held out of them (the caller owns both).</summary>
+    private static (TensorDataset Fit, TensorDataset Validation) BudgetSplit(BudgetJob budget, TensorDataset train)
+    {
+        if (train.Count < 2)
+        {
+            throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
+        }
+        return train.Split(budget.Target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
+    }
+
     /// <summary>A run's outcome and what can checkpoint it (the trainer, or the search around it).</summary>
     private sealed record RunResult(SurgeryOutcome Outcome, ICheckpointSource Source);
 
-    private async Task StoreResultsAsync(SurgeryJob job, ModelEntry model, SurgeryOutcome outcome, List<(ResultFormat Format, string Path)> files)
+    private async Task StoreResultsAsync(SurgeryJob job, ModelEntry model, SurgeryOutcome outcome, List<(ResultFormat Format, string Path)> files,
+        JobDeployment? deployment)
     {
         await using var transaction = await db.Database.BeginTransactionAsync(CancellationToken.None);
         var baseName = Path.GetFileNameWithoutExtension(model.Name);
@@ -261,7 +295,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         {
             await using var file = File.OpenRead(path);
             var (extension, contentType) = format == ResultFormat.TorchSharp ? (".bin", "application/octet-stream") : (".onnx", "application/onnx");
-            var suffix = format == ResultFormat.OnnxSparse ? "-sparse" : "";
+            var suffix = format switch { ResultFormat.OnnxSparse => "-sparse", ResultFormat.OnnxInt8 => "-int8", _ => "" };
             var artifact = await artifacts.SaveAsync(job.TenantId, ArtifactKind.Result, $"{baseName}-{method}{suffix}{extension}",
                 contentType, file, cancellationToken: CancellationToken.None);
             results[format] = artifact.Id;
@@ -278,7 +312,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             PrunedTotal = l.PrunedTotal,
             SplicedTotal = l.SplicedTotal,
         }));
-        if (!await TransitionAsync(job, j => j.Succeed(outcome, results, DateTimeOffset.UtcNow)))
+        if (!await TransitionAsync(job, j => j.Succeed(outcome, results, DateTimeOffset.UtcNow, deployment)))
         {
             return; // finished meanwhile by another writer: the transaction (with the result files) is rolled back
         }

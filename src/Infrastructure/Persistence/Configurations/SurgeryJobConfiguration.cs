@@ -21,6 +21,8 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
         job.Property(j => j.Settings).HasJsonConversion();
         job.Property(j => j.Preprocessing).HasJsonConversion();
         job.Property(j => j.Search!).HasJsonConversion();
+        job.Property(j => j.Output).HasJsonConversion();
+        job.Property(j => j.Deployment!).HasJsonConversion();
         job.Ignore(j => j.IsFinished);
         // PostgreSQL's xmin system column (the transaction that last wrote the row) as a concurrency token: a
         // transition saved over a row that the Api, the runner or the progress writer changed since it was read fails
@@ -32,6 +34,7 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
                  {
                      nameof(SurgeryJob.CheckpointArtifactId), nameof(SurgeryJob.ResultOnnxArtifactId),
                      nameof(SurgeryJob.ResultOnnxSparseArtifactId), nameof(SurgeryJob.ResultTorchSharpArtifactId),
+                     nameof(SurgeryJob.ResultOnnxInt8ArtifactId),
                  })
         {
             job.HasOne<Artifact>().WithMany().HasForeignKey(artifact).OnDelete(DeleteBehavior.SetNull);

@@ -306,6 +306,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<Guid?>("DatasetId")
                         .HasColumnType("uuid");
 
+                    b.Property<string>("Deployment")
+                        .HasColumnType("jsonb");
+
                     b.Property<string>("Error")
                         .HasMaxLength(4000)
                         .HasColumnType("character varying(4000)");
@@ -343,6 +346,10 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<Guid?>("ModelId")
                         .HasColumnType("uuid");
 
+                    b.Property<string>("Output")
+                        .IsRequired()
+                        .HasColumnType("jsonb");
+
                     b.Property<string>("Preprocessing")
                         .IsRequired()
                         .HasColumnType("jsonb");
@@ -353,6 +360,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .HasColumnType("character varying(32)");
 
                     b.Property<Guid?>("ResultOnnxArtifactId")
+                        .HasColumnType("uuid");
+
+                    b.Property<Guid?>("ResultOnnxInt8ArtifactId")
                         .HasColumnType("uuid");
 
                     b.Property<Guid?>("ResultOnnxSparseArtifactId")
@@ -414,6 +424,8 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.HasIndex("ModelId");
 
                     b.HasIndex("ResultOnnxArtifactId");
+
+                    b.HasIndex("ResultOnnxInt8ArtifactId");
 
                     b.HasIndex("ResultOnnxSparseArtifactId");
 
@@ -609,6 +621,11 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.HasOne("SurgeryService.Domain.Artifacts.Artifact", null)
                         .WithMany()
                         .HasForeignKey("ResultOnnxArtifactId")
+                        .OnDelete(DeleteBehavior.SetNull);
+
+                    b.HasOne("SurgeryService.Domain.Artifacts.Artifact", null)
+                        .WithMany()
+                        .HasForeignKey("ResultOnnxInt8ArtifactId")
                         .OnDelete(DeleteBehavior.SetNull);
 
                     b.HasOne("SurgeryService.Domain.Artifacts.Artifact", null)
