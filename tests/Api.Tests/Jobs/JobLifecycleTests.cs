@@ -85,6 +85,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         // The download is the pruned model: exact zeros where pruned, and it scores the reported accuracy.
         var download = await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp");
         Assert.Equal(HttpStatusCode.OK, download.StatusCode);
+        Assert.Equal("dense", Assert.Single(download.Headers.GetValues("X-Model-Storage")));
         var bytes = await download.Content.ReadAsByteArrayAsync();
         using var pruned = Architectures.Create("lenet-300-100");
         pruned.load(new BinaryReader(new MemoryStream(bytes)));
@@ -115,8 +116,12 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         Assert.Equal(["onnx", "onnx-sparse"], done.GetProperty("resultFormats").EnumerateArray().Select(f => f.GetString()));
         await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp").ExpectAsync(HttpStatusCode.UnprocessableEntity);
         var reported = done.GetProperty("top1After").GetDouble();
-        var dense = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx")).Content.ReadAsByteArrayAsync();
-        var sparse = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx-sparse")).Content.ReadAsByteArrayAsync();
+        var denseResponse = await client.GetAsync($"/api/jobs/{job}/result?format=onnx");
+        var sparseResponse = await client.GetAsync($"/api/jobs/{job}/result?format=onnx-sparse");
+        var dense = await denseResponse.Content.ReadAsByteArrayAsync();
+        var sparse = await sparseResponse.Content.ReadAsByteArrayAsync();
+        Assert.Equal("dense", Assert.Single(denseResponse.Headers.GetValues("X-Model-Storage")));
+        Assert.Equal("sparse", Assert.Single(sparseResponse.Headers.GetValues("X-Model-Storage"))); // smaller, as asserted below
         var (denseAccuracy, denseZeros) = OnnxRuntimeAccuracy(dense);
         var (sparseAccuracy, _) = OnnxRuntimeAccuracy(sparse);
 
