@@ -64,10 +64,11 @@ public static class ModelFormats
             var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
                 onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
-            // Layer names and operators are stored (jsonb): refuse what PostgreSQL cannot hold, naming it.
+            // Layer names are stored with the model and again, per job, in a column of ColumnLimits.Name characters:
+            // refuse here what a job could not save at its end, naming it.
             foreach (var text in inspection.Layers.Select(l => l.Name).Concat(inspection.Operators))
             {
-                if (StoredText.Problem(text, 1024) is { } problem)
+                if (StoredText.Problem(text, ColumnLimits.Name) is { } problem)
                 {
                     throw new SurgeryException("Unsupported ONNX model", $"the name '{Printable(text)}' in the graph {problem}", ErrorKind.BadInput);
                 }
