@@ -130,7 +130,7 @@ internal static class Service
         Guid datasetId = default;
         await WaitUntil(async () =>
         {
-            var list = JsonNode.Parse(await http.GetStringAsync("/api/datasets"))!.AsArray();
+            var list = JsonNode.Parse(await http.GetStringAsync("/api/datasets"))!["items"]!.AsArray();
             var mnist = list.FirstOrDefault(d => d!["name"]!.GetValue<string>() == "mnist");
             if (mnist is not null) datasetId = mnist["id"]!.GetValue<Guid>();
             return mnist is not null;

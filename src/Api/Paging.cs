@@ -1,9 +1,31 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+using SurgeryService.Infrastructure.Persistence;
+
 namespace SurgeryService.Api;
+
+/// <summary>
+/// One page of a list: the answer of <c>GET /api/models</c>, <c>/api/datasets</c> and <c>/api/jobs</c>. Ask for the next
+/// page with <c>page</c> + 1 while <c>page * pageSize &lt; totalCount</c>.
+/// </summary>
+public sealed record ListPage<T>
+{
+    /// <summary>The rows of this page in the list's order: at most <c>pageSize</c>, fewer on the last page, none past it.</summary>
+    public required IReadOnlyList<T> Items { get; init; }
+
+    /// <summary>The number of this page, from 1 (query parameter <c>page</c>, default 1).</summary>
+    public required int Page { get; init; }
+
+    /// <summary>Rows per page, 1 to 200 (query parameter <c>pageSize</c>, default 20).</summary>
+    public required int PageSize { get; init; }
+
+    /// <summary>Rows in the whole list (with the filters of the request), on every page.</summary>
+    public required int TotalCount { get; init; }
+}
 
 /// <summary>The <c>page</c> and <c>pageSize</c> query parameters of every list endpoint.</summary>
 public static class Paging
 {
-    public const int MaxPageSize = 200;
+    public const int DefaultPageSize = 20, MaxPageSize = 200;
 
     /// <summary>Parameter name -> problem; empty when the page can be fetched (its offset fits an int).</summary>
     public static Dictionary<string, string[]> Errors(int page, int pageSize)
@@ -17,6 +39,10 @@ public static class Paging
 
     public static int Skip(int page, int pageSize) => (page - 1) * pageSize;
 
-    /// <summary>Lists that stay JSON arrays tell the total in a header, so a client knows there is a next page.</summary>
-    public const string TotalCountHeader = "X-Total-Count";
+    /// <summary>The response of a list endpoint: <paramref name="rows"/> mapped to their response records.</summary>
+    public static Ok<ListPage<TResponse>> Ok<TEntry, TResponse>(PageOf<TEntry> rows, Func<TEntry, TResponse> map, int page, int pageSize) =>
+        TypedResults.Ok(new ListPage<TResponse>
+        {
+            Items = rows.Items.Select(map).ToList(), Page = page, PageSize = pageSize, TotalCount = rows.Total,
+        });
 }

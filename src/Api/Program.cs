@@ -4,6 +4,7 @@ using Hangfire;
 using Hangfire.Dashboard;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using SurgeryService.Api;
 using SurgeryService.Api.Datasets;
@@ -18,7 +19,9 @@ using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Infrastructure.Hosting;
+using SurgeryService.Infrastructure.Models;
 using SurgeryService.Infrastructure.Persistence;
+using SurgeryService.Infrastructure.Tenants;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // no "Server: Kestrel" to fingerprint
@@ -38,6 +41,12 @@ builder.Services.AddOptions<DatasetOptions>()
     .ValidateOnStart();
 
 builder.Services.AddSurgeryCore(builder.Configuration);
+builder.Services.AddSurgeryUseCases();
+builder.Services.AddSingleton(services =>
+    new ModelInspectionGate(services.GetRequiredService<IOptions<ApiOptions>>().Value.MaxConcurrentModelInspections));
+// The tenant query filter sees the request's tenant (replacing the Worker's all-tenants view that AddSurgeryCore registers).
+builder.Services.AddHttpContextAccessor();
+builder.Services.Replace(ServiceDescriptor.Scoped<ITenantAccessor, RequestTenant>());
 if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptions.RunWorker)}"))
 {
     // Single-process mode: the Api also runs jobs (the Worker project is the scalable way).
@@ -46,7 +55,6 @@ if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptio
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
 builder.Services.AddScoped<MultipartUpload>();
-builder.Services.AddSingleton<ModelInspectionGate>();
 
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
     .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);

@@ -3,6 +3,7 @@ using Microsoft.EntityFrameworkCore;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Datasets;
 using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Api.Datasets;
@@ -82,7 +83,7 @@ public sealed class BuiltInDatasets(IServiceScopeFactory scopes, Microsoft.Exten
             {
                 summary = DatasetArchive.Inspect(file);
             }
-            db.Datasets.Add(DatasetEndpoints.Entry(summary, MnistName, null, artifact));
+            db.Datasets.Add(UploadDataset.Entry(summary, MnistName, null, artifact));
             try
             {
                 await db.SaveChangesAsync(cancellationToken);

@@ -1,16 +1,11 @@
-using System.Security.Claims;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using SurgeryService.Api.OpenApi;
-using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
-using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
-using SurgeryService.Domain.Jobs;
-using SurgeryService.Infrastructure.Artifacts;
-using SurgeryService.Infrastructure.Persistence;
+using SurgeryService.Infrastructure.Datasets;
 
 namespace SurgeryService.Api.Datasets;
 
@@ -53,97 +48,38 @@ public static class DatasetEndpoints
             .AcceptsUpload<DatasetUploadForm>()
             .WithMetadata(new OpenApiExample(new { file = "(binary)", name = "mnist-small" }));
         group.MapGet("/", List).WithName("ListDatasets")
-            .WithSummary("The tenant's datasets and the built-in ones; page and pageSize (default 100, at most 200), total in X-Total-Count");
+            .WithSummary("The built-in datasets, then the tenant's, newest first, a page at a time");
         group.MapGet("/{id:guid}", Get).WithName("GetDataset").WithSummary("One dataset");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteDataset").WithSummary("Delete a dataset no queued or running job uses");
         return group;
     }
 
-    public static async Task<Created<DatasetResponse>> Upload(
-        HttpRequest request, ClaimsPrincipal user, MultipartUpload uploads, ArtifactStore artifacts, SurgeryDbContext db,
-        Microsoft.Extensions.Options.IOptions<DatasetOptions> options, CancellationToken cancellationToken)
-    {
-        var tenant = user.TenantId();
-        var upload = await uploads.ReadAsync(request, tenant, ArtifactKind.DatasetUpload, cancellationToken);
-        try
+    public static Task<Results<Created<DatasetResponse>, BadRequest<ProblemDetails>, StatusProblem<PayloadTooLarge>, StatusProblem<UnsupportedMediaType>,
+        UnprocessableEntity<ProblemDetails>>> Upload(HttpRequest request, MultipartUpload uploads, UploadDataset useCase,
+        IOptions<DatasetOptions> options, CancellationToken cancellationToken) =>
+        uploads.UploadAsync(request, ArtifactKind.DatasetUpload, "/api/datasets", async upload =>
         {
-            DatasetSummary summary;
-            await using (var content = await artifacts.OpenReadAsync(upload.File.Id, cancellationToken))
-            {
-                summary = DatasetArchive.Inspect(content, options.Value.MaxDataBytes);
-            }
-            var dataset = Entry(summary, upload.Field("name") ?? upload.File.FileName, tenant, upload.File);
-            db.Datasets.Add(dataset);
-            await db.SaveChangesAsync(cancellationToken);
-            return TypedResults.Created($"/api/datasets/{dataset.Id}", DatasetResponse.From(dataset));
-        }
-        catch
-        {
-            await artifacts.DeleteAsync(upload.File.Id, CancellationToken.None);
-            throw;
-        }
-    }
+            var dataset = await useCase.ExecuteAsync(upload.File, upload.Field("name"), options.Value.MaxDataBytes, cancellationToken);
+            return (dataset.Id, DatasetResponse.From(dataset));
+        }, cancellationToken);
 
-    public static DatasetEntry Entry(DatasetSummary summary, string name, string? tenant, Artifact file) => new()
-    {
-        Id = Guid.CreateVersion7(),
-        TenantId = tenant,
-        Name = name,
-        Format = summary.Format,
-        BuiltIn = tenant is null,
-        ArtifactId = file.Id,
-        Size = file.Size,
-        Sha256 = file.Sha256,
-        SampleShape = summary.SampleShape,
-        InputType = summary.InputType,
-        ClassCount = summary.ClassCount,
-        TrainCount = summary.TrainCount,
-        TestCount = summary.TestCount,
-        CreatedAt = DateTimeOffset.UtcNow,
-    };
-
-    public static async Task<Results<Ok<List<DatasetResponse>>, ValidationProblem>> List(
-        ClaimsPrincipal user, SurgeryDbContext db, HttpResponse response, int page = 1, int pageSize = 100,
-        CancellationToken cancellationToken = default)
+    /// <summary>The built-in datasets, then the tenant's, newest first.</summary>
+    /// <param name="page">The page to answer, from 1 (default 1).</param>
+    /// <param name="pageSize">Datasets per page, 1 to 200 (default 20).</param>
+    public static async Task<Results<Ok<ListPage<DatasetResponse>>, ValidationProblem>> List(
+        DatasetQueries datasets, int page = 1, int pageSize = Paging.DefaultPageSize, CancellationToken cancellationToken = default)
     {
         if (Paging.Errors(page, pageSize) is { Count: > 0 } errors) return TypedResults.ValidationProblem(errors);
-        var tenant = user.TenantId();
-        var query = db.Datasets.AsNoTracking().Where(d => d.TenantId == tenant || d.BuiltIn);
-        response.Headers[Paging.TotalCountHeader] = (await query.CountAsync(cancellationToken)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var datasets = await query.OrderByDescending(d => d.BuiltIn).ThenByDescending(d => d.CreatedAt).ThenBy(d => d.Id)
-            .Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
-        return TypedResults.Ok(datasets.Select(DatasetResponse.From).ToList());
+        return Paging.Ok(await datasets.ListAsync(Paging.Skip(page, pageSize), pageSize, cancellationToken), DatasetResponse.From, page, pageSize);
     }
 
     public static async Task<Results<Ok<DatasetResponse>, NotFound<ProblemDetails>>> Get(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
-    {
-        var tenant = user.TenantId();
-        var dataset = await db.Datasets.AsNoTracking()
-            .SingleOrDefaultAsync(d => d.Id == id && (d.TenantId == tenant || d.BuiltIn), cancellationToken);
-        return dataset is null ? NotFoundProblem.For("dataset", id) : TypedResults.Ok(DatasetResponse.From(dataset));
-    }
+        Guid id, DatasetQueries datasets, CancellationToken cancellationToken) =>
+        await datasets.FindAsync(id, cancellationToken) is { } dataset
+            ? TypedResults.Ok(DatasetResponse.From(dataset))
+            : NotFoundProblem.For("dataset", id);
 
     public static async Task<Results<NoContent, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Delete(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, CancellationToken cancellationToken)
-    {
-        var tenant = user.TenantId();
-        var dataset = await db.Datasets.SingleOrDefaultAsync(d => d.Id == id && (d.TenantId == tenant || d.BuiltIn), cancellationToken);
-        if (dataset is null) return NotFoundProblem.For("dataset", id);
-        if (dataset.BuiltIn)
-        {
-            return Problems.Conflict("Built-in dataset", $"'{dataset.Name}' is built in and cannot be deleted");
-        }
-        var active = await db.Jobs.Where(j => j.DatasetId == id && (j.State == JobState.Queued || j.State == JobState.Running))
-            .Select(j => j.Id).ToListAsync(cancellationToken);
-        if (active.Count > 0)
-        {
-            return Problems.Conflict("Dataset in use",
-                $"jobs {string.Join(", ", active)} still use this dataset: cancel them or wait until they finish");
-        }
-        db.Datasets.Remove(dataset);
-        await db.SaveChangesAsync(cancellationToken);
-        await artifacts.DeleteAsync(dataset.ArtifactId, cancellationToken);
-        return TypedResults.NoContent();
-    }
+        Guid id, DeleteDataset useCase, CancellationToken cancellationToken) =>
+        Problems.ForDeletion(await useCase.ExecuteAsync(id, cancellationToken), "dataset", id);
 }

@@ -46,9 +46,9 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
         }
 
         var since = DateTimeOffset.UtcNow.AddHours(-options.Value.IdempotencyHours);
-        await db.IdempotencyRecords.Where(r => r.CreatedAt < since).ExecuteDeleteAsync(http.RequestAborted);
-        var stored = await db.IdempotencyRecords.AsNoTracking()
-            .SingleOrDefaultAsync(r => r.TenantId == tenant && r.Key == key, http.RequestAborted);
+        // Expired keys of every tenant go, whoever's request sweeps.
+        await db.IdempotencyRecords.IgnoreQueryFilters().Where(r => r.CreatedAt < since).ExecuteDeleteAsync(http.RequestAborted);
+        var stored = await db.IdempotencyRecords.AsNoTracking().SingleOrDefaultAsync(r => r.Key == key, http.RequestAborted);
         if (stored is not null)
         {
             await ReplayAsync(http, stored, request, bodyHash);
@@ -81,13 +81,14 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
             // A refusal thrown as an exception (answered by the exception handler further out) created nothing:
             // forget the key so the corrected request can use it.
             http.Response.Body = original;
-            await ForgetAsync(db, tenant, key);
+            await ForgetAsync(db, key);
             throw;
         }
         http.Response.Body = original;
-        if (http.Response.StatusCode >= 500)
+        // An upload's body is not hashed, so a refused upload (which created nothing) must not answer the corrected one.
+        if (http.Response.StatusCode >= 500 || (http.Response.StatusCode >= 400 && bodyHash is null))
         {
-            await ForgetAsync(db, tenant, key);
+            await ForgetAsync(db, key);
         }
         else
         {
@@ -117,8 +118,8 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
         await http.Response.Body.WriteAsync(stored.Body, http.RequestAborted);
     }
 
-    private static Task ForgetAsync(SurgeryDbContext db, string tenant, string key) =>
-        db.IdempotencyRecords.Where(r => r.TenantId == tenant && r.Key == key).ExecuteDeleteAsync(CancellationToken.None);
+    private static Task ForgetAsync(SurgeryDbContext db, string key) =>
+        db.IdempotencyRecords.Where(r => r.Key == key).ExecuteDeleteAsync(CancellationToken.None);
 
     private static SurgeryException InProgress() => new("Request in progress",
         $"a request with this {Header} is still being processed: retry once it has finished", ErrorKind.Conflict);

@@ -122,8 +122,6 @@ public sealed record JobResponse(
     }
 }
 
-public sealed record JobPage(IReadOnlyList<JobResponse> Items, int Page, int PageSize, int TotalCount);
-
 /// <summary>One training iteration. <see cref="LayerKept"/> follows <see cref="MetricsResponse.Layers"/>.</summary>
 public sealed record MetricPoint(int Iteration, double Loss, double LearningRate, long Kept, long Total, double Sparsity, long[] LayerKept);
 

@@ -1,13 +1,10 @@
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
-using System.Security.Claims;
-using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 using SurgeryService.Api.OpenApi;
-using SurgeryService.Api.Tenants;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
@@ -81,10 +78,8 @@ public static class JobEndpoints
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
-        SubmitJobRequest request, ClaimsPrincipal user, SurgeryDbContext db, JobQueuing queuing, JobStorage storage,
-        IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+        SubmitJobRequest request, SubmitJob submit, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
-        var tenant = user.TenantId();
         var malformed = new Dictionary<string, string[]>();
         var invalid = new Dictionary<string, string[]>();
 
@@ -119,20 +114,17 @@ public static class JobEndpoints
         foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
         if (request.CheckpointInterval is <= 0 or > 10_000_000) invalid["checkpointInterval"] = ["must be between 1 and 10000000"];
 
-        var (model, dataset) = await FindInputsAsync(db, tenant, request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
+        var (model, dataset) = await submit.FindInputsAsync(request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
         if (invalid.Count > 0) return CannotRun(invalid);
 
-        var job = NewJob(tenant, model!, dataset!, settings, preprocessing, queue,
+        return Accepted(await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations);
-        return await EnqueueAsync(job, queuing, storage, cancellationToken);
+            settings.IsBudgetMode ? settings.EffectiveTarget.MaxIterations ?? settings.Iterations : settings.Iterations, cancellationToken));
     }
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> SubmitSensitivity(
-        SubmitSensitivityRequest request, ClaimsPrincipal user, SurgeryDbContext db, JobQueuing queuing, JobStorage storage,
-        IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+        SubmitSensitivityRequest request, SubmitJob submit, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
-        var tenant = user.TenantId();
         var malformed = new Dictionary<string, string[]>();
         var queue = CheckInputsAndQueue(request.ModelId, request.DatasetId, request.Queue, malformed);
         if (malformed.Count > 0) return TypedResults.ValidationProblem(malformed, title: "The sensitivity request is incomplete or malformed");
@@ -142,14 +134,13 @@ public static class JobEndpoints
         foreach (var (name, problem) in sensitivity.ValidationErrors()) invalid[name] = [problem];
         var preprocessing = request.Preprocessing ?? new JobPreprocessing();
         foreach (var (name, problem) in preprocessing.ValidationErrors()) invalid[name] = [problem];
-        var (model, dataset) = await FindInputsAsync(db, tenant, request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
+        var (model, dataset) = await submit.FindInputsAsync(request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
         if (model is not null && !model.Layers.Any(l => l.Prunable)) invalid["modelId"] = ["the model has no prunable layers: there is nothing to analyse"];
         if (invalid.Count > 0) return CannotRun(invalid);
 
         // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
-        var job = NewJob(tenant, model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
-            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable));
-        return await EnqueueAsync(job, queuing, storage, cancellationToken);
+        return Accepted(await submit.ExecuteAsync(model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
+            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable), cancellationToken));
     }
 
     /// <summary>The model, dataset and queue every job names; problems go to <paramref name="malformed"/>.</summary>
@@ -162,38 +153,6 @@ public static class JobEndpoints
         return queue;
     }
 
-    private static SurgeryJob NewJob(string tenant, ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
-        JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations) => new()
-    {
-        Id = Guid.CreateVersion7(),
-        TenantId = tenant,
-        ModelId = model.Id,
-        DatasetId = dataset.Id,
-        Settings = settings,
-        Preprocessing = preprocessing,
-        Queue = queue,
-        CheckpointInterval = checkpointInterval,
-        TotalIterations = totalIterations,
-        CreatedAt = DateTimeOffset.UtcNow,
-        UpdatedAt = DateTimeOffset.UtcNow,
-    };
-
-    /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
-    private static async Task<(ModelEntry? Model, DatasetEntry? Dataset)> FindInputsAsync(SurgeryDbContext db, string tenant, Guid? modelId,
-        Guid? datasetId, JobPreprocessing preprocessing, Dictionary<string, string[]> invalid, CancellationToken cancellationToken)
-    {
-        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(x => x.Id == modelId && x.TenantId == tenant, cancellationToken);
-        if (model is null) invalid["modelId"] = [$"there is no model with id {modelId}"];
-        var dataset = await db.Datasets.AsNoTracking()
-            .SingleOrDefaultAsync(x => x.Id == datasetId && (x.TenantId == tenant || x.BuiltIn), cancellationToken);
-        if (dataset is null) invalid["datasetId"] = [$"there is no dataset with id {datasetId}"];
-        if (model is not null && dataset is not null && SampleShapes.Problem(dataset.SampleShape, preprocessing.Layout, model.InputShape) is { } shape)
-        {
-            invalid["datasetId"] = [shape];
-        }
-        return (model, dataset);
-    }
-
     private static UnprocessableEntity<HttpValidationProblemDetails> CannotRun(Dictionary<string, string[]> invalid) =>
         TypedResults.UnprocessableEntity(new HttpValidationProblemDetails(invalid)
         {
@@ -201,38 +160,21 @@ public static class JobEndpoints
             Status = StatusCodes.Status422UnprocessableEntity,
         });
 
-    private static async Task<Accepted<JobResponse>> EnqueueAsync(SurgeryJob job, JobQueuing queuing, JobStorage storage,
-        CancellationToken cancellationToken)
-    {
-        await queuing.SubmitAsync(job, cancellationToken);
-        var response = JobResponse.From(job);
-        if (!HasLiveWorker(storage, job.Queue))
+    /// <summary>202 with the job; a warning tells the client when no live worker serves its queue (the job waits for one).</summary>
+    private static Accepted<JobResponse> Accepted(SubmittedJob submitted) =>
+        TypedResults.Accepted($"/api/jobs/{submitted.Job.Id}", JobResponse.From(submitted.Job) with
         {
-            // Accepted all the same: a worker may be starting, and the job waits for it. The client is told.
-            response = response with
-            {
-                Warnings = [$"no live worker serves the '{job.Queue}' queue right now: the job waits until one starts"],
-            };
-        }
-        return TypedResults.Accepted($"/api/jobs/{job.Id}", response);
-    }
+            Warnings = submitted.Warning is { } warning ? [warning] : null,
+        });
 
-    /// <summary>A Hangfire server that listens to <paramref name="queue"/> and sent a heartbeat recently.</summary>
-    private static bool HasLiveWorker(JobStorage storage, string queue)
-    {
-        var since = DateTime.UtcNow - LiveWorkerHeartbeat;
-        return storage.GetMonitoringApi().Servers()
-            .Any(s => s.Queues.Contains(queue, StringComparer.OrdinalIgnoreCase) && s.Heartbeat is { } beat && beat >= since);
-    }
-
-    /// <summary>Hangfire servers beat every 30 s by default; two missed beats and a server no longer counts as live.</summary>
-    private static readonly TimeSpan LiveWorkerHeartbeat = TimeSpan.FromSeconds(90);
-
-    public static async Task<Results<Ok<JobPage>, ValidationProblem>> List(
-        ClaimsPrincipal user, SurgeryDbContext db, string? state = null, int page = 1, int pageSize = 20,
+    /// <summary>The tenant's jobs, newest first.</summary>
+    /// <param name="state">Only jobs in this state: Queued, Running, Succeeded, Failed or Cancelled (any case); all when absent.</param>
+    /// <param name="page">The page to answer, from 1 (default 1).</param>
+    /// <param name="pageSize">Jobs per page, 1 to 200 (default 20).</param>
+    public static async Task<Results<Ok<ListPage<JobResponse>>, ValidationProblem>> List(
+        JobQueries jobs, string? state = null, int page = 1, int pageSize = Paging.DefaultPageSize,
         CancellationToken cancellationToken = default)
     {
-        var tenant = user.TenantId();
         var errors = new Dictionary<string, string[]>();
         JobState? filter = null;
         if (state is not null)
@@ -243,22 +185,15 @@ public static class JobEndpoints
         foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var query = db.Jobs.AsNoTracking().Where(j => j.TenantId == tenant);
-        if (filter is { } f) query = query.Where(j => j.State == f);
-        var total = await query.CountAsync(cancellationToken);
-        var items = await query.OrderByDescending(j => j.CreatedAt).Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
-        return TypedResults.Ok(new JobPage(items.Select(JobResponse.From).ToList(), page, pageSize, total));
+        return Paging.Ok(await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken), JobResponse.From, page, pageSize);
     }
 
     public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>>> Get(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
-    {
-        var job = await Find(db, id, user, cancellationToken);
-        return job is null ? NotFoundProblem.For("job", id) : TypedResults.Ok(JobResponse.From(job));
-    }
+        Guid id, JobQueries jobs, CancellationToken cancellationToken) =>
+        await jobs.FindAsync(id, cancellationToken) is { } job ? TypedResults.Ok(JobResponse.From(job)) : NotFoundProblem.For("job", id);
 
     public static async Task<Results<Ok<MetricsResponse>, ContentHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Metrics(
-        Guid id, HttpRequest http, ClaimsPrincipal user, SurgeryDbContext db, int? from = null, int? to = null, int stride = 1,
+        Guid id, HttpRequest http, JobQueries jobs, int? from = null, int? to = null, int stride = 1,
         int limit = 10_000, string? format = null, CancellationToken cancellationToken = default)
     {
         var errors = new Dictionary<string, string[]>();
@@ -269,20 +204,15 @@ public static class JobEndpoints
         if (format is not null && format is not ("json" or "csv")) errors["format"] = ["must be 'json' or 'csv'"];
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         var start = from ?? 0;
         var end = to ?? int.MaxValue;
-        var points = await db.JobMetrics.AsNoTracking()
-            .Where(m => m.JobId == id && m.Iteration >= start && m.Iteration <= end && (m.Iteration - start) % stride == 0)
-            .OrderBy(m => m.Iteration).Take(limit)
-            .Select(m => new MetricPoint(m.Iteration, m.Loss, m.LearningRate, m.Kept, m.Total,
-                m.Total == 0 ? 0 : 1 - (double)m.Kept / m.Total, m.LayerKept))
-            .ToListAsync(cancellationToken);
-        var evaluations = await db.JobEvaluations.AsNoTracking()
-            .Where(e => e.JobId == id && e.Iteration >= start && e.Iteration <= end)
-            .OrderBy(e => e.Iteration).Select(e => new EvaluationPoint(e.Iteration, e.Loss, e.Top1, e.Top5))
-            .ToListAsync(cancellationToken);
+        var points = await jobs.MetricsAsync(id, start, end, stride, limit,
+            m => new MetricPoint(m.Iteration, m.Loss, m.LearningRate, m.Kept, m.Total, m.Total == 0 ? 0 : 1 - (double)m.Kept / m.Total, m.LayerKept),
+            cancellationToken);
+        var evaluations = (await jobs.EvaluationsAsync(id, start, end, cancellationToken))
+            .Select(e => new EvaluationPoint(e.Iteration, e.Loss, e.Top1, e.Top5)).ToList();
 
         var wantsCsv = MetricsQuery.WantsCsv(http, format);
         var nextFrom = MetricsQuery.NextFrom(points, limit, stride);
@@ -292,23 +222,24 @@ public static class JobEndpoints
     }
 
     public static async Task<Results<ProgressEventStream, NotFound<ProblemDetails>>> Events(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, IOptions<ApiOptions> options, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, IOptions<ApiOptions> options, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
-        return new ProgressEventStream(Progress(db, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
+        return new ProgressEventStream(Progress(jobs, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
             TimeSpan.FromSeconds(options.Value.EventKeepAliveSeconds), cancellationToken));
     }
 
     /// <summary>Progress events as the job changes, and null (a keep-alive comment) after <paramref name="keepAlive"/> of silence.</summary>
     private static async IAsyncEnumerable<SseItem<JobProgressEvent>?> Progress(
-        SurgeryDbContext db, Guid id, TimeSpan poll, TimeSpan keepAlive, [EnumeratorCancellation] CancellationToken cancellationToken)
+        JobQueries jobs, Guid id, TimeSpan poll, TimeSpan keepAlive, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         JobProgressEvent? last = null;
         var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var job = await db.Jobs.AsNoTracking().SingleAsync(j => j.Id == id, cancellationToken);
+            var job = await jobs.FindAsync(id, cancellationToken)
+                ?? throw new InvalidOperationException($"job {id} disappeared while its events were streamed");
             var response = JobResponse.From(job);
             var current = new JobProgressEvent(id, response.State, job.Iteration, job.TotalIterations, job.Loss, response.Sparsity,
                 job.LastTop1, job.CheckpointIteration, job.Error);
@@ -333,7 +264,7 @@ public static class JobEndpoints
 
     public static async Task<Results<FileStreamHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>,
         UnprocessableEntity<ProblemDetails>, ValidationProblem>> Result(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, string? format = null,
+        Guid id, JobQueries jobs, ArtifactStore artifacts, string? format = null,
         CancellationToken cancellationToken = default)
     {
         ResultFormat? parsed = null;
@@ -344,7 +275,7 @@ public static class JobEndpoints
                 ["format"] = ["must be 'onnx', 'onnx-sparse' or 'torchsharp'"],
             });
         }
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoModelOutput(job) is { } none) return none;
         if (NotSucceeded(job, "result") is { } notDone) return notDone;
@@ -361,15 +292,15 @@ public static class JobEndpoints
             return Problems.Unprocessable("Format not available",
                 $"this job's result is available as {string.Join(", ", available)}, not {chosen.Name()} (it follows the uploaded model's format)");
         }
-        var artifact = await db.Artifacts.AsNoTracking().SingleAsync(a => a.Id == artifactId, cancellationToken);
+        var artifact = await jobs.ArtifactAsync(artifactId.Value, cancellationToken);
         var stream = await artifacts.OpenReadAsync(artifactId.Value, cancellationToken);
         return TypedResults.Stream(stream, artifact.ContentType, artifact.FileName);
     }
 
     public static async Task<Results<Ok<JobReport>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Report(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, SurgeryDbContext db, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await Find(db, id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoModelOutput(job) is { } none) return none;
         if (NotSucceeded(job, "report") is { } notDone) return notDone;
@@ -377,36 +308,33 @@ public static class JobEndpoints
     }
 
     public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> ReportSvg(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoModelOutput(job) is { } none) return none; // a sensitivity analysis trains nothing: nothing to plot here
         // Whatever has been recorded so far: the plot is useful while the job runs too.
-        var count = await db.JobMetrics.CountAsync(m => m.JobId == id, cancellationToken);
-        var stride = Math.Max(1, count / 400);
-        var points = await db.JobMetrics.AsNoTracking().Where(m => m.JobId == id && m.Iteration % stride == 0)
-            .OrderBy(m => m.Iteration).Select(m => new { m.Iteration, m.LayerKept }).ToListAsync(cancellationToken);
-        var evaluations = await db.JobEvaluations.AsNoTracking().Where(e => e.JobId == id).OrderBy(e => e.Iteration)
-            .Select(e => new { e.Iteration, e.Top1 }).ToListAsync(cancellationToken);
+        var stride = Math.Max(1, await jobs.MetricCountAsync(id, cancellationToken) / 400);
+        var points = await jobs.MetricsEveryAsync(id, stride, m => new { m.Iteration, m.LayerKept }, cancellationToken);
+        var evaluations = await jobs.EvaluationsAsync(id, 0, int.MaxValue, cancellationToken);
         var svg = JobReportSvg.Render(job, points.Select(p => (p.Iteration, p.LayerKept)).ToList(), job.LayerTotals,
             evaluations.Select(e => (e.Iteration, e.Top1)).ToList());
         return TypedResults.Content(svg, "image/svg+xml");
     }
 
     public static async Task<Results<Ok<SensitivityResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> SensitivityCurves(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoSensitivity(job) is { } none) return none;
         return TypedResults.Ok(SensitivityResponse.From(job, job.Search!));
     }
 
     public static async Task<Results<ContentHttpResult, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> SensitivitySvg(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, JobQueries jobs, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await jobs.FindAsync(id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         if (NoSensitivity(job) is { } none) return none;
         return TypedResults.Content(SensitivityPlot.Render(job, job.Search!), "image/svg+xml");
@@ -432,39 +360,21 @@ public static class JobEndpoints
         : null;
 
     public static async Task<Results<Ok<IReadOnlyList<JobLogEntry>>, NotFound<ProblemDetails>>> Log(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
+        Guid id, SurgeryDbContext db, CancellationToken cancellationToken)
     {
-        var job = await Find(db, id, user, cancellationToken);
+        var job = await Find(db, id, cancellationToken);
         if (job is null) return NotFoundProblem.For("job", id);
         return TypedResults.Ok(await JobReportBuilder.LogAsync(db, id, cancellationToken));
     }
 
     public static async Task<Results<Accepted<JobResponse>, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Cancel(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, IBackgroundJobClient jobs, CancellationToken cancellationToken)
-    {
-        var job = await Find(db, id, user, cancellationToken, tracking: true);
-        if (job is null) return NotFoundProblem.For("job", id);
-        for (var conflicts = 0; ; conflicts++)
+        Guid id, CancelJob useCase, CancellationToken cancellationToken) =>
+        await useCase.ExecuteAsync(id, cancellationToken) switch
         {
-            if (job.IsFinished) return Problems.Conflict("Job finished", $"the job is already {job.State}");
-            var wasQueued = job.RequestCancel(DateTimeOffset.UtcNow);
-            try
-            {
-                await db.SaveChangesAsync(cancellationToken);
-            }
-            catch (DbUpdateConcurrencyException) when (conflicts < MaxConflicts)
-            {
-                // The worker changed the job meanwhile (it started, wrote progress or finished): decide on the new row.
-                await db.Entry(job).ReloadAsync(cancellationToken);
-                continue;
-            }
-            if (wasQueued && job.HangfireJobId is not null) jobs.Delete(job.HangfireJobId);
-            return TypedResults.Accepted($"/api/jobs/{id}", JobResponse.From(job));
-        }
-    }
-
-    /// <summary>Times the cancel is decided again on a reloaded job when a worker wrote it at the same moment.</summary>
-    private const int MaxConflicts = 5;
+            Cancellation.Requested requested => TypedResults.Accepted($"/api/jobs/{id}", JobResponse.From(requested.Job)),
+            Cancellation.AlreadyFinished finished => Problems.Conflict("Job finished", $"the job is already {finished.State}"),
+            _ => NotFoundProblem.For("job", id),
+        };
 
     /// <summary>409 while the job has not succeeded: it has no result or report (yet, or at all).</summary>
     private static Conflict<ProblemDetails>? NotSucceeded(SurgeryJob job, string what, string step = "iteration") => job.State == JobState.Succeeded
@@ -475,11 +385,6 @@ public static class JobEndpoints
                 : $"the job is {job.State} at {step} {job.Iteration} of {job.TotalIterations}: the {what} " +
                   $"{(what.EndsWith('s') ? "are" : "is")} ready once it has succeeded");
 
-    private static Task<SurgeryJob?> Find(SurgeryDbContext db, Guid id, ClaimsPrincipal user, CancellationToken cancellationToken,
-        bool tracking = false)
-    {
-        var tenant = user.TenantId();
-        var jobs = tracking ? db.Jobs : db.Jobs.AsNoTracking();
-        return jobs.SingleOrDefaultAsync(j => j.Id == id && j.TenantId == tenant, cancellationToken);
-    }
+    private static Task<SurgeryJob?> Find(SurgeryDbContext db, Guid id, CancellationToken cancellationToken) =>
+        db.Jobs.AsNoTracking().SingleOrDefaultAsync(j => j.Id == id, cancellationToken);
 }

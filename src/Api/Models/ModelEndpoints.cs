@@ -1,15 +1,10 @@
-using System.Security.Claims;
 using Microsoft.AspNetCore.Http.HttpResults;
-using Microsoft.EntityFrameworkCore;
+using Microsoft.AspNetCore.Mvc;
 using SurgeryService.Api.OpenApi;
-using SurgeryService.Api.Tenants;
 using SurgeryService.Api.Uploads;
-using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
-using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
-using SurgeryService.Infrastructure.Artifacts;
-using SurgeryService.Infrastructure.Persistence;
+using SurgeryService.Infrastructure.Models;
 
 namespace SurgeryService.Api.Models;
 
@@ -57,92 +52,36 @@ public static class ModelEndpoints
             .WithSummary("Upload a model (ONNX, or TorchSharp weights with an architecture)")
             .AcceptsUpload<ModelUploadForm>()
             .WithMetadata(new OpenApiExample(new { file = "(binary)", architecture = "lenet-300-100", name = "lenet-300-100-dense" }));
-        group.MapGet("/", List).WithName("ListModels")
-            .WithSummary("The tenant's models, newest first; page and pageSize (default 100, at most 200), total in X-Total-Count");
+        group.MapGet("/", List).WithName("ListModels").WithSummary("The tenant's models, newest first, a page at a time");
         group.MapGet("/{id:guid}", Get).WithName("GetModel").WithSummary("One model with its layers");
         group.MapDelete("/{id:guid}", Delete).WithName("DeleteModel").WithSummary("Delete a model no queued or running job uses");
         return group;
     }
 
-    public static async Task<Created<ModelResponse>> Upload(
-        HttpRequest request, ClaimsPrincipal user, MultipartUpload uploads, ArtifactStore artifacts, SurgeryDbContext db,
-        ModelInspectionGate gate, CancellationToken cancellationToken)
-    {
-        var tenant = user.TenantId();
-        var upload = await uploads.ReadAsync(request, tenant, ArtifactKind.ModelUpload, cancellationToken);
-        try
+    public static Task<Results<Created<ModelResponse>, BadRequest<ProblemDetails>, StatusProblem<PayloadTooLarge>, StatusProblem<UnsupportedMediaType>,
+        UnprocessableEntity<ProblemDetails>>> Upload(HttpRequest request, MultipartUpload uploads, UploadModel useCase,
+        CancellationToken cancellationToken) =>
+        uploads.UploadAsync(request, ArtifactKind.ModelUpload, "/api/models", async upload =>
         {
-            var architecture = upload.Field("architecture")?.ToLowerInvariant();
-            ModelInspection inspection;
-            using (await gate.EnterAsync(cancellationToken))
-            {
-                var bytes = await artifacts.ReadAllBytesAsync(upload.File.Id, cancellationToken);
-                inspection = ModelFormats.Inspect(bytes, architecture);
-            }
-            var model = new ModelEntry
-            {
-                Id = Guid.CreateVersion7(),
-                TenantId = tenant,
-                Name = upload.Field("name") ?? upload.File.FileName,
-                Format = inspection.Format,
-                Architecture = inspection.Architecture,
-                ArtifactId = upload.File.Id,
-                Size = upload.File.Size,
-                Sha256 = upload.File.Sha256,
-                InputShape = inspection.InputShape,
-                Operators = inspection.Operators.ToList(),
-                Layers = inspection.Layers.ToList(),
-                ParameterCount = inspection.ParameterCount,
-                CreatedAt = DateTimeOffset.UtcNow,
-            };
-            db.Models.Add(model);
-            await db.SaveChangesAsync(cancellationToken);
-            return TypedResults.Created($"/api/models/{model.Id}", ModelResponse.From(model));
-        }
-        catch
-        {
-            await artifacts.DeleteAsync(upload.File.Id, CancellationToken.None);
-            throw;
-        }
-    }
+            var model = await useCase.ExecuteAsync(upload.File, upload.Field("name"), upload.Field("architecture"), cancellationToken);
+            return (model.Id, ModelResponse.From(model));
+        }, cancellationToken);
 
-    public static async Task<Results<Ok<List<ModelResponse>>, ValidationProblem>> List(
-        ClaimsPrincipal user, SurgeryDbContext db, HttpResponse response, int page = 1, int pageSize = 100,
-        CancellationToken cancellationToken = default)
+    /// <summary>The tenant's models, newest first.</summary>
+    /// <param name="page">The page to answer, from 1 (default 1).</param>
+    /// <param name="pageSize">Models per page, 1 to 200 (default 20).</param>
+    public static async Task<Results<Ok<ListPage<ModelResponse>>, ValidationProblem>> List(
+        ModelQueries models, int page = 1, int pageSize = Paging.DefaultPageSize, CancellationToken cancellationToken = default)
     {
         if (Paging.Errors(page, pageSize) is { Count: > 0 } errors) return TypedResults.ValidationProblem(errors);
-        var tenant = user.TenantId();
-        var query = db.Models.AsNoTracking().Where(m => m.TenantId == tenant);
-        response.Headers[Paging.TotalCountHeader] = (await query.CountAsync(cancellationToken)).ToString(System.Globalization.CultureInfo.InvariantCulture);
-        var models = await query.OrderByDescending(m => m.CreatedAt).ThenBy(m => m.Id)
-            .Skip(Paging.Skip(page, pageSize)).Take(pageSize).ToListAsync(cancellationToken);
-        return TypedResults.Ok(models.Select(ModelResponse.From).ToList());
+        return Paging.Ok(await models.ListAsync(Paging.Skip(page, pageSize), pageSize, cancellationToken), ModelResponse.From, page, pageSize);
     }
 
-    public static async Task<Results<Ok<ModelResponse>, NotFound<Microsoft.AspNetCore.Mvc.ProblemDetails>>> Get(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, CancellationToken cancellationToken)
-    {
-        var tenant = user.TenantId();
-        var model = await db.Models.AsNoTracking().SingleOrDefaultAsync(m => m.Id == id && m.TenantId == tenant, cancellationToken);
-        return model is null ? NotFoundProblem.For("model", id) : TypedResults.Ok(ModelResponse.From(model));
-    }
+    public static async Task<Results<Ok<ModelResponse>, NotFound<ProblemDetails>>> Get(
+        Guid id, ModelQueries models, CancellationToken cancellationToken) =>
+        await models.FindAsync(id, cancellationToken) is { } model ? TypedResults.Ok(ModelResponse.From(model)) : NotFoundProblem.For("model", id);
 
-    public static async Task<Results<NoContent, NotFound<Microsoft.AspNetCore.Mvc.ProblemDetails>, Conflict<Microsoft.AspNetCore.Mvc.ProblemDetails>>> Delete(
-        Guid id, ClaimsPrincipal user, SurgeryDbContext db, ArtifactStore artifacts, CancellationToken cancellationToken)
-    {
-        var tenant = user.TenantId();
-        var model = await db.Models.SingleOrDefaultAsync(m => m.Id == id && m.TenantId == tenant, cancellationToken);
-        if (model is null) return NotFoundProblem.For("model", id);
-        var active = await db.Jobs.Where(j => j.ModelId == id && (j.State == JobState.Queued || j.State == JobState.Running))
-            .Select(j => j.Id).ToListAsync(cancellationToken);
-        if (active.Count > 0)
-        {
-            return Problems.Conflict("Model in use",
-                $"jobs {string.Join(", ", active)} still use this model: cancel them or wait until they finish");
-        }
-        db.Models.Remove(model);
-        await db.SaveChangesAsync(cancellationToken);
-        await artifacts.DeleteAsync(model.ArtifactId, cancellationToken);
-        return TypedResults.NoContent();
-    }
+    public static async Task<Results<NoContent, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Delete(
+        Guid id, DeleteModel useCase, CancellationToken cancellationToken) =>
+        Problems.ForDeletion(await useCase.ExecuteAsync(id, cancellationToken), "model", id);
 }

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
+using SurgeryService.Infrastructure.Jobs;
 
 namespace SurgeryService.Api.OpenApi;
 
@@ -23,4 +24,13 @@ public static class Problems
         Detail = detail,
         Type = "https://tools.ietf.org/html/rfc9110#section-15.5.21",
     });
+
+    /// <summary>The answer to deleting a model or dataset: 204, 404, or 409 with the reason it stays.</summary>
+    public static Results<NoContent, NotFound<ProblemDetails>, Conflict<ProblemDetails>> ForDeletion(Deletion outcome, string what, Guid id) =>
+        outcome switch
+        {
+            Deletion.Deleted => TypedResults.NoContent(),
+            Deletion.Refused refused => Conflict(refused.Title, refused.Detail),
+            _ => NotFoundProblem.For(what, id),
+        };
 }

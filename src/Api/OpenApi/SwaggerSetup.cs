@@ -43,7 +43,9 @@ public static class SwaggerSetup
                 [new OpenApiSecuritySchemeReference(SchemeName, document)] = [],
             });
             options.OperationFilter<ExampleOperationFilter>();
-            // The request types' doc comments (each setting's unit, range and default) become the schema descriptions.
+            // The request and response types' doc comments (each field's unit, range and default) become the schema
+            // descriptions. The build writes the files next to the assemblies; a copy of the binaries without them
+            // serves the document without descriptions.
             foreach (var assembly in new[] { typeof(SwaggerSetup).Assembly, typeof(SurgerySettings).Assembly })
             {
                 var xml = Path.Combine(AppContext.BaseDirectory, assembly.GetName().Name + ".xml");

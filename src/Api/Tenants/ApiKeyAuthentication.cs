@@ -80,11 +80,3 @@ public sealed class ApiKeyAuthenticationHandler(
 
     private static string Hash(string key) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)));
 }
-
-public static class TenantPrincipal
-{
-    /// <summary>The tenant of an authenticated request (endpoints under /api require authentication).</summary>
-    public static string TenantId(this ClaimsPrincipal user) =>
-        user.FindFirstValue(ApiKeyAuthenticationHandler.TenantClaim)
-        ?? throw new InvalidOperationException("the request is not authenticated");
-}

@@ -5,6 +5,7 @@ using Microsoft.Net.Http.Headers;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Tenants;
 
 namespace SurgeryService.Api.Uploads;
 
@@ -18,7 +19,7 @@ public sealed record Upload(Artifact File, IReadOnlyDictionary<string, string> F
 /// Reads <c>multipart/form-data</c> section by section and streams the part named <c>file</c> straight into an
 /// artifact (never buffered whole in memory or on disk), enforcing <see cref="ApiOptions.MaxUploadBytes"/> with 413.
 /// </summary>
-public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions> options)
+public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions> options, ITenantAccessor tenant)
 {
     public const string FileField = "file";
     private const int MaxFieldLength = 4096;
@@ -27,9 +28,9 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
     public const int MaxFields = 16, MaxFieldsLength = 16 * 1024;
 
     /// <summary>Lengths of the columns the name and the file's metadata are stored in.</summary>
-    private const int MaxNameLength = 256, MaxContentTypeLength = 128;
+    private const int MaxNameLength = ColumnLimits.Name, MaxContentTypeLength = ColumnLimits.ContentType;
 
-    public async Task<Upload> ReadAsync(HttpRequest request, string tenantId, ArtifactKind kind, CancellationToken cancellationToken)
+    public async Task<Upload> ReadAsync(HttpRequest request, ArtifactKind kind, CancellationToken cancellationToken)
     {
         var limit = options.Value.MaxUploadBytes;
         if (request.ContentLength > limit + 64 * 1024)
@@ -71,7 +72,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                     Check(StoredText.Problem(StoredText.Truncate(fileName, MaxNameLength), MaxNameLength), "the file name");
                     var partType = section.ContentType ?? "application/octet-stream";
                     Check(StoredText.Problem(partType, MaxContentTypeLength), "the file part's Content-Type");
-                    file = await artifacts.SaveAsync(tenantId, kind, fileName, partType, section.Body, limit, cancellationToken);
+                    file = await artifacts.SaveAsync(tenant.RequiredTenantId, kind, fileName, partType, section.Body, limit, cancellationToken);
                 }
                 else
                 {

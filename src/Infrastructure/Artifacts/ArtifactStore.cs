@@ -59,7 +59,7 @@ public sealed class ArtifactStore(SurgeryDbContext db)
         Id = Guid.CreateVersion7(),
         TenantId = tenantId,
         Kind = kind,
-        FileName = StoredText.Truncate(fileName, 256),
+        FileName = StoredText.Truncate(fileName, ColumnLimits.Name),
         ContentType = contentType,
         Sha256 = new string('0', 64),
         CreatedAt = DateTimeOffset.UtcNow,
@@ -142,6 +142,23 @@ public sealed class ArtifactStore(SurgeryDbContext db)
 
     public Task DeleteAsync(Guid artifactId, CancellationToken cancellationToken = default) =>
         db.Set<Artifact>().Where(a => a.Id == artifactId).ExecuteDeleteAsync(cancellationToken);
+
+    /// <summary>
+    /// Runs <paramref name="register"/>, which saves the row that points at a freshly stored file; when it fails (the file
+    /// is unreadable, the row cannot be saved) the file is deleted, so no artifact is left that nothing points at.
+    /// </summary>
+    public async Task<T> RegisterOrDeleteAsync<T>(Guid artifactId, Func<Task<T>> register)
+    {
+        try
+        {
+            return await register();
+        }
+        catch
+        {
+            await DeleteAsync(artifactId, CancellationToken.None);
+            throw;
+        }
+    }
 
     /// <summary>Reads one chunk per round trip, in order; seeking is supported for readers that need it.</summary>
     private sealed class ChunkStream(NpgsqlConnection connection, Artifact artifact) : Stream

@@ -8,8 +8,11 @@ using Microsoft.Extensions.Options;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Datasets;
 using SurgeryService.Infrastructure.Jobs;
+using SurgeryService.Infrastructure.Models;
 using SurgeryService.Infrastructure.Persistence;
+using SurgeryService.Infrastructure.Tenants;
 
 namespace SurgeryService.Infrastructure.Hosting;
 
@@ -48,10 +51,32 @@ public static class ServiceCollectionExtensions
         return services;
     }
 
+    /// <summary>
+    /// The use cases behind the HTTP endpoints, on top of <see cref="AddSurgeryCore"/>: uploads, lists and deletes of
+    /// models and datasets, and submitting, listing and cancelling jobs. The host registers the
+    /// <see cref="ModelInspectionGate"/> with its bound.
+    /// </summary>
+    public static IServiceCollection AddSurgeryUseCases(this IServiceCollection services)
+    {
+        services.AddScoped<UploadModel>();
+        services.AddScoped<DeleteModel>();
+        services.AddScoped<ModelQueries>();
+        services.AddScoped<UploadDataset>();
+        services.AddScoped<DeleteDataset>();
+        services.AddScoped<DatasetQueries>();
+        services.AddSingleton<IWorkerPresence, HangfireWorkerPresence>();
+        services.AddScoped<SubmitJob>();
+        services.AddScoped<CancelJob>();
+        services.AddScoped<JobQueries>();
+        return services;
+    }
+
     /// <summary>EF Core on PostgreSQL and the artifact store.</summary>
     private static IServiceCollection AddSurgeryPersistence(this IServiceCollection services, IConfiguration configuration)
     {
         var connectionString = configuration.GetSurgeryConnectionString();
+        // The Worker's (and start-up tasks') view: every tenant. The Api replaces it with the request's tenant.
+        services.TryAddSingleton<ITenantAccessor>(SystemTenant.Instance);
         services.AddDbContext<SurgeryDbContext>(options => options.UseNpgsql(connectionString));
         services.AddScoped<ArtifactStore>();
         return services;

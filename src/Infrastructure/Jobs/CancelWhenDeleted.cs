@@ -33,7 +33,8 @@ public sealed class CancelWhenDeleted(JobStorage storage, IServiceScopeFactory s
         {
             using var scope = scopes.CreateScope();
             var db = scope.ServiceProvider.GetRequiredService<SurgeryDbContext>();
-            var job = db.Jobs.SingleOrDefault(j => j.HangfireJobId == hangfireJobId);
+            // An operator deletes any tenant's Hangfire job from the dashboard.
+            var job = db.Jobs.IgnoreQueryFilters().SingleOrDefault(j => j.HangfireJobId == hangfireJobId);
             for (var conflicts = 0; job is { IsFinished: false }; conflicts++)
             {
                 job.RequestCancel(DateTimeOffset.UtcNow);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Threading.Channels;
 using Npgsql;
 using NpgsqlTypes;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Surgery;
@@ -169,132 +170,167 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         }
     }
 
+    /// <summary>Metric rows, copied into a staging table <c>LIKE job_metrics</c> and moved on with <c>SELECT *</c>: every column.</summary>
+    internal const string CopyMetrics = """
+        COPY metric_staging ("JobId", "Iteration", "Loss", "LearningRate", "Kept", "Total", "LayerKept", "LayerPruned", "LayerSpliced")
+        FROM STDIN (FORMAT BINARY)
+        """;
+
+    internal const string InsertEvaluations = """
+        INSERT INTO job_evaluations ("JobId", "Iteration", "Loss", "Top1", "Top5")
+        SELECT @job, e.* FROM unnest(@iteration, @loss, @top1, @top5) AS e
+        ON CONFLICT DO NOTHING
+        """;
+
+    internal const string InsertEvents = """
+        INSERT INTO job_events ("JobId", "Sequence", "Iteration", "Kind", "Message", "CreatedAt")
+        SELECT @job, e.*, now() FROM unnest(@sequence, @iteration, @kind, @message) AS e
+        ON CONFLICT DO NOTHING
+        """;
+
+    internal const string UpdateProgress = """
+        UPDATE jobs SET
+            "Iteration" = COALESCE(@iteration, "Iteration"),
+            "Loss" = COALESCE(@loss, "Loss"),
+            "Kept" = COALESCE(@kept, "Kept"),
+            "Total" = COALESCE(@total, "Total"),
+            "LastTop1" = COALESCE(@top1, "LastTop1"),
+            "LastTop5" = COALESCE(@top5, "LastTop5"),
+            "Top1Before" = COALESCE("Top1Before", @before),
+            "LayerNames" = COALESCE(@layers, "LayerNames"),
+            "LayerTotals" = COALESCE(@totals, "LayerTotals"),
+            "UpdatedAt" = now()
+        WHERE "Id" = @id AND "State" = @running
+        RETURNING "CancelRequested"
+        """;
+
+    internal const string UpdateCheckpoint = """
+        UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration, "CheckpointEvents" = @events
+        WHERE "Id" = @id AND "State" = @running
+        """;
+
+    /// <summary>
+    /// The SQL this writer sends past EF, with the table each statement writes and whether it writes whole rows (then it
+    /// names every column). The schema is EF's: a test holds the column names here against the EF model.
+    /// </summary>
+    public static IReadOnlyList<(string Table, string Sql, bool WholeRows)> Statements { get; } =
+    [
+        ("job_metrics", CopyMetrics, true),
+        ("job_evaluations", InsertEvaluations, true),
+        ("job_events", InsertEvents, true),
+        ("jobs", UpdateProgress, false),
+        ("jobs", UpdateCheckpoint, false),
+    ];
+
+    /// <summary>One transaction: the batched metrics, evaluations and events, then the job's progress fields.</summary>
     private async Task FlushAsync(NpgsqlConnection connection)
     {
         await using var transaction = await connection.BeginTransactionAsync();
-        if (_metrics.Count > 0)
+        if (_metrics.Count > 0) await WriteMetricsAsync(connection, transaction);
+        if (_evaluations.Count > 0) await WriteEvaluationsAsync(connection, transaction);
+        if (_events.Count > 0) await WriteEventsAsync(connection, transaction);
+        switch (await UpdateProgressAsync(connection, transaction))
         {
-            _layerNames ??= _metrics[0].Layers.Select(l => l.Layer).ToList();
-            _layerTotals ??= _metrics[0].Layers.Select(l => l.Total).ToArray();
-            await using (var import = await connection.BeginBinaryImportAsync(
-                """
-                COPY metric_staging ("JobId", "Iteration", "Loss", "LearningRate", "Kept", "Total", "LayerKept", "LayerPruned", "LayerSpliced")
-                FROM STDIN (FORMAT BINARY)
-                """))
-            {
-                foreach (var m in _metrics)
-                {
-                    await import.StartRowAsync();
-                    await import.WriteAsync(_jobId, NpgsqlDbType.Uuid);
-                    await import.WriteAsync(m.Iteration, NpgsqlDbType.Integer);
-                    await import.WriteAsync(m.Loss, NpgsqlDbType.Double);
-                    await import.WriteAsync(m.LearningRate, NpgsqlDbType.Double);
-                    await import.WriteAsync(m.Kept, NpgsqlDbType.Bigint);
-                    await import.WriteAsync(m.Total, NpgsqlDbType.Bigint);
-                    await import.WriteAsync(m.Layers.Select(l => l.Kept).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
-                    await import.WriteAsync(m.Layers.Select(l => l.Pruned).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
-                    await import.WriteAsync(m.Layers.Select(l => l.Spliced).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
-                }
-                await import.CompleteAsync();
-            }
-            await using var insert = new NpgsqlCommand(
-                "INSERT INTO job_metrics SELECT * FROM metric_staging ON CONFLICT DO NOTHING", connection, transaction);
-            await insert.ExecuteNonQueryAsync();
-        }
-        if (_evaluations.Count > 0)
-        {
-            await using var insert = new NpgsqlCommand(
-                """
-                INSERT INTO job_evaluations ("JobId", "Iteration", "Loss", "Top1", "Top5")
-                SELECT @job, e.* FROM unnest(@iteration, @loss, @top1, @top5) AS e
-                ON CONFLICT DO NOTHING
-                """, connection, transaction);
-            insert.Parameters.AddWithValue("job", _jobId);
-            insert.Parameters.AddWithValue("iteration", _evaluations.Select(e => e.Iteration).ToArray());
-            insert.Parameters.AddWithValue("loss", _evaluations.Select(e => e.Loss).ToArray());
-            insert.Parameters.AddWithValue("top1", _evaluations.Select(e => e.Top1).ToArray());
-            insert.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Array | NpgsqlDbType.Double)
-            {
-                Value = _evaluations.Select(e => (object?)e.Top5 ?? DBNull.Value).ToArray(),
-            });
-            await insert.ExecuteNonQueryAsync();
-        }
-
-        if (_events.Count > 0)
-        {
-            await using var insert = new NpgsqlCommand(
-                """
-                INSERT INTO job_events ("JobId", "Sequence", "Iteration", "Kind", "Message", "CreatedAt")
-                SELECT @job, e.*, now() FROM unnest(@sequence, @iteration, @kind, @message) AS e
-                ON CONFLICT DO NOTHING
-                """, connection, transaction);
-            insert.Parameters.AddWithValue("job", _jobId);
-            insert.Parameters.AddWithValue("sequence", _events.Select(e => e.Sequence).ToArray());
-            insert.Parameters.AddWithValue("iteration", _events.Select(e => e.Event.Iteration).ToArray());
-            insert.Parameters.AddWithValue("kind", _events.Select(e => e.Event.Kind.ToString()).ToArray());
-            insert.Parameters.AddWithValue("message", _events.Select(e => e.Event.Message.Length > 4000 ? e.Event.Message[..4000] : e.Event.Message).ToArray());
-            await insert.ExecuteNonQueryAsync();
-        }
-
-        var last = _metrics.Count > 0 ? _metrics[^1] : null;
-        var evaluation = _evaluations.Count > 0 ? _evaluations[^1] : null;
-        await using (var update = new NpgsqlCommand(
-            """
-            UPDATE jobs SET
-                "Iteration" = COALESCE(@iteration, "Iteration"),
-                "Loss" = COALESCE(@loss, "Loss"),
-                "Kept" = COALESCE(@kept, "Kept"),
-                "Total" = COALESCE(@total, "Total"),
-                "LastTop1" = COALESCE(@top1, "LastTop1"),
-                "LastTop5" = COALESCE(@top5, "LastTop5"),
-                "Top1Before" = COALESCE("Top1Before", @before),
-                "LayerNames" = COALESCE(@layers, "LayerNames"),
-                "LayerTotals" = COALESCE(@totals, "LayerTotals"),
-                "UpdatedAt" = now()
-            WHERE "Id" = @id AND "State" = @running
-            RETURNING "CancelRequested"
-            """, connection, transaction))
-        {
-            update.Parameters.AddWithValue("id", _jobId);
-            update.Parameters.AddWithValue("running", Running);
-            update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer)
-            {
-                Value = last is not null ? last.Iteration + 1 : (object?)_progress ?? DBNull.Value,
-            });
-            update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
-            update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
-            update.Parameters.Add(new NpgsqlParameter("total", NpgsqlDbType.Bigint) { Value = (object?)last?.Total ?? DBNull.Value });
-            update.Parameters.Add(new NpgsqlParameter("top1", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top1 ?? DBNull.Value });
-            update.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top5 ?? DBNull.Value });
-            var before = _evaluations.FirstOrDefault(e => e.Iteration == 0);
-            update.Parameters.Add(new NpgsqlParameter("before", NpgsqlDbType.Double) { Value = (object?)before?.Top1 ?? DBNull.Value });
-            update.Parameters.Add(new NpgsqlParameter("layers", NpgsqlDbType.Array | NpgsqlDbType.Text)
-            {
-                Value = (object?)_layerNames?.ToArray() ?? DBNull.Value,
-            });
-            update.Parameters.Add(new NpgsqlParameter("totals", NpgsqlDbType.Array | NpgsqlDbType.Bigint)
-            {
-                Value = (object?)_layerTotals ?? DBNull.Value,
-            });
-            switch (await update.ExecuteScalarAsync())
-            {
-                case null:
-                    // No longer running: another writer finished the job. Nothing of this batch belongs to it any more.
-                    await transaction.RollbackAsync();
-                    _metrics.Clear();
-                    _evaluations.Clear();
-                    _events.Clear();
-                    _cancelRequested.Cancel();
-                    return;
-                case true:
-                    _cancelRequested.Cancel();
-                    break;
-            }
+            case null:
+                // No longer running: another writer finished the job. Nothing of this batch belongs to it any more.
+                await transaction.RollbackAsync();
+                ClearBatch();
+                _cancelRequested.Cancel();
+                return;
+            case true:
+                _cancelRequested.Cancel();
+                break;
         }
         await transaction.CommitAsync();
+        ClearBatch();
+    }
+
+    private void ClearBatch()
+    {
         _metrics.Clear();
         _evaluations.Clear();
         _events.Clear();
+    }
+
+    private async Task WriteMetricsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        _layerNames ??= _metrics[0].Layers.Select(l => l.Layer).ToList();
+        _layerTotals ??= _metrics[0].Layers.Select(l => l.Total).ToArray();
+        await using (var import = await connection.BeginBinaryImportAsync(CopyMetrics))
+        {
+            foreach (var m in _metrics)
+            {
+                await import.StartRowAsync();
+                await import.WriteAsync(_jobId, NpgsqlDbType.Uuid);
+                await import.WriteAsync(m.Iteration, NpgsqlDbType.Integer);
+                await import.WriteAsync(m.Loss, NpgsqlDbType.Double);
+                await import.WriteAsync(m.LearningRate, NpgsqlDbType.Double);
+                await import.WriteAsync(m.Kept, NpgsqlDbType.Bigint);
+                await import.WriteAsync(m.Total, NpgsqlDbType.Bigint);
+                await import.WriteAsync(m.Layers.Select(l => l.Kept).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                await import.WriteAsync(m.Layers.Select(l => l.Pruned).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+                await import.WriteAsync(m.Layers.Select(l => l.Spliced).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint);
+            }
+            await import.CompleteAsync();
+        }
+        await using var insert = new NpgsqlCommand(
+            "INSERT INTO job_metrics SELECT * FROM metric_staging ON CONFLICT DO NOTHING", connection, transaction);
+        await insert.ExecuteNonQueryAsync();
+    }
+
+    private async Task WriteEvaluationsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        await using var insert = new NpgsqlCommand(InsertEvaluations, connection, transaction);
+        insert.Parameters.AddWithValue("job", _jobId);
+        insert.Parameters.AddWithValue("iteration", _evaluations.Select(e => e.Iteration).ToArray());
+        insert.Parameters.AddWithValue("loss", _evaluations.Select(e => e.Loss).ToArray());
+        insert.Parameters.AddWithValue("top1", _evaluations.Select(e => e.Top1).ToArray());
+        insert.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Array | NpgsqlDbType.Double)
+        {
+            Value = _evaluations.Select(e => (object?)e.Top5 ?? DBNull.Value).ToArray(),
+        });
+        await insert.ExecuteNonQueryAsync();
+    }
+
+    private async Task WriteEventsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        await using var insert = new NpgsqlCommand(InsertEvents, connection, transaction);
+        insert.Parameters.AddWithValue("job", _jobId);
+        insert.Parameters.AddWithValue("sequence", _events.Select(e => e.Sequence).ToArray());
+        insert.Parameters.AddWithValue("iteration", _events.Select(e => e.Event.Iteration).ToArray());
+        insert.Parameters.AddWithValue("kind", _events.Select(e => e.Event.Kind.ToString()).ToArray());
+        insert.Parameters.AddWithValue("message", _events.Select(e => StoredText.Truncate(e.Event.Message, ColumnLimits.Message)).ToArray());
+        await insert.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>The job's cancel flag after the update, or null when the job is no longer running (nothing was updated).</summary>
+    private async Task<bool?> UpdateProgressAsync(NpgsqlConnection connection, NpgsqlTransaction transaction)
+    {
+        var last = _metrics.Count > 0 ? _metrics[^1] : null;
+        var evaluation = _evaluations.Count > 0 ? _evaluations[^1] : null;
+        await using var update = new NpgsqlCommand(UpdateProgress, connection, transaction);
+        update.Parameters.AddWithValue("id", _jobId);
+        update.Parameters.AddWithValue("running", Running);
+        update.Parameters.Add(new NpgsqlParameter("iteration", NpgsqlDbType.Integer)
+        {
+            Value = last is not null ? last.Iteration + 1 : (object?)_progress ?? DBNull.Value,
+        });
+        update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
+        update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
+        update.Parameters.Add(new NpgsqlParameter("total", NpgsqlDbType.Bigint) { Value = (object?)last?.Total ?? DBNull.Value });
+        update.Parameters.Add(new NpgsqlParameter("top1", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top1 ?? DBNull.Value });
+        update.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top5 ?? DBNull.Value });
+        var before = _evaluations.FirstOrDefault(e => e.Iteration == 0);
+        update.Parameters.Add(new NpgsqlParameter("before", NpgsqlDbType.Double) { Value = (object?)before?.Top1 ?? DBNull.Value });
+        update.Parameters.Add(new NpgsqlParameter("layers", NpgsqlDbType.Array | NpgsqlDbType.Text)
+        {
+            Value = (object?)_layerNames?.ToArray() ?? DBNull.Value,
+        });
+        update.Parameters.Add(new NpgsqlParameter("totals", NpgsqlDbType.Array | NpgsqlDbType.Bigint)
+        {
+            Value = (object?)_layerTotals ?? DBNull.Value,
+        });
+        return await update.ExecuteScalarAsync() is bool cancelRequested ? cancelRequested : null;
     }
 
     private async Task WriteCheckpointAsync(NpgsqlConnection connection, CheckpointData checkpoint)
@@ -302,11 +338,7 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         await using var transaction = await connection.BeginTransactionAsync();
         var artifact = await ArtifactStore.SaveAsync(connection, transaction, _tenantId, ArtifactKind.Checkpoint,
             $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", new MemoryStream(checkpoint.Bytes));
-        await using (var update = new NpgsqlCommand(
-            """
-            UPDATE jobs SET "CheckpointArtifactId" = @artifact, "CheckpointIteration" = @iteration, "CheckpointEvents" = @events
-            WHERE "Id" = @id AND "State" = @running
-            """, connection, transaction))
+        await using (var update = new NpgsqlCommand(UpdateCheckpoint, connection, transaction))
         {
             update.Parameters.AddWithValue("events", _nextEvent);
             update.Parameters.AddWithValue("id", _jobId);

@@ -33,7 +33,7 @@ public sealed class JobQueuing(SurgeryDbContext db, IBackgroundJobClient hangfir
     public async Task<int> RequeueOrphansAsync(CancellationToken cancellationToken)
     {
         var cutoff = DateTimeOffset.UtcNow.AddSeconds(-options.Value.OrphanAfterSeconds);
-        var orphans = await db.Jobs
+        var orphans = await db.Jobs.IgnoreQueryFilters()
             .Where(j => j.State == JobState.Queued && j.HangfireJobId == null && j.CreatedAt < cutoff)
             .OrderBy(j => j.CreatedAt).Take(100).ToListAsync(cancellationToken);
         var enqueued = 0;

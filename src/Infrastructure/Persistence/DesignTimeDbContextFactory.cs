@@ -9,5 +9,5 @@ internal sealed class DesignTimeDbContextFactory : IDesignTimeDbContextFactory<S
     public SurgeryDbContext CreateDbContext(string[] args) =>
         new(new DbContextOptionsBuilder<SurgeryDbContext>()
             .UseNpgsql(Environment.GetEnvironmentVariable("ConnectionStrings__Surgery") ?? "Host=localhost;Database=surgery")
-            .Options);
+            .Options, Tenants.SystemTenant.Instance);
 }

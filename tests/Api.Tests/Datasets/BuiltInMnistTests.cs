@@ -18,7 +18,7 @@ public sealed class BuiltInMnistTests(BuiltInMnistHost host) : IClassFixture<Bui
         var listed = await Eventually.TrueAsync(async () =>
         {
             var datasets = await host.Client(ServiceHost.GlobexKey).GetAsync("/api/datasets").ExpectAsync(HttpStatusCode.OK);
-            mnist = datasets.EnumerateArray().FirstOrDefault(d => d.GetProperty("name").GetString() == "mnist");
+            mnist = datasets.GetProperty("items").EnumerateArray().FirstOrDefault(d => d.GetProperty("name").GetString() == "mnist");
             return mnist.ValueKind != System.Text.Json.JsonValueKind.Undefined;
         }, TimeSpan.FromSeconds(60), TimeSpan.FromMilliseconds(500));
 

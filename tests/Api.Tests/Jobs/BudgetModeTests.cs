@@ -1,6 +1,5 @@
 using System.Net;
 using System.Text.Json;
-using Microsoft.ML.OnnxRuntime;
 using SurgeryService.Api.Tests.Infrastructure;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Onnx;
@@ -105,17 +104,7 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
         // The delivered ONNX model scores in ONNX Runtime what the report says, with exact zeros where it was pruned.
         var onnx = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx")).Content.ReadAsByteArrayAsync();
         var (_, _, testImages, testLabels) = TestData.MnistSubset(Train, Test);
-        using var session = new InferenceSession(onnx);
-        var inputs = testImages.Select(b => b / 255f).ToArray();
-        using var value = OrtValue.CreateTensorValueFromMemory(inputs, [Test, 784]);
-        using var runOptions = new RunOptions();
-        using var outputs = session.Run(runOptions, [session.InputMetadata.Keys.First()], [value], [session.OutputMetadata.Keys.First()]);
-        var scores = outputs[0].GetTensorDataAsSpan<float>().ToArray();
-        var correct = Enumerable.Range(0, Test).Count(i =>
-        {
-            var row = scores.AsSpan(i * 10, 10);
-            return row.IndexOf(MaxOf(row)) == testLabels[i];
-        });
+        var correct = JobScenario.OnnxRuntimeCorrect(onnx, testImages, testLabels, Test);
         var testTop1 = done.GetProperty("top1After").GetDouble();
         output.WriteLine($"ONNX Runtime top-1 {correct / (double)Test:P2}, report {testTop1:P2}, {compression}x");
         Assert.Equal(testTop1, correct / (double)Test, 0.005);
@@ -125,13 +114,6 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
             .SelectMany(l => new[] { l.WeightInitializer, l.BiasInitializer }.OfType<string>())
             .Sum(name => deliveredModule.ParameterOf(name).count_nonzero().item<long>());
         Assert.Equal(report.GetProperty("totals").GetProperty("after").GetInt64(), nonzero);
-    }
-
-    private static float MaxOf(ReadOnlySpan<float> row)
-    {
-        var max = float.MinValue;
-        foreach (var v in row) max = Math.Max(max, v);
-        return max;
     }
 
     [Fact]

@@ -131,27 +131,11 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     private static (double Accuracy, long ZeroWeights) OnnxRuntimeAccuracy(byte[] model)
     {
         var (_, _, xTest, yTest) = TestData.MnistSubset(1, JobScenario.TestSamples);
-        using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(model);
-        var input = xTest.Select(b => b / 255f).ToArray();
-        using var value = Microsoft.ML.OnnxRuntime.OrtValue.CreateTensorValueFromMemory(input, [JobScenario.TestSamples, 784]);
-        using var outputs = session.Run(new Microsoft.ML.OnnxRuntime.RunOptions(), ["x"], [value], ["probabilities"]);
-        var scores = outputs[0].GetTensorDataAsSpan<float>().ToArray();
-        var correct = Enumerable.Range(0, JobScenario.TestSamples).Count(i =>
-        {
-            var row = scores.AsSpan(i * 10, 10);
-            return row.IndexOf(MaxOf(row)) == yTest[i];
-        });
+        var correct = JobScenario.OnnxRuntimeCorrect(model, xTest, yTest, JobScenario.TestSamples);
         var proto = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(model);
         var zeros = proto.Graph.Initializer.Where(t => t.Name.EndsWith("weight", StringComparison.Ordinal))
             .Sum(t => System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(t.RawData.Span).ToArray().LongCount(v => v == 0));
         return ((double)correct / JobScenario.TestSamples, zeros);
-    }
-
-    private static float MaxOf(ReadOnlySpan<float> values)
-    {
-        var max = float.MinValue;
-        foreach (var v in values) max = Math.Max(max, v);
-        return max;
     }
 
     [Fact]

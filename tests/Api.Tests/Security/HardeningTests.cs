@@ -8,6 +8,7 @@ using Google.Protobuf;
 using SurgeryService.Api.Tests.Infrastructure;
 using SurgeryService.Api.Tests.Jobs;
 using SurgeryService.Domain.Onnx.Proto;
+using SurgeryService.Tests.Shared;
 
 namespace SurgeryService.Api.Tests.Security;
 
@@ -380,6 +381,23 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
     }
 
     [Fact]
+    public async Task ModelsDatasetsAndJobsAnswerTheSamePageShapeWithTheSameDefaultSize()
+    {
+        var client = host.Client(ServiceHost.GlobexKey);
+        foreach (var path in new[] { "/api/models", "/api/datasets", "/api/jobs" })
+        {
+            var response = await client.GetAsync(path);
+            var page = await Task.FromResult(response).ExpectAsync(HttpStatusCode.OK);
+            Assert.Equal(["items", "page", "pageSize", "totalCount"], page.EnumerateObject().Select(p => p.Name).Order());
+            Assert.Equal(1, page.GetProperty("page").GetInt32());
+            Assert.Equal(20, page.GetProperty("pageSize").GetInt32());
+            Assert.True(page.GetProperty("items").GetArrayLength() <= 20);
+            Assert.True(page.GetProperty("totalCount").GetInt32() >= page.GetProperty("items").GetArrayLength());
+            Assert.False(response.Headers.Contains("X-Total-Count"));
+        }
+    }
+
+    [Fact]
     public async Task ModelAndDatasetListsArePaged()
     {
         var client = host.Client(ServiceHost.GlobexKey);
@@ -393,18 +411,20 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         var pages = new List<Guid>();
         for (var page = 1; page <= 3; page++)
         {
-            var response = await client.GetAsync($"/api/models?page={page}&pageSize=2");
-            var items = (await response.JsonAsync()).EnumerateArray().Select(m => m.GetProperty("id").GetGuid()).ToList();
+            var response = await client.GetAsync($"/api/models?page={page}&pageSize=2").ExpectAsync(HttpStatusCode.OK);
+            var items = response.GetProperty("items").EnumerateArray().Select(m => m.GetProperty("id").GetGuid()).ToList();
             Assert.True(items.Count <= 2);
-            Assert.True(int.Parse(response.Headers.GetValues("X-Total-Count").Single()) >= 3);
+            Assert.Equal(page, response.GetProperty("page").GetInt32());
+            Assert.Equal(2, response.GetProperty("pageSize").GetInt32());
+            Assert.True(response.GetProperty("totalCount").GetInt32() >= 3);
             pages.AddRange(items);
         }
         Assert.Equal(pages.Distinct().Count(), pages.Count);
         Assert.All(ids, id => Assert.Contains(id, pages));
 
-        var datasets = await client.GetAsync("/api/datasets?pageSize=1");
-        Assert.True((await datasets.JsonAsync()).GetArrayLength() <= 1);
-        Assert.True(datasets.Headers.Contains("X-Total-Count"));
+        var datasets = await client.GetAsync("/api/datasets?pageSize=1").ExpectAsync(HttpStatusCode.OK);
+        Assert.True(datasets.GetProperty("items").GetArrayLength() <= 1);
+        Assert.True(datasets.GetProperty("totalCount").GetInt32() >= datasets.GetProperty("items").GetArrayLength());
         var bad = await client.GetAsync("/api/datasets?pageSize=1000").ExpectAsync(HttpStatusCode.BadRequest);
         Assert.Contains("pageSize", bad.GetProperty("errors").EnumerateObject().Select(e => e.Name));
     }
@@ -786,32 +806,5 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
             else ((Stream)xTrain).CopyTo(stream);
         }
         return memory.ToArray();
-    }
-
-    /// <summary>Reads as <paramref name="head"/> and then <paramref name="zeros"/> zero bytes, without holding them.</summary>
-    private sealed class ZeroStream(byte[] head, long zeros) : Stream
-    {
-        private long _position;
-
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => head.Length + zeros;
-        public override long Position { get => _position; set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            var n = (int)Math.Min(count, Length - _position);
-            var fromHead = (int)Math.Clamp(head.Length - _position, 0, n);
-            head.AsSpan((int)Math.Min(_position, head.Length), fromHead).CopyTo(buffer.AsSpan(offset));
-            Array.Clear(buffer, offset + fromHead, n - fromHead);
-            _position += n;
-            return n;
-        }
-
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -96,6 +96,22 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/report", "get"));
         Assert.Equal(["204", "404", "409"], Statuses("/api/models/{id}", "delete"));
         Assert.Equal(["204", "404", "409"], Statuses("/api/datasets/{id}", "delete"));
+        Assert.Equal(["201", "400", "413", "415", "422"], Statuses("/api/models", "post"));
+        Assert.Equal(["201", "400", "413", "415", "422"], Statuses("/api/datasets", "post"));
+
+        // The one list contract: every field of the page and the paging parameters are described, defaults included.
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var (path, item) in new[] { ("/api/models", "ModelResponse"), ("/api/datasets", "DatasetResponse"), ("/api/jobs", "JobResponse") })
+        {
+            Assert.Equal(["200", "400"], Statuses(path, "get"));
+            var list = document.GetProperty("paths").GetProperty(path).GetProperty("get");
+            var page = schemas.GetProperty(item + "ListPage").GetProperty("properties");
+            Assert.Equal(["items", "page", "pageSize", "totalCount"], page.EnumerateObject().Select(p => p.Name).Order());
+            Assert.All(page.EnumerateObject(), p => Assert.False(string.IsNullOrWhiteSpace(p.Value.GetProperty("description").GetString())));
+            var pageSize = list.GetProperty("parameters").EnumerateArray().Single(p => p.GetProperty("name").GetString() == "pageSize");
+            Assert.Contains("default 20", pageSize.GetProperty("description").GetString());
+            Assert.Equal(20, pageSize.GetProperty("schema").GetProperty("default").GetInt32());
+        }
     }
 
     [Fact]
@@ -412,10 +428,14 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
             .ExpectAsync(HttpStatusCode.UnprocessableEntity);
         Assert.Equal(["datasetId", "modelId"], refused.GetProperty("errors").EnumerateObject().Select(e => e.Name).Order());
 
-        Assert.DoesNotContain((await globex.GetAsync("/api/models").ExpectAsync(HttpStatusCode.OK)).EnumerateArray(),
+        Assert.DoesNotContain((await globex.GetAsync("/api/models").ExpectAsync(HttpStatusCode.OK)).GetProperty("items").EnumerateArray(),
             m => m.GetProperty("id").GetGuid() == model);
+        Assert.DoesNotContain((await globex.GetAsync("/api/datasets").ExpectAsync(HttpStatusCode.OK)).GetProperty("items").EnumerateArray(),
+            d => d.GetProperty("id").GetGuid() == dataset);
         Assert.Equal(0, (await globex.GetAsync("/api/jobs").ExpectAsync(HttpStatusCode.OK)).GetProperty("totalCount").GetInt32());
-        Assert.Contains((await acme.GetAsync("/api/models").ExpectAsync(HttpStatusCode.OK)).EnumerateArray(),
+        Assert.Contains((await acme.GetAsync("/api/models").ExpectAsync(HttpStatusCode.OK)).GetProperty("items").EnumerateArray(),
             m => m.GetProperty("id").GetGuid() == model);
+        Assert.Contains((await acme.GetAsync("/api/datasets").ExpectAsync(HttpStatusCode.OK)).GetProperty("items").EnumerateArray(),
+            d => d.GetProperty("id").GetGuid() == dataset);
     }
 }

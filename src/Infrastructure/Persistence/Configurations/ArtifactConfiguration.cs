@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 
 namespace SurgeryService.Infrastructure.Persistence.Configurations;
@@ -9,11 +10,11 @@ internal sealed class ArtifactConfiguration : IEntityTypeConfiguration<Artifact>
     public void Configure(EntityTypeBuilder<Artifact> artifact)
     {
         artifact.ToTable("artifacts");
-        artifact.Property(a => a.TenantId).HasMaxLength(64);
+        artifact.Property(a => a.TenantId).HasMaxLength(ColumnLimits.TenantId);
         artifact.Property(a => a.Kind).HasConversion<string>().HasMaxLength(32);
-        artifact.Property(a => a.FileName).HasMaxLength(256);
-        artifact.Property(a => a.ContentType).HasMaxLength(128);
-        artifact.Property(a => a.Sha256).HasMaxLength(64).IsFixedLength();
+        artifact.Property(a => a.FileName).HasMaxLength(ColumnLimits.Name);
+        artifact.Property(a => a.ContentType).HasMaxLength(ColumnLimits.ContentType);
+        artifact.Property(a => a.Sha256).HasMaxLength(ColumnLimits.Sha256Hex).IsFixedLength();
         artifact.HasMany<ArtifactChunk>().WithOne().HasForeignKey(c => c.ArtifactId).OnDelete(DeleteBehavior.Cascade);
     }
 }

@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
 
@@ -10,10 +11,10 @@ internal sealed class DatasetEntryConfiguration : IEntityTypeConfiguration<Datas
     public void Configure(EntityTypeBuilder<DatasetEntry> dataset)
     {
         dataset.ToTable("datasets");
-        dataset.Property(d => d.TenantId).HasMaxLength(64);
-        dataset.Property(d => d.Name).HasMaxLength(256);
+        dataset.Property(d => d.TenantId).HasMaxLength(ColumnLimits.TenantId);
+        dataset.Property(d => d.Name).HasMaxLength(ColumnLimits.Name);
         dataset.Property(d => d.Format).HasConversion<string>().HasMaxLength(16);
-        dataset.Property(d => d.Sha256).HasMaxLength(64).IsFixedLength();
+        dataset.Property(d => d.Sha256).HasMaxLength(ColumnLimits.Sha256Hex).IsFixedLength();
         dataset.Property(d => d.InputType).HasMaxLength(16);
         dataset.HasOne<Artifact>().WithMany().HasForeignKey(d => d.ArtifactId).OnDelete(DeleteBehavior.Restrict);
         dataset.HasIndex(d => new { d.TenantId, d.CreatedAt });

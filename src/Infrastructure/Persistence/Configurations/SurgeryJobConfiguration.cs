@@ -1,5 +1,6 @@
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Metadata.Builders;
+using SurgeryService.Domain;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
@@ -12,11 +13,11 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
     public void Configure(EntityTypeBuilder<SurgeryJob> job)
     {
         job.ToTable("jobs");
-        job.Property(j => j.TenantId).HasMaxLength(64);
+        job.Property(j => j.TenantId).HasMaxLength(ColumnLimits.TenantId);
         job.Property(j => j.State).HasConversion<string>().HasMaxLength(16);
         job.Property(j => j.Queue).HasMaxLength(32);
         job.Property(j => j.HangfireJobId).HasMaxLength(64);
-        job.Property(j => j.Error).HasMaxLength(SurgeryJob.MaxErrorLength);
+        job.Property(j => j.Error).HasMaxLength(ColumnLimits.Message);
         job.Property(j => j.Settings).HasJsonConversion();
         job.Property(j => j.Preprocessing).HasJsonConversion();
         job.Property(j => j.Search!).HasJsonConversion();
@@ -57,7 +58,7 @@ internal sealed class JobEventConfiguration : IEntityTypeConfiguration<JobEvent>
         jobEvent.ToTable("job_events");
         jobEvent.HasKey(e => new { e.JobId, e.Sequence });
         jobEvent.Property(e => e.Kind).HasMaxLength(16);
-        jobEvent.Property(e => e.Message).HasMaxLength(4000);
+        jobEvent.Property(e => e.Message).HasMaxLength(ColumnLimits.Message);
         jobEvent.HasOne<SurgeryJob>().WithMany().HasForeignKey(e => e.JobId).OnDelete(DeleteBehavior.Cascade);
     }
 }
@@ -78,7 +79,7 @@ internal sealed class JobLayerResultConfiguration : IEntityTypeConfiguration<Job
     {
         layer.ToTable("job_layer_results");
         layer.HasKey(l => new { l.JobId, l.Layer });
-        layer.Property(l => l.Layer).HasMaxLength(256);
+        layer.Property(l => l.Layer).HasMaxLength(ColumnLimits.Name);
         layer.Property(l => l.Kind).HasConversion<string>().HasMaxLength(32);
         layer.HasOne<SurgeryJob>().WithMany().HasForeignKey(l => l.JobId).OnDelete(DeleteBehavior.Cascade);
     }

@@ -1,0 +1,45 @@
+using SurgeryService.Domain.Artifacts;
+using SurgeryService.Domain.Models;
+using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Persistence;
+using SurgeryService.Infrastructure.Tenants;
+
+namespace SurgeryService.Infrastructure.Models;
+
+/// <summary>Registers an uploaded file as the tenant's model: inspects it (format, layers, input shape) and saves the row.</summary>
+public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, ModelInspectionGate gate, ITenantAccessor tenant)
+{
+    /// <summary>
+    /// The model stored in <paramref name="file"/>, listed under <paramref name="name"/> (the file name by default). A file
+    /// that is not a model the service can prune throws a <see cref="Domain.SurgeryException"/>, and is deleted.
+    /// </summary>
+    public Task<ModelEntry> ExecuteAsync(Artifact file, string? name, string? architecture, CancellationToken cancellationToken) =>
+        artifacts.RegisterOrDeleteAsync(file.Id, async () =>
+        {
+            ModelInspection inspection;
+            using (await gate.EnterAsync(cancellationToken))
+            {
+                var bytes = await artifacts.ReadAllBytesAsync(file.Id, cancellationToken);
+                inspection = ModelFormats.Inspect(bytes, architecture?.ToLowerInvariant());
+            }
+            var model = new ModelEntry
+            {
+                Id = Guid.CreateVersion7(),
+                TenantId = tenant.RequiredTenantId,
+                Name = name ?? file.FileName,
+                Format = inspection.Format,
+                Architecture = inspection.Architecture,
+                ArtifactId = file.Id,
+                Size = file.Size,
+                Sha256 = file.Sha256,
+                InputShape = inspection.InputShape,
+                Operators = inspection.Operators.ToList(),
+                Layers = inspection.Layers.ToList(),
+                ParameterCount = inspection.ParameterCount,
+                CreatedAt = DateTimeOffset.UtcNow,
+            };
+            db.Models.Add(model);
+            await db.SaveChangesAsync(cancellationToken);
+            return model;
+        });
+}
