@@ -48,7 +48,7 @@ public class TorchVisionZooTests
         var input = randn(2, 3, 32, 32);
         original.eval();
         loaded.Module.eval();
-        Assert.True(original.forward(input).equal(loaded.Module.forward(input)).item<bool>());
+        Assert.True(original.forward(input).eq(loaded.Module.forward(input)).all().item<bool>());
         Assert.Equal(21, loaded.Layers.Count);
         Assert.Contains(loaded.Layers, l => l is { Name: "fc", Kind: LayerKind.FullyConnected, BiasParameter: "fc.bias" });
         Assert.Contains(loaded.Layers, l => l is { Name: "layer1.0.conv1", Kind: LayerKind.Convolution, BiasParameter: null });
@@ -94,7 +94,7 @@ public class TorchVisionZooTests
         var input = test.Inputs.narrow(0, 0, 8);
         user.eval();
         loaded.Module.eval();
-        Assert.True(user.forward(input).equal(loaded.Module.forward(input)).item<bool>());
+        Assert.True(user.forward(input).eq(loaded.Module.forward(input)).all().item<bool>());
     }
 
     [Fact]
@@ -112,7 +112,7 @@ public class TorchVisionZooTests
         var input = randn(1, 3, 32, 32);
         original.eval();
         loaded.Module.eval();
-        Assert.True(original.forward(input).equal(loaded.Module.forward(input)).item<bool>());
+        Assert.True(original.forward(input).eq(loaded.Module.forward(input)).all().item<bool>());
     }
 
     [Fact]
