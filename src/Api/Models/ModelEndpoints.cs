@@ -36,8 +36,17 @@ public sealed class ModelUploadForm
     /// <summary>The model: an ONNX file, or a TorchSharp weight file (Module.save) of a built-in architecture.</summary>
     public required IFormFile File { get; init; }
 
-    /// <summary>For TorchSharp weights: lenet-300-100 or lenet-5. Leave empty for ONNX.</summary>
+    /// <summary>
+    /// For TorchSharp weights: lenet-300-100, lenet-5, or one of TorchSharp's TorchVision classifiers (resnet18, resnet34,
+    /// resnet50, mobilenet_v2, vgg11, vgg11_bn, vgg16, vgg16_bn, alexnet). Leave empty for ONNX.
+    /// </summary>
     public string? Architecture { get; init; }
+
+    /// <summary>
+    /// For TorchSharp weights of a TorchVision classifier: the class count the file must hold. By default, the one its
+    /// classifier weight holds (the first dimension of fc.weight or classifier.*.weight).
+    /// </summary>
+    public int? Classes { get; init; }
 
     /// <summary>A name to list the model under; the file name by default.</summary>
     public string? Name { get; init; }
@@ -63,7 +72,8 @@ public static class ModelEndpoints
         CancellationToken cancellationToken) =>
         uploads.UploadAsync(request, ArtifactKind.ModelUpload, "/api/models", async upload =>
         {
-            var model = await useCase.ExecuteAsync(upload.File, upload.Field("name"), upload.Field("architecture"), cancellationToken);
+            var model = await useCase.ExecuteAsync(upload.File, upload.Field("name"), upload.Field("architecture"),
+                upload.Field("classes"), cancellationToken);
             return (model.Id, ModelResponse.From(model));
         }, cancellationToken);
 

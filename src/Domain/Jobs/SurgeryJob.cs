@@ -91,7 +91,7 @@ public sealed class SurgeryJob
     public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
 
     /// <summary>Longest <see cref="Error"/> kept (the column's size).</summary>
-    public const int MaxErrorLength = 4000;
+    public const int MaxErrorLength = ColumnLimits.Message;
 
     /// <summary>Records the Hangfire job that runs this job.</summary>
     public void Enqueued(string hangfireJobId, DateTimeOffset now)

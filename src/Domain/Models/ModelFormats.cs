@@ -1,3 +1,4 @@
+using System.Globalization;
 using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain.Surgery;
 using TorchSharp;
@@ -60,19 +61,41 @@ public static class ModelFormats
         _ => "torchsharp",
     };
 
-    /// <summary>Parses an upload; a 422 <see cref="SurgeryException"/> says what is wrong with it.</summary>
-    public static ModelInspection Inspect(byte[] content, string? architecture)
+    /// <summary>
+    /// The upload form's <c>classes</c> field: null when absent (a weight file's classifier then says), else a
+    /// positive integer.
+    /// </summary>
+    public static int? ParseClassCount(string? classes)
+    {
+        if (string.IsNullOrWhiteSpace(classes)) return null;
+        return int.TryParse(classes, NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n >= 1
+            ? n
+            : throw new SurgeryException("Bad class count", $"classes must be a positive integer, not '{Printable(classes)}'", ErrorKind.Malformed);
+    }
+
+    /// <summary>
+    /// Parses an upload; a 422 <see cref="SurgeryException"/> says what is wrong with it. <paramref name="classes"/>
+    /// applies to TorchSharp weights only: the class count the file must hold (by default, the one it holds).
+    /// </summary>
+    public static ModelInspection Inspect(byte[] content, string? architecture, int? classes = null)
     {
         if (architecture is null)
         {
+            if (classes is not null)
+            {
+                throw new SurgeryException("Class count without architecture",
+                    "the form field 'classes' applies to TorchSharp weights, which also need 'architecture'; an ONNX graph states its own outputs",
+                    ErrorKind.Malformed);
+            }
             var onnx = ReadOnnx(content);
             var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
                 onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
-            // Layer names and operators are stored (jsonb): refuse what PostgreSQL cannot hold, naming it.
+            // Layer names are stored with the model and again, per job, in a column of ColumnLimits.Name characters:
+            // refuse here what a job could not save at its end, naming it.
             foreach (var text in inspection.Layers.Select(l => l.Name).Concat(inspection.Operators))
             {
-                if (StoredText.Problem(text, 1024) is { } problem)
+                if (StoredText.Problem(text, ColumnLimits.Name) is { } problem)
                 {
                     throw new SurgeryException("Unsupported ONNX model", $"the name '{Printable(text)}' in the graph {problem}", ErrorKind.BadInput);
                 }
@@ -80,7 +103,7 @@ public static class ModelFormats
             return inspection;
         }
 
-        using var model = Load(content, ModelFormat.TorchSharp, architecture);
+        using var model = Load(content, ModelFormat.TorchSharp, architecture, classes);
         var layers = new List<ModelLayer>();
         var prunable = model.Layers.Select(l => l.WeightParameter).ToHashSet();
         foreach (var (name, module) in model.Module.named_modules())
@@ -94,8 +117,8 @@ public static class ModelFormats
         return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape, operators, layers);
     }
 
-    /// <summary>Builds the executable module from a stored model file.</summary>
-    public static LoadedModel Load(byte[] content, ModelFormat format, string? architecture)
+    /// <summary>Builds the executable module from a stored model file (TorchSharp weights: of the class count they hold).</summary>
+    public static LoadedModel Load(byte[] content, ModelFormat format, string? architecture, int? classes = null)
     {
         if (format == ModelFormat.Onnx)
         {
@@ -107,7 +130,7 @@ public static class ModelFormats
 
         var name = architecture ?? throw new SurgeryException("Architecture missing",
             "TorchSharp weights need the form field 'architecture'", ErrorKind.BadInput);
-        var torchModule = TorchSharpWeights.Load(name, content);
+        var torchModule = TorchSharpWeights.Load(name, content, classes);
         return new LoadedModel(torchModule, PrunableLayers.Discover(torchModule), Architectures.InputShape(name));
     }
 
@@ -135,7 +158,7 @@ public static class ModelFormats
         catch (SurgeryException e)
         {
             var hint = LooksLikeTorchSharp(content)
-                ? " If this is a TorchSharp weight file, upload it with the form field 'architecture' (lenet-300-100 or lenet-5)."
+                ? $" If this is a TorchSharp weight file, upload it with the form field 'architecture' ({string.Join(", ", Architectures.Names)})."
                 : "";
             throw new SurgeryException(e.Title, e.Message + hint, e.Kind == ErrorKind.Malformed ? ErrorKind.BadInput : e.Kind);
         }

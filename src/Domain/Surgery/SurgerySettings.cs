@@ -211,7 +211,7 @@ public sealed record SurgerySettings
         {
             var layer = Layers[i];
             Check(!string.IsNullOrWhiteSpace(layer.Pattern), $"layers[{i}].pattern", "is required");
-            if (layer.Pattern is not null && StoredText.Problem(layer.Pattern, 256) is { } pattern) Check(false, $"layers[{i}].pattern", pattern);
+            if (layer.Pattern is not null && StoredText.Problem(layer.Pattern, ColumnLimits.Name) is { } pattern) Check(false, $"layers[{i}].pattern", pattern);
             Check(layer.CRate is null || InRange(layer.CRate.Value, MinCRate, MaxCRate), $"layers[{i}].cRate", $"must be between {MinCRate} and {MaxCRate}");
             Check(layer.IterStop is null or >= 0, $"layers[{i}].iterStop", "must be >= 0");
             Check(layer.Gamma is null || InRange(layer.Gamma.Value, 0, MaxGamma), $"layers[{i}].gamma", $"must be between 0 and {MaxGamma}");

@@ -12,15 +12,18 @@ public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, Mo
     /// <summary>
     /// The model stored in <paramref name="file"/>, listed under <paramref name="name"/> (the file name by default). A file
     /// that is not a model the service can prune throws a <see cref="Domain.SurgeryException"/>, and is deleted.
+    /// <paramref name="classes"/> is the form's text: for TorchSharp weights, the class count the file must hold.
     /// </summary>
-    public Task<ModelEntry> ExecuteAsync(Artifact file, string? name, string? architecture, CancellationToken cancellationToken) =>
+    public Task<ModelEntry> ExecuteAsync(Artifact file, string? name, string? architecture, string? classes,
+        CancellationToken cancellationToken) =>
         artifacts.RegisterOrDeleteAsync(file.Id, async () =>
         {
             ModelInspection inspection;
             using (await gate.EnterAsync(cancellationToken))
             {
+                var classCount = ModelFormats.ParseClassCount(classes);
                 var bytes = await artifacts.ReadAllBytesAsync(file.Id, cancellationToken);
-                inspection = ModelFormats.Inspect(bytes, architecture?.ToLowerInvariant());
+                inspection = ModelFormats.Inspect(bytes, architecture?.ToLowerInvariant(), classCount);
             }
             var model = new ModelEntry
             {

@@ -25,6 +25,17 @@ public class OnnxRefusalTests
     }
 
     [Fact]
+    public void RefusesALayerNameLongerThanTheJobResultsCanStore()
+    {
+        var g = new OnnxGraphBuilder(13);
+        var x = g.Input("x", -1, 4);
+        var bytes = g.Bytes(g.Named(new string('g', 300), "Gemm", [x, g.Init("w", [4, 3]), g.Init("b", [3])]));
+        var error = Assert.Throws<SurgeryException>(() => ModelFormats.Inspect(bytes, architecture: null));
+        Assert.Equal(ErrorKind.BadInput, error.Kind);
+        Assert.Contains($"longer than {ColumnLimits.Name} characters", error.Message);
+    }
+
+    [Fact]
     public void RefusesAnEmptyFile()
     {
         var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load([]));
