@@ -34,6 +34,13 @@ public static class Architectures
             $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
     };
 
+    /// <summary>The classes the architecture scores (its output's size): MNIST's ten digits for both.</summary>
+    public static int ClassCount(string name)
+    {
+        InputShape(name); // refuses an unknown name
+        return 10;
+    }
+
     /// <summary>784-300-100-10 with ReLU; accepts [N, 784] or [N, 1, 28, 28].</summary>
     private sealed class LeNet300100Module : Module<Tensor, Tensor>
     {

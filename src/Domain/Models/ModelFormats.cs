@@ -10,6 +10,7 @@ public sealed record ModelInspection(
     ModelFormat Format,
     string? Architecture,
     long[] InputShape,
+    int? ClassCount,
     IReadOnlyList<string> Operators,
     IReadOnlyList<ModelLayer> Layers)
 {
@@ -61,7 +62,7 @@ public static class ModelFormats
         if (architecture is null)
         {
             var onnx = ReadOnnx(content);
-            var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
+            var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape, onnx.ClassCount,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
                 onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
             // Layer names and operators are stored (jsonb): refuse what PostgreSQL cannot hold, naming it.
@@ -86,7 +87,8 @@ public static class ModelFormats
                 own.Any(p => prunable.Contains(string.IsNullOrEmpty(name) ? p.name : $"{name}.{p.name}"))));
         }
         var operators = layers.Select(l => l.Operator).Distinct().ToList();
-        return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape, operators, layers);
+        return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape,
+            Architectures.ClassCount(architecture), operators, layers);
     }
 
     /// <summary>Builds the executable module from a stored model file.</summary>
