@@ -13,9 +13,9 @@ namespace SurgeryService.Api.Idempotency;
 /// Honours <c>Idempotency-Key</c> on the POSTs that create something (models, datasets, jobs) for
 /// <see cref="ApiOptions.IdempotencyHours"/>: the first request's answer is stored in PostgreSQL and a retry with the same
 /// key gets it again (with <c>Idempotent-Replayed: true</c>) instead of creating a second model or job. A key reused for
-/// another request, or the same with another body (a JSON body by its SHA-256, an upload by its file's and fields'), is a 422; a retry while the first
-/// is still running a 409. Only successes are kept: a refused or failed request created nothing, so its key stays free
-/// for the corrected retry.
+/// another request, or the same with another body (a JSON body by its SHA-256, an upload by its file's and fields'), is
+/// a 422; a retry while the first is still running a 409. Only successes are kept: a refused or failed request created
+/// nothing, so its key stays free for the corrected retry.
 /// </summary>
 public sealed class IdempotencyMiddleware(RequestDelegate next)
 {
@@ -128,4 +128,3 @@ public sealed class IdempotencyMiddleware(RequestDelegate next)
     private static SurgeryException InProgress() => new("Request in progress",
         $"a request with this {Header} is still being processed: retry once it has finished", ErrorKind.Conflict);
 }
-
