@@ -12,7 +12,7 @@ namespace SurgeryService.Bench;
 
 /// <summary>
 /// Issue 16: the Api's peak resident memory while it refuses decompression bombs and while it accepts a large ONNX
-/// model. Sends each upload to a running Api (started by bench/upload-memory.sh) and reads the Api process's VmHWM,
+/// model; issue 27: while it refuses an oversized settings body and serves 8 events streams. Sends each upload to a running Api (started by bench/upload-memory.sh) and reads the Api process's VmHWM,
 /// reset before each upload through /proc/PID/clear_refs. Prints figures; asserts nothing.
 /// </summary>
 public static class UploadMemory
@@ -68,12 +68,80 @@ public static class UploadMemory
                     $"{Summary(body)}");
                 File.Delete(file);
             }
+            Settings(client, pid, work.FullName);
             return 0;
         }
         finally
         {
             work.Delete(recursive: true);
         }
+    }
+
+    /// <summary>
+    /// Issue 27: the Api's peak while it refuses the prober's 25 MB settings body (700,000 layer entries), then its peak
+    /// and CPU time while 8 Server-Sent Events streams follow one queued job for 20 s.
+    /// </summary>
+    private static void Settings(HttpClient client, int pid, string work)
+    {
+        var modelPath = Path.Combine(work, "model.onnx");
+        OnnxModel(modelPath, 1);
+        var datasetPath = Path.Combine(work, "dataset.zip");
+        IdxZip(datasetPath, Small([.. IdxHeader(10, 28, 28), .. new byte[10 * 784]]));
+        Guid Upload(string path, string file)
+        {
+            using var form = new MultipartFormDataContent();
+            form.Add(new ByteArrayContent(File.ReadAllBytes(file)), "file", Path.GetFileName(file));
+            using var response = client.PostAsync(path, form).GetAwaiter().GetResult();
+            var body = response.Content.ReadAsStringAsync().GetAwaiter().GetResult();
+            return Guid.Parse(System.Text.RegularExpressions.Regex.Match(body, "\"id\":\"([^\"]+)\"").Groups[1].Value);
+        }
+        var model = Upload("/api/models", modelPath);
+        var dataset = Upload("/api/datasets", datasetPath);
+        string Job(int layers) => $$"""{"modelId": "{{model}}", "datasetId": "{{dataset}}", "settings": {"layers": [{{string.Join(",",
+            Enumerable.Repeat("""{"pattern": "fc*", "cRate": 1}""", layers))}}]} }""";
+
+        File.WriteAllText($"/proc/{pid}/clear_refs", "5");
+        var before = Status(pid, "VmRSS");
+        var watch = Stopwatch.StartNew();
+        var big = Job(700_000);
+        using (var refused = client.PostAsync("/api/jobs", new StringContent(big, Encoding.UTF8, "application/json")).GetAwaiter().GetResult())
+        {
+            var peak = Status(pid, "VmHWM");
+            Console.WriteLine($"settings: {big.Length / 1e6:F1} MB body of 700000 layer entries -> {(int)refused.StatusCode} in " +
+                $"{watch.Elapsed.TotalSeconds:F1} s; Api RSS before {before / 1024} MB, peak during {peak / 1024} MB (+{(peak - before) / 1024} MB); " +
+                Summary(refused.Content.ReadAsStringAsync().GetAwaiter().GetResult()));
+        }
+
+        // The largest settings the Api takes (256 layer entries) on a job no worker runs, so it stays queued.
+        using var submitted = client.PostAsync("/api/jobs", new StringContent(Job(256), Encoding.UTF8, "application/json")).GetAwaiter().GetResult();
+        var job = System.Text.RegularExpressions.Regex.Match(submitted.Content.ReadAsStringAsync().GetAwaiter().GetResult(),
+            "\"id\":\"([^\"]+)\"").Groups[1].Value;
+        File.WriteAllText($"/proc/{pid}/clear_refs", "5");
+        before = Status(pid, "VmRSS");
+        var cpuBefore = CpuSeconds(pid);
+        using var streaming = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var streams = Enumerable.Range(0, 8).Select(_ => Task.Run(async () =>
+        {
+            try
+            {
+                using var response = await client.GetAsync($"/api/jobs/{job}/events", HttpCompletionOption.ResponseHeadersRead, streaming.Token);
+                await response.Content.CopyToAsync(Stream.Null, streaming.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        })).ToArray();
+        Task.WaitAll(streams);
+        Console.WriteLine($"events: 8 streams on job {job} ({(int)submitted.StatusCode}) for 20 s: Api CPU {CpuSeconds(pid) - cpuBefore:F1} s; " +
+            $"RSS before {before / 1024} MB, peak {Status(pid, "VmHWM") / 1024} MB");
+        client.PostAsync($"/api/jobs/{job}/cancel", null).GetAwaiter().GetResult().Dispose();
+    }
+
+    /// <summary>User and system CPU time of the process (/proc/PID/stat fields 14 and 15, in clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        var fields = File.ReadAllText($"/proc/{pid}/stat").Split(')')[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
     }
 
     private static long Status(int pid, string field) => long.Parse(File.ReadLines($"/proc/{pid}/status")

@@ -17,6 +17,13 @@ public sealed class ApiOptions
     [Range(1, long.MaxValue)]
     public long MaxUploadBytes { get; set; } = 1L << 30;
 
+    /// <summary>
+    /// Largest JSON request body in bytes (a job or sensitivity request); larger ones get 413. Default 64 KiB, which holds
+    /// every setting with hundreds of per-layer entries; 1 KiB to 16 MiB.
+    /// </summary>
+    [Range(1024, 16 << 20)]
+    public int MaxJsonBodyBytes { get; set; } = 64 * 1024;
+
     /// <summary>How long an <c>Idempotency-Key</c> and the answer it got are kept: a retry within it gets the same answer.</summary>
     [Range(24, 24 * 30)]
     public int IdempotencyHours { get; set; } = 24;

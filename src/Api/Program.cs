@@ -105,6 +105,7 @@ app.UseSwagger();
 app.UseSwaggerUI(ui => ui.EnablePersistAuthorization());
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseMiddleware<JsonBodyLimit>();
 app.UseMiddleware<IdempotencyMiddleware>();
 app.MapSurgeryHealthChecks();
 app.MapModels();

@@ -59,6 +59,10 @@ public sealed record SubmitSensitivityRequest
     public string? Queue { get; init; }
 }
 
+/// <summary>
+/// A job: what was asked, where it stands, what it produced. <c>settings</c> and <c>preprocessing</c> are left out of list
+/// answers (<c>GET /api/jobs</c>), so that a page stays small; <c>GET /api/jobs/{id}</c> has them.
+/// </summary>
 public sealed record JobResponse(
     Guid Id,
     string State,
@@ -85,8 +89,10 @@ public sealed record JobResponse(
     bool CancelRequested,
     string? Error,
     IReadOnlyList<string> ResultFormats,
-    SurgerySettings Settings,
-    JobPreprocessing Preprocessing,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    SurgerySettings? Settings,
+    [property: System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    JobPreprocessing? Preprocessing,
     DateTimeOffset CreatedAt,
     DateTimeOffset? StartedAt,
     DateTimeOffset? FinishedAt,
@@ -99,6 +105,9 @@ public sealed record JobResponse(
     /// <summary>Things the client should know about an accepted job, e.g. that no live worker serves its queue.</summary>
     [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<string>? Warnings { get; init; }
+
+    /// <summary>A job as a list shows it: without its settings and preprocessing, which <c>GET /api/jobs/{id}</c> answers.</summary>
+    public static JobResponse Summary(SurgeryJob j) => From(j) with { Settings = null, Preprocessing = null };
 
     public static JobResponse From(SurgeryJob j) => new(
         j.Id, j.State.ToString(), j.ModelId, j.DatasetId, j.Settings.Method.Name(),

@@ -55,6 +55,8 @@ public static class JobEndpoints
             .WithSummary("The job's warnings, rollbacks and budget-search steps, in order (also while it runs)");
         group.MapPost("/{id:guid}/cancel", Cancel).WithName("CancelJob")
             .WithSummary("Stop a queued or running job at its next iteration");
+        group.MapDelete("/{id:guid}", Delete).WithName("DeleteJob")
+            .WithSummary("Delete a finished job with its metrics, log, checkpoint and result files; 409 while it is queued or running");
         return group;
     }
 
@@ -124,9 +126,10 @@ public static class JobEndpoints
         }
         if (invalid.Count > 0) return CannotRun(invalid);
 
-        return Accepted(await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
+        var submitted = await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, cancellationToken, output));
+            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, invalid, cancellationToken, output);
+        return submitted is null ? CannotRun(invalid) : Accepted(submitted);
     }
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> SubmitSensitivity(
@@ -146,8 +149,9 @@ public static class JobEndpoints
         if (invalid.Count > 0) return CannotRun(invalid);
 
         // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
-        return Accepted(await submit.ExecuteAsync(model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
-            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable), cancellationToken));
+        var submitted = await submit.ExecuteAsync(model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
+            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable), invalid, cancellationToken);
+        return submitted is null ? CannotRun(invalid) : Accepted(submitted);
     }
 
     /// <summary>The model, dataset and queue every job names; problems go to <paramref name="malformed"/>.</summary>
@@ -192,7 +196,7 @@ public static class JobEndpoints
         foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        return Paging.Ok(await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken), JobResponse.From, page, pageSize);
+        return Paging.Ok(await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken), JobResponse.Summary, page, pageSize);
     }
 
     public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>>> Get(
@@ -245,10 +249,11 @@ public static class JobEndpoints
         var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var job = await jobs.FindAsync(id, cancellationToken)
-                ?? throw new InvalidOperationException($"job {id} disappeared while its events were streamed");
-            var response = JobResponse.From(job);
-            var current = new JobProgressEvent(id, response.State, job.Iteration, job.TotalIterations, job.Loss, response.Sparsity,
+            // Only the columns an event shows, not the whole row with its settings: streams poll often.
+            var job = await jobs.ProgressAsync(id, cancellationToken);
+            if (job is null) yield break; // deleted meanwhile
+            var current = new JobProgressEvent(id, job.State.ToString(), job.Iteration, job.TotalIterations, job.Loss,
+                job.Total is > 0 && job.Kept is { } kept ? 1 - (double)kept / job.Total.Value : null,
                 job.LastTop1, job.CheckpointIteration, job.Error);
             if (current != last)
             {
@@ -382,6 +387,16 @@ public static class JobEndpoints
         {
             Cancellation.Requested requested => TypedResults.Accepted($"/api/jobs/{id}", JobResponse.From(requested.Job)),
             Cancellation.AlreadyFinished finished => Problems.Conflict("Job finished", $"the job is already {finished.State}"),
+            _ => NotFoundProblem.For("job", id),
+        };
+
+    public static async Task<Results<NoContent, NotFound<ProblemDetails>, Conflict<ProblemDetails>>> Delete(
+        Guid id, DeleteJob useCase, CancellationToken cancellationToken) =>
+        await useCase.ExecuteAsync(id, cancellationToken) switch
+        {
+            JobDeletion.Deleted => TypedResults.NoContent(),
+            JobDeletion.NotFinished running => Problems.Conflict("Job not finished",
+                $"the job is {running.State}: cancel it (POST /api/jobs/{id}/cancel) and delete it once it is Cancelled"),
             _ => NotFoundProblem.For("job", id),
         };
 

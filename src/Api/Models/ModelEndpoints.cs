@@ -10,6 +10,23 @@ namespace SurgeryService.Api.Models;
 
 public sealed record ModelLayerResponse(string Name, string Operator, long Parameters, bool Prunable);
 
+/// <summary>An uploaded model as the service read it.</summary>
+/// <param name="Id">The model's id, for jobs' <c>modelId</c>.</param>
+/// <param name="Name">The name it is listed under.</param>
+/// <param name="Format"><c>onnx</c> or <c>torchsharp</c>.</param>
+/// <param name="Architecture">The built-in architecture of TorchSharp weights; null for ONNX.</param>
+/// <param name="Size">The file's size in bytes.</param>
+/// <param name="Sha256">Lower-case hex SHA-256 of the file.</param>
+/// <param name="InputShape">The shape of one input sample, without the batch dimension; -1 where the model leaves it open.</param>
+/// <param name="Operators">The operator types the model uses.</param>
+/// <param name="Layers">Every layer that holds parameters, and whether the engine prunes it.</param>
+/// <param name="ParameterCount">Parameters of all layers.</param>
+/// <param name="PrunableParameterCount">Parameters of the prunable layers.</param>
+/// <param name="CreatedAt">When it was uploaded.</param>
+/// <param name="ClassCount">
+/// The classes the model scores: the size of its output [batch, classes]; null when an ONNX graph does not declare it.
+/// A job's dataset labels must lie in 0 to classCount - 1.
+/// </param>
 public sealed record ModelResponse(
     Guid Id,
     string Name,
@@ -18,6 +35,7 @@ public sealed record ModelResponse(
     long Size,
     string Sha256,
     long[] InputShape,
+    int? ClassCount,
     IReadOnlyList<string> Operators,
     IReadOnlyList<ModelLayerResponse> Layers,
     long ParameterCount,
@@ -26,7 +44,7 @@ public sealed record ModelResponse(
 {
     public static ModelResponse From(ModelEntry m) => new(
         m.Id, m.Name, m.Format == ModelFormat.Onnx ? "onnx" : "torchsharp", m.Architecture, m.Size, m.Sha256.Trim(),
-        m.InputShape, m.Operators, m.Layers.Select(l => new ModelLayerResponse(l.Name, l.Operator, l.Parameters, l.Prunable)).ToList(),
+        m.InputShape, m.ClassCount, m.Operators, m.Layers.Select(l => new ModelLayerResponse(l.Name, l.Operator, l.Parameters, l.Prunable)).ToList(),
         m.ParameterCount, m.Layers.Where(l => l.Prunable).Sum(l => l.Parameters), m.CreatedAt);
 }
 

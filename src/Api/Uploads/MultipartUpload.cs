@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Text.Json;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.Options;
@@ -33,15 +35,67 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
     public async Task<Upload> ReadAsync(HttpRequest request, ArtifactKind kind, CancellationToken cancellationToken)
     {
         var limit = options.Value.MaxUploadBytes;
-        if (request.ContentLength > limit + 64 * 1024)
+        var fileName = "";
+        var (file, fields) = await ReadFormAsync(request, (name, partType, body) =>
         {
-            throw TooLarge(limit);
-        }
-        var sizeFeature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
-        if (sizeFeature is { IsReadOnly: false })
+            fileName = name;
+            return artifacts.SaveAsync(tenant.RequiredTenantId, kind, name, partType, body, limit, cancellationToken);
+        }, stored => artifacts.DeleteAsync(stored.Id, CancellationToken.None), cancellationToken);
+
+        if (fields.TryGetValue("name", out var displayName) && StoredText.Problem(displayName.Trim(), MaxNameLength) is { } bad)
         {
-            sizeFeature.MaxRequestBodySize = limit + 64 * 1024; // the form's own headers and boundaries
+            if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            throw new SurgeryException("Bad form field", $"form field 'name' {bad}", ErrorKind.Malformed);
         }
+        if (file is null)
+        {
+            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file", ErrorKind.Malformed);
+        }
+        if (file.Size == 0)
+        {
+            await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            throw new SurgeryException("Empty file", "the uploaded file is empty", ErrorKind.Malformed);
+        }
+        request.HttpContext.Items[FingerprintItem] = Fingerprint(fileName, file.Sha256, fields);
+        return new Upload(file, fields);
+    }
+
+    /// <summary>
+    /// What identifies an upload's content whatever boundary the client drew: the file's name and SHA-256 and the other
+    /// fields. A retry under the same <c>Idempotency-Key</c> must have the same (see <c>IdempotencyMiddleware</c>).
+    /// </summary>
+    public async Task<string> FingerprintAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var fileName = "";
+        var (sha256, fields) = await ReadFormAsync(request, async (name, _, body) =>
+        {
+            fileName = name;
+            return Convert.ToHexStringLower(await SHA256.HashDataAsync(body, cancellationToken));
+        }, _ => Task.CompletedTask, cancellationToken);
+        return Fingerprint(fileName, sha256 ?? "", fields);
+    }
+
+    /// <summary>The fingerprint (see <see cref="FingerprintAsync"/>) of the upload this request stored, once <see cref="ReadAsync"/> has read it.</summary>
+    public static string? FingerprintOf(HttpContext http) => http.Items[FingerprintItem] as string;
+
+    private const string FingerprintItem = "SurgeryService.UploadFingerprint";
+
+    private static string Fingerprint(string fileName, string fileSha256, IReadOnlyDictionary<string, string> fields) =>
+        Convert.ToHexStringLower(SHA256.HashData(JsonSerializer.SerializeToUtf8Bytes(new
+        {
+            fileName, fileSha256, fields = fields.OrderBy(f => f.Key, StringComparer.OrdinalIgnoreCase).Select(f => new[] { f.Key.ToLowerInvariant(), f.Value }),
+        })));
+
+    /// <summary>
+    /// Reads the form section by section: the first part named <see cref="FileField"/> goes to <paramref name="readFile"/>
+    /// (its file name, Content-Type and content); the other fields are returned. When reading fails after the file was
+    /// read, <paramref name="discard"/> gets it.
+    /// </summary>
+    private async Task<(T? File, Dictionary<string, string> Fields)> ReadFormAsync<T>(HttpRequest request,
+        Func<string, string, Stream, Task<T>> readFile, Func<T, Task> discard, CancellationToken cancellationToken) where T : class
+    {
+        var limit = options.Value.MaxUploadBytes;
+        AllowBody(request, limit);
         if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var contentType)
             || !contentType.MediaType.Equals("multipart/form-data", StringComparison.OrdinalIgnoreCase)
             || HeaderUtilities.RemoveQuotes(contentType.Boundary).Length == 0)
@@ -53,7 +107,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
         var reader = new MultipartReader(HeaderUtilities.RemoveQuotes(contentType.Boundary).Value!, request.Body);
         var fields = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
         var fieldsLength = 0;
-        Artifact? file = null;
+        T? file = null;
         try
         {
             while (await reader.ReadNextSectionAsync(cancellationToken) is { } section)
@@ -72,7 +126,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
                     Check(StoredText.Problem(StoredText.Truncate(fileName, MaxNameLength), MaxNameLength), "the file name");
                     var partType = section.ContentType ?? "application/octet-stream";
                     Check(StoredText.Problem(partType, MaxContentTypeLength), "the file part's Content-Type");
-                    file = await artifacts.SaveAsync(tenant.RequiredTenantId, kind, fileName, partType, section.Body, limit, cancellationToken);
+                    file = await readFile(fileName, partType, section.Body);
                 }
                 else
                 {
@@ -95,7 +149,7 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
         }
         catch (Exception e)
         {
-            if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
+            if (file is not null) await discard(file);
             // Kestrel's own body limit (set above) can trip first when a read runs ahead: same answer, naming the setting.
             if (e is BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge }) throw TooLarge(limit);
             // BadHttpRequestException (an IOException) keeps its own status, e.g. 413 from the server's body limit.
@@ -106,23 +160,27 @@ public sealed class MultipartUpload(ArtifactStore artifacts, IOptions<ApiOptions
             }
             throw;
         }
-
-        if (fields.TryGetValue("name", out var displayName) && StoredText.Problem(displayName.Trim(), MaxNameLength) is { } bad)
-        {
-            if (file is not null) await artifacts.DeleteAsync(file.Id, CancellationToken.None);
-            throw new SurgeryException("Bad form field", $"form field 'name' {bad}", ErrorKind.Malformed);
-        }
-        if (file is null)
-        {
-            throw new SurgeryException("File missing", $"the form has no part named '{FileField}' with the file", ErrorKind.Malformed);
-        }
-        if (file.Size == 0)
-        {
-            await artifacts.DeleteAsync(file.Id, CancellationToken.None);
-            throw new SurgeryException("Empty file", "the uploaded file is empty", ErrorKind.Malformed);
-        }
-        return new Upload(file, fields);
+        return (file, fields);
     }
+
+    /// <summary>
+    /// Lets the server read a form holding a file of up to <paramref name="limit"/> bytes (its own headers and boundaries
+    /// besides), above Kestrel's default body limit; a body announced larger is a 413 at once.
+    /// </summary>
+    public static void AllowBody(HttpRequest request, long limit)
+    {
+        if (request.ContentLength > limit + FormOverheadBytes)
+        {
+            throw TooLarge(limit);
+        }
+        var sizeFeature = request.HttpContext.Features.Get<IHttpMaxRequestBodySizeFeature>();
+        if (sizeFeature is { IsReadOnly: false })
+        {
+            sizeFeature.MaxRequestBodySize = limit + FormOverheadBytes;
+        }
+    }
+
+    private const int FormOverheadBytes = 64 * 1024;
 
     private static void Check(string? problem, string what)
     {

@@ -356,6 +356,8 @@ public static class DatasetArchive
         Check(xTest[1..].SequenceEqual(xTrain[1..]),
             $"test samples have shape [{string.Join(", ", xTest[1..])}] but training samples [{string.Join(", ", xTrain[1..])}]");
         Check(xTrain[0] > 0, "the training set is empty");
+        Check(xTrain[1..].All(d => d > 0),
+            $"samples have shape [{string.Join(", ", xTrain[1..])}]: every dimension of a sample must be at least 1 (a sample with no values cannot be learned from)");
     }
 
     private static long[] SampleShape(long[] inputs) => inputs.Length == 3 ? [1, inputs[1], inputs[2]] : inputs[1..];

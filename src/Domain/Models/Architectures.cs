@@ -58,6 +58,13 @@ public static class Architectures
     /// <summary>The input shape of one sample, without the batch dimension; -1 is any size.</summary>
     public static long[] InputShape(string name) => [.. Get(name).InputShape];
 
+    /// <summary>The classes the architecture scores (its output's size): MNIST's ten digits for both.</summary>
+    public static int ClassCount(string name)
+    {
+        InputShape(name); // refuses an unknown name
+        return 10;
+    }
+
     /// <summary>784-300-100-10 with ReLU; accepts [N, 784] or [N, 1, 28, 28].</summary>
     private sealed class LeNet300100Module : Module<Tensor, Tensor>
     {

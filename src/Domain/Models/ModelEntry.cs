@@ -30,6 +30,9 @@ public sealed class ModelEntry
     /// <summary>Shape of one input sample, without the batch dimension.</summary>
     public long[] InputShape { get; set; } = [];
 
+    /// <summary>The classes the model scores (its output's size), so labels beyond them are refused at submit; null when the model does not say.</summary>
+    public int? ClassCount { get; set; }
+
     public List<string> Operators { get; set; } = [];
     public List<ModelLayer> Layers { get; set; } = [];
     public long ParameterCount { get; set; }

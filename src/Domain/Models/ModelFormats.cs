@@ -11,6 +11,7 @@ public sealed record ModelInspection(
     ModelFormat Format,
     string? Architecture,
     long[] InputShape,
+    int? ClassCount,
     IReadOnlyList<string> Operators,
     IReadOnlyList<ModelLayer> Layers)
 {
@@ -88,7 +89,7 @@ public static class ModelFormats
                     ErrorKind.Malformed);
             }
             var onnx = ReadOnnx(content);
-            var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape,
+            var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape, onnx.ClassCount,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
                 onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
             // Layer names are stored with the model and again, per job, in a column of ColumnLimits.Name characters:
@@ -114,7 +115,8 @@ public static class ModelFormats
                 own.Any(p => prunable.Contains(string.IsNullOrEmpty(name) ? p.name : $"{name}.{p.name}"))));
         }
         var operators = layers.Select(l => l.Operator).Distinct().ToList();
-        return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape, operators, layers);
+        return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape,
+            Architectures.ClassCount(architecture), operators, layers);
     }
 
     /// <summary>Builds the executable module from a stored model file (TorchSharp weights: of the class count they hold).</summary>

@@ -90,13 +90,24 @@ public sealed class OnnxModel
             throw new SurgeryException("Unsupported ONNX model",
                 $"the model's input '{input.Name}' has the dimension {bad.DimValue}; a fixed dimension must be at least 1", ErrorKind.BadInput);
         }
-        OnnxTensors.ElementCount(InputShape.Where(d => d > 0), input.Name);
+        var sampleValues = OnnxTensors.ElementCount(InputSampleShape.Where(d => d > 0), input.Name);
+        if (sampleValues > MaxSampleValues)
+        {
+            throw new SurgeryException("Unsupported ONNX model",
+                $"the model's input '{input.Name}' declares [{string.Join(", ", InputShape.Select(d => d > 0 ? d.ToString(System.Globalization.CultureInfo.InvariantCulture) : "?"))}]: " +
+                $"{sampleValues} values per sample, more than the {MaxSampleValues} a sample may have", ErrorKind.BadInput);
+        }
         if (graph.Output.Count == 0)
         {
             throw new SurgeryException("Not an ONNX model", "the graph has no output");
         }
         OutputName = graph.Output[0].Name;
+        var outputDims = graph.Output[0].Type?.TensorType?.Shape?.Dim;
+        ClassCount = outputDims is { Count: 2 } && outputDims[1].HasDimValue && outputDims[1].DimValue is > 0 and <= int.MaxValue
+            ? (int)outputDims[1].DimValue
+            : null;
 
+        CheckGraph(graph);
         CheckOperators(graph);
         ClassifyInitializers(graph);
         (Layers, PrunableLayers) = DiscoverLayers(graph);
@@ -123,6 +134,12 @@ public sealed class OnnxModel
     public long[] InputSampleShape => InputShape.Skip(1).ToArray();
 
     public string OutputName { get; }
+
+    /// <summary>The classes the model scores: the second dimension of an output declared as [batch, classes]; null when the graph does not say.</summary>
+    public int? ClassCount { get; }
+
+    /// <summary>Most values one input sample may have (64 MiB of float32): far above any image or sequence model's.</summary>
+    public const long MaxSampleValues = 1L << 24;
 
     /// <summary>Every node holding trainable parameters, prunable or not.</summary>
     public IReadOnlyList<OnnxLayer> Layers { get; }
@@ -184,6 +201,53 @@ public sealed class OnnxModel
         }
         return new OnnxModel(proto, directory, (int)opset, bytes);
     }
+
+    /// <summary>
+    /// The graph is one the module can run node by node: ONNX requires nodes in topological order, so every input a
+    /// node reads is the graph's input, an initializer or the output of an earlier node, and every tensor has one writer.
+    /// A cycle or a self-loop shows as a node reading what it or a later node writes.
+    /// </summary>
+    private void CheckGraph(GraphProto graph)
+    {
+        var written = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var input in graph.Input) written.TryAdd(input.Name, $"the graph's input '{input.Name}'");
+        foreach (var initializer in graph.Initializer) written.TryAdd(initializer.Name, $"the initializer '{initializer.Name}'");
+        var laterWriters = new Dictionary<string, NodeProto>(StringComparer.Ordinal);
+        foreach (var node in graph.Node)
+        {
+            foreach (var output in node.Output.Where(o => o != "")) laterWriters.TryAdd(output, node);
+        }
+
+        foreach (var node in graph.Node)
+        {
+            foreach (var input in node.Input.Where(i => i != ""))
+            {
+                if (written.ContainsKey(input)) continue;
+                var problem = !laterWriters.TryGetValue(input, out var writer)
+                    ? $"reads '{Printable(input)}', which no node, initializer or graph input provides"
+                    : ReferenceEquals(writer, node)
+                        ? $"reads its own output '{Printable(input)}' (a self-loop)"
+                        : $"reads '{Printable(input)}' before node {NodeLabel(writer)} writes it (a cycle, or nodes out of topological order)";
+                throw new SurgeryException("Broken ONNX graph", $"node {NodeLabel(node)} {problem}", ErrorKind.BadInput);
+            }
+            foreach (var output in node.Output.Where(o => o != ""))
+            {
+                if (!written.TryAdd(output, $"node {NodeLabel(node)}"))
+                {
+                    throw new SurgeryException("Broken ONNX graph",
+                        $"node {NodeLabel(node)} writes '{Printable(output)}', which {written[output]} already writes: a tensor has one writer", ErrorKind.BadInput);
+                }
+            }
+        }
+        foreach (var output in graph.Output.Where(o => !written.ContainsKey(o.Name)))
+        {
+            throw new SurgeryException("Broken ONNX graph", $"the graph's output '{Printable(output.Name)}' is written by no node", ErrorKind.BadInput);
+        }
+    }
+
+    /// <summary>A name as a message may show it: at most 80 characters, control characters as '?'.</summary>
+    private static string Printable(string name) =>
+        new(StoredText.Truncate(name, 80).Select(c => char.IsControl(c) || char.IsSurrogate(c) ? '?' : c).ToArray());
 
     private void CheckOperators(GraphProto graph)
     {

@@ -115,7 +115,11 @@ public sealed record SurgerySettings
     /// <summary>Iteration after which fully connected masks are frozen.</summary>
     public int FcIterStop { get; init; } = 8000;
 
+    /// <summary>Per-layer overrides, the first whose pattern matches a layer wins; at most <see cref="MaxLayers"/> (256) entries; none by default.</summary>
     public IReadOnlyList<LayerSettings> Layers { get; init; } = [];
+
+    /// <summary>Most entries <see cref="Layers"/> may have: patterns cover many layers, so a model never needs more.</summary>
+    public const int MaxLayers = 256;
 
     public int Iterations { get; init; } = 20000;
     public int BatchSize { get; init; } = 64;
@@ -207,7 +211,8 @@ public sealed record SurgerySettings
         Check(Enum.IsDefined(LrPolicy), "lrPolicy", "must be 'fixed', 'step' or 'inv'");
         Check(Enum.IsDefined(Phases), "phases", "must be 'all' or 'convThenFc'");
         Check(Enum.IsDefined(Device), "device", "must be 'auto', 'cpu' or 'cuda'");
-        for (var i = 0; i < Layers.Count; i++)
+        Check(Layers.Count <= MaxLayers, "layers", $"has {Layers.Count} entries; at most {MaxLayers} (a pattern such as \"conv*\" covers many layers)");
+        for (var i = 0; i < Math.Min(Layers.Count, MaxLayers); i++)
         {
             var layer = Layers[i];
             Check(!string.IsNullOrWhiteSpace(layer.Pattern), $"layers[{i}].pattern", "is required");

@@ -67,6 +67,7 @@ public static class ServiceCollectionExtensions
         services.AddSingleton<IWorkerPresence, HangfireWorkerPresence>();
         services.AddScoped<SubmitJob>();
         services.AddScoped<CancelJob>();
+        services.AddScoped<DeleteJob>();
         services.AddScoped<JobQueries>();
         return services;
     }

@@ -6,6 +6,13 @@ using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Infrastructure.Jobs;
 
+/// <summary>A job's progress columns, as the events stream shows them.</summary>
+public sealed record JobProgress(JobState State, int Iteration, int TotalIterations, double? Loss, long? Kept, long? Total,
+    double? LastTop1, int CheckpointIteration, string? Error)
+{
+    public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+}
+
 /// <summary>
 /// The tenant's jobs and what they recorded (the DbContext's query filter keeps other tenants' jobs out; a job's series
 /// are read only after its job was found).
@@ -22,6 +29,12 @@ public sealed class JobQueries(SurgeryDbContext db)
 
     public Task<SurgeryJob?> FindAsync(Guid id, CancellationToken cancellationToken) =>
         db.Jobs.AsNoTracking().SingleOrDefaultAsync(j => j.Id == id, cancellationToken);
+
+    /// <summary>Where the job stands, read from its progress columns only (not its settings or search report).</summary>
+    public Task<JobProgress?> ProgressAsync(Guid id, CancellationToken cancellationToken) =>
+        db.Jobs.AsNoTracking().Where(j => j.Id == id)
+            .Select(j => new JobProgress(j.State, j.Iteration, j.TotalIterations, j.Loss, j.Kept, j.Total, j.LastTop1, j.CheckpointIteration, j.Error))
+            .SingleOrDefaultAsync(cancellationToken);
 
     /// <summary>
     /// Metric rows from <paramref name="from"/> to <paramref name="to"/> (inclusive), every <paramref name="stride"/>-th

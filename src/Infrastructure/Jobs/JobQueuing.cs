@@ -12,20 +12,12 @@ namespace SurgeryService.Infrastructure.Jobs;
 
 /// <summary>
 /// Puts surgery jobs on their Hangfire queue. A job row and its Hangfire job live in two stores (EF's connection and
-/// Hangfire's), so saving both cannot be one transaction: <see cref="SubmitAsync"/> saves the row first and then
-/// enqueues, and <see cref="RequeueOrphansAsync"/> enqueues any row left without a Hangfire job by a process that
+/// Hangfire's), so saving both cannot be one transaction: <see cref="SubmitJob"/> commits the row first and then
+/// <see cref="EnqueueAsync"/> enqueues it, and <see cref="RequeueOrphansAsync"/> enqueues any row left without a Hangfire job by a process that
 /// stopped in between. Running a job twice is safe (see <see cref="SurgeryJobRunner"/>), so the sweep may err that way.
 /// </summary>
 public sealed class JobQueuing(SurgeryDbContext db, IBackgroundJobClient hangfire, IOptions<JobOptions> options, ILogger<JobQueuing> logger)
 {
-    /// <summary>Saves a new job and enqueues it on its queue.</summary>
-    public async Task SubmitAsync(SurgeryJob job, CancellationToken cancellationToken)
-    {
-        db.Jobs.Add(job);
-        await db.SaveChangesAsync(cancellationToken);
-        await EnqueueAsync(job);
-    }
-
     /// <summary>
     /// Enqueues every queued job that has had no Hangfire job for longer than <see cref="JobOptions.OrphanAfterSeconds"/>
     /// (a submit needs milliseconds between its two writes). Returns how many it enqueued.
@@ -45,7 +37,8 @@ public sealed class JobQueuing(SurgeryDbContext db, IBackgroundJobClient hangfir
         return enqueued;
     }
 
-    private async Task<bool> EnqueueAsync(SurgeryJob job)
+    /// <summary>Enqueues a saved (committed) job on its queue and records its Hangfire job; false when it was cancelled meanwhile.</summary>
+    public async Task<bool> EnqueueAsync(SurgeryJob job)
     {
         var hangfireJobId = hangfire.Create<SurgeryJobRunner>(r => r.RunAsync(job.Id, CancellationToken.None), new EnqueuedState(job.Queue));
         job.Enqueued(hangfireJobId, DateTimeOffset.UtcNow);

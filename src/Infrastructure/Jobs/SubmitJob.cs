@@ -11,7 +11,7 @@ namespace SurgeryService.Infrastructure.Jobs;
 /// <summary>A saved and enqueued job, and what the client should know about it (no live worker serves its queue).</summary>
 public sealed record SubmittedJob(SurgeryJob Job, string? Warning);
 
-/// <summary>Saves a job for the tenant and puts it on its Hangfire queue.</summary>
+/// <summary>Saves a job for the tenant and puts it on its Hangfire queue (see <see cref="JobQueuing"/>).</summary>
 public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPresence workers, ITenantAccessor tenant)
 {
     /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
@@ -26,13 +26,35 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
         {
             invalid["datasetId"] = [shape];
         }
+        else if (model is { ClassCount: { } classes } && dataset is not null && dataset.ClassCount > classes)
+        {
+            invalid["datasetId"] = [$"the dataset's labels go up to {dataset.ClassCount - 1} but the model scores {classes} classes " +
+                $"(labels 0 to {classes - 1}): use a model with at least {dataset.ClassCount} outputs"];
+        }
+        if (dataset is not null)
+        {
+            // The engine's rule (InputPreprocessing): one value for every channel, or one per channel.
+            var channels = dataset.SampleShape.Length > 0 ? dataset.SampleShape[0] : 1;
+            foreach (var (name, values) in new[] { ("preprocessing.mean", preprocessing.Mean), ("preprocessing.std", preprocessing.Std) })
+            {
+                if (values.Count > 1 && values.Count != channels)
+                {
+                    invalid[name] = [$"has {values.Count} values but the dataset's samples have {channels} channel(s) " +
+                        $"(the first dimension of [{string.Join(", ", dataset.SampleShape)}]): give one value for all, or one per channel"];
+                }
+            }
+        }
         return (model, dataset);
     }
 
-    /// <summary>Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be starting).</summary>
-    public async Task<SubmittedJob> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
-        JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations, CancellationToken cancellationToken,
-        JobOutput? output = null)
+    /// <summary>
+    /// Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be
+    /// starting). Null when the model or dataset was deleted since <see cref="FindInputsAsync"/>: the problem goes to
+    /// <paramref name="invalid"/>.
+    /// </summary>
+    public async Task<SubmittedJob?> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
+        JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations,
+        Dictionary<string, string[]> invalid, CancellationToken cancellationToken, JobOutput? output = null)
     {
         var job = new SurgeryJob
         {
@@ -49,10 +71,30 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
             CreatedAt = DateTimeOffset.UtcNow,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
-        await queuing.SubmitAsync(job, cancellationToken);
+        await using (var transaction = await db.Database.BeginTransactionAsync(cancellationToken))
+        {
+            // Held until the job row is committed, so a delete of either (FOR UPDATE, see JobInputDeletion) either waits
+            // and then sees the job, or went first and leaves nothing to hold. Shared: submits do not wait for each other.
+            if (!await HoldAsync(db.Database.SqlQuery<Guid>($"SELECT \"Id\" AS \"Value\" FROM models WHERE \"Id\" = {model.Id} FOR KEY SHARE"), cancellationToken))
+            {
+                invalid["modelId"] = [$"model {model.Id} was deleted while the job was being submitted"];
+            }
+            if (!await HoldAsync(db.Database.SqlQuery<Guid>($"SELECT \"Id\" AS \"Value\" FROM datasets WHERE \"Id\" = {dataset.Id} FOR KEY SHARE"), cancellationToken))
+            {
+                invalid["datasetId"] = [$"dataset {dataset.Id} was deleted while the job was being submitted"];
+            }
+            if (invalid.Count > 0) return null;
+            db.Jobs.Add(job);
+            await db.SaveChangesAsync(cancellationToken);
+            await transaction.CommitAsync(cancellationToken);
+        }
+        await queuing.EnqueueAsync(job);
         var warning = workers.ServesQueue(job.Queue)
             ? null
             : $"no live worker serves the '{job.Queue}' queue right now: the job waits until one starts";
         return new SubmittedJob(job, warning);
     }
+
+    private static async Task<bool> HoldAsync(IQueryable<Guid> lockRow, CancellationToken cancellationToken) =>
+        (await lockRow.ToListAsync(cancellationToken)).Count == 1;
 }

@@ -36,6 +36,7 @@ public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, Mo
                 Size = file.Size,
                 Sha256 = file.Sha256,
                 InputShape = inspection.InputShape,
+                ClassCount = inspection.ClassCount,
                 Operators = inspection.Operators.ToList(),
                 Layers = inspection.Layers.ToList(),
                 ParameterCount = inspection.ParameterCount,

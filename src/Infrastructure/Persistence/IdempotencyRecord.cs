@@ -12,7 +12,10 @@ public sealed class IdempotencyRecord
     /// <summary>Method and path of the request the key was first used with.</summary>
     public required string Request { get; set; }
 
-    /// <summary>SHA-256 of a JSON body (hex); null for uploads, whose body is not held to be hashed.</summary>
+    /// <summary>
+    /// SHA-256 (hex) of a JSON body, or an upload's fingerprint (its file's SHA-256, file name and fields, whatever multipart
+    /// boundary the client drew); null while the request is in progress.
+    /// </summary>
     public string? BodySha256 { get; set; }
 
     public int StatusCode { get; set; }

@@ -133,9 +133,12 @@ public sealed class FaultTests(FaultHost host, Xunit.Abstractions.ITestOutputHel
     public async Task AJobWhoseDatasetFailsLateInTheWorkerEndsFailedWithTheCauseAndHangfireDoesNotRetryIt()
     {
         var client = host.Client();
-        var model = await client.PostAsync("/api/models",
-            HttpExtensions.Form(TestData.TorchSharpWeights("lenet-300-100"), "dense.bin", ("architecture", "lenet-300-100")))
+        // An ONNX model whose output does not declare its size (10): the Api cannot know how many classes it scores.
+        var onnx = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 16));
+        onnx.Graph.Output[0].Type.TensorType.Shape = null;
+        var model = await client.PostAsync("/api/models", HttpExtensions.Form(Google.Protobuf.MessageExtensions.ToByteArray(onnx), "mlp.onnx"))
             .ExpectAsync(HttpStatusCode.Created);
+        Assert.Equal(JsonValueKind.Null, model.GetProperty("classCount").ValueKind);
         // Labels up to 12 for a model with 10 outputs: the shapes fit, so the job is accepted; the loss fails in the worker.
         var (x, y, xTest, yTest) = TestData.MnistSubset(64, 16);
         var shifted = y.Select(l => (byte)(l + 3)).ToArray();

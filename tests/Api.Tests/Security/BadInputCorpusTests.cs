@@ -82,7 +82,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
             "POST /api/datasets", "GET /api/datasets/{id}", "DELETE /api/datasets/{id}",
             "POST /api/jobs", "GET /api/jobs", "GET /api/jobs/{id}", "GET /api/jobs/{id}/metrics", "GET /api/jobs/{id}/events",
             "GET /api/jobs/{id}/result", "GET /api/jobs/{id}/report", "GET /api/jobs/{id}/report.svg", "GET /api/jobs/{id}/log",
-            "POST /api/jobs/{id}/cancel", "GET /api/models", "GET /api/datasets",
+            "POST /api/jobs/{id}/cancel", "DELETE /api/jobs/{id}", "GET /api/models", "GET /api/datasets",
             "POST /api/jobs/sensitivity", "GET /api/jobs/{id}/sensitivity", "GET /api/jobs/{id}/sensitivity.svg",
         ];
         Assert.Empty(endpoints.Except(routes));
@@ -219,6 +219,24 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("jobs: state a number", _ => Get("/api/jobs?state=1"));
         Add("job: a setting given twice", h => JobJson(h, "\"settings\":{\"iterations\":50,\"iterations\":100000}"));
         Add("job: modelId given twice", h => JobJson(h, $"\"modelId\":\"{h.OtherModel}\""));
+        // Issue 27, second part: impossible jobs, broken graphs, unbounded settings, deletes of jobs still running.
+        Add("job: 3 preprocessing means for a 1-channel dataset", h => JobJson(h, "\"preprocessing\":{\"mean\":[0.4,0.5,0.6]}"));
+        Add("job: 257 layer entries", h => JobJson(h, "\"settings\":{\"layers\":[" +
+            string.Join(",", Enumerable.Repeat("{\"pattern\":\"fc*\",\"cRate\":1}", 257)) + "]}"));
+        Add("job: a settings body over the JSON limit", h => JobJson(h, "\"settings\":{\"layers\":[" +
+            string.Join(",", Enumerable.Repeat("{\"pattern\":\"fc*\",\"cRate\":1}", 5000)) + "]}"));
+        foreach (var kind in new[] { "cycle", "self-loop", "missing weight", "two writers" })
+        {
+            Add($"model: ONNX graph with a {kind}", _ => Upload("/api/models", HardeningRoundTwoTests.BrokenGraph(kind), "broken.onnx"));
+        }
+        Add("model: ONNX input of 2^63-1 values per sample", _ => Upload("/api/models", OnnxWith(graph =>
+            graph.Input[0].Type.TensorType.Shape.Dim[1].DimValue = long.MaxValue), "huge-input.onnx"));
+        Add("dataset: samples with a zero dimension", _ => Upload("/api/datasets", TestData.Npz(CompressionLevel.Fastest,
+            ("x_train", "<f4", [2, 1, 0, 28], []), ("y_train", "<i8", [2], new byte[16]),
+            ("x_test", "<f4", [1, 1, 0, 28], []), ("y_test", "<i8", [1], new byte[8])), "empty.npz"));
+        Add("job: delete one still queued", h => new HttpRequestMessage(HttpMethod.Delete, $"/api/jobs/{h.Job}"));
+        Add("job: delete another tenant's job", h => new HttpRequestMessage(HttpMethod.Delete, $"/api/jobs/{h.OtherJob}"));
+        Add("job: delete an unknown id", _ => new HttpRequestMessage(HttpMethod.Delete, $"/api/jobs/{Guid.NewGuid()}"));
         Add("job: another tenant's model", h => Json("/api/jobs", $"{{\"modelId\":\"{h.OtherModel}\",\"datasetId\":\"{h.Dataset}\"}}"));
         Add("job: another tenant's dataset", h => Json("/api/jobs", $"{{\"modelId\":\"{h.Model}\",\"datasetId\":\"{h.OtherDataset}\"}}"));
 
@@ -274,6 +292,13 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("dataset: another tenant's dataset", h => Get($"/api/datasets/{h.OtherDataset}"));
         Add("dataset: delete another tenant's dataset", h => new HttpRequestMessage(HttpMethod.Delete, $"/api/datasets/{h.OtherDataset}"));
         return cases;
+    }
+
+    private static byte[] OnnxWith(Action<SurgeryService.Domain.Onnx.Proto.GraphProto> change)
+    {
+        var model = SurgeryService.Domain.Onnx.Proto.ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 8));
+        change(model.Graph);
+        return Google.Protobuf.MessageExtensions.ToByteArray(model);
     }
 
     private static byte[] Random(int length, int seed)

@@ -451,6 +451,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<Guid>("ArtifactId")
                         .HasColumnType("uuid");
 
+                    b.Property<int?>("ClassCount")
+                        .HasColumnType("integer");
+
                     b.Property<DateTimeOffset>("CreatedAt")
                         .HasColumnType("timestamp with time zone");
 
