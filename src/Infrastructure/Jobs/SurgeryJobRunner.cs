@@ -126,7 +126,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
         var result = await Task.Factory.StartNew(() =>
         {
-            var observer = threads.Observe(writer, (count, why) =>
+            var observer = threads.Observe(writer, job.TotalIterations - job.Iteration, (count, why) =>
                 logger.LogInformation("Job {JobId} trains with {Threads} LibTorch threads ({Why})", job.Id, count, why));
             using var loaded = ModelFormats.Load(modelBytes, model.Format, model.Architecture);
             using var raw = DatasetArchive.Read(new MemoryStream(datasetBytes));
