@@ -10,6 +10,7 @@ using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Infrastructure.Artifacts;
+using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Infrastructure.Jobs;
@@ -97,6 +98,13 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             logger.LogError(e, "Job {JobId} attempt {Attempt} failed unexpectedly", jobId, job.Attempts);
             await TransitionAsync(job, j => j.AttemptFailed(e.Message, DateTimeOffset.UtcNow));
             throw;
+        }
+        finally
+        {
+            // The attempt's model, data, trainer and snapshots are unreachable now: an idle worker goes back to its baseline.
+            ProcessMemory.Release();
+            logger.LogInformation("Job {JobId}: memory released, worker resident {ResidentMb} MB (peak {PeakMb} MB)", jobId,
+                ProcessMemory.ResidentBytes() / (1 << 20), ProcessMemory.PeakResidentBytes() / (1 << 20));
         }
     }
 
