@@ -116,6 +116,8 @@ public static class JobEndpoints
 
         var (model, dataset) = await submit.FindInputsAsync(request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
         if (invalid.Count > 0) return CannotRun(invalid);
+        submit.CheckMemory(model!, dataset!, settings, preprocessing, invalid);
+        if (invalid.Count > 0) return CannotRun(invalid);
 
         return Accepted(await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,

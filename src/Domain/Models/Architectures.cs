@@ -34,6 +34,18 @@ public static class Architectures
             $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
     };
 
+    /// <summary>
+    /// The bytes one sample's forward pass computes, as <see cref="Onnx.OnnxModule.ActivationBytes"/> counts them: the
+    /// input and every layer's and activation's output, in float32.
+    /// </summary>
+    public static long ActivationBytesPerSample(string name) => 4 * name switch
+    {
+        LeNet300100 => 784 + 2 * 300 + 2 * 100 + 10,
+        LeNet5 => 784 + 20 * 24 * 24 + 20 * 12 * 12 + 50 * 8 * 8 + 50 * 4 * 4 + 2 * 500 + 10,
+        _ => throw new SurgeryException("Unknown architecture",
+            $"architecture '{name}' is not built in; known: {string.Join(", ", Names)}", ErrorKind.Unsupported),
+    };
+
     /// <summary>784-300-100-10 with ReLU; accepts [N, 784] or [N, 1, 28, 28].</summary>
     private sealed class LeNet300100Module : Module<Tensor, Tensor>
     {

@@ -9,8 +9,8 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Domain.Torch;
 using SurgeryService.Infrastructure.Artifacts;
-using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Infrastructure.Jobs;

@@ -1,7 +1,7 @@
 using System.Runtime;
 using System.Runtime.InteropServices;
 
-namespace SurgeryService.Infrastructure.Hosting;
+namespace SurgeryService.Domain.Torch;
 
 /// <summary>
 /// Gives memory back to the operating system after a large piece of work (a job, a model upload), so that an idle
