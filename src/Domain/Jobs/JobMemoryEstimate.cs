@@ -22,7 +22,8 @@ public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, l
 {
     /// <summary>
     /// Peak worker memory per byte of weights, measured (docs/benchmarks.md#big-models): a 12.9M-parameter MLP peaked at
-    /// 53x its weight bytes above the idle worker (JobMemoryTests), a ResNet-18 at the figure bench -- large prints.
+    /// 53x its weight bytes above the idle worker with a checkpoint every 10 iterations (JobMemoryTests), ResNet-18 at
+    /// 31x in the engine alone (bench -- large).
     /// </summary>
     public const double WeightMultiple = 60;
 
