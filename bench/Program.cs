@@ -9,6 +9,7 @@ return args switch
     ["threads-child", .. var rest] => Threads.Child(rest),
     ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
+    ["large", .. var rest] => Large.Run(rest),
     _ => Usage(),
 };
 
@@ -45,6 +46,9 @@ static int Usage()
           --threads N                fix LibTorch threads in the engine and the Worker (default: measured per job)
           --no-build                 use the existing Release builds of src/Api and src/Worker
           --json FILE                also write the figures as JSON
+        usage: dotnet run -c Release --project bench -- large [--size 64] [--batch 64] [--threads N] [--iterations 10]
+          ResNet-18 from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
+          memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
         usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
           (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
         """);

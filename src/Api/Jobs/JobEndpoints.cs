@@ -118,6 +118,8 @@ public static class JobEndpoints
 
         var (model, dataset) = await submit.FindInputsAsync(request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
         if (invalid.Count > 0) return CannotRun(invalid);
+        submit.CheckMemory(model!, dataset!, settings, preprocessing, invalid);
+        if (invalid.Count > 0) return CannotRun(invalid);
 
         var submitted = await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,

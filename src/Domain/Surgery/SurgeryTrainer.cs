@@ -370,5 +370,6 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         _optimizer.Dispose();
         _permutation?.Dispose();
         _random.Dispose();
+        _lastGood = null; // a whole copy of the training state: not kept alive by whoever still holds the trainer
     }
 }

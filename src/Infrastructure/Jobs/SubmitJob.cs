@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
@@ -12,7 +13,8 @@ namespace SurgeryService.Infrastructure.Jobs;
 public sealed record SubmittedJob(SurgeryJob Job, string? Warning);
 
 /// <summary>Saves a job for the tenant and puts it on its Hangfire queue (see <see cref="JobQueuing"/>).</summary>
-public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPresence workers, ITenantAccessor tenant)
+public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPresence workers, ITenantAccessor tenant,
+    IOptions<JobOptions> options)
 {
     /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
     public async Task<(ModelEntry? Model, DatasetEntry? Dataset)> FindInputsAsync(Guid? modelId, Guid? datasetId,
@@ -45,6 +47,17 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
             }
         }
         return (model, dataset);
+    }
+
+    /// <summary>
+    /// Refuses, into <paramref name="invalid"/>, a job whose estimated peak memory is over <see cref="JobOptions.MaxJobMemoryBytes"/>:
+    /// a worker would run out of memory in its first iterations rather than finish it.
+    /// </summary>
+    public void CheckMemory(ModelEntry model, DatasetEntry dataset, SurgerySettings settings, JobPreprocessing preprocessing,
+        Dictionary<string, string[]> invalid)
+    {
+        var estimate = JobMemoryEstimate.For(model, dataset, settings, preprocessing);
+        if (estimate.Problem(options.Value.MaxJobMemoryBytes, settings.BatchSize) is { } problem) invalid["settings.batchSize"] = [problem];
     }
 
     /// <summary>

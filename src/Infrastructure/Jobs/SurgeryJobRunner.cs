@@ -9,6 +9,7 @@ using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Domain.Torch;
 using SurgeryService.Infrastructure.Artifacts;
 using SurgeryService.Infrastructure.Persistence;
 
@@ -98,6 +99,13 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             await TransitionAsync(job, j => j.AttemptFailed(e.Message, DateTimeOffset.UtcNow));
             throw;
         }
+        finally
+        {
+            // The attempt's model, data, trainer and snapshots are unreachable now: an idle worker goes back to its baseline.
+            ProcessMemory.Release();
+            logger.LogInformation("Job {JobId}: memory released, worker resident {ResidentMb} MB (peak {PeakMb} MB)", jobId,
+                ProcessMemory.ResidentBytes() / (1 << 20), ProcessMemory.PeakResidentBytes() / (1 << 20));
+        }
     }
 
     private async Task RunAttemptAsync(SurgeryJob job, string connectionString, CancellationToken shutdown)
@@ -126,7 +134,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
         var result = await Task.Factory.StartNew(() =>
         {
-            var observer = threads.Observe(writer, (count, why) =>
+            var observer = threads.Observe(writer, job.TotalIterations - job.Iteration, (count, why) =>
                 logger.LogInformation("Job {JobId} trains with {Threads} LibTorch threads ({Why})", job.Id, count, why));
             using var loaded = ModelFormats.Load(modelBytes, model.Format, model.Architecture);
             using var raw = DatasetArchive.Read(new MemoryStream(datasetBytes));

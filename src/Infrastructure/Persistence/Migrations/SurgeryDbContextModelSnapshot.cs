@@ -432,6 +432,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .ValueGeneratedOnAdd()
                         .HasColumnType("uuid");
 
+                    b.Property<long>("ActivationBytesPerSample")
+                        .HasColumnType("bigint");
+
                     b.Property<string>("Architecture")
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)");
