@@ -78,7 +78,7 @@ public static class JobEndpoints
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
-        SubmitJobRequest request, SubmitJob submit, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+        SubmitJobRequest request, SubmitJob submit, JobQueries jobs, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var malformed = new Dictionary<string, string[]>();
         var invalid = new Dictionary<string, string[]>();
@@ -117,13 +117,13 @@ public static class JobEndpoints
         var (model, dataset) = await submit.FindInputsAsync(request.ModelId, request.DatasetId, preprocessing, invalid, cancellationToken);
         if (invalid.Count > 0) return CannotRun(invalid);
 
-        return Accepted(await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
+        return await AcceptedAsync(jobs, await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
-            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, cancellationToken));
+            JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, cancellationToken), cancellationToken);
     }
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> SubmitSensitivity(
-        SubmitSensitivityRequest request, SubmitJob submit, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+        SubmitSensitivityRequest request, SubmitJob submit, JobQueries jobs, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var malformed = new Dictionary<string, string[]>();
         var queue = CheckInputsAndQueue(request.ModelId, request.DatasetId, request.Queue, malformed);
@@ -139,8 +139,8 @@ public static class JobEndpoints
         if (invalid.Count > 0) return CannotRun(invalid);
 
         // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
-        return Accepted(await submit.ExecuteAsync(model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
-            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable), cancellationToken));
+        return await AcceptedAsync(jobs, await submit.ExecuteAsync(model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
+            jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable), cancellationToken), cancellationToken);
     }
 
     /// <summary>The model, dataset and queue every job names; problems go to <paramref name="malformed"/>.</summary>
@@ -160,12 +160,9 @@ public static class JobEndpoints
             Status = StatusCodes.Status422UnprocessableEntity,
         });
 
-    /// <summary>202 with the job; a warning tells the client when no live worker serves its queue (the job waits for one).</summary>
-    private static Accepted<JobResponse> Accepted(SubmittedJob submitted) =>
-        TypedResults.Accepted($"/api/jobs/{submitted.Job.Id}", JobResponse.From(submitted.Job) with
-        {
-            Warnings = submitted.Warning is { } warning ? [warning] : null,
-        });
+    /// <summary>202 with the job and its queue position; a warning tells the client when no live worker serves its queue (the job waits for one).</summary>
+    private static async Task<Accepted<JobResponse>> AcceptedAsync(JobQueries jobs, SurgeryJob job, CancellationToken cancellationToken) =>
+        TypedResults.Accepted($"/api/jobs/{job.Id}", JobResponse.From(job, await jobs.StandingAsync(job, cancellationToken)));
 
     /// <summary>The tenant's jobs, newest first.</summary>
     /// <param name="state">Only jobs in this state: Queued, Running, Succeeded, Failed or Cancelled (any case); all when absent.</param>
@@ -185,12 +182,16 @@ public static class JobEndpoints
         foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        return Paging.Ok(await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken), JobResponse.From, page, pageSize);
+        var rows = await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken);
+        var standings = await jobs.StandingsAsync(rows.Items, cancellationToken);
+        return Paging.Ok(rows, j => JobResponse.From(j, standings[j.Id]), page, pageSize);
     }
 
     public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>>> Get(
         Guid id, JobQueries jobs, CancellationToken cancellationToken) =>
-        await jobs.FindAsync(id, cancellationToken) is { } job ? TypedResults.Ok(JobResponse.From(job)) : NotFoundProblem.For("job", id);
+        await jobs.FindAsync(id, cancellationToken) is { } job
+            ? TypedResults.Ok(JobResponse.From(job, await jobs.StandingAsync(job, cancellationToken)))
+            : NotFoundProblem.For("job", id);
 
     public static async Task<Results<Ok<MetricsResponse>, ContentHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Metrics(
         Guid id, HttpRequest http, JobQueries jobs, int? from = null, int? to = null, int stride = 1,
@@ -216,7 +217,11 @@ public static class JobEndpoints
 
         var wantsCsv = MetricsQuery.WantsCsv(http, format);
         var nextFrom = MetricsQuery.NextFrom(points, limit, stride);
-        if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom));
+        if (!wantsCsv)
+        {
+            return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom,
+                job.Kind is BudgetJob ? "validation" : "test"));
+        }
 
         return TypedResults.Content(MetricsCsv.Write(job.LayerNames, points), "text/csv; charset=utf-8");
     }
@@ -240,9 +245,8 @@ public static class JobEndpoints
         {
             var job = await jobs.FindAsync(id, cancellationToken)
                 ?? throw new InvalidOperationException($"job {id} disappeared while its events were streamed");
-            var response = JobResponse.From(job);
-            var current = new JobProgressEvent(id, response.State, job.Iteration, job.TotalIterations, job.Loss, response.Sparsity,
-                job.LastTop1, job.CheckpointIteration, job.Error);
+            var standing = job.State == JobState.Queued ? await jobs.StandingAsync(job, cancellationToken) : null;
+            var current = JobProgressEvent.From(JobResponse.From(job, standing));
             if (current != last)
             {
                 yield return new SseItem<JobProgressEvent>(current, job.IsFinished ? "finished" : "progress")

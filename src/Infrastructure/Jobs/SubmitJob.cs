@@ -8,11 +8,8 @@ using SurgeryService.Infrastructure.Tenants;
 
 namespace SurgeryService.Infrastructure.Jobs;
 
-/// <summary>A saved and enqueued job, and what the client should know about it (no live worker serves its queue).</summary>
-public sealed record SubmittedJob(SurgeryJob Job, string? Warning);
-
 /// <summary>Saves a job for the tenant and puts it on its Hangfire queue.</summary>
-public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPresence workers, ITenantAccessor tenant)
+public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, ITenantAccessor tenant)
 {
     /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
     public async Task<(ModelEntry? Model, DatasetEntry? Dataset)> FindInputsAsync(Guid? modelId, Guid? datasetId,
@@ -29,8 +26,11 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
         return (model, dataset);
     }
 
-    /// <summary>Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be starting).</summary>
-    public async Task<SubmittedJob> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
+    /// <summary>
+    /// Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be starting:
+    /// the job's standing warns of it, see <see cref="JobQueries.StandingsAsync"/>).
+    /// </summary>
+    public async Task<SurgeryJob> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
         JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations, CancellationToken cancellationToken)
     {
         var job = new SurgeryJob
@@ -48,9 +48,6 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
             UpdatedAt = DateTimeOffset.UtcNow,
         };
         await queuing.SubmitAsync(job, cancellationToken);
-        var warning = workers.ServesQueue(job.Queue)
-            ? null
-            : $"no live worker serves the '{job.Queue}' queue right now: the job waits until one starts";
-        return new SubmittedJob(job, warning);
+        return job;
     }
 }
