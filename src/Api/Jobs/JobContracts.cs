@@ -59,6 +59,7 @@ public sealed record SubmitSensitivityRequest
 /// </summary>
 public sealed record JobResponse
 {
+    /// <summary>The job's id (also in the <c>Location</c> of the submit's answer).</summary>
     public required Guid Id { get; init; }
 
     /// <summary><c>Queued</c>, <c>Running</c>, <c>Succeeded</c>, <c>Failed</c> or <c>Cancelled</c>.</summary>
@@ -70,7 +71,10 @@ public sealed record JobResponse
     /// </summary>
     public required string Mode { get; init; }
 
+    /// <summary>The model the job compresses; null once that model was deleted after the job finished.</summary>
     public Guid? ModelId { get; init; }
+
+    /// <summary>The dataset the job trains, validates and tests on; null once it was deleted after the job finished.</summary>
     public Guid? DatasetId { get; init; }
 
     /// <summary><c>dns</c> or <c>magnitude</c>.</summary>
@@ -107,6 +111,7 @@ public sealed record JobResponse
     /// <summary>When the job should finish at the measured pace (UTC); null when <see cref="EtaSeconds"/> is.</summary>
     public DateTimeOffset? EstimatedFinishAt { get; init; }
 
+    /// <summary>Iterations between checkpoints (≥ 1): the most work a lost worker costs.</summary>
     public int CheckpointInterval { get; init; }
 
     /// <summary>Training loss (cross-entropy) of the latest iteration.</summary>
@@ -146,8 +151,13 @@ public sealed record JobResponse
     /// <summary>Iteration of the latest checkpoint.</summary>
     public int CheckpointIteration { get; init; }
 
+    /// <summary>The checkpoint iteration the latest attempt resumed from, when it did.</summary>
     public int? ResumedFromIteration { get; init; }
+
+    /// <summary>A cancel was asked for; a running job stops at its next iteration.</summary>
     public bool CancelRequested { get; init; }
+
+    /// <summary>Why the job failed (or, while it is retried, why its last attempt did), in words a user can act on.</summary>
     public string? Error { get; init; }
 
     /// <summary>
@@ -161,15 +171,25 @@ public sealed record JobResponse
     /// <summary>Formats <c>GET /api/jobs/{id}/result</c> serves: <c>onnx</c>, <c>onnx-sparse</c>, <c>torchsharp</c>.</summary>
     public required IReadOnlyList<string> ResultFormats { get; init; }
 
+    /// <summary>The job's settings, defaults filled in.</summary>
     public required SurgerySettings Settings { get; init; }
+
+    /// <summary>How dataset inputs become model inputs.</summary>
     public required JobPreprocessing Preprocessing { get; init; }
+
+    /// <summary>When the job was submitted (UTC); queued jobs are served in this order.</summary>
     public DateTimeOffset CreatedAt { get; init; }
+
+    /// <summary>When a worker first started the job (UTC).</summary>
     public DateTimeOffset? StartedAt { get; init; }
+
+    /// <summary>When the job succeeded, failed or was cancelled (UTC).</summary>
     public DateTimeOffset? FinishedAt { get; init; }
 
     /// <summary>Seconds from the first start to the finish (or to now while running).</summary>
     public double? DurationSeconds { get; init; }
 
+    /// <summary>Budget mode: the target the search aims for (the defaults when the job named none); null in other modes.</summary>
     public SurgeryTarget? Target { get; init; }
 
     /// <summary>Budget mode, once finished: whether the delivered model is within the budget and reaches minCompression.</summary>

@@ -124,6 +124,22 @@ public sealed class JobProgressTests(JobProgressHost host, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task SwaggerDescribesEveryFieldOfTheJobAndItsFigures()
+    {
+        var document = await host.Client().GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);
+        var schemas = document.GetProperty("components").GetProperty("schemas");
+        foreach (var name in new[] { "JobResponse", "JobPhaseResponse", "JobValidationFigures", "JobTestFigures" })
+        {
+            var undocumented = schemas.GetProperty(name).GetProperty("properties").EnumerateObject()
+                .Where(p => !p.Value.TryGetProperty("description", out var d) || string.IsNullOrWhiteSpace(d.GetString()))
+                .Select(p => p.Name).ToList();
+            Assert.True(undocumented.Count == 0, $"{name} lacks descriptions of {string.Join(", ", undocumented)}");
+        }
+        Assert.Contains("[0, 1]", schemas.GetProperty("JobValidationFigures").GetProperty("properties").GetProperty("top1Before")
+            .GetProperty("description").GetString());
+    }
+
+    [Fact]
     public async Task PhaseAndEtaArePresentAndMoveWhileABudgetJobRuns()
     {
         var client = host.Client();
