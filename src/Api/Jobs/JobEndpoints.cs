@@ -245,8 +245,8 @@ public static class JobEndpoints
         {
             var job = await jobs.FindAsync(id, cancellationToken)
                 ?? throw new InvalidOperationException($"job {id} disappeared while its events were streamed");
-            var standing = job.State == JobState.Queued ? await jobs.StandingAsync(job, cancellationToken) : null;
-            var current = JobProgressEvent.From(JobResponse.From(job, standing));
+            // The event carries no warnings: only the queue position, without asking Hangfire for its servers every poll.
+            var current = JobProgressEvent.From(JobResponse.From(job, new JobStanding(await jobs.QueuePositionAsync(job, cancellationToken), [])));
             if (current != last)
             {
                 yield return new SseItem<JobProgressEvent>(current, job.IsFinished ? "finished" : "progress")

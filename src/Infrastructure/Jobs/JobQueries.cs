@@ -35,8 +35,7 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
             int? position = null;
             if (job.State == JobState.Queued)
             {
-                position = 1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
-                    o => o.State == JobState.Queued && o.Queue == job.Queue && o.CreatedAt < job.CreatedAt, cancellationToken);
+                position = await QueuePositionAsync(job, cancellationToken);
                 if (!(served.TryGetValue(job.Queue, out var serves) ? serves : served[job.Queue] = workers.ServesQueue(job.Queue)))
                 {
                     warnings.Insert(0, NoWorker(job.Queue));
@@ -46,6 +45,12 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
         }
         return standings;
     }
+
+    /// <summary>1 + the queued jobs of every tenant submitted to <paramref name="job"/>'s queue before it; null unless it is queued.</summary>
+    public async Task<int?> QueuePositionAsync(SurgeryJob job, CancellationToken cancellationToken) => job.State == JobState.Queued
+        ? 1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
+            o => o.State == JobState.Queued && o.Queue == job.Queue && o.CreatedAt < job.CreatedAt, cancellationToken)
+        : null;
 
     public async Task<JobStanding> StandingAsync(SurgeryJob job, CancellationToken cancellationToken) =>
         (await StandingsAsync([job], cancellationToken))[job.Id];

@@ -128,11 +128,17 @@ public sealed class JobProgressTests(JobProgressHost host, ITestOutputHelper out
     {
         var document = await host.Client().GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);
         var schemas = document.GetProperty("components").GetProperty("schemas");
+        // A property whose schema is a reference carries no description of its own: the referenced schema's describes it.
+        static string? Reference(JsonElement property) =>
+            property.TryGetProperty("$ref", out var direct) ? direct.GetString()
+            : new[] { "allOf", "oneOf", "anyOf" }.Where(k => property.TryGetProperty(k, out _))
+                .SelectMany(k => property.GetProperty(k).EnumerateArray()).Select(Reference).FirstOrDefault(r => r is not null);
+        bool Described(JsonElement schema) => schema.TryGetProperty("description", out var d) && !string.IsNullOrWhiteSpace(d.GetString())
+            || Reference(schema) is { } reference && Described(schemas.GetProperty(reference.Split('/')[^1]));
         foreach (var name in new[] { "JobResponse", "JobPhaseResponse", "JobValidationFigures", "JobTestFigures" })
         {
             var undocumented = schemas.GetProperty(name).GetProperty("properties").EnumerateObject()
-                .Where(p => !p.Value.TryGetProperty("description", out var d) || string.IsNullOrWhiteSpace(d.GetString()))
-                .Select(p => p.Name).ToList();
+                .Where(p => !Described(p.Value)).Select(p => p.Name).ToList();
             Assert.True(undocumented.Count == 0, $"{name} lacks descriptions of {string.Join(", ", undocumented)}");
         }
         Assert.Contains("[0, 1]", schemas.GetProperty("JobValidationFigures").GetProperty("properties").GetProperty("top1Before")
@@ -169,12 +175,16 @@ public sealed class JobProgressTests(JobProgressHost host, ITestOutputHelper out
         Assert.All(stages, s => Assert.InRange(s.Step, 1, s.Steps));
         Assert.Equal(stages.Select(s => s.Step).Order(), stages.Select(s => s.Step));
 
-        // The estimate is there from the measured pace, and it counts down as the job goes on.
-        var etas = training.Select(j => j.GetProperty("etaSeconds")).Where(e => e.ValueKind == JsonValueKind.Number).Select(e => e.GetDouble()).ToList();
-        Assert.True(etas.Count >= 2, $"{etas.Count} estimates among {training.Count} answers");
-        Assert.True(etas[^1] < etas[0], $"the estimate went from {etas[0]} s to {etas[^1]} s");
-        Assert.All(training.Where(j => j.GetProperty("etaSeconds").ValueKind == JsonValueKind.Number),
-            j => Assert.True(j.GetProperty("estimatedFinishAt").GetDateTimeOffset() > j.GetProperty("createdAt").GetDateTimeOffset()));
+        // The estimate is there once iterations are timed, and it moves with the measured pace (how it moves depends on
+        // the machine's load, which JobPaceTests hold fixed).
+        var estimated = training.Where(j => j.GetProperty("etaSeconds").ValueKind == JsonValueKind.Number).ToList();
+        Assert.True(estimated.Count >= training.Count / 2, $"{estimated.Count} estimates among {training.Count} answers");
+        Assert.True(estimated.Select(j => j.GetProperty("etaSeconds").GetDouble()).Distinct().Count() >= 2, "the estimate never moved");
+        Assert.All(estimated, j =>
+        {
+            Assert.True(j.GetProperty("etaSeconds").GetDouble() >= 0);
+            Assert.True(j.GetProperty("estimatedFinishAt").GetDateTimeOffset() > j.GetProperty("startedAt").GetDateTimeOffset());
+        });
 
         Assert.Equal("Cancelled", done.GetProperty("state").GetString());
         Assert.Equal(JsonValueKind.Null, done.GetProperty("phase").ValueKind);
