@@ -32,10 +32,18 @@ public sealed class SearchReport
 
     /// <summary>
     /// Whether the search validates on half of the test split because the starting model had evidently been trained on
-    /// the held-out training samples (<see cref="BudgetSearch.Memorised"/>). Test figures still cover the whole test
-    /// split, so half of those samples then also steered the search.
+    /// the held-out training samples (<see cref="BudgetSearch.Memorised"/>). Test figures then cover the other half only
+    /// (<see cref="TestSplit"/>), samples that never steered the search.
     /// </summary>
     public bool ValidatesOnTest { get; set; }
+
+    /// <summary>Where the validation samples come from.</summary>
+    public ValidationSplit ValidationSplit { get; set; }
+
+    /// <summary>Which test samples <see cref="TestTop1Before"/> and <see cref="TestTop1After"/> are measured on.</summary>
+    public TestSplit TestSplit { get; set; }
+
+    public int TestSamples { get; set; }
 
     /// <summary>The least validation top-1 within a budget of <paramref name="budget"/> (a fraction).</summary>
     public double Floor(double budget) => ValidationTop1Before - budget;
@@ -118,6 +126,9 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     public int Iteration => trainer.Iteration;
 
+    /// <summary>Where the validation split given to <see cref="Run"/> comes from (the report says so).</summary>
+    public ValidationSplit ValidationSource { get; init; } = ValidationSplit.TrainingHoldout;
+
     public SearchReport? Report => _report;
 
     private SurgeryTarget Target => target;
@@ -138,6 +149,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         TensorDataset? rest = null, decide = null;
         try
         {
+            if (_report is null) observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
             if (_report is null ? StartsMemorised(validation, test, observer) : _report.ValidatesOnTest)
             {
                 (rest, decide) = test.Split((int)(test.Count / 2), SurgeryTarget.ValidationSplitSeed);
@@ -145,10 +157,13 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 {
                     observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
                         $"the search validates on {decide.Count} samples of the test split, which the model has never seen; " +
-                        "test figures are still measured on the whole test split, as a user would measure them"));
+                        $"test figures are measured on the other {rest.Count} test samples, which never steer the search"));
                 }
             }
-            return Search(train, decide ?? validation, test, observer, checkpointInterval, cancellationToken);
+            observer.OnSplits(decide is null
+                ? new EvaluationSplits(ValidationSource, validation.Count, TestSplit.Whole, test.Count)
+                : new EvaluationSplits(ValidationSplit.TestHalf, decide.Count, TestSplit.OtherHalf, rest!.Count));
+            return Search(train, decide ?? validation, rest ?? test, observer, checkpointInterval, cancellationToken);
         }
         finally
         {
@@ -171,7 +186,13 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 return Cancelled(); // during the sensitivity analysis: nothing trained yet, nothing to keep
             }
         }
-        else trainer.StartGuard(train, null);
+        else
+        {
+            trainer.StartGuard(train, null);
+            observer.OnDeliverable(_report.GoodCompression);
+            if (_report.FineTuneStart is not null) observer.OnPhase(new PhaseUpdate(RunPhase.FineTune));
+            else if (_report.Stages.LastOrDefault(s => s.Accepted is null) is { } running) observer.OnPhase(StagePhase(_report, running));
+        }
         var report = _report!;
 
         while (report.FineTuneStart is null)
@@ -209,9 +230,9 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     private void Begin(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
         CancellationToken cancellationToken)
     {
-        // StartsMemorised has measured the starting model already; its validation figure stands unless the search
-        // now validates on the test split instead.
-        var testBefore = _startTest ?? (test.Count > 0 ? trainer.Evaluate(test) : null);
+        // StartsMemorised has measured the starting model already, on the whole test split: its figures stand unless the
+        // search now validates on half of that split and tests on the other half.
+        var testBefore = _startTest is { } whole && !_validatesOnTest ? whole : test.Count > 0 ? trainer.Evaluate(test) : null;
         var before = _startValidation is { } measured && !_validatesOnTest ? measured : trainer.Evaluate(validation);
         observer.OnEvaluation(before);
         trainer.StartGuard(train, before);
@@ -228,11 +249,19 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             ValidationTop1Before = before.Top1,
             ValidationLossBefore = before.Loss,
             TestTop1Before = testBefore?.Top1,
-            Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1,
-                curve => observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve))),
-                cancellationToken)],
+            ValidationSplit = _validatesOnTest ? ValidationSplit.TestHalf : ValidationSource,
+            TestSplit = _validatesOnTest ? TestSplit.OtherHalf : TestSplit.Whole,
+            TestSamples = (int)test.Count,
         };
+        var (layersMeasured, layers) = (0, trainer.Layers.Count);
+        observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 0, layers));
+        report.Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1, curve =>
+        {
+            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve)));
+            observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, ++layersMeasured, layers));
+        }, cancellationToken)];
         report.ValidatesOnTest = _validatesOnTest;
+        observer.OnDeliverable(report.GoodCompression);
         _report = report;
         _best = trainer.Snapshot();
         var free = Sensitivity.CompressionAt(report.Sensitivity, Budget);
@@ -334,12 +363,17 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             Layers = calibrations,
         };
         report.Stages.Add(stage);
+        observer.OnPhase(StagePhase(report, stage));
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
             $"stage {stage.Index + 1}: aiming at {target:0.#}x from {report.GoodCompression:0.#}x (calibrated for " +
             $"{target * report.Correction:0.#}x), iterations {stage.Start}-{stage.End}; " +
             string.Join(", ", calibrations.Select(c => $"{c.Layer} keeps {c.KeptFraction:P2} (t {c.Threshold:g3}, cRate {c.CRate:0.##})"))));
         return stage;
     }
+
+    /// <summary>Stage k of the most stages the iterations left after it allow (the bisection may stop sooner).</summary>
+    private PhaseUpdate StagePhase(SearchReport report, SearchStageReport stage) =>
+        new(RunPhase.Stage, stage.Index + 1, stage.Index + 1 + Math.Max(0, (MaxIterations - FineTuneIterations - stage.End) / StageLength));
 
     private void Judge(SearchReport report, SearchStageReport stage, TensorDataset validation, ISurgeryObserver observer)
     {
@@ -354,6 +388,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             report.GoodCompression = compression;
             report.BestStage = stage.Index;
             _best = trainer.Snapshot();
+            observer.OnDeliverable(compression);
         }
         else if (!withinBudget)
         {
@@ -375,6 +410,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         trainer.MarkGood();
         report.FineTuneStart = trainer.Iteration;
         _fineTuneBest = null;
+        observer.OnPhase(new PhaseUpdate(RunPhase.FineTune));
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
             $"fine-tune of the best state ({report.GoodCompression:0.#}x) with frozen masks until iteration {MaxIterations}"));
     }
@@ -392,6 +428,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         // Best-of-run: the fine-tune's best validated state when it is at least as good as the stage it started from.
         var bestStageTop1 = report.BestStage >= 0 ? report.Stages[report.BestStage].ValidationTop1 : report.ValidationTop1Before;
         var useFineTune = _fineTuneBest is not null && report.FineTuneBestTop1 >= bestStageTop1;
+        observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
         RestoreKeepingIteration(useFineTune ? _fineTuneBest! : _best!);
         trainer.WriteDeliveredWeights();
         var validationAfter = trainer.Evaluate(validation);
@@ -411,6 +448,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
             $"delivered {compression:0.#}x ({(useFineTune ? $"fine-tune iteration {report.FineTuneBestIteration}" : report.BestStage >= 0 ? $"stage {report.BestStage + 1}" : "the starting model")}): " +
             $"validation top-1 {validationAfter.Top1:P2}, test top-1 {testAfter?.Top1:P2}" +
+            (report.TestSplit == TestSplit.OtherHalf ? $" on the {report.TestSamples} test samples that did not validate" : "") +
             (report.BudgetProblem is { } problem ? $"; budget not met: {problem}" : "; budget met")));
         return new SurgeryOutcome(trainer.Iteration, false, null, testAfter, trainer.Results()) { Search = report };
     }

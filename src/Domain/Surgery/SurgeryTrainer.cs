@@ -118,17 +118,21 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         int checkpointInterval = 0, CancellationToken cancellationToken = default)
     {
         if (train.Count == 0) throw new SurgeryException("Bad dataset", "the training set is empty");
+        observer.OnSplits(new EvaluationSplits(null, 0, TestSplit.Whole, test.Count));
+        if (Iteration == 0) observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
         var before = Iteration == 0 && test.Count > 0 ? Evaluate(test) : null;
         if (before is not null) observer.OnEvaluation(before);
         if (Iteration == 0) WarnAboutFirstPrunes(observer);
         StartGuard(train, before);
 
+        observer.OnPhase(new PhaseUpdate(RunPhase.Training));
         var cancelled = RunUntil(_settings.Iterations, FixedPlan(), train, test, observer, checkpointInterval, this, cancellationToken);
 
         foreach (var layer in _layers) layer.WriteDeliveredWeights();
         EvaluationMetrics? after = null;
         if (!cancelled && test.Count > 0)
         {
+            observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
             after = Evaluate(test);
             observer.OnEvaluation(after);
         }

@@ -125,8 +125,10 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             ? await artifacts.ReadAllBytesAsync(checkpointId, shutdown)
             : null;
 
+        // A sensitivity job's steps are layers, which the pace counts from its analysis; training jobs count iterations.
+        var pace = new JobPace(job.Kind is SensitivityJob ? 0 : job.TotalIterations, job.Iteration, job.Settings.BatchSize, TimeProvider.System);
         await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value,
-            job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents);
+            job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents, evaluatesOnValidation: job.Kind is BudgetJob, pace);
         writer.Start();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested, writer.Failed);
         var checkpointInterval = job.CheckpointInterval > 0 ? job.CheckpointInterval : options.Value.DefaultCheckpointInterval;
@@ -138,18 +140,16 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                 logger.LogInformation("Job {JobId} trains with {Threads} LibTorch threads ({Why})", job.Id, count, why));
             using var loaded = ModelFormats.Load(modelBytes, model.Format, model.Architecture);
             using var raw = DatasetArchive.Read(new MemoryStream(datasetBytes));
-            var (train, test) = JobInputs.Prepare(raw, dataset, job.Preprocessing, loaded.InputShape);
-            using var _train = train;
-            using var _test = test;
+            using var samples = JobInputs.Prepare(raw, dataset, job.Preprocessing, loaded.InputShape);
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
             return job.Kind switch
             {
                 SensitivityJob sensitivity =>
-                    RunSensitivity(trainer, sensitivity.Sensitivity, train, test, observer, writer, stop.Token) is { } report
+                    RunSensitivity(trainer, sensitivity.Sensitivity, samples, observer, writer, stop.Token) is { } report
                         ? new Attempt.Analysed(report)
                         : new Attempt.Stopped(),
-                BudgetJob budget => Delivered(RunBudgetSearch(trainer, budget, train, test, checkpoint, observer, checkpointInterval, stop.Token)),
-                _ => Delivered(RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token)),
+                BudgetJob budget => Delivered(RunBudgetSearch(trainer, budget, samples, checkpoint, observer, checkpointInterval, stop.Token)),
+                _ => Delivered(RunFixed(trainer, samples.Train, samples.Test, checkpoint, observer, checkpointInterval, stop.Token)),
             };
 
             Attempt Delivered(RunResult run)
@@ -159,6 +159,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
                     return new Attempt.Stopped();
                 }
+                writer.OnPhase(new PhaseUpdate(RunPhase.Exporting));
                 var files = new List<(ResultFormat, string)>();
                 foreach (var (format, content) in ModelFormats.WriteResults(loaded, job.Settings, run.Outcome))
                 {
@@ -212,13 +213,20 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     }
 
     /// <summary>
-    /// A sensitivity-only job: the validation split is held out of the training samples exactly as in budget mode (same
-    /// seed), so its curves describe the samples a budget job on the dataset would validate on. Progress counts layers.
-    /// Nothing is checkpointed: a resumed attempt measures again from the first layer.
+    /// A sensitivity-only job: it measures on the dataset's own validation split, or else on samples held out of the
+    /// training samples exactly as in budget mode (same seed), so its curves describe the samples a budget job on the
+    /// dataset would validate on. Progress counts layers. Nothing is checkpointed: a resumed attempt measures again from
+    /// the first layer.
     /// </summary>
-    private static SensitivityReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, TensorDataset train,
-        TensorDataset test, ISurgeryObserver observer, JobProgressWriter writer, CancellationToken stop)
+    private static SensitivityReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, JobSamples samples,
+        ISurgeryObserver observer, JobProgressWriter writer, CancellationToken stop)
     {
+        if (samples.Validation is { } own)
+        {
+            observer.OnSplits(new EvaluationSplits(ValidationSplit.Dataset, own.Count, TestSplit.Whole, samples.Test.Count));
+            return Sensitivity.Measure(trainer, own, samples.Test, observer, writer.Progress, stop);
+        }
+        var train = samples.Train;
         if (train.Count < 2)
         {
             throw new SurgeryException("Bad dataset", "a sensitivity analysis needs at least 2 training samples to hold a validation split out of");
@@ -226,7 +234,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         var (rest, validation) = train.Split(SurgeryTarget.ValidationCount(sensitivity.Validation, train.Count), SurgeryTarget.ValidationSplitSeed);
         using var _rest = rest;
         using var _validation = validation;
-        return Sensitivity.Measure(trainer, validation, test, observer, writer.Progress, stop);
+        observer.OnSplits(new EvaluationSplits(ValidationSplit.TrainingHoldout, validation.Count, TestSplit.Whole, samples.Test.Count));
+        return Sensitivity.Measure(trainer, validation, samples.Test, observer, writer.Progress, stop);
     }
 
     /// <summary>The paper's fixed thresholds (the job names cRates).</summary>
@@ -238,12 +247,17 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     }
 
     /// <summary>
-    /// Budget mode: the validation split is held out of the training samples (the same samples for every job on the
-    /// dataset) and never trained on; the search picks the thresholds.
+    /// Budget mode: the search validates on the dataset's own validation split, or else on samples held out of the
+    /// training samples (the same samples for every job on the dataset) and never trained on; it picks the thresholds.
     /// </summary>
-    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, TensorDataset train,
-        TensorDataset test, byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
+    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, JobSamples samples,
+        byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
+        if (samples.Validation is { } own)
+        {
+            return Search(samples.Train, own, ValidationSplit.Dataset);
+        }
+        var train = samples.Train;
         if (train.Count < 2)
         {
             throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
@@ -251,9 +265,14 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         var (fit, validation) = train.Split(budget.Target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
         using var _fit = fit;
         using var _validation = validation;
-        var search = new BudgetSearch(trainer, budget.Settings, budget.Target);
-        if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
-        return new RunResult(search.Run(fit, validation, test, observer, checkpointInterval, stop), search);
+        return Search(fit, validation, ValidationSplit.TrainingHoldout);
+
+        RunResult Search(TensorDataset fit, TensorDataset validation, ValidationSplit source)
+        {
+            var search = new BudgetSearch(trainer, budget.Settings, budget.Target) { ValidationSource = source };
+            if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
+            return new RunResult(search.Run(fit, validation, samples.Test, observer, checkpointInterval, stop), search);
+        }
     }
 
     /// <summary>A run's outcome and what can checkpoint it (the trainer, or the search around it).</summary>

@@ -114,7 +114,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         Assert.Equal("Succeeded", done.GetProperty("state").GetString());
         Assert.Equal(["onnx", "onnx-sparse"], done.GetProperty("resultFormats").EnumerateArray().Select(f => f.GetString()));
         await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp").ExpectAsync(HttpStatusCode.UnprocessableEntity);
-        var reported = done.GetProperty("top1After").GetDouble();
+        var reported = done.GetProperty("test").GetProperty("top1After").GetDouble();
         var dense = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx")).Content.ReadAsByteArrayAsync();
         var sparse = await (await client.GetAsync($"/api/jobs/{job}/result?format=onnx-sparse")).Content.ReadAsByteArrayAsync();
         var (denseAccuracy, denseZeros) = OnnxRuntimeAccuracy(dense);

@@ -218,6 +218,13 @@ public sealed class BudgetSearchTests : IDisposable
         Assert.True(report.ValidatesOnTest);
         Assert.Equal(noisyTest.Count / 2, report.ValidationSamples);
         Assert.True(report.ValidationTop1Before < 0.8, $"validation top-1 {report.ValidationTop1Before} is measured on unseen samples");
+        // Its test figures are on the other half: samples that never steered it.
+        var (otherHalf, validationHalf) = noisyTest.Split((int)(noisyTest.Count / 2), SurgeryTarget.ValidationSplitSeed);
+        using var disposeOther = otherHalf;
+        using var disposeHalf = validationHalf;
+        Assert.Equal((ValidationSplit.TestHalf, TestSplit.OtherHalf, (int)otherHalf.Count), (report.ValidationSplit, report.TestSplit, report.TestSamples));
+        Assert.Equal(new EvaluationSplits(ValidationSplit.TestHalf, validationHalf.Count, TestSplit.OtherHalf, otherHalf.Count), Assert.Single(observer.Splits));
+        Assert.Equal(trainer.Evaluate(otherHalf).Top1, report.TestTop1After!.Value, 9);
         Assert.All(report.Stages.Where(s => s.Accepted == true), s => Assert.True(s.ValidationTop1 >= report.Floor(0.01)));
         Assert.True(report.ValidationTop1After >= report.Floor(0.01));
     }
@@ -258,6 +265,22 @@ public sealed class BudgetSearchTests : IDisposable
         Assert.Equal(Math.Max(stageTop1, report.FineTuneBestTop1!.Value), report.ValidationTop1After!.Value, 9);
         // One continuous series of iterations over every stage and the fine-tune.
         Assert.Equal(Enumerable.Range(0, settings.Iterations), observer.Iterations.Select(m => m.Iteration));
+        // Phases before the first iteration: the start, then each layer of the analysis; then stages counting up, the
+        // fine-tune and the final evaluation.
+        var layers = trainer.Layers.Count;
+        Assert.Equal(
+            [new PhaseUpdate(RunPhase.Evaluating), .. Enumerable.Range(0, layers + 1).Select(k => new PhaseUpdate(RunPhase.Sensitivity, k, layers))],
+            observer.Phases.TakeWhile(p => p.IterationsDone == 0).Select(p => p.Phase).Take(layers + 2));
+        var stagePhases = observer.Phases.Where(p => p.Phase.Phase == RunPhase.Stage).Select(p => p.Phase).ToList();
+        Assert.Equal(Enumerable.Range(1, report.Stages.Count), stagePhases.Select(p => p.Step));
+        Assert.All(stagePhases, p => Assert.InRange(p.Step, 1, p.Steps));
+        Assert.Equal([RunPhase.FineTune, RunPhase.Evaluating], observer.Phases.Select(p => p.Phase.Phase).TakeLast(2));
+        // The deliverable only ever grows, from the starting model to what is delivered.
+        Assert.Equal(1, observer.Deliverables[0]);
+        Assert.Equal(observer.Deliverables.Order(), observer.Deliverables);
+        Assert.Equal(outcome.Compression, observer.Deliverables[^1], 6);
+        Assert.Equal(new EvaluationSplits(ValidationSplit.TrainingHoldout, validation.Count, TestSplit.Whole, test.Count), Assert.Single(observer.Splits));
+        Assert.Equal((ValidationSplit.TrainingHoldout, TestSplit.Whole, (int)test.Count), (report.ValidationSplit, report.TestSplit, report.TestSamples));
         // Exact zeros: the module holds W ⊙ T.
         Assert.Equal(outcome.Kept, trainer.Layers.Sum(l => Values(l.Weight.Parameter).Count(v => v != 0)
             + (l.Bias is null ? Values(model.get_parameter(l.Layer.BiasParameter!)!).Count(v => v != 0) : Values(l.Bias.Parameter).Count(v => v != 0))));
