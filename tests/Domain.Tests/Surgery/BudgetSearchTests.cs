@@ -278,10 +278,10 @@ public sealed class BudgetSearchTests : IDisposable
         foreach (var stage in report.Stages.Append(fineTune))
         {
             var frozenFrom = stage == fineTune ? stage.Start : stage.Start + (stage.End - stage.Start) / 2;
-            Assert.Equal(settings.LearningRate, rate[stage.Start], 12);
-            Assert.All(Enumerable.Range(stage.Start, frozenFrom - stage.Start), i => Assert.Equal(settings.LearningRate, rate[i], 12));
+            Assert.Equal(settings.LearningRate!.Value, rate[stage.Start], 12);
+            Assert.All(Enumerable.Range(stage.Start, frozenFrom - stage.Start), i => Assert.Equal(settings.LearningRate!.Value, rate[i], 12));
             Assert.All(Enumerable.Range(frozenFrom + 1, stage.End - frozenFrom - 1), i => Assert.True(rate[i] < rate[i - 1]));
-            Assert.True(rate[stage.End - 1] < 0.01 * settings.LearningRate, $"stage ending at {stage.End}: rate {rate[stage.End - 1]}");
+            Assert.True(rate[stage.End - 1] < 0.01 * settings.LearningRate!.Value, $"stage ending at {stage.End}: rate {rate[stage.End - 1]}");
         }
     }
 
