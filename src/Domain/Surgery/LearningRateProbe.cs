@@ -1,3 +1,4 @@
+using System.Globalization;
 using SurgeryService.Domain.Datasets;
 
 namespace SurgeryService.Domain.Surgery;
@@ -33,7 +34,7 @@ public static class LearningRateProbe
         var rates = new List<double>();
         for (var exponent = Math.Log10(top); exponent >= Math.Log10(bottom) - 1e-9; exponent -= 0.5)
         {
-            rates.Add(Math.Round(Math.Pow(10, exponent), 12 - (int)Math.Floor(exponent)));
+            rates.Add(double.Parse(Math.Pow(10, exponent).ToString("g3", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture));
         }
         return rates;
     }
