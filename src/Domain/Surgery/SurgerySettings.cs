@@ -221,8 +221,7 @@ public sealed record SurgerySettings
         Check(FcIterStop >= 0, "fcIterStop", "must be >= 0");
         Check(Iterations is > 0 and <= 10_000_000, "iterations", "must be between 1 and 10000000");
         Check(BatchSize is > 0 and <= 65536, "batchSize", "must be between 1 and 65536");
-        Check(LearningRate is not { } rate || (InRange(rate, 0, 10_000) && rate > 0), "learningRate",
-            "must be greater than 0 and at most 10000, or left out for the learning-rate probe to choose");
+        Check(LearningRate is not { } rate || (InRange(rate, 0, 10_000) && rate > 0), "learningRate", "must be greater than 0 and at most 10000");
         Check(InRange(LrGamma, 0, 10), "lrGamma", "must be between 0 and 10");
         Check(InRange(LrPower, 0, 10), "lrPower", "must be between 0 and 10");
         Check(LrStepSize > 0, "lrStepSize", "must be > 0");
