@@ -137,6 +137,9 @@ public enum SurgeryEventKind
 
     /// <summary>A step of a sensitivity-only job: the starting model, then one layer's curve.</summary>
     Sensitivity,
+
+    /// <summary>A rate the learning-rate probe tried, and the rate it chose.</summary>
+    Probe,
 }
 
 /// <summary>A notable moment of a run, kept with the job and shown in its report.</summary>
