@@ -450,6 +450,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 report.GoodCompression = compression;
                 report.GoodValidationTop1 = top1;
                 _best = trainer.Snapshot();
+                observer.OnDeliverable(compression);
                 break;
             }
         }
