@@ -59,7 +59,7 @@ public sealed class TorchVisionZooUploadTests(ZooHost host) : IClassFixture<ZooH
         var (x, y) = TestImages();
         using var noGrad = no_grad();
         var top1 = delivered.forward(x).argmax(1).eq(y).sum().item<long>() / (double)Test;
-        Assert.InRange(top1, done.GetProperty("top1After").GetDouble() - 1.0 / Test, done.GetProperty("top1After").GetDouble() + 1.0 / Test);
+        Assert.InRange(top1, done.GetProperty("test").GetProperty("top1After").GetDouble() - 1.0 / Test, done.GetProperty("test").GetProperty("top1After").GetDouble() + 1.0 / Test);
     }
 
     [Fact]
