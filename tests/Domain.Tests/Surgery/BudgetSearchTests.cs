@@ -6,39 +6,8 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Tests.Surgery;
 
-public sealed class BudgetSearchTests : IDisposable
+public sealed class BudgetSearchTests(ITestOutputHelper log) : TrainedMlpTests(log)
 {
-    private readonly ITestOutputHelper output;
-    private readonly TensorDataset train;
-    private readonly TensorDataset validation;
-    private readonly TensorDataset test;
-
-    public BudgetSearchTests(ITestOutputHelper output)
-    {
-        this.output = output;
-        var (all, held) = Blobs(train: 768, test: 256);
-        (train, validation) = all.Split(256, seed: 5);
-        all.Dispose();
-        test = held;
-    }
-
-    public void Dispose()
-    {
-        train.Dispose();
-        validation.Dispose();
-        test.Dispose();
-    }
-
-    /// <summary>A trained MLP (the budget search starts from a trained model).</summary>
-    private Mlp TrainedModel()
-    {
-        manual_seed(11);
-        var model = new Mlp(32, 24, 4);
-        using var dense = new SurgeryTrainer(model, [], Settings(300) with { CRate = null });
-        dense.Run(train, test, new RecordingObserver());
-        return model;
-    }
-
     private static SurgerySettings BudgetSettings(int iterations = 600, double drop = 1.0) => Settings(iterations) with
     {
         CRate = null,

@@ -7,38 +7,8 @@ using static TorchSharp.torch;
 namespace SurgeryService.Domain.Tests.Surgery;
 
 /// <summary>Issue 23: a model nobody tuned the defaults for (the learning-rate probe, the one-shot candidate, honest outcomes, Adam).</summary>
-public sealed class SelfTuningTests : IDisposable
+public sealed class SelfTuningTests(ITestOutputHelper log) : TrainedMlpTests(log)
 {
-    private readonly ITestOutputHelper output;
-    private readonly TensorDataset train;
-    private readonly TensorDataset validation;
-    private readonly TensorDataset test;
-
-    public SelfTuningTests(ITestOutputHelper output)
-    {
-        this.output = output;
-        var (all, held) = Blobs(train: 768, test: 256);
-        (train, validation) = all.Split(256, seed: 5);
-        all.Dispose();
-        test = held;
-    }
-
-    public void Dispose()
-    {
-        train.Dispose();
-        validation.Dispose();
-        test.Dispose();
-    }
-
-    private Mlp TrainedModel()
-    {
-        manual_seed(11);
-        var model = new Mlp(32, 24, 4);
-        using var dense = new SurgeryTrainer(model, [], Settings(300) with { CRate = null });
-        dense.Run(train, test, new RecordingObserver());
-        return model;
-    }
-
     private static TensorDataset Scaled(TensorDataset data, double factor) =>
         new(data.Inputs.mul(factor), data.Labels.clone(), data.ClassCount);
 
