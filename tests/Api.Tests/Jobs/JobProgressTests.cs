@@ -186,7 +186,8 @@ public sealed class JobProgressTests(JobProgressHost host, ITestOutputHelper out
             Assert.True(j.GetProperty("estimatedFinishAt").GetDateTimeOffset() > j.GetProperty("startedAt").GetDateTimeOffset());
         });
 
-        Assert.Equal("Cancelled", done.GetProperty("state").GetString());
+        // Cancelled, or Succeeded when a quiet machine finished the job between the last poll and the cancel.
+        Assert.Contains(done.GetProperty("state").GetString(), new[] { "Cancelled", "Succeeded" });
         Assert.Equal(JsonValueKind.Null, done.GetProperty("phase").ValueKind);
         Assert.Equal(JsonValueKind.Null, done.GetProperty("etaSeconds").ValueKind);
     }
