@@ -27,11 +27,12 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
         var warning = nameof(SurgeryEventKind.Warning);
         var events = await db.JobEvents.AsNoTracking().Where(e => ids.Contains(e.JobId) && e.Kind == warning)
             .OrderBy(e => e.Sequence).Select(e => new { e.JobId, e.Message }).ToListAsync(cancellationToken);
+        var warningsOf = events.ToLookup(e => e.JobId, e => e.Message);
         var served = new Dictionary<string, bool>();
         var standings = new Dictionary<Guid, JobStanding>();
         foreach (var job in jobs)
         {
-            var warnings = events.Where(e => e.JobId == job.Id).Select(e => e.Message).ToList();
+            var warnings = warningsOf[job.Id].ToList();
             int? position = null;
             if (job.State == JobState.Queued)
             {
