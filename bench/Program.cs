@@ -10,6 +10,7 @@ return args switch
     ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
     ["int8", var architecture, .. var rest] => Int8.Run(architecture, rest),
+    ["large", .. var rest] => Large.Run(rest),
     _ => Usage(),
 };
 
@@ -26,11 +27,14 @@ static int Usage()
           --cost-only                measure the iteration cost only (no surgery run)
           --threads N                torch intra-op threads (default: LibTorch's, one per core)
           --mnist DIR                MNIST IDX folder (default .data/datasets/mnist or $SURGERY_MNIST_DIR)
-        usage: dotnet run -c Release --project bench -- target <lenet-300-100|lenet-5> [options]
+        usage: dotnet run -c Release --project bench -- target <lenet-300-100|lenet-5|MODEL.onnx> [options]
+          MODEL.onnx                 a model file with its sidecar MODEL.json (bench/models/make_mnist_models.py), sent
+                                     with no settings but the budget (learning rate probed, the service's own split)
           --max-drop P               validation top-1 points the search may lose (default 0.1)
           --seeds N, --first-seed S  seeds S..S+N-1 (default 3 seeds from 1)
           --max-iterations N         iterations of the whole search (default: the recipe's)
           --method dns|magnitude     surgery method (default dns)
+          --optimizer sgd|adam       the optimizer (default: the recipe's, or the service's default for a model file)
           --bias-lr-mult X           biases learn at X times the rate (Caffe's lr_mult; default 1)
           --dense-on-all             start from a dense reference trained on every training image, validation ones included
           --json FILE, --threads N, --mnist DIR   as for reproduce
@@ -46,6 +50,9 @@ static int Usage()
           --threads N                fix LibTorch threads in the engine and the Worker (default: measured per job)
           --no-build                 use the existing Release builds of src/Api and src/Worker
           --json FILE                also write the figures as JSON
+        usage: dotnet run -c Release --project bench -- large [--size 64] [--batch 64] [--threads N] [--iterations 10]
+          ResNet-18 from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
+          memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
         usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
           (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
         usage: dotnet run -c Release --project bench -- int8 <lenet-300-100|lenet-5> [options]

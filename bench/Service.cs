@@ -76,7 +76,7 @@ internal static class Service
             var clock = Stopwatch.StartNew();
             await Task.Factory.StartNew(() =>
             {
-                var observer = TrainingThreads.For(threads).Observe(new Quiet(), (n, why) => chosen = $"{n} ({why})");
+                var observer = TrainingThreads.For(threads).Observe(new Quiet(), iterations, (n, why) => chosen = $"{n} ({why})");
                 using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
                 trainer.Run(train, test, observer);
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);

@@ -13,6 +13,9 @@ namespace SurgeryService.Bench;
 /// per-layer settings), over several seeds, with the paper's table and the validation and test figures of each.
 /// The dense reference is trained on the training images outside the validation split, so that the budget compares
 /// like with like (a model that trained on the held-out images would score them optimistically).
+/// A model file (<c>target path/to/model.onnx</c>, as bench/models/make_mnist_models.py writes them) is sent the way a new
+/// user sends it: no settings but the budget, its inputs scaled as its sidecar JSON's <c>preprocessing</c> says, and the
+/// service's own split of the training images (the search decides whether the model has seen its validation samples).
 /// </summary>
 internal static class Target
 {
@@ -25,17 +28,22 @@ internal static class Target
         var maxDrop = double.Parse(options.Get("max-drop", "0.1"), System.Globalization.CultureInfo.InvariantCulture);
         var seeds = int.Parse(options.Get("seeds", "3"));
         var firstSeed = int.Parse(options.Get("first-seed", "1"));
-        var recipe = Reproduce.Recipe(architecture, method);
+        var onnxFile = architecture.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) ? architecture : null;
+        var recipe = onnxFile is null ? Reproduce.Recipe(architecture, method) : new SurgerySettings { Method = method };
         var maxIterations = int.Parse(options.Get("max-iterations", recipe.Iterations.ToString()));
-        var denseIterations = int.Parse(options.Get("dense-iterations", Reproduce.DenseIterations(architecture).ToString()));
+        var denseIterations = onnxFile is null ? int.Parse(options.Get("dense-iterations", Reproduce.DenseIterations(architecture).ToString())) : 0;
+        var optimizer = options.Has("optimizer")
+            ? Enum.Parse<OptimizerChoice>(options.Get("optimizer", "sgd"), ignoreCase: true)
+            : recipe.Optimizer;
         var mnistDir = options.Get("mnist",
             Environment.GetEnvironmentVariable("SURGERY_MNIST_DIR") ?? Path.Combine(".data", "datasets", "mnist"));
         if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));
         Console.WriteLine($"torch threads: {get_num_threads()}, cores: {Environment.ProcessorCount}");
 
         var (rawTrain, rawTest) = Mnist.Load(mnistDir);
-        using var all = Reproduce.Scaled(rawTrain);
-        using var test = Reproduce.Scaled(rawTest);
+        var preprocess = onnxFile is null ? Reproduce.Scaled : Preprocessing(onnxFile);
+        using var all = preprocess(rawTrain);
+        using var test = preprocess(rawTest);
         var target = new SurgeryTarget { MaxAccuracyDrop = maxDrop, MaxIterations = maxIterations };
         var (train, validation) = all.Split(target.ValidationCount(all.Count), SurgeryTarget.ValidationSplitSeed);
         using var _train = train;
@@ -46,6 +54,9 @@ internal static class Target
         var rows = new List<(int Seed, SurgeryOutcome Outcome, double Wall)>();
         var fixedWalls = new List<double>();
         double? denseError = null;
+        LoadedModel Load() => onnxFile is not null
+            ? ModelFormats.Load(File.ReadAllBytes(onnxFile), ModelFormat.Onnx, null)
+            : Dense() is var module ? new LoadedModel(module, PrunableLayers.Discover(module), []) : null!;
         Module<Tensor, Tensor> Dense() => options.Has("dense-on-all")
             ? Reproduce.DenseReference(architecture, denseIterations, all, test, "", out _)
             : Reproduce.DenseReference(architecture, denseIterations, train, test, "-holdout", out _);
@@ -53,10 +64,22 @@ internal static class Target
         {
             // --dense-on-all: a reference trained on every training image, the validation ones included, as a user's
             // model usually is (the search then validates on half of the test split; see BudgetSearch.Memorised).
-            using var model = Dense();
+            using var loaded = Load();
+            var model = loaded.Module;
             // The recipe's training schedule without its per-layer thresholds: the search chooses those.
-            var settings = recipe with
+            var settings = onnxFile is not null
+                ? new SurgerySettings
+                {
+                    Method = method,
+                    Optimizer = optimizer,
+                    Target = target,
+                    Iterations = maxIterations,
+                    EvalInterval = Math.Max(100, maxIterations / 100),
+                    Seed = seed,
+                }
+                : recipe with
             {
+                Optimizer = optimizer,
                 CRate = null,
                 Layers = [],
                 Target = target,
@@ -66,13 +89,13 @@ internal static class Target
                 BiasLrMultiplier = double.Parse(options.Get("bias-lr-mult", "1"), System.Globalization.CultureInfo.InvariantCulture),
             };
             var clock = Stopwatch.StartNew();
-            using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+            using var trainer = new SurgeryTrainer(model, loaded.Layers, settings);
             var outcome = new BudgetSearch(trainer, settings, target).Run(train, validation, test, new Reproduce.ConsoleObserver());
             clock.Stop();
             var search = outcome.Search!;
             denseError ??= 1 - search.TestTop1Before!.Value;
             rows.Add((seed, outcome, clock.Elapsed.TotalSeconds));
-            Print(architecture, method, seed, outcome, clock.Elapsed);
+            Print(Path.GetFileNameWithoutExtension(architecture), method, seed, outcome, clock.Elapsed);
             var fixedWall = options.Has("compare-fixed") ? FixedRunSeconds(architecture, method, settings, Dense, train, test) : (double?)null;
             if (fixedWall is { } f) fixedWalls.Add(f);
             runs.Add(new
@@ -154,6 +177,24 @@ internal static class Target
         return clock.Elapsed.TotalSeconds;
     }
 
+    /// <summary>The input scaling a model file's sidecar JSON names (<c>preprocessing</c>: scale, mean, std; none: raw 0-255).</summary>
+    private static Func<TensorDataset, TensorDataset> Preprocessing(string onnxFile)
+    {
+        using var info = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(onnxFile, ".json")));
+        var p = info.RootElement.GetProperty("preprocessing");
+        var scale = p.TryGetProperty("scale", out var s) ? s.GetDouble() : 1;
+        var mean = p.TryGetProperty("mean", out var m) ? m[0].GetDouble() : 0;
+        var std = p.TryGetProperty("std", out var d) ? d[0].GetDouble() : 1;
+        Console.WriteLine($"{Path.GetFileName(onnxFile)}: {info.RootElement.GetProperty("description").GetString()}; inputs (x * {scale:g4} - {mean}) / {std}");
+        return raw =>
+        {
+            using (raw)
+            {
+                return new TensorDataset(raw.Inputs.mul(scale).sub_(mean).div_(std), raw.Labels.clone(), raw.ClassCount);
+            }
+        };
+    }
+
     private static void Print(string architecture, SurgeryMethod method, int seed, SurgeryOutcome outcome, TimeSpan wall)
     {
         var s = outcome.Search!;
@@ -164,6 +205,9 @@ internal static class Target
             $"({s.ValidationSamples} {(s.ValidatesOnTest ? "test images: the model had seen the held-out ones" : "held-out images")})");
         Console.WriteLine($"test error         {100 * (1 - s.TestTop1Before!.Value):F2}% -> {100 * (1 - s.TestTop1After!.Value):F2}%");
         Console.WriteLine($"stages             {string.Join("; ", s.Stages.Select(st => $"{st.TargetCompression:F0}x -> {st.Compression:F1}x at {100 * (1 - st.ValidationTop1!.Value):F2}% {(st.Accepted == true ? "ok" : "no")}"))}");
+        Console.WriteLine($"learning rate      {s.LearningRate:g3} ({s.Optimizer}; {(s.LearningRateProbe is { } probe ? $"probed: {string.Join(", ", probe.Trials.Select(t => $"{t.LearningRate:g3} {(t.Held ? "held" : "failed")}"))}" : "as set")})");
+        Console.WriteLine($"one-shot           {(s.OneShot is { } o ? string.Join("; ", o.Tries.Select(t => $"{t.Compression:F1}x at {100 * (1 - t.ValidationTop1):F2}% {(t.WithinBudget ? "ok" : "no")}")) : "none promised")}");
+        Console.WriteLine($"delivered          {s.Delivered}");
         Console.WriteLine($"budget met         {s.BudgetMet}{(s.BudgetProblem is { } p ? $" ({p})" : "")}");
         Console.WriteLine($"wall time          {wall.TotalSeconds:F0} s");
     }

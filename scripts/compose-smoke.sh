@@ -232,7 +232,7 @@ finished() {
 }
 wait_for "both jobs to succeed" 2400 finished
 for job in "${JOBS[@]}"; do
-  echo "      $job: $(job_field "$job" '"\(.state), \(.attempts) attempt(s), resumed from \(.resumedFromIteration // "none"), \(.durationSeconds | floor) s, top-1 \(.top1Before) -> \(.top1After), \(.compression * 10 | round / 10)x"')"
+  echo "      $job: $(job_field "$job" '"\(.state), \(.attempts) attempt(s), resumed from \(.resumedFromIteration // "none"), \(.durationSeconds | floor) s, test top-1 \(.test.top1Before) -> \(.test.top1After), \(.compression * 10 | round / 10)x"')"
 done
 done_step "both Succeeded"
 

@@ -15,6 +15,10 @@ scaling it expects, and its test top-1 in PyTorch. The three conventions the iss
   all60k-cnn   a LeNet-5-like CNN on inputs x/255 trained on all 60,000 training images (no image held out).
 
 raw-cnn and resnet-bn train on the first 54,000 training images, so the last 6,000 are unseen by them.
+
+raw-cnn: at SGD lr 1e-5 one epoch reached only 88.49% test top-1; at 3e-5 it reaches 93.08%, 95.13% and 95.94% after
+1, 2 and 3 epochs (--epochs 3 --only raw-cnn, seed 1; the committed bench/models/raw-cnn.onnx). More epochs would make it
+a more typical ~98% model; they were not affordable on the shared 2-core machine this was built on.
 """
 import argparse
 import json
@@ -114,8 +118,8 @@ class LeNet5(nn.Module):
 
 # name: (model, optimizer factory, input scaling applied *outside* the model, training images, description)
 MODELS = {
-    "raw-cnn": (RawCnn, lambda p: torch.optim.SGD(p, lr=1e-5, momentum=0.9), ("raw", None), 60000 - HOLDOUT,
-                "CNN on raw 0-255 pixels, SGD lr 1e-5 momentum 0.9, batch 64"),
+    "raw-cnn": (RawCnn, lambda p: torch.optim.SGD(p, lr=3e-5, momentum=0.9), ("raw", None), 60000 - HOLDOUT,
+                "CNN on raw 0-255 pixels, SGD lr 3e-5 momentum 0.9, batch 64"),
     "resnet-bn": (ResNetBn, lambda p: torch.optim.Adam(p, lr=1e-3), ("meanstd", (MEAN, STD)), 60000 - HOLDOUT,
                   "residual CNN with BatchNorm, Adam lr 1e-3, batch 64, inputs (x/255 - 0.1307) / 0.3081"),
     "all60k-cnn": (LeNet5, lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, weight_decay=5e-4),

@@ -23,15 +23,24 @@ public sealed record DatasetResponse(
     long TestCount,
     DateTimeOffset CreatedAt)
 {
+    /// <summary>
+    /// Samples of the dataset's own validation split (<c>x_val</c>/<c>y_val</c>, or <c>val-*</c> IDX files); 0 when it has
+    /// none. Jobs validate on it when present, instead of holding samples out of the training split.
+    /// </summary>
+    public long ValidationCount { get; init; }
+
     public static DatasetResponse From(DatasetEntry d) => new(
         d.Id, d.Name, d.Format == DatasetFormat.Npz ? "npz" : "idx", d.BuiltIn, d.Size, d.Sha256.Trim(), d.SampleShape,
-        d.InputType, d.ClassCount, d.TrainCount, d.TestCount, d.CreatedAt);
+        d.InputType, d.ClassCount, d.TrainCount, d.TestCount, d.CreatedAt) { ValidationCount = d.ValidationCount };
 }
 
 /// <summary>The multipart form of <c>POST /api/datasets</c>.</summary>
 public sealed class DatasetUploadForm
 {
-    /// <summary>A zip of the four IDX files (train-images, train-labels, t10k-images, t10k-labels), or an .npz with x_train, y_train, x_test, y_test.</summary>
+    /// <summary>
+    /// A zip of the four IDX files (train-images, train-labels, t10k-images, t10k-labels), or an .npz with x_train, y_train,
+    /// x_test, y_test; either may add a validation split (val-images and val-labels, or x_val and y_val).
+    /// </summary>
     public required IFormFile File { get; init; }
 
     /// <summary>A name to list the dataset under; the file name by default.</summary>

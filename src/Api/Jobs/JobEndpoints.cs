@@ -80,7 +80,7 @@ public static class JobEndpoints
     };
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> Submit(
-        SubmitJobRequest request, SubmitJob submit, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+        SubmitJobRequest request, SubmitJob submit, JobQueries jobs, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var malformed = new Dictionary<string, string[]>();
         var invalid = new Dictionary<string, string[]>();
@@ -125,15 +125,17 @@ public static class JobEndpoints
             invalid["output.quantize"] = ["int8 output is an ONNX model: it needs an ONNX upload (this model is TorchSharp weights)"];
         }
         if (invalid.Count > 0) return CannotRun(invalid);
+        submit.CheckMemory(model!, dataset!, settings, preprocessing, invalid);
+        if (invalid.Count > 0) return CannotRun(invalid);
 
         var submitted = await submit.ExecuteAsync(model!, dataset!, settings, preprocessing, queue,
             request.CheckpointInterval ?? jobOptions.Value.DefaultCheckpointInterval,
             JobKind.Of(settings) is BudgetJob budget ? budget.MaxIterations : settings.Iterations, invalid, cancellationToken, output);
-        return submitted is null ? CannotRun(invalid) : Accepted(submitted);
+        return submitted is null ? CannotRun(invalid) : await AcceptedAsync(jobs, submitted, cancellationToken);
     }
 
     public static async Task<Results<Accepted<JobResponse>, ValidationProblem, UnprocessableEntity<HttpValidationProblemDetails>>> SubmitSensitivity(
-        SubmitSensitivityRequest request, SubmitJob submit, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
+        SubmitSensitivityRequest request, SubmitJob submit, JobQueries jobs, IOptions<JobOptions> jobOptions, CancellationToken cancellationToken)
     {
         var malformed = new Dictionary<string, string[]>();
         var queue = CheckInputsAndQueue(request.ModelId, request.DatasetId, request.Queue, malformed);
@@ -151,7 +153,7 @@ public static class JobEndpoints
         // Progress counts layers measured; the worker corrects the count if the loaded model disagrees.
         var submitted = await submit.ExecuteAsync(model!, dataset!, new SurgerySettings { Sensitivity = sensitivity }, preprocessing, queue,
             jobOptions.Value.DefaultCheckpointInterval, model!.Layers.Count(l => l.Prunable), invalid, cancellationToken);
-        return submitted is null ? CannotRun(invalid) : Accepted(submitted);
+        return submitted is null ? CannotRun(invalid) : await AcceptedAsync(jobs, submitted, cancellationToken);
     }
 
     /// <summary>The model, dataset and queue every job names; problems go to <paramref name="malformed"/>.</summary>
@@ -171,12 +173,9 @@ public static class JobEndpoints
             Status = StatusCodes.Status422UnprocessableEntity,
         });
 
-    /// <summary>202 with the job; a warning tells the client when no live worker serves its queue (the job waits for one).</summary>
-    private static Accepted<JobResponse> Accepted(SubmittedJob submitted) =>
-        TypedResults.Accepted($"/api/jobs/{submitted.Job.Id}", JobResponse.From(submitted.Job) with
-        {
-            Warnings = submitted.Warning is { } warning ? [warning] : null,
-        });
+    /// <summary>202 with the job and its queue position; a warning tells the client when no live worker serves its queue (the job waits for one).</summary>
+    private static async Task<Accepted<JobResponse>> AcceptedAsync(JobQueries jobs, SurgeryJob job, CancellationToken cancellationToken) =>
+        TypedResults.Accepted($"/api/jobs/{job.Id}", JobResponse.From(job, await jobs.StandingAsync(job, cancellationToken)));
 
     /// <summary>The tenant's jobs, newest first.</summary>
     /// <param name="state">Only jobs in this state: Queued, Running, Succeeded, Failed or Cancelled (any case); all when absent.</param>
@@ -196,12 +195,16 @@ public static class JobEndpoints
         foreach (var (name, problem) in Paging.Errors(page, pageSize)) errors[name] = problem;
         if (errors.Count > 0) return TypedResults.ValidationProblem(errors);
 
-        return Paging.Ok(await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken), JobResponse.Summary, page, pageSize);
+        var rows = await jobs.ListAsync(filter, Paging.Skip(page, pageSize), pageSize, cancellationToken);
+        var standings = await jobs.StandingsAsync(rows.Items, cancellationToken);
+        return Paging.Ok(rows, j => JobResponse.Summary(j, standings[j.Id]), page, pageSize);
     }
 
     public static async Task<Results<Ok<JobResponse>, NotFound<ProblemDetails>>> Get(
         Guid id, JobQueries jobs, CancellationToken cancellationToken) =>
-        await jobs.FindAsync(id, cancellationToken) is { } job ? TypedResults.Ok(JobResponse.From(job)) : NotFoundProblem.For("job", id);
+        await jobs.FindAsync(id, cancellationToken) is { } job
+            ? TypedResults.Ok(JobResponse.From(job, await jobs.StandingAsync(job, cancellationToken)))
+            : NotFoundProblem.For("job", id);
 
     public static async Task<Results<Ok<MetricsResponse>, ContentHttpResult, NotFound<ProblemDetails>, ValidationProblem>> Metrics(
         Guid id, HttpRequest http, JobQueries jobs, int? from = null, int? to = null, int stride = 1,
@@ -227,7 +230,11 @@ public static class JobEndpoints
 
         var wantsCsv = MetricsQuery.WantsCsv(http, format);
         var nextFrom = MetricsQuery.NextFrom(points, limit, stride);
-        if (!wantsCsv) return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom));
+        if (!wantsCsv)
+        {
+            return TypedResults.Ok(new MetricsResponse(id, job.LayerNames, points, evaluations, nextFrom,
+                job.Kind is BudgetJob ? "validation" : "test"));
+        }
 
         return TypedResults.Content(MetricsCsv.Write(job.LayerNames, points), "text/csv; charset=utf-8");
     }
@@ -249,12 +256,10 @@ public static class JobEndpoints
         var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
-            // Only the columns an event shows, not the whole row with its settings: streams poll often.
-            var job = await jobs.ProgressAsync(id, cancellationToken);
+            var job = await jobs.FindAsync(id, cancellationToken);
             if (job is null) yield break; // deleted meanwhile
-            var current = new JobProgressEvent(id, job.State.ToString(), job.Iteration, job.TotalIterations, job.Loss,
-                job.Total is > 0 && job.Kept is { } kept ? 1 - (double)kept / job.Total.Value : null,
-                job.LastTop1, job.CheckpointIteration, job.Error);
+            // The event carries no warnings: only the queue position, without asking Hangfire for its servers every poll.
+            var current = JobProgressEvent.From(JobResponse.From(job, new JobStanding(await jobs.QueuePositionAsync(job, cancellationToken), [])));
             if (current != last)
             {
                 yield return new SseItem<JobProgressEvent>(current, job.IsFinished ? "finished" : "progress")

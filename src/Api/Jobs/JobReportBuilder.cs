@@ -32,7 +32,7 @@ public static class JobReportBuilder
                 l.Total, l.Kept, l.Total == 0 ? 100 : Math.Round(100.0 * l.Kept / l.Total, 3), l.PrunedTotal, l.SplicedTotal)).ToList(),
             new ReportTotals(before, after, before == 0 ? 100 : Math.Round(100.0 * after / before, 3),
                 after == 0 ? 0 : Math.Round((double)before / after, 2)),
-            new ReportAccuracy(job.Top1Before, job.Top1After, 1 - job.Top1Before, 1 - job.Top1After),
+            new ReportAccuracy(job.TestTop1Before, job.TestTop1After, 1 - job.TestTop1Before, 1 - job.TestTop1After, job.TestSplit, job.TestSamples),
             files.OrderBy(f => artifactIds.IndexOf(f.Id)).Select(f => new ReportFile(Role(f.Id), f.FileName, f.Size, f.Sha256.Trim(), Storage(f))).ToList(),
             job.Attempts,
             job.ResumedFromIteration,

@@ -4,19 +4,27 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Datasets;
 
-/// <summary>What an uploaded data set holds, read without decoding all of it.</summary>
+/// <summary>What an uploaded data set holds, read without decoding all of it; <see cref="ValidationCount"/> 0 when it has no validation split.</summary>
 public sealed record DatasetSummary(
-    DatasetFormat Format, long[] SampleShape, string InputType, int ClassCount, long TrainCount, long TestCount);
+    DatasetFormat Format, long[] SampleShape, string InputType, int ClassCount, long TrainCount, long TestCount, long ValidationCount = 0);
 
-/// <summary>The train and test inputs (float32, unscaled) and labels (int64) of a data set.</summary>
+/// <summary>
+/// The train and test inputs (float32, unscaled) and labels (int64) of a data set, and its own validation split when it
+/// carries one.
+/// </summary>
 public sealed record DatasetTensors(Tensor TrainInputs, Tensor TrainLabels, Tensor TestInputs, Tensor TestLabels) : IDisposable
 {
+    public Tensor? ValidationInputs { get; init; }
+    public Tensor? ValidationLabels { get; init; }
+
     public void Dispose()
     {
         TrainInputs.Dispose();
         TrainLabels.Dispose();
         TestInputs.Dispose();
         TestLabels.Dispose();
+        ValidationInputs?.Dispose();
+        ValidationLabels?.Dispose();
     }
 }
 
@@ -24,7 +32,8 @@ public sealed record DatasetTensors(Tensor TrainInputs, Tensor TrainLabels, Tens
 /// Reads the two upload formats, both zip archives (stored or deflated entries): a zip of the four IDX files
 /// (names as MNIST's: <c>train-images</c>, <c>train-labels</c>, <c>t10k-images</c>/<c>test-images</c>, ...,
 /// optionally gzipped), or a NumPy <c>.npz</c> with <c>x_train</c>, <c>y_train</c>, <c>x_test</c>, <c>y_test</c>.
-/// The content decides the format, not the file name.
+/// Either may carry a validation split as well: <c>x_val</c> and <c>y_val</c>, or IDX files whose names start with
+/// <c>val</c> (<c>val-images-idx3-ubyte</c>, <c>val-labels-idx1-ubyte</c>). The content decides the format, not the file name.
 /// </summary>
 /// <remarks>
 /// An archive is hostile until proven otherwise (a 37 KB zip can inflate to gigabytes). Every entry is read header
@@ -41,6 +50,7 @@ public static class DatasetArchive
     public const int MaxClasses = 100_000;
 
     private static readonly string[] NpzArrays = ["x_train", "y_train", "x_test", "y_test"];
+    private static readonly string[] NpzValidationArrays = ["x_val", "y_val"];
 
     public static DatasetSummary Inspect(Stream content, long maxDataBytes = DefaultMaxDataBytes)
     {
@@ -48,8 +58,9 @@ public static class DatasetArchive
         using var parts = OpenParts(zip, maxDataBytes);
         var x = parts.Headers;
         CheckShapes(x[0].Shape, x[1].Shape, x[2].Shape, x[3].Shape);
+        if (parts.HasValidation) CheckValidationShapes(x[0].Shape, x[4].Shape, x[5].Shape);
         long maxLabel = -1;
-        for (var i = 0; i < 4; i++)
+        for (var i = 0; i < parts.Count; i++)
         {
             var part = parts[i];
             Guard(part.Name, () =>
@@ -59,7 +70,8 @@ public static class DatasetArchive
             });
         }
         return new DatasetSummary(parts.Format, SampleShape(x[0].Shape),
-            parts.Format == DatasetFormat.Npz ? TypeName(x[0].TypeName) : x[0].TypeName, (int)(maxLabel + 1), x[0].Shape[0], x[2].Shape[0]);
+            parts.Format == DatasetFormat.Npz ? TypeName(x[0].TypeName) : x[0].TypeName, (int)(maxLabel + 1), x[0].Shape[0], x[2].Shape[0],
+            parts.HasValidation ? x[4].Shape[0] : 0);
     }
 
     /// <summary>
@@ -70,10 +82,10 @@ public static class DatasetArchive
     {
         using var zip = Open(content);
         using var parts = OpenParts(zip, maxDataBytes);
-        var tensors = new List<Tensor>(4);
+        var tensors = new List<Tensor>(parts.Count);
         try
         {
-            for (var i = 0; i < 4; i++)
+            for (var i = 0; i < parts.Count; i++)
             {
                 var part = parts[i];
                 using var raw = Guard(part.Name, () => parts.Format == DatasetFormat.Npz
@@ -93,7 +105,11 @@ public static class DatasetArchive
             foreach (var t in tensors) t.Dispose();
             throw;
         }
-        return new DatasetTensors(tensors[0], tensors[1], tensors[2], tensors[3]);
+        return new DatasetTensors(tensors[0], tensors[1], tensors[2], tensors[3])
+        {
+            ValidationInputs = parts.HasValidation ? tensors[4] : null,
+            ValidationLabels = parts.HasValidation ? tensors[5] : null,
+        };
     }
 
     /// <summary>
@@ -172,10 +188,17 @@ public static class DatasetArchive
     /// <summary>One array of the archive: its checked header and a stream positioned at its data, bounded to it.</summary>
     private sealed record Part(string Name, ArrayHeader Header, Stream Data);
 
-    /// <summary>The four arrays, opened with their headers checked, before any data is read.</summary>
+    /// <summary>
+    /// The four arrays (six with a validation split: x_val and y_val last), opened with their headers checked, before any
+    /// data is read.
+    /// </summary>
     private sealed class Parts(DatasetFormat format, List<Part> parts) : IDisposable
     {
         public DatasetFormat Format => format;
+
+        public int Count => parts.Count;
+
+        public bool HasValidation => parts.Count == 6;
 
         public Part this[int index] => parts[index];
 
@@ -216,15 +239,15 @@ public static class DatasetArchive
         }
     }
 
-    /// <summary>x_train, y_train, x_test, y_test in this order, not yet opened.</summary>
+    /// <summary>x_train, y_train, x_test, y_test (then x_val, y_val when there are) in this order, not yet opened.</summary>
     private static (DatasetFormat Format, ZipArchiveEntry[] Entries) Select(ZipArchive zip)
     {
         var files = zip.Entries.Where(e => !e.FullName.EndsWith('/')).ToList();
-        var npz = NpzArrays.Select(name => files.FirstOrDefault(e =>
-            Path.GetFileName(e.FullName) == name + ".npy")).ToArray();
+        ZipArchiveEntry? Npy(string name) => files.FirstOrDefault(e => Path.GetFileName(e.FullName) == name + ".npy");
+        var npz = NpzArrays.Select(Npy).ToArray();
         if (npz.All(e => e is not null))
         {
-            return (DatasetFormat.Npz, npz.Select(e => e!).ToArray());
+            return (DatasetFormat.Npz, [.. npz.Select(e => e!), .. Validation(DatasetFormat.Npz, NpzValidationArrays.Select(Npy).ToArray())]);
         }
 
         ZipArchiveEntry? Find(string[] split, string kind) => files.FirstOrDefault(e =>
@@ -232,11 +255,12 @@ public static class DatasetArchive
             var name = Path.GetFileName(e.FullName).ToLowerInvariant();
             return split.Any(s => name.StartsWith(s, StringComparison.Ordinal)) && name.Contains(kind, StringComparison.Ordinal);
         });
-        string[] train = ["train"], test = ["t10k", "test"];
+        string[] train = ["train"], test = ["t10k", "test"], validation = ["val"];
         var idx = new[] { Find(train, "image"), Find(train, "label"), Find(test, "image"), Find(test, "label") };
         if (idx.All(e => e is not null))
         {
-            return (DatasetFormat.Idx, idx.Select(e => e!).ToArray());
+            return (DatasetFormat.Idx,
+                [.. idx.Select(e => e!), .. Validation(DatasetFormat.Idx, [Find(validation, "image"), Find(validation, "label")])]);
         }
         if (npz.Any(e => e is not null))
         {
@@ -247,6 +271,17 @@ public static class DatasetArchive
             "the archive holds neither x_train/y_train/x_test/y_test .npy arrays nor the four IDX files " +
             "(train-images, train-labels, t10k-images or test-images, t10k-labels or test-labels); it holds: " +
             string.Join(", ", files.Take(10).Select(f => f.FullName)), ErrorKind.BadInput);
+    }
+
+    /// <summary>The validation inputs and labels when the archive holds both, none when it holds neither.</summary>
+    private static ZipArchiveEntry[] Validation(DatasetFormat format, ZipArchiveEntry?[] entries)
+    {
+        if (entries.All(e => e is null)) return [];
+        if (entries.All(e => e is not null)) return entries.Select(e => e!).ToArray();
+        throw new SurgeryException("Bad dataset", format == DatasetFormat.Npz
+            ? $"the .npz holds {(entries[0] is null ? "y_val but not x_val" : "x_val but not y_val")}: a validation split needs both"
+            : $"the archive holds validation {(entries[0] is null ? "labels but no validation images" : "images but no validation labels")}: " +
+              "a validation split needs both (val-images, val-labels)", ErrorKind.BadInput);
     }
 
     /// <summary>
@@ -358,6 +393,20 @@ public static class DatasetArchive
         Check(xTrain[0] > 0, "the training set is empty");
         Check(xTrain[1..].All(d => d > 0),
             $"samples have shape [{string.Join(", ", xTrain[1..])}]: every dimension of a sample must be at least 1 (a sample with no values cannot be learned from)");
+    }
+
+    private static void CheckValidationShapes(long[] xTrain, long[] xVal, long[] yVal)
+    {
+        void Check(bool ok, string problem)
+        {
+            if (!ok) throw new SurgeryException("Bad dataset", problem, ErrorKind.BadInput);
+        }
+
+        Check(yVal.Length == 1, "validation labels must be one-dimensional");
+        Check(xVal.Length >= 1 && xVal[0] == yVal[0], $"{(xVal.Length > 0 ? xVal[0] : 0)} validation inputs but {yVal[0]} validation labels");
+        Check(xVal[1..].SequenceEqual(xTrain[1..]),
+            $"validation samples have shape [{string.Join(", ", xVal[1..])}] but training samples [{string.Join(", ", xTrain[1..])}]");
+        Check(xVal[0] > 0, "the validation split is empty");
     }
 
     private static long[] SampleShape(long[] inputs) => inputs.Length == 3 ? [1, inputs[1], inputs[2]] : inputs[1..];

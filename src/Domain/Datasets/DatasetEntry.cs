@@ -33,5 +33,8 @@ public sealed class DatasetEntry
     public int ClassCount { get; set; }
     public long TrainCount { get; set; }
     public long TestCount { get; set; }
+
+    /// <summary>Samples of the data set's own validation split (0: it has none, and jobs hold validation samples out of training).</summary>
+    public long ValidationCount { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
 }

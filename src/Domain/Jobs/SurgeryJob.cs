@@ -47,10 +47,48 @@ public sealed class SurgeryJob
     public double? Loss { get; set; }
     public long? Kept { get; set; }
     public long? Total { get; set; }
-    public double? LastTop1 { get; set; }
-    public double? LastTop5 { get; set; }
-    public double? Top1Before { get; set; }
-    public double? Top1After { get; set; }
+
+    /// <summary>Where the samples that validate the job come from; null until the run says so, and for fixed-threshold jobs.</summary>
+    public ValidationSplit? ValidationSplit { get; set; }
+
+    public int? ValidationSamples { get; set; }
+
+    /// <summary>The starting model's validation top-1 (budget and sensitivity jobs).</summary>
+    public double? ValidationTop1Before { get; set; }
+
+    /// <summary>The latest validation evaluation's top-1 (budget jobs: the state being trained).</summary>
+    public double? ValidationTop1 { get; set; }
+
+    /// <summary>Which test samples the test figures cover; null until the run says so.</summary>
+    public TestSplit? TestSplit { get; set; }
+
+    public int? TestSamples { get; set; }
+    public double? TestTop1Before { get; set; }
+
+    /// <summary>The latest test evaluation (fixed-threshold jobs evaluate on the test split while they train).</summary>
+    public double? TestTop1 { get; set; }
+
+    public double? TestTop5 { get; set; }
+
+    /// <summary>The delivered model's test top-1.</summary>
+    public double? TestTop1After { get; set; }
+
+    /// <summary>What the run does now (null before it starts and once it has finished).</summary>
+    public RunPhase? Phase { get; set; }
+
+    /// <summary>Step of <see cref="Phase"/> reached, of <see cref="PhaseSteps"/> (0 when the phase counts none).</summary>
+    public int PhaseStep { get; set; }
+
+    public int PhaseSteps { get; set; }
+
+    /// <summary>When the run should end at the pace measured so far; null until a pace is measured.</summary>
+    public DateTimeOffset? EstimatedFinishAt { get; set; }
+
+    /// <summary>Budget mode: the compression of the best state within budget so far (1: the starting model).</summary>
+    public double? BestCompression { get; set; }
+
+    /// <summary>Total / kept of the weights at the latest training iteration (in budget mode, the running stage's).</summary>
+    public double? StageCompression { get; set; }
 
     /// <summary>Prunable layers in the order of the per-layer arrays of <see cref="JobMetric"/>.</summary>
     public List<string> LayerNames { get; set; } = [];
@@ -154,18 +192,23 @@ public sealed class SurgeryJob
         Iteration = outcome.Iterations;
         Kept = outcome.Kept;
         Total = outcome.Total;
-        if (outcome.Before is { } before) Top1Before ??= before.Top1;
+        if (outcome.Before is { } before) TestTop1Before ??= before.Top1;
         if (outcome.Search is { } search)
         {
-            // Budget mode: the progress writer's first evaluation was on the validation split; the job reports the test set's.
-            Top1Before = search.TestTop1Before;
             Search = search;
+            ValidationSplit = search.ValidationSplit;
+            ValidationSamples = search.ValidationSamples;
+            ValidationTop1Before = search.ValidationTop1Before;
+            TestSplit = search.TestSplit;
+            TestSamples = search.TestSamples;
+            TestTop1Before = search.TestTop1Before;
+            BestCompression = double.IsFinite(outcome.Compression) ? outcome.Compression : null;
         }
         if (outcome.After is { } after)
         {
-            Top1After = after.Top1;
-            LastTop1 = after.Top1;
-            LastTop5 = after.Top5;
+            TestTop1After = after.Top1;
+            TestTop1 = after.Top1;
+            TestTop5 = after.Top5;
         }
         Finish(JobState.Succeeded, null, now);
     }
@@ -186,7 +229,9 @@ public sealed class SurgeryJob
             Sensitivity = [.. report.Curves],
         };
         Iteration = TotalIterations = report.Curves.Count;
-        Top1Before = report.TestTop1Before;
+        ValidationSamples = report.ValidationSamples;
+        ValidationTop1Before = report.ValidationTop1Before;
+        TestTop1Before = report.TestTop1Before;
         Finish(JobState.Succeeded, null, now);
     }
 
@@ -224,6 +269,9 @@ public sealed class SurgeryJob
     private void Finish(JobState state, string? error, DateTimeOffset now)
     {
         State = state;
+        Phase = null;
+        PhaseStep = PhaseSteps = 0;
+        EstimatedFinishAt = null;
         Error = error is null ? null : Truncate(error);
         FinishedAt = now;
         UpdatedAt = now;

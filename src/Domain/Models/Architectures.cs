@@ -58,12 +58,17 @@ public static class Architectures
     /// <summary>The input shape of one sample, without the batch dimension; -1 is any size.</summary>
     public static long[] InputShape(string name) => [.. Get(name).InputShape];
 
-    /// <summary>The classes the architecture scores (its output's size): MNIST's ten digits for both.</summary>
-    public static int ClassCount(string name)
+    /// <summary>
+    /// The bytes one sample's forward pass computes, as <see cref="Onnx.OnnxModule.ActivationBytes"/> counts them: the
+    /// input and every layer's and activation's output, in float32. Counted for the two LeNets; 0 (not measured) for the
+    /// TorchVision classifiers, whose job memory estimate then counts their weights and dataset alone.
+    /// </summary>
+    public static long ActivationBytesPerSample(string name) => 4 * Get(name).Name switch
     {
-        InputShape(name); // refuses an unknown name
-        return 10;
-    }
+        LeNet300100 => 784 + 2 * 300 + 2 * 100 + 10,
+        LeNet5 => 784 + 20 * 24 * 24 + 20 * 12 * 12 + 50 * 8 * 8 + 50 * 4 * 4 + 2 * 500 + 10,
+        _ => 0,
+    };
 
     /// <summary>784-300-100-10 with ReLU; accepts [N, 784] or [N, 1, 28, 28].</summary>
     private sealed class LeNet300100Module : Module<Tensor, Tensor>

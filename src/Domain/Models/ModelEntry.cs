@@ -36,5 +36,11 @@ public sealed class ModelEntry
     public List<string> Operators { get; set; } = [];
     public List<ModelLayer> Layers { get; set; } = [];
     public long ParameterCount { get; set; }
+
+    /// <summary>
+    /// The bytes one sample's forward pass computes (input, every intermediate value, output), measured at upload; 0 when
+    /// it could not be measured (symbolic sample shape, or a model stored before it was measured).
+    /// </summary>
+    public long ActivationBytesPerSample { get; set; }
     public DateTimeOffset CreatedAt { get; set; }
 }

@@ -13,7 +13,8 @@ public sealed record ModelInspection(
     long[] InputShape,
     int? ClassCount,
     IReadOnlyList<string> Operators,
-    IReadOnlyList<ModelLayer> Layers)
+    IReadOnlyList<ModelLayer> Layers,
+    long ActivationBytesPerSample = 0)
 {
     public long ParameterCount => Layers.Sum(l => l.Parameters);
 }
@@ -91,7 +92,8 @@ public static class ModelFormats
             var onnx = ReadOnnx(content);
             var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape, onnx.ClassCount,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
-                onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList());
+                onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList(),
+                ActivationBytesPerSample(onnx));
             // Layer names are stored with the model and again, per job, in a column of ColumnLimits.Name characters:
             // refuse here what a job could not save at its end, naming it.
             foreach (var text in inspection.Layers.Select(l => l.Name).Concat(inspection.Operators))
@@ -115,8 +117,32 @@ public static class ModelFormats
                 own.Any(p => prunable.Contains(string.IsNullOrEmpty(name) ? p.name : $"{name}.{p.name}"))));
         }
         var operators = layers.Select(l => l.Operator).Distinct().ToList();
+        // The classifier weight is [classes, features]: its rows are the classes this upload scores.
+        var classifier = Architectures.Get(architecture).ClassifierWeight;
+        var classCount = (int)model.Module.named_parameters().First(p => p.name == classifier).parameter.shape[0];
         return new ModelInspection(ModelFormat.TorchSharp, architecture, model.InputShape,
-            Architectures.ClassCount(architecture), operators, layers);
+            classCount, operators, layers, Architectures.ActivationBytesPerSample(architecture));
+    }
+
+    /// <summary>
+    /// The bytes one sample's forward pass computes (<see cref="OnnxModule.ActivationBytes"/>), measured once on a zero
+    /// sample; 0 when the sample shape is symbolic or the graph does not run on it (the job's memory estimate then
+    /// counts the weights alone). Builds the module, so inspection holds the weights once more while it runs.
+    /// </summary>
+    private static long ActivationBytesPerSample(OnnxModel onnx)
+    {
+        var shape = onnx.InputSampleShape;
+        if (shape.Any(d => d <= 0)) return 0;
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var module = OnnxModule.Create(onnx, outputLogits: true);
+            return module.ActivationBytes(zeros([1, .. shape]));
+        }
+        catch (Exception e) when (e is SurgeryException or System.Runtime.InteropServices.ExternalException or ArgumentException)
+        {
+            return 0;
+        }
     }
 
     /// <summary>Builds the executable module from a stored model file (TorchSharp weights: of the class count they hold).</summary>

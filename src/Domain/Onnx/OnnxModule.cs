@@ -109,7 +109,22 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
         _bindings.Where(b => b.IsParameter || Model.StatisticInitializers.Contains(b.Value))
             .Select(b => (b.Value, b.IsParameter ? (Tensor)get_parameter(b.Member)! : get_buffer(b.Member)!));
 
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => Run(input, produced: null);
+
+    /// <summary>
+    /// The bytes of the input and of every value the graph computes from <paramref name="input"/>, without gradients:
+    /// about what a training step keeps for its backward pass, since the forward holds every value until it returns.
+    /// Views (Reshape, Flatten) count as copies, so this errs high.
+    /// </summary>
+    public long ActivationBytes(Tensor input)
+    {
+        using var _ = no_grad();
+        var bytes = input.NumberOfElements * input.ElementSize;
+        using var output = Run(input, value => bytes += value.NumberOfElements * value.ElementSize);
+        return bytes;
+    }
+
+    private Tensor Run(Tensor input, Action<Tensor>? produced)
     {
         using var scope = NewDisposeScope();
         var values = new Dictionary<string, Tensor>(_nodes.Length * 2 + _bindings.Length, StringComparer.Ordinal)
@@ -142,11 +157,14 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
                     : Recurrent(node, _attributes[i], inputs);
                 for (var k = 0; k < node.Output.Count && k < outputs.Length; k++)
                 {
-                    if (node.Output[k].Length > 0) values[node.Output[k]] = outputs[k];
+                    if (node.Output[k].Length == 0) continue;
+                    values[node.Output[k]] = outputs[k];
+                    produced?.Invoke(outputs[k]);
                 }
                 continue;
             }
-            values[node.Output[0]] = Execute(node, _attributes[i], inputs, batch);
+            var output = values[node.Output[0]] = Execute(node, _attributes[i], inputs, batch);
+            produced?.Invoke(output);
         }
         // alias(): the output may be the input or a parameter, which must not leave this scope as the caller's to dispose.
         return values[_outputName].alias().MoveToOuterDisposeScope();

@@ -19,7 +19,31 @@ public sealed class SearchStageReport
 
     /// <summary>Whether its validation top-1 was within the budget (null while it runs).</summary>
     public bool? Accepted { get; set; }
+
+    /// <summary>The base learning rate the stage trained at, before any rollback's tenth.</summary>
+    public double? LearningRate { get; set; }
+
+    /// <summary>Why the stage ended early when its training diverged past every rollback (null otherwise).</summary>
+    public string? Diverged { get; set; }
 }
+
+/// <summary>
+/// The one-shot candidate (docs/algorithm.md#budget-mode): every layer pruned by magnitude to the share the sensitivity
+/// analysis allows within the budget, validated as a whole, without any training.
+/// </summary>
+public sealed class OneShotReport
+{
+    /// <summary>The compressions tried, from what the analysis promised down, until one was within the budget.</summary>
+    public List<OneShotTry> Tries { get; set; } = [];
+
+    /// <summary>Whether one of them was within the budget and became a deliverable candidate.</summary>
+    public bool Accepted { get; set; }
+
+    public double? Compression { get; set; }
+    public double? ValidationTop1 { get; set; }
+}
+
+public sealed record OneShotTry(double TargetCompression, double Compression, double ValidationTop1, bool WithinBudget);
 
 /// <summary>Everything the budget search decided and measured; saved in checkpoints and reported with the job.</summary>
 public sealed class SearchReport
@@ -32,10 +56,18 @@ public sealed class SearchReport
 
     /// <summary>
     /// Whether the search validates on half of the test split because the starting model had evidently been trained on
-    /// the held-out training samples (<see cref="BudgetSearch.Memorised"/>). Test figures still cover the whole test
-    /// split, so half of those samples then also steered the search.
+    /// the held-out training samples (<see cref="BudgetSearch.Memorised"/>). Test figures then cover the other half only
+    /// (<see cref="TestSplit"/>), samples that never steered the search.
     /// </summary>
     public bool ValidatesOnTest { get; set; }
+
+    /// <summary>Where the validation samples come from.</summary>
+    public ValidationSplit ValidationSplit { get; set; }
+
+    /// <summary>Which test samples <see cref="TestTop1Before"/> and <see cref="TestTop1After"/> are measured on.</summary>
+    public TestSplit TestSplit { get; set; }
+
+    public int TestSamples { get; set; }
 
     /// <summary>The least validation top-1 within a budget of <paramref name="budget"/> (a fraction).</summary>
     public double Floor(double budget) => ValidationTop1Before - budget;
@@ -46,8 +78,23 @@ public sealed class SearchReport
     public List<SensitivityCurve> Sensitivity { get; set; } = [];
     public List<SearchStageReport> Stages { get; set; } = [];
 
-    /// <summary>The most compression a stage reached within the budget (1: the starting model).</summary>
+    /// <summary>The optimizer that trained every stage (<c>sgd</c> or <c>adam</c>).</summary>
+    public string? Optimizer { get; set; }
+
+    /// <summary>The base learning rate of every stage: the settings' <c>learningRate</c>, or the probe's choice.</summary>
+    public double? LearningRate { get; set; }
+
+    /// <summary>The learning-rate probe, when the settings named no <c>learningRate</c>.</summary>
+    public ProbeReport? LearningRateProbe { get; set; }
+
+    /// <summary>The one-shot candidate, when the analysis promised any compression within the budget.</summary>
+    public OneShotReport? OneShot { get; set; }
+
+    /// <summary>The most compression a candidate (the one-shot or a stage) reached within the budget (1: the starting model).</summary>
     public double GoodCompression { get; set; } = 1;
+
+    /// <summary>Validation top-1 of the best candidate so far (the start's until one is accepted).</summary>
+    public double? GoodValidationTop1 { get; set; }
 
     /// <summary>The least compression a stage aimed at or reached and missed the budget with.</summary>
     public double? FailedCompression { get; set; }
@@ -59,8 +106,17 @@ public sealed class SearchReport
     /// </summary>
     public double Correction { get; set; } = 1;
 
-    /// <summary>The stage whose state is delivered (after the fine-tune), or -1 for the starting model.</summary>
+    /// <summary>
+    /// The stage whose state is delivered (after the fine-tune), or -1 for the starting model or the one-shot candidate
+    /// (<see cref="Delivered"/> says which).
+    /// </summary>
     public int BestStage { get; set; } = -1;
+
+    /// <summary>What was delivered: <c>starting model</c>, <c>one-shot</c>, <c>stage k</c> or <c>fine-tune of ...</c>.</summary>
+    public string? Delivered { get; set; }
+
+    /// <summary>Why the fine-tune ended early, when its training diverged past every rollback.</summary>
+    public string? FineTuneDiverged { get; set; }
 
     public int? FineTuneStart { get; set; }
     public double? FineTuneBestTop1 { get; set; }
@@ -118,6 +174,9 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     public int Iteration => trainer.Iteration;
 
+    /// <summary>Where the validation split given to <see cref="Run"/> comes from (the report says so).</summary>
+    public ValidationSplit ValidationSource { get; init; } = ValidationSplit.TrainingHoldout;
+
     public SearchReport? Report => _report;
 
     private SurgeryTarget Target => target;
@@ -138,6 +197,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         TensorDataset? rest = null, decide = null;
         try
         {
+            if (_report is null) observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
             if (_report is null ? StartsMemorised(validation, test, observer) : _report.ValidatesOnTest)
             {
                 (rest, decide) = test.Split((int)(test.Count / 2), SurgeryTarget.ValidationSplitSeed);
@@ -145,10 +205,13 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 {
                     observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
                         $"the search validates on {decide.Count} samples of the test split, which the model has never seen; " +
-                        "test figures are still measured on the whole test split, as a user would measure them"));
+                        $"test figures are measured on the other {rest.Count} test samples, which never steer the search"));
                 }
             }
-            return Search(train, decide ?? validation, test, observer, checkpointInterval, cancellationToken);
+            observer.OnSplits(decide is null
+                ? new EvaluationSplits(ValidationSource, validation.Count, TestSplit.Whole, test.Count)
+                : new EvaluationSplits(ValidationSplit.TestHalf, decide.Count, TestSplit.OtherHalf, rest!.Count));
+            return Search(train, decide ?? validation, rest ?? test, observer, checkpointInterval, cancellationToken);
         }
         finally
         {
@@ -171,7 +234,13 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 return Cancelled(); // during the sensitivity analysis: nothing trained yet, nothing to keep
             }
         }
-        else trainer.StartGuard(train, null);
+        else
+        {
+            trainer.StartGuard(train, null);
+            observer.OnDeliverable(_report.GoodCompression);
+            if (_report.FineTuneStart is not null) observer.OnPhase(new PhaseUpdate(RunPhase.FineTune));
+            else if (_report.Stages.LastOrDefault(s => s.Accepted is null) is { } running) observer.OnPhase(StagePhase(_report, running));
+        }
         var report = _report!;
 
         while (report.FineTuneStart is null)
@@ -187,19 +256,38 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 }
                 stage = BeginStage(report, target.Value, observer);
             }
-            if (trainer.RunUntil(stage.End, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
+            try
             {
-                return Cancelled();
+                if (trainer.RunUntil(stage.End, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
+                {
+                    return Cancelled();
+                }
+            }
+            catch (TrainingDivergedException diverged)
+            {
+                // A stage that diverges past every rollback is a failed stage, not a failed job: the best state so far stands.
+                Diverge(report, stage, diverged, observer);
+                continue;
             }
             Judge(report, stage, validation, observer);
         }
 
-        while (trainer.Iteration < MaxIterations)
+        while (trainer.Iteration < MaxIterations && report.FineTuneDiverged is null)
         {
             var next = Math.Min(MaxIterations, (trainer.Iteration / settings.EvalInterval + 1) * settings.EvalInterval);
-            if (trainer.RunUntil(next, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
+            try
             {
-                return Cancelled();
+                if (trainer.RunUntil(next, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
+                {
+                    return Cancelled();
+                }
+            }
+            catch (TrainingDivergedException diverged)
+            {
+                report.FineTuneDiverged = diverged.Message;
+                observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+                    $"the fine-tune diverged ({diverged.Message}); the best state validated so far is delivered"));
+                break;
             }
             KeepIfBest(report, Evaluate(validation, observer));
         }
@@ -209,12 +297,21 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     private void Begin(TensorDataset train, TensorDataset validation, TensorDataset test, ISurgeryObserver observer,
         CancellationToken cancellationToken)
     {
-        // StartsMemorised has measured the starting model already; its validation figure stands unless the search
-        // now validates on the test split instead.
-        var testBefore = _startTest ?? (test.Count > 0 ? trainer.Evaluate(test) : null);
+        // StartsMemorised has measured the starting model already, on the whole test split: its figures stand unless the
+        // search now validates on half of that split and tests on the other half.
+        var testBefore = _startTest is { } whole && !_validatesOnTest ? whole : test.Count > 0 ? trainer.Evaluate(test) : null;
         var before = _startValidation is { } measured && !_validatesOnTest ? measured : trainer.Evaluate(validation);
         observer.OnEvaluation(before);
         trainer.StartGuard(train, before);
+        ProbeReport? probe = null;
+        if (settings.LearningRate is null)
+        {
+            observer.OnPhase(new PhaseUpdate(RunPhase.Probing));
+            probe = LearningRateProbe.Run(trainer, train, validation, before, LearningRateProbe.IterationsFor(MaxIterations), observer,
+                cancellationToken);
+            trainer.BaseLearningRate = probe.Chosen;
+            trainer.MarkGood(); // a rollback goes back to a state that holds the chosen rate
+        }
         // The analysis can take minutes on a large model before the first iteration: the log says what it does and
         // shows each layer as it is measured, and a cancel stops it between layers.
         observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
@@ -228,11 +325,23 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             ValidationTop1Before = before.Top1,
             ValidationLossBefore = before.Loss,
             TestTop1Before = testBefore?.Top1,
-            Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1,
-                curve => observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve))),
-                cancellationToken)],
+            ValidationSplit = _validatesOnTest ? ValidationSplit.TestHalf : ValidationSource,
+            TestSplit = _validatesOnTest ? TestSplit.OtherHalf : TestSplit.Whole,
+            TestSamples = (int)test.Count,
+            Optimizer = settings.Optimizer.ToString().ToLowerInvariant(),
+            LearningRate = trainer.BaseLearningRate,
+            LearningRateProbe = probe,
+            GoodValidationTop1 = before.Top1,
         };
+        var (layersMeasured, layers) = (0, trainer.Layers.Count);
+        observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 0, layers));
+        report.Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1, curve =>
+        {
+            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve)));
+            observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, ++layersMeasured, layers));
+        }, cancellationToken)];
         report.ValidatesOnTest = _validatesOnTest;
+        observer.OnDeliverable(report.GoodCompression);
         _report = report;
         _best = trainer.Snapshot();
         var free = Sensitivity.CompressionAt(report.Sensitivity, Budget);
@@ -244,6 +353,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
                 $"layer {curve.Layer} keeps its accuracy even at {curve.Points[^1].KeptFraction:P1} of its weights"));
         }
+        report.OneShot = OneShot(report, free, validation, observer);
         if (StandardError(before.Top1, validation.Count) is var error && Budget < error)
         {
             observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Warning,
@@ -302,6 +412,65 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     /// <summary>The budget as a fraction (top-1 is a fraction in the engine, points in the API).</summary>
     private double Budget => Target.MaxAccuracyDrop / 100;
 
+    /// <summary>Compressions below this are not worth a one-shot candidate.</summary>
+    private const double MinOneShot = 1.05;
+
+    /// <summary>One-shot compressions tried, each the square root of the one before, until one is within the budget.</summary>
+    private const int OneShotTries = 4;
+
+    /// <summary>
+    /// The one-shot candidate (docs/algorithm.md#budget-mode): every layer pruned by magnitude to the shares the analysis
+    /// allots to <paramref name="promised"/>, validated as a whole. Layers pruned together can cost more than the sum of
+    /// their curves, so a miss tries less compression. A candidate within the budget becomes the best state: the
+    /// search never delivers less than its analysis promised without retraining.
+    /// </summary>
+    private OneShotReport? OneShot(SearchReport report, double promised, TensorDataset validation, ISurgeryObserver observer)
+    {
+        if (!(promised >= MinOneShot)) return null;
+        var oneShot = new OneShotReport();
+        var start = _best!;
+        for (var target = promised; target >= MinOneShot && oneShot.Tries.Count < OneShotTries; target = Math.Sqrt(target))
+        {
+            trainer.Restore(start);
+            var shares = Sensitivity.Allocate(report.Sensitivity, target);
+            for (var i = 0; i < trainer.Layers.Count; i++) trainer.Method.Calibrate(trainer.Layers[i], shares[i]);
+            trainer.WriteMaskedWeights();
+            var top1 = trainer.Evaluate(validation).Top1;
+            var compression = Compression();
+            var within = top1 >= report.Floor(Budget);
+            oneShot.Tries.Add(new OneShotTry(target, compression, top1, within));
+            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+                $"one-shot candidate (magnitude pruning, no training): {compression:0.#}x at validation top-1 {top1:P2} " +
+                $"(floor {report.Floor(Budget):P2}): {(within ? "within budget" : "outside budget")}"));
+            if (within && compression > report.GoodCompression)
+            {
+                oneShot.Accepted = true;
+                oneShot.Compression = compression;
+                oneShot.ValidationTop1 = top1;
+                report.GoodCompression = compression;
+                report.GoodValidationTop1 = top1;
+                _best = trainer.Snapshot();
+                observer.OnDeliverable(compression);
+                break;
+            }
+        }
+        if (!oneShot.Accepted) trainer.Restore(start);
+        trainer.MarkGood();
+        return oneShot;
+    }
+
+    /// <summary>A stage whose training diverged past every rollback: it fails like a stage outside the budget.</summary>
+    private void Diverge(SearchReport report, SearchStageReport stage, TrainingDivergedException diverged, ISurgeryObserver observer)
+    {
+        stage.Diverged = diverged.Message;
+        stage.Accepted = false;
+        stage.Compression = Compression();
+        report.FailedCompression = Math.Min(report.FailedCompression ?? double.MaxValue, stage.TargetCompression);
+        observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+            $"stage {stage.Index + 1}: training diverged ({diverged.Message}); the search goes on from the best state so far " +
+            $"({report.GoodCompression:0.#}x)"));
+    }
+
     private double? NextTarget(SearchReport report)
     {
         if (report.FailedCompression is { } failed)
@@ -332,14 +501,20 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             Start = trainer.Iteration,
             End = trainer.Iteration + length,
             Layers = calibrations,
+            LearningRate = trainer.BaseLearningRate * trainer.LearningRateScale,
         };
         report.Stages.Add(stage);
+        observer.OnPhase(StagePhase(report, stage));
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
             $"stage {stage.Index + 1}: aiming at {target:0.#}x from {report.GoodCompression:0.#}x (calibrated for " +
             $"{target * report.Correction:0.#}x), iterations {stage.Start}-{stage.End}; " +
             string.Join(", ", calibrations.Select(c => $"{c.Layer} keeps {c.KeptFraction:P2} (t {c.Threshold:g3}, cRate {c.CRate:0.##})"))));
         return stage;
     }
+
+    /// <summary>Stage k of the most stages the iterations left after it allow (the bisection may stop sooner).</summary>
+    private PhaseUpdate StagePhase(SearchReport report, SearchStageReport stage) =>
+        new(RunPhase.Stage, stage.Index + 1, stage.Index + 1 + Math.Max(0, (MaxIterations - FineTuneIterations - stage.End) / StageLength));
 
     private void Judge(SearchReport report, SearchStageReport stage, TensorDataset validation, ISurgeryObserver observer)
     {
@@ -352,8 +527,10 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         if (stage.Accepted == true)
         {
             report.GoodCompression = compression;
+            report.GoodValidationTop1 = evaluation.Top1;
             report.BestStage = stage.Index;
             _best = trainer.Snapshot();
+            observer.OnDeliverable(compression);
         }
         else if (!withinBudget)
         {
@@ -375,6 +552,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         trainer.MarkGood();
         report.FineTuneStart = trainer.Iteration;
         _fineTuneBest = null;
+        observer.OnPhase(new PhaseUpdate(RunPhase.FineTune));
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
             $"fine-tune of the best state ({report.GoodCompression:0.#}x) with frozen masks until iteration {MaxIterations}"));
     }
@@ -389,9 +567,11 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     private SurgeryOutcome Deliver(SearchReport report, TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
     {
-        // Best-of-run: the fine-tune's best validated state when it is at least as good as the stage it started from.
-        var bestStageTop1 = report.BestStage >= 0 ? report.Stages[report.BestStage].ValidationTop1 : report.ValidationTop1Before;
-        var useFineTune = _fineTuneBest is not null && report.FineTuneBestTop1 >= bestStageTop1;
+        // Best-of-run: the fine-tune's best validated state when it is at least as good as the candidate it started from.
+        var bestTop1 = report.GoodValidationTop1
+            ?? (report.BestStage >= 0 ? report.Stages[report.BestStage].ValidationTop1 : report.ValidationTop1Before);
+        var useFineTune = _fineTuneBest is not null && report.FineTuneBestTop1 >= bestTop1;
+        observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
         RestoreKeepingIteration(useFineTune ? _fineTuneBest! : _best!);
         trainer.WriteDeliveredWeights();
         var validationAfter = trainer.Evaluate(validation);
@@ -399,20 +579,78 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         report.ValidationTop1After = validationAfter.Top1;
         report.TestTop1After = testAfter?.Top1;
         var compression = Compression();
+        var candidate = report.BestStage >= 0 ? $"stage {report.BestStage + 1}"
+            : report.OneShot?.Accepted == true ? "one-shot" : "starting model";
+        report.Delivered = useFineTune ? $"fine-tune of the {candidate} (iteration {report.FineTuneBestIteration})" : candidate;
+        var compressed = candidate != "starting model";
         var withinDrop = validationAfter.Top1 >= report.Floor(Budget);
         var enough = report.MinCompression is not { } min || compression >= min;
-        report.BudgetMet = withinDrop && enough;
+        report.BudgetMet = withinDrop && enough && compressed;
         report.BudgetProblem = !withinDrop
             ? $"validation top-1 {validationAfter.Top1:P2} is more than {Target.MaxAccuracyDrop} points below the start's {report.ValidationTop1Before:P2}"
+            : !compressed
+                ? $"nothing was compressed, the starting model is delivered: {Why(report)}"
             : !enough
                 ? $"{compression:0.#}x is the most compression found within {Target.MaxAccuracyDrop} points of validation top-1; " +
                   $"minCompression {report.MinCompression:0.#}x was not reached: allow a larger maxAccuracyDrop or more maxIterations"
+            : compression < 2
+                ? $"only {compression:0.##}x: {Why(report)}"
                 : null;
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
-            $"delivered {compression:0.#}x ({(useFineTune ? $"fine-tune iteration {report.FineTuneBestIteration}" : report.BestStage >= 0 ? $"stage {report.BestStage + 1}" : "the starting model")}): " +
+            $"delivered {compression:0.#}x ({report.Delivered}): " +
             $"validation top-1 {validationAfter.Top1:P2}, test top-1 {testAfter?.Top1:P2}" +
-            (report.BudgetProblem is { } problem ? $"; budget not met: {problem}" : "; budget met")));
+            (report.TestSplit == TestSplit.OtherHalf ? $" on the {report.TestSamples} test samples that did not validate" : "") +
+            (report.BudgetProblem is { } problem ? $"; {(report.BudgetMet == true ? "note" : "budget not met")}: {problem}" : "; budget met")));
         return new SurgeryOutcome(trainer.Iteration, false, null, testAfter, trainer.Results()) { Search = report };
+    }
+
+    /// <summary>
+    /// Why the search found no more than it delivers, from its own record: the stages that diverged (at which rate),
+    /// missed the floor (by how much at the least), or compressed no further; and what the one-shot candidate did.
+    /// </summary>
+    private string Why(SearchReport report)
+    {
+        var floor = report.Floor(Budget);
+        var stages = report.Stages.Where(s => s.Accepted is not null).ToList();
+        var reasons = new List<string>();
+        if (stages.Count == 0)
+        {
+            reasons.Add($"no training stage fit in maxIterations {MaxIterations} (a stage takes {StageLength} and the fine-tune " +
+                $"{FineTuneIterations}); allow more maxIterations");
+        }
+        var diverged = stages.Where(s => s.Diverged is not null).ToList();
+        var missed = stages.Where(s => s.Diverged is null && s.ValidationTop1 < floor).ToList();
+        var rates = string.Join(", ", diverged.Select(s => $"{s.LearningRate:g3}").Distinct());
+        if (diverged.Count > 0)
+        {
+            reasons.Add(diverged.Count == stages.Count
+                ? $"training diverged at every stage at learning rate {rates}"
+                : $"training diverged at {diverged.Count} of {stages.Count} stages at learning rate {rates}");
+        }
+        if (missed.Count > 0)
+        {
+            var least = missed.Min(s => floor - s.ValidationTop1!.Value);
+            reasons.Add((missed.Count == stages.Count ? "every stage" : $"{missed.Count} of {stages.Count} stages") +
+                $" missed the floor of {floor:P2} validation top-1 by at least {100 * least:0.##} points");
+        }
+        var flat = stages.Count - diverged.Count - missed.Count;
+        if (flat > 0) reasons.Add($"{flat} stages stayed within budget without compressing past {report.GoodCompression:0.##}x");
+        if (report.FineTuneDiverged is not null) reasons.Add("the fine-tune diverged");
+        reasons.Add(report.OneShot switch
+        {
+            null => "the sensitivity analysis found no layer that can be pruned within the budget without retraining",
+            { Accepted: true } o => $"the one-shot candidate (no retraining) reached {o.Compression:0.##}x",
+            var o => $"the one-shot candidate missed the floor at every compression tried (down to {o.Tries[^1].Compression:0.##}x)",
+        });
+        if (report.LearningRateProbe is { AnyHeld: false } probe)
+        {
+            reasons.Add($"no learning rate the probe tried (down to {probe.Chosen:g3}) held the starting model");
+        }
+        if (diverged.Count > 0 || missed.Count > 0)
+        {
+            reasons.Add(diverged.Count > 0 ? "a smaller learningRate may help" : "a larger maxAccuracyDrop or more maxIterations may help");
+        }
+        return string.Join("; ", reasons);
     }
 
     private SurgeryOutcome Cancelled() =>
@@ -447,7 +685,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         _plan = stage is null
             ? null
             : new TrainingPlan(trainer.Method.StageSchedule(stage, settings, trainer.Layers.Select(l => l.Layer).ToList()),
-                new StageLearningRate(settings, stage), JudgesAccuracy: false);
+                new StageLearningRate(settings, trainer.BaseLearningRate, stage), JudgesAccuracy: false);
     }
 
     /// <summary>Goes back to a saved state; the iteration count goes on, so the metric series stays one series.</summary>

@@ -6,17 +6,20 @@ public interface ILearningRateSchedule
     double At(int iteration);
 }
 
-/// <summary>Caffe's learning-rate policies (<see cref="LearningRatePolicy"/>), counted from <paramref name="origin"/>.</summary>
-public sealed class CaffeLearningRate(SurgerySettings settings, int origin = 0) : ILearningRateSchedule
+/// <summary>
+/// Caffe's learning-rate policies (<see cref="LearningRatePolicy"/>) from <paramref name="baseRate"/> (the settings' rate,
+/// or the probe's), counted from <paramref name="origin"/>.
+/// </summary>
+public sealed class CaffeLearningRate(SurgerySettings settings, double baseRate, int origin = 0) : ILearningRateSchedule
 {
     public double At(int iteration)
     {
         var local = iteration - origin;
         return settings.LrPolicy switch
         {
-            LearningRatePolicy.Step => settings.LearningRate * Math.Pow(settings.LrGamma, local / settings.LrStepSize),
-            LearningRatePolicy.Inv => settings.LearningRate * Math.Pow(1 + settings.LrGamma * local, -settings.LrPower),
-            _ => settings.LearningRate,
+            LearningRatePolicy.Step => baseRate * Math.Pow(settings.LrGamma, local / settings.LrStepSize),
+            LearningRatePolicy.Inv => baseRate * Math.Pow(1 + settings.LrGamma * local, -settings.LrPower),
+            _ => baseRate,
         };
     }
 }
@@ -28,9 +31,9 @@ public sealed class CaffeLearningRate(SurgerySettings settings, int origin = 0) 
 /// iterations) never decays within a stage of a few thousand: at a constant rate that evaluation measures SGD's noise as
 /// much as the mask. The next stage restarts at the full rate (a warm restart, as in SGDR).
 /// </summary>
-public sealed class StageLearningRate(SurgerySettings settings, SurgeryStage stage) : ILearningRateSchedule
+public sealed class StageLearningRate(SurgerySettings settings, double baseRate, SurgeryStage stage) : ILearningRateSchedule
 {
-    private readonly CaffeLearningRate _policy = new(settings, stage.Start);
+    private readonly CaffeLearningRate _policy = new(settings, baseRate, stage.Start);
 
     public double At(int iteration) => _policy.At(iteration) * Annealing(iteration);
 
@@ -48,3 +51,9 @@ public sealed class StageLearningRate(SurgerySettings settings, SurgeryStage sta
 /// divergence (the paper's fixed mode) or, in a budget stage, the stage's verdict to give.
 /// </summary>
 public sealed record TrainingPlan(IMaskSchedule Masks, ILearningRateSchedule LearningRate, bool JudgesAccuracy);
+
+/// <summary>One rate throughout (the learning-rate probe's trials).</summary>
+public sealed class ConstantLearningRate(double rate) : ILearningRateSchedule
+{
+    public double At(int iteration) => rate;
+}

@@ -64,16 +64,19 @@ public static class Sensitivity
     {
         if (validation.Count == 0) throw new SurgeryException("Bad dataset", "the validation split is empty");
         if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", ErrorKind.Unsupported);
+        observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
         var before = trainer.Evaluate(validation);
         var testBefore = test.Count > 0 ? trainer.Evaluate(test) : null;
         observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Sensitivity, Opening(before, testBefore, validation.Count, trainer.Layers.Count)));
         var done = 0;
+        observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 0, trainer.Layers.Count));
         try
         {
             var curves = Analyse(trainer, validation, before.Top1, curve =>
             {
                 done++;
                 observer.OnEvent(new SurgeryEvent(done, SurgeryEventKind.Sensitivity, Describe(curve)));
+                observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, done, trainer.Layers.Count));
                 layerDone?.Invoke(done);
             }, cancellationToken);
             return new SensitivityReport((int)validation.Count, before.Top1, before.Loss, testBefore?.Top1, curves);

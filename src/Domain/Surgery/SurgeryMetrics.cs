@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace SurgeryService.Domain.Surgery;
 
 /// <summary>One layer in one iteration: how many weights are kept, and how the mask changed in this iteration.</summary>
@@ -48,7 +50,76 @@ public interface ISurgeryObserver
 
     /// <summary>A warning, a rollback or a step of the budget search.</summary>
     void OnEvent(SurgeryEvent surgeryEvent) { }
+
+    /// <summary>The run enters a phase, or moves a step within one (a layer of the sensitivity analysis).</summary>
+    void OnPhase(PhaseUpdate phase) { }
+
+    /// <summary>
+    /// Budget mode: the compression of the best state within budget so far (1: the starting model), the one delivered
+    /// if the run ended now. Called when it changes.
+    /// </summary>
+    void OnDeliverable(double compression) { }
+
+    /// <summary>Which samples the run validates and tests on, once it knows (and again on a resumed run).</summary>
+    void OnSplits(EvaluationSplits splits) { }
 }
+
+/// <summary>What a run does now, in the order a budget job goes through them.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<RunPhase>))]
+public enum RunPhase
+{
+    /// <summary>Evaluating the starting model (or, at the end, the delivered one).</summary>
+    Evaluating,
+
+    /// <summary>Trying learning rates before the search.</summary>
+    Probing,
+
+    /// <summary>Per-layer sensitivity analysis: step k of n layers measured.</summary>
+    Sensitivity,
+
+    /// <summary>Fixed-threshold training (the paper's recipe).</summary>
+    Training,
+
+    /// <summary>Budget mode: stage k of at most n that the iterations left allow.</summary>
+    Stage,
+
+    /// <summary>Budget mode: the final fine-tune of the best state with frozen masks.</summary>
+    FineTune,
+
+    /// <summary>Writing the delivered model's files.</summary>
+    Exporting,
+}
+
+/// <summary>A phase and, for a phase that counts steps, <see cref="Step"/> done (or running) of <see cref="Steps"/> (0 when it counts none).</summary>
+public sealed record PhaseUpdate(RunPhase Phase, int Step = 0, int Steps = 0);
+
+/// <summary>Where the samples that validate a run come from.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ValidationSplit>))]
+public enum ValidationSplit
+{
+    /// <summary>A seeded share of the training samples, held out and never trained on.</summary>
+    TrainingHoldout,
+
+    /// <summary>The dataset's own validation split (<c>x_val</c>/<c>y_val</c>, or validation IDX files).</summary>
+    Dataset,
+
+    /// <summary>A seeded half of the test split: the model had been trained on the training samples held out.</summary>
+    TestHalf,
+}
+
+/// <summary>Which test samples a run's test figures are measured on.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<TestSplit>))]
+public enum TestSplit
+{
+    /// <summary>The whole test split (none of it validated the run).</summary>
+    Whole,
+
+    /// <summary>The half of the test split that did not validate the search (<see cref="ValidationSplit.TestHalf"/>).</summary>
+    OtherHalf,
+}
+
+/// <summary>The run's validation split (null: it validates on none, fixed mode) and test samples, with their counts.</summary>
+public sealed record EvaluationSplits(ValidationSplit? Validation, long ValidationSamples, TestSplit Test, long TestSamples);
 
 /// <summary>Budget mode: the iterations of one search stage, whose masks update during its first <see cref="MaskIterations"/>.</summary>
 public sealed record SurgeryStage(int Start, int End, int MaskIterations);
@@ -69,6 +140,8 @@ public enum SurgeryEventKind
 
     /// <summary>After surgery: the int8 decision and one model's figures measured in ONNX Runtime.</summary>
     Deployment,
+    /// <summary>A rate the learning-rate probe tried, and the rate it chose.</summary>
+    Probe,
 }
 
 /// <summary>A notable moment of a run, kept with the job and shown in its report.</summary>

@@ -36,6 +36,17 @@ public enum PruningPhases
     ConvThenFc,
 }
 
+/// <summary>What steps the dense weights (docs/algorithm.md#optimizers).</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<OptimizerChoice>))]
+public enum OptimizerChoice
+{
+    /// <summary>Caffe's SGD with momentum, as the released DNS code trains.</summary>
+    Sgd,
+
+    /// <summary>Adam (Kingma and Ba 2015), with the cut connections' gradients and moments masked.</summary>
+    Adam,
+}
+
 [JsonConverter(typeof(JsonStringEnumConverter<DeviceChoice>))]
 public enum DeviceChoice
 {
@@ -124,8 +135,24 @@ public sealed record SurgerySettings
     public int Iterations { get; init; } = 20000;
     public int BatchSize { get; init; } = 64;
 
-    /// <summary>SGD's base learning rate, greater than 0 and at most 10000; default 0.01.</summary>
-    public double LearningRate { get; init; } = 0.01;
+    /// <summary>
+    /// The base learning rate, greater than 0 and at most 10000. Default (null): the learning-rate probe picks it from
+    /// the starting model before training (docs/algorithm.md#learning-rate-probe); a rate named here is used as given.
+    /// </summary>
+    public double? LearningRate { get; init; }
+
+    /// <summary>
+    /// The rate a trainer starts from before any probe has run, and the usual rate of SGD on inputs scaled to about
+    /// [0, 1]; the probe's answer replaces it.
+    /// </summary>
+    public const double FallbackLearningRate = 0.01;
+
+    /// <summary>
+    /// <c>sgd</c> (default; Caffe's SGD with <see cref="Momentum"/>, as the paper trains) or <c>adam</c> (beta 0.9 and
+    /// 0.999; <see cref="Momentum"/> is not used). Either way the optimizer never moves a connection the mask has cut
+    /// unless the method may splice it back (docs/algorithm.md#optimizers).
+    /// </summary>
+    public OptimizerChoice Optimizer { get; init; } = OptimizerChoice.Sgd;
 
     public LearningRatePolicy LrPolicy { get; init; } = LearningRatePolicy.Inv;
 
@@ -198,7 +225,7 @@ public sealed record SurgerySettings
         Check(FcIterStop >= 0, "fcIterStop", "must be >= 0");
         Check(Iterations is > 0 and <= 10_000_000, "iterations", "must be between 1 and 10000000");
         Check(BatchSize is > 0 and <= 65536, "batchSize", "must be between 1 and 65536");
-        Check(InRange(LearningRate, 0, 10_000) && LearningRate > 0, "learningRate", "must be greater than 0 and at most 10000");
+        Check(LearningRate is not { } rate || (InRange(rate, 0, 10_000) && rate > 0), "learningRate", "must be greater than 0 and at most 10000");
         Check(InRange(LrGamma, 0, 10), "lrGamma", "must be between 0 and 10");
         Check(InRange(LrPower, 0, 10), "lrPower", "must be between 0 and 10");
         Check(LrStepSize > 0, "lrStepSize", "must be > 0");
@@ -208,6 +235,7 @@ public sealed record SurgerySettings
         Check(MagnitudeRounds is > 0 and <= 100, "magnitudeRounds", "must be between 1 and 100");
         Check(EvalInterval > 0, "evalInterval", "must be > 0");
         Check(Enum.IsDefined(Method), "method", "must be 'dns' or 'magnitude'");
+        Check(Enum.IsDefined(Optimizer), "optimizer", "must be 'sgd' or 'adam'");
         Check(Enum.IsDefined(LrPolicy), "lrPolicy", "must be 'fixed', 'step' or 'inv'");
         Check(Enum.IsDefined(Phases), "phases", "must be 'all' or 'convThenFc'");
         Check(Enum.IsDefined(Device), "device", "must be 'auto', 'cpu' or 'cuda'");

@@ -40,7 +40,8 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         _model = model;
         _model.to(Device);
         Method = PruningMethods.For(settings);
-        _optimizer = CaffeSgd.For(settings);
+        _optimizer = Optimizers.For(settings);
+        BaseLearningRate = settings.LearningRate ?? SurgerySettings.FallbackLearningRate;
 
         var parameters = _model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         Parameter Find(string name) => parameters.TryGetValue(name, out var p)
@@ -64,7 +65,8 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
             foreach (var m in layer.Masked)
             {
                 // Step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through), unless the method cuts for good.
-                _optimizer.Add(m.Dense, () => m.Parameter.grad, m == layer.Bias, Method.Splices ? null : () => m.Mask);
+                _optimizer.Add(m.Dense, () => m.Parameter.grad, m == layer.Bias,
+                    Method.Splices && _optimizer.TrainsCutWeights ? null : () => m.Mask);
             }
         }
         foreach (var (name, parameter) in parameters.Where(p => !masked.Contains(p.Key) && p.Value.requires_grad))
@@ -89,6 +91,12 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 
     public IReadOnlyList<MaskedLayer> Layers => _layers;
 
+    /// <summary>
+    /// The rate the learning-rate policies start from: the settings' <c>learningRate</c>, or the
+    /// <see cref="LearningRateProbe"/>'s choice when they name none (saved in checkpoints).
+    /// </summary>
+    public double BaseLearningRate { get; internal set; }
+
     /// <summary>Times training diverged and was rolled back to its last good state with a tenth of the learning rate.</summary>
     public int Rollbacks { get; internal set; }
 
@@ -99,6 +107,8 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 
     internal Module<Tensor, Tensor> Model => _model;
 
+    internal SurgerySettings Settings => _settings;
+
     internal IOptimizer Optimizer => _optimizer;
 
     /// <summary>The trainable parameters outside the masked layers, by name.</summary>
@@ -106,7 +116,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 
     /// <summary>The paper's fixed-threshold mode: the method's own schedule and the user's learning-rate policy.</summary>
     public TrainingPlan FixedPlan() =>
-        new(Method.Schedule(_settings, _layers.Select(l => l.Layer).ToList()), new CaffeLearningRate(_settings), JudgesAccuracy: true);
+        new(Method.Schedule(_settings, _layers.Select(l => l.Layer).ToList()), new CaffeLearningRate(_settings, BaseLearningRate), JudgesAccuracy: true);
 
     /// <summary>
     /// Trains from <see cref="Iteration"/> to the settings' iteration count, or until cancelled (checked between
@@ -118,17 +128,23 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         int checkpointInterval = 0, CancellationToken cancellationToken = default)
     {
         if (train.Count == 0) throw new SurgeryException("Bad dataset", "the training set is empty");
+        observer.OnSplits(new EvaluationSplits(null, 0, TestSplit.Whole, test.Count));
+        if (Iteration == 0) observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
         var before = Iteration == 0 && test.Count > 0 ? Evaluate(test) : null;
         if (before is not null) observer.OnEvaluation(before);
         if (Iteration == 0) WarnAboutFirstPrunes(observer);
+        // Before the guard keeps its last good state: a rollback goes back to the probe's rate, not the fallback.
+        if (Iteration == 0 && _settings.LearningRate is null) ProbeForFixedRun(train, observer, cancellationToken);
         StartGuard(train, before);
 
+        observer.OnPhase(new PhaseUpdate(RunPhase.Training));
         var cancelled = RunUntil(_settings.Iterations, FixedPlan(), train, test, observer, checkpointInterval, this, cancellationToken);
 
         foreach (var layer in _layers) layer.WriteDeliveredWeights();
         EvaluationMetrics? after = null;
         if (!cancelled && test.Count > 0)
         {
+            observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
             after = Evaluate(test);
             observer.OnEvaluation(after);
         }
@@ -180,6 +196,32 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         _lastGood = Snapshot();
     }
 
+    /// <summary>
+    /// The paper's mode with no learningRate: the probe judges each rate on a seeded tenth of the training samples
+    /// (at most 2,000; the test split never chooses a setting), from the dense start, before the first iteration.
+    /// </summary>
+    private void ProbeForFixedRun(TensorDataset train, ISurgeryObserver observer, CancellationToken cancellationToken)
+    {
+        if (train.Count < 2) return;
+        var (rest, held) = train.Split((int)Math.Clamp(train.Count / 10, 1, 2000), SurgeryTarget.ValidationSplitSeed);
+        using var _rest = rest;
+        using var _held = held;
+        var start = Evaluate(held);
+        var probe = LearningRateProbe.Run(this, train, held, start, LearningRateProbe.IterationsFor(_settings.Iterations),
+            observer, cancellationToken);
+        BaseLearningRate = probe.Chosen;
+        Probe = probe;
+    }
+
+    /// <summary>What the learning-rate probe tried and chose, when this run probed.</summary>
+    public ProbeReport? Probe { get; internal set; }
+
+    /// <summary>
+    /// One iteration of the learning-rate probe with <paramref name="plan"/>: trains like <see cref="Step"/> but reports to
+    /// no observer; the probe restores the state afterwards. Returns the batch's loss.
+    /// </summary>
+    internal double ProbeStep(TensorDataset train, TrainingPlan plan) => Step(train, plan).Loss;
+
     /// <summary>Guard rail: a layer whose first prune would keep under 1% of it is named before the first iteration.</summary>
     private void WarnAboutFirstPrunes(ISurgeryObserver observer)
     {
@@ -206,8 +248,9 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         var cause = divergence.Describe(lr, _inputMin, _inputMax, budgetMode: !plan.JudgesAccuracy);
         if (Rollbacks >= DivergenceGuard.MaxRollbacks || _lastGood is null)
         {
-            throw new SurgeryException("Training diverged",
-                $"{cause} (after {Rollbacks} rollbacks to the last good state, each with a tenth of the learning rate)", ErrorKind.BadInput);
+            throw new TrainingDivergedException(
+                $"{cause} (after {Rollbacks} rollbacks to the last good state, each with a tenth of the learning rate)",
+                plan.LearningRate.At(divergence.Iteration));
         }
         // The snapshot holds the weights to go back to; the count of rollbacks and the rate's scale go on from now.
         var (iteration, rollbacks, scale) = (Iteration, Rollbacks, LearningRateScale);
@@ -370,5 +413,16 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         _optimizer.Dispose();
         _permutation?.Dispose();
         _random.Dispose();
+        _lastGood = null; // a whole copy of the training state: not kept alive by whoever still holds the trainer
     }
+}
+
+/// <summary>
+/// Training diverged and could not be rolled back any further. <see cref="LearningRate"/>: the rate the run diverged at
+/// before the rollbacks' tenths.
+/// </summary>
+public sealed class TrainingDivergedException(string message, double learningRate)
+    : SurgeryException("Training diverged", message, ErrorKind.BadInput)
+{
+    public double LearningRate { get; } = learningRate;
 }

@@ -10,8 +10,11 @@ namespace SurgeryService.Domain.Surgery;
 /// </summary>
 public static class TrainerCheckpoint
 {
+    /// <summary>Version 4 adds the base learning rate (the probe's choice, when it chose).</summary>
+    private const string Magic = "DNS-CKPT-4";
+
     /// <summary>Version 3 adds the learning-rate scale, rollbacks, the budget-mode stage and the divergence baseline.</summary>
-    private const string Magic = "DNS-CKPT-3";
+    private const string MagicV3 = "DNS-CKPT-3";
 
     private const string MagicV2 = "DNS-CKPT-2";
 
@@ -23,6 +26,7 @@ public static class TrainerCheckpoint
         writer.Write(trainer.Iteration);
         writer.Write(trainer.LearningRateScale);
         writer.Write(trainer.Rollbacks);
+        writer.Write(trainer.BaseLearningRate);
         writer.Write(stage is not null);
         if (stage is not null)
         {
@@ -84,13 +88,14 @@ public static class TrainerCheckpoint
         }
 
         var magic = reader.ReadString();
-        Expect(magic is Magic or MagicV2, "unknown format");
+        Expect(magic is Magic or MagicV3 or MagicV2, "unknown format");
         var iteration = reader.ReadInt32();
         SurgeryStage? stage = null;
-        if (magic == Magic)
+        if (magic is Magic or MagicV3)
         {
             trainer.LearningRateScale = reader.ReadDouble();
             trainer.Rollbacks = reader.ReadInt32();
+            if (magic == Magic) trainer.BaseLearningRate = reader.ReadDouble();
             stage = reader.ReadBoolean() ? new SurgeryStage(reader.ReadInt32(), reader.ReadInt32(), reader.ReadInt32()) : null;
             trainer.Guard = reader.ReadBoolean() ? new DivergenceGuard(reader.ReadDouble(), reader.ReadDouble(), reader.ReadInt32()) : null;
         }

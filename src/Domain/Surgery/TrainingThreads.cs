@@ -5,10 +5,14 @@ namespace SurgeryService.Domain.Surgery;
 
 /// <summary>
 /// LibTorch's intra-op thread count for one training run. Fixed when the operator sets one; otherwise measured at the
-/// run's start: after a warm-up, iterations alternate in short rounds between one thread and <see cref="MaxThreads"/>,
-/// and the run keeps the extra threads only when their median iteration is at least <see cref="MinSpeedup"/> times
-/// faster. A small model gains nothing from a second thread and loses much when OpenMP threads wait on each other
-/// while the Api or another job holds the other core (bench -- threads); a large one can earn it.
+/// run's start: after a warm-up on one thread, iterations alternate in short rounds between one thread and
+/// <see cref="MaxThreads"/>, and the run keeps the extra threads only when their median iteration is at least
+/// <see cref="MinSpeedup"/> times faster. A small model gains nothing from a second thread and loses much when OpenMP
+/// threads wait on each other while the Api or another job holds the other core (bench -- threads); a large one can earn it.
+/// The measurement takes at most <see cref="MaxMeasureSeconds"/> or <see cref="MaxMeasureShare"/> of the run's expected
+/// duration, whichever is less: the warm-up times the one-thread iteration, and the rounds are sized from it (up to 4
+/// rounds of 25 iterations on each count; fewer and shorter for slow iterations or a short run). A run too short for
+/// one iteration on each count inside that budget stays on one thread.
 /// Until the first iteration, a run that measures uses every core it may: what comes before it is evaluation in batches
 /// of 1,000 samples (the starting model, and a budget job's sensitivity analysis, nine evaluations per layer): with
 /// passive waiting, 1.3-1.8x faster alone on every model size, and 0.86-1.04x beside a second process
@@ -17,11 +21,23 @@ namespace SurgeryService.Domain.Surgery;
 /// <remarks>
 /// LibTorch applies a count to the thread that sets it and to threads that have not run a parallel operation yet, so
 /// <see cref="Observe"/> and the choice must run on the training thread; observers are called there.
+/// The budget is counted from the end of the run's first iteration (whose time includes the run's setup) to the
+/// choice; evaluations and checkpoints inside it count, but are kept out of the iteration times.
 /// </remarks>
 public sealed class TrainingThreads
 {
     public const double MinSpeedup = 1.25;
-    private const int WarmUp = 20, RoundLength = 25, Rounds = 4;
+
+    /// <summary>The longest the measurement may take, in seconds.</summary>
+    public const double MaxMeasureSeconds = 10;
+
+    /// <summary>The largest share of the run's expected duration (iterations times the one-thread pace) it may take.</summary>
+    public const double MaxMeasureShare = 0.05;
+
+    private const int MinWarmUp = 2, WarmUp = 20, RoundLength = 25, Rounds = 4;
+
+    /// <summary>The warm-up ends after <see cref="WarmUp"/> iterations or this share of the budget, whichever comes first.</summary>
+    private const double WarmUpShare = 0.2;
 
     private TrainingThreads(int fixedThreads, int maxThreads)
     {
@@ -41,11 +57,16 @@ public sealed class TrainingThreads
     public static TrainingThreads For(int fixedThreads, int concurrentJobs = 1) =>
         new(Math.Max(0, fixedThreads), Math.Max(1, Environment.ProcessorCount / Math.Max(1, concurrentJobs)));
 
+    /// <summary>A measured choice between one thread and <paramref name="maxThreads"/>, whatever this machine's cores.</summary>
+    internal static TrainingThreads Measured(int maxThreads) => new(0, Math.Max(1, maxThreads));
+
     /// <summary>
     /// Sets the starting count on the calling (training) thread and returns the observer to train with: <paramref name="inner"/>,
-    /// wrapped when the count is still to be measured. <paramref name="chosen"/> hears the count and why, once.
+    /// wrapped when the count is still to be measured. <paramref name="iterations"/> is how many iterations the run will
+    /// train (its expected duration bounds the measurement; 0 when unknown). <paramref name="chosen"/> hears the count and
+    /// why, once. <paramref name="clock"/> times the iterations (the system's by default).
     /// </summary>
-    public ISurgeryObserver Observe(ISurgeryObserver inner, Action<int, string> chosen)
+    public ISurgeryObserver Observe(ISurgeryObserver inner, int iterations, Action<int, string> chosen, TimeProvider? clock = null)
     {
         if (FixedThreads > 0 || MaxThreads == 1)
         {
@@ -55,44 +76,114 @@ public sealed class TrainingThreads
             return inner;
         }
         set_num_threads(MaxThreads); // the evaluations before the first iteration; the warm-up then starts on one
-        return new Measuring(inner, MaxThreads, chosen);
+        return new Measuring(inner, MaxThreads, iterations, chosen, clock ?? TimeProvider.System);
     }
 
-    private sealed class Measuring(ISurgeryObserver inner, int maxThreads, Action<int, string> chosen) : ISurgeryObserver
+    /// <summary>The measurement's budget in seconds for a run of <paramref name="iterations"/> at <paramref name="secondsPerIteration"/>.</summary>
+    public static double Budget(int iterations, double secondsPerIteration) =>
+        iterations > 0 ? Math.Min(MaxMeasureSeconds, MaxMeasureShare * iterations * secondsPerIteration) : MaxMeasureSeconds;
+
+    private sealed class Measuring(ISurgeryObserver inner, int maxThreads, int iterations, Action<int, string> chosen, TimeProvider clock)
+        : ISurgeryObserver
     {
-        private readonly List<double> _one = [], _many = [];
-        private long _last = Stopwatch.GetTimestamp();
+        private readonly List<double> _warm = [], _one = [], _many = [];
+        private long _last = clock.GetTimestamp();
+        private long _start;
         private int _seen;
+        private int _firstRound = -1, _roundLength, _rounds;
+        private double _budget;
         private bool _done;
 
         public void OnIteration(IterationMetrics metrics)
         {
             inner.OnIteration(metrics);
             if (_done) return;
-            var now = Stopwatch.GetTimestamp();
-            var n = _seen++;
-            if (n >= WarmUp) (ThreadsOf(n) == 1 ? _one : _many).Add(Stopwatch.GetElapsedTime(_last, now).TotalMilliseconds);
+            var now = clock.GetTimestamp();
+            var seconds = clock.GetElapsedTime(_last, now).TotalSeconds;
             _last = now;
-            if (n + 1 < WarmUp + 2 * Rounds * RoundLength)
+            var n = _seen++;
+            if (n == 0)
             {
-                if (n == 0 || ThreadsOf(n + 1) != ThreadsOf(n)) set_num_threads(ThreadsOf(n + 1));
+                // The first iteration ran on every core and carries the run's setup: the clock starts after it.
+                _start = now;
+                set_num_threads(1);
                 return;
             }
-            _done = true;
-            double one = Median(_one), many = Median(_many);
-            var threads = one / many >= MinSpeedup ? maxThreads : 1;
-            set_num_threads(threads);
-            chosen(threads, string.Create(System.Globalization.CultureInfo.InvariantCulture,
-                $"measured: 1 thread {one:F2} ms per iteration, {maxThreads} threads {many:F2} ms (more threads need {MinSpeedup}x)"));
+            var spent = clock.GetElapsedTime(_start, now).TotalSeconds;
+            if (_firstRound < 0)
+            {
+                _warm.Add(seconds);
+                var pace = Median(_warm);
+                var budget = Budget(iterations, pace);
+                if (_warm.Count < MinWarmUp || (_warm.Count < WarmUp && spent < budget * WarmUpShare)) return;
+                PlanRounds(n + 1, budget, pace > 0 ? (budget - spent) / pace : 0);
+                return;
+            }
+            (ThreadsOf(n) == 1 ? _one : _many).Add(seconds);
+            if (n + 1 < _firstRound + 2 * _rounds * _roundLength && spent < _budget)
+            {
+                if (ThreadsOf(n + 1) != ThreadsOf(n)) set_num_threads(ThreadsOf(n + 1));
+                return;
+            }
+            Decide(spent);
         }
 
-        public void OnEvaluation(EvaluationMetrics metrics) => inner.OnEvaluation(metrics);
+        public void OnEvaluation(EvaluationMetrics metrics)
+        {
+            inner.OnEvaluation(metrics);
+            _last = clock.GetTimestamp();
+        }
 
-        public void OnCheckpointDue(ICheckpointSource source) => inner.OnCheckpointDue(source);
+        public void OnCheckpointDue(ICheckpointSource source)
+        {
+            inner.OnCheckpointDue(source);
+            _last = clock.GetTimestamp();
+        }
 
         public void OnEvent(SurgeryEvent surgeryEvent) => inner.OnEvent(surgeryEvent);
 
-        private int ThreadsOf(int n) => n < WarmUp || (n - WarmUp) / RoundLength % 2 == 0 ? 1 : maxThreads;
+        /// <summary>Rounds that fit the <paramref name="available"/> iterations left of the budget: up to 4 of 25 on each count.</summary>
+        private void PlanRounds(int first, double budget, double available)
+        {
+            _budget = budget;
+            _firstRound = first;
+            _roundLength = (int)Math.Clamp(available / (2 * Rounds), 0, RoundLength);
+            _rounds = Rounds;
+            if (_roundLength == 0)
+            {
+                _roundLength = 1;
+                _rounds = (int)Math.Clamp(available / 2, 0, Rounds);
+            }
+            if (_rounds == 0)
+            {
+                Settle(1, Format($"the run is too short to measure: its budget of {budget:F2} s fits no iteration on each count"));
+                return;
+            }
+            set_num_threads(ThreadsOf(first));
+        }
+
+        private void Decide(double spent)
+        {
+            if (_one.Count == 0 || _many.Count == 0)
+            {
+                Settle(1, Format($"the measurement ran out of its {_budget:F2} s before timing both counts"));
+                return;
+            }
+            double one = Median(_one), many = Median(_many);
+            Settle(one / many >= MinSpeedup ? maxThreads : 1, Format(
+                $"measured in {spent:F1} s: 1 thread {one * 1000:F2} ms per iteration, {maxThreads} threads {many * 1000:F2} ms (more threads need {MinSpeedup}x)"));
+        }
+
+        private void Settle(int threads, string why)
+        {
+            _done = true;
+            set_num_threads(threads);
+            chosen(threads, why);
+        }
+
+        private int ThreadsOf(int n) => (n - _firstRound) / _roundLength % 2 == 0 ? 1 : maxThreads;
+
+        private static string Format(FormattableString text) => FormattableString.Invariant(text);
 
         private static double Median(List<double> values)
         {

@@ -44,6 +44,7 @@ public sealed class UploadDataset(SurgeryDbContext db, ArtifactStore artifacts, 
         ClassCount = summary.ClassCount,
         TrainCount = summary.TrainCount,
         TestCount = summary.TestCount,
+        ValidationCount = summary.ValidationCount,
         CreatedAt = DateTimeOffset.UtcNow,
     };
 }

@@ -41,4 +41,12 @@ public sealed class JobOptions
 
     [Range(0, 100_000)]
     public int DeploymentWarmupRuns { get; set; } = 10;
+
+    /// <summary>
+    /// A job whose estimated peak memory (<c>JobMemoryEstimate</c>) is over this is refused at submit with a 422 that
+    /// names the estimate. Set it to what a worker may use for one job; the default is 75% of the memory this process
+    /// sees (the machine's, or its container's limit), right when the Api and the Worker share a machine.
+    /// </summary>
+    [Range(typeof(long), "1", "9223372036854775807")]
+    public long MaxJobMemoryBytes { get; set; } = GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 4 * 3;
 }

@@ -13,7 +13,8 @@ namespace SurgeryService.Infrastructure.Jobs;
 /// <summary>
 /// The engine's observer for a job. The training thread only enqueues; one background loop writes the queue in order:
 /// metric rows in batches (binary COPY into a staging table, then INSERT .. ON CONFLICT DO NOTHING so a replayed
-/// iteration can never appear twice), evaluations, the job's progress fields, and checkpoints, each checkpoint only
+/// iteration can never appear twice), evaluations, the job's progress fields (phase, and the finish <see cref="JobPace"/>
+/// estimates), and checkpoints, each checkpoint only
 /// after every metric before it. Each write also reads the job's cancel flag. It writes progress only, never the job's
 /// state, and only while the job is Running: a write that finds the job in another state (finished by another writer)
 /// writes nothing and stops the run like a cancel. Every write changes the row's xmin, so an EF writer holding an older
@@ -31,17 +32,28 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private readonly List<IterationMetrics> _metrics = [];
     private readonly List<EvaluationMetrics> _evaluations = [];
     private readonly List<(int Sequence, SurgeryEvent Event)> _events = [];
+    private readonly bool _evaluatesOnValidation;
+    private readonly JobPace? _pace;
     private int _nextEvent;
     private Guid? _checkpointArtifactId;
     private int? _progress;
+    private PhaseUpdate? _phase;
+    private double? _deliverable;
+    private EvaluationSplits? _splits;
     private IReadOnlyList<string>? _layerNames;
     private long[]? _layerTotals;
     private Task? _loop;
 
-    /// <summary>Events the job kept from before its checkpoint are <paramref name="eventsBefore"/>; new ones are numbered after them.</summary>
+    /// <summary>
+    /// Events the job kept from before its checkpoint are <paramref name="eventsBefore"/>; new ones are numbered after them.
+    /// The engine's evaluations are on the validation split when <paramref name="evaluatesOnValidation"/> (budget mode),
+    /// otherwise on the test split; <paramref name="pace"/>, when given, estimates the finish.
+    /// </summary>
     public JobProgressWriter(string connectionString, Guid jobId, string tenantId, Guid? checkpointArtifactId, JobOptions options,
-        int eventsBefore = 0)
+        int eventsBefore = 0, bool evaluatesOnValidation = false, JobPace? pace = null)
     {
+        _evaluatesOnValidation = evaluatesOnValidation;
+        _pace = pace;
         _nextEvent = eventsBefore;
         _connectionString = connectionString;
         _jobId = jobId;
@@ -69,11 +81,29 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         }
     });
 
-    public void OnIteration(IterationMetrics metrics) => _queue.Writer.TryWrite(metrics);
+    public void OnIteration(IterationMetrics metrics)
+    {
+        _pace?.OnIteration(metrics.Iteration);
+        _queue.Writer.TryWrite(metrics);
+    }
 
     public void OnEvaluation(EvaluationMetrics metrics) => _queue.Writer.TryWrite(metrics);
 
     public void OnEvent(SurgeryEvent surgeryEvent) => _queue.Writer.TryWrite(surgeryEvent);
+
+    public void OnPhase(PhaseUpdate phase)
+    {
+        _pace?.OnPhase(phase);
+        _queue.Writer.TryWrite(phase);
+    }
+
+    public void OnDeliverable(double compression) => _queue.Writer.TryWrite(new DeliverableData(compression));
+
+    public void OnSplits(EvaluationSplits splits)
+    {
+        _pace?.OnSplits(splits);
+        _queue.Writer.TryWrite(splits);
+    }
 
     public void OnCheckpointDue(ICheckpointSource source) => Checkpoint(source);
 
@@ -109,6 +139,8 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private sealed record CheckpointData(int Iteration, byte[] Bytes);
 
     private sealed record ProgressData(int Done);
+
+    private sealed record DeliverableData(double Compression);
 
     /// <summary>How the jobs table stores <see cref="JobState.Running"/> (the state column holds the enum's name).</summary>
     private static readonly string Running = nameof(JobState.Running);
@@ -156,6 +188,15 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                     case ProgressData progress:
                         _progress = progress.Done;
                         break;
+                    case PhaseUpdate phase:
+                        _phase = phase;
+                        break;
+                    case DeliverableData deliverable:
+                        _deliverable = deliverable.Compression;
+                        break;
+                    case EvaluationSplits splits:
+                        _splits = splits;
+                        break;
                     case CheckpointData checkpoint:
                         await FlushAsync(connection);
                         await WriteCheckpointAsync(connection, checkpoint);
@@ -194,9 +235,21 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
             "Loss" = COALESCE(@loss, "Loss"),
             "Kept" = COALESCE(@kept, "Kept"),
             "Total" = COALESCE(@total, "Total"),
-            "LastTop1" = COALESCE(@top1, "LastTop1"),
-            "LastTop5" = COALESCE(@top5, "LastTop5"),
-            "Top1Before" = COALESCE("Top1Before", @before),
+            "StageCompression" = COALESCE(@stage, "StageCompression"),
+            "ValidationTop1" = COALESCE(@validationTop1, "ValidationTop1"),
+            "ValidationTop1Before" = COALESCE("ValidationTop1Before", @validationBefore),
+            "TestTop1" = COALESCE(@testTop1, "TestTop1"),
+            "TestTop5" = COALESCE(@testTop5, "TestTop5"),
+            "TestTop1Before" = COALESCE("TestTop1Before", @testBefore),
+            "ValidationSplit" = COALESCE(@validationSplit, "ValidationSplit"),
+            "ValidationSamples" = COALESCE(@validationSamples, "ValidationSamples"),
+            "TestSplit" = COALESCE(@testSplit, "TestSplit"),
+            "TestSamples" = COALESCE(@testSamples, "TestSamples"),
+            "Phase" = COALESCE(@phase, "Phase"),
+            "PhaseStep" = COALESCE(@phaseStep, "PhaseStep"),
+            "PhaseSteps" = COALESCE(@phaseSteps, "PhaseSteps"),
+            "BestCompression" = COALESCE(@best, "BestCompression"),
+            "EstimatedFinishAt" = @finish,
             "LayerNames" = COALESCE(@layers, "LayerNames"),
             "LayerTotals" = COALESCE(@totals, "LayerTotals"),
             "UpdatedAt" = now()
@@ -318,10 +371,28 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         update.Parameters.Add(new NpgsqlParameter("loss", NpgsqlDbType.Double) { Value = (object?)last?.Loss ?? DBNull.Value });
         update.Parameters.Add(new NpgsqlParameter("kept", NpgsqlDbType.Bigint) { Value = (object?)last?.Kept ?? DBNull.Value });
         update.Parameters.Add(new NpgsqlParameter("total", NpgsqlDbType.Bigint) { Value = (object?)last?.Total ?? DBNull.Value });
-        update.Parameters.Add(new NpgsqlParameter("top1", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top1 ?? DBNull.Value });
-        update.Parameters.Add(new NpgsqlParameter("top5", NpgsqlDbType.Double) { Value = (object?)evaluation?.Top5 ?? DBNull.Value });
+        void Add(string name, NpgsqlDbType type, object? value) =>
+            update.Parameters.Add(new NpgsqlParameter(name, type) { Value = value ?? DBNull.Value });
+        Add("stage", NpgsqlDbType.Double, last is { Kept: > 0 } ? (double)last.Total / last.Kept : null);
         var before = _evaluations.FirstOrDefault(e => e.Iteration == 0);
-        update.Parameters.Add(new NpgsqlParameter("before", NpgsqlDbType.Double) { Value = (object?)before?.Top1 ?? DBNull.Value });
+        var (validation, test) = _evaluatesOnValidation ? (evaluation, (EvaluationMetrics?)null) : (null, evaluation);
+        var (validationBefore, testBefore) = _evaluatesOnValidation ? (before, (EvaluationMetrics?)null) : (null, before);
+        Add("validationTop1", NpgsqlDbType.Double, validation?.Top1);
+        Add("validationBefore", NpgsqlDbType.Double, validationBefore?.Top1);
+        Add("testTop1", NpgsqlDbType.Double, test?.Top1);
+        Add("testTop5", NpgsqlDbType.Double, test?.Top5);
+        Add("testBefore", NpgsqlDbType.Double, testBefore?.Top1);
+        Add("validationSplit", NpgsqlDbType.Text, _splits?.Validation?.ToString());
+        Add("validationSamples", NpgsqlDbType.Integer, _splits?.Validation is null ? null : (int)_splits.ValidationSamples);
+        Add("testSplit", NpgsqlDbType.Text, _splits?.Test.ToString());
+        Add("testSamples", NpgsqlDbType.Integer, _splits is null ? null : (int)_splits.TestSamples);
+        Add("phase", NpgsqlDbType.Text, _phase?.Phase.ToString());
+        Add("phaseStep", NpgsqlDbType.Integer, _phase?.Step);
+        Add("phaseSteps", NpgsqlDbType.Integer, _phase?.Steps);
+        Add("best", NpgsqlDbType.Double, _deliverable is { } d && double.IsFinite(d) ? d : null);
+        // Whole seconds: the estimate is no finer, and a finish that moves by milliseconds would be a new SSE event.
+        Add("finish", NpgsqlDbType.TimestampTz, _pace?.Remaining() is { } remaining
+            ? DateTimeOffset.FromUnixTimeSeconds((DateTimeOffset.UtcNow + remaining).ToUnixTimeSeconds() + 1) : null);
         update.Parameters.Add(new NpgsqlParameter("layers", NpgsqlDbType.Array | NpgsqlDbType.Text)
         {
             Value = (object?)_layerNames?.ToArray() ?? DBNull.Value,

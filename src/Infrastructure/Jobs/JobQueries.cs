@@ -2,23 +2,63 @@ using System.Linq.Expressions;
 using Microsoft.EntityFrameworkCore;
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Jobs;
+using SurgeryService.Domain.Surgery;
 using SurgeryService.Infrastructure.Persistence;
 
 namespace SurgeryService.Infrastructure.Jobs;
 
-/// <summary>A job's progress columns, as the events stream shows them.</summary>
-public sealed record JobProgress(JobState State, int Iteration, int TotalIterations, double? Loss, long? Kept, long? Total,
-    double? LastTop1, int CheckpointIteration, string? Error)
-{
-    public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
-}
+/// <summary>What a job's row alone does not say: its place in its queue (queued jobs) and its warnings.</summary>
+public sealed record JobStanding(int? QueuePosition, IReadOnlyList<string> Warnings);
 
 /// <summary>
 /// The tenant's jobs and what they recorded (the DbContext's query filter keeps other tenants' jobs out; a job's series
 /// are read only after its job was found).
 /// </summary>
-public sealed class JobQueries(SurgeryDbContext db)
+public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
 {
+    /// <summary>
+    /// Each job's standing. A queued job's position counts the queued jobs of every tenant submitted to its queue
+    /// before it (the order a Hangfire queue serves them in); its warnings add that no live worker serves the queue.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<Guid, JobStanding>> StandingsAsync(IReadOnlyCollection<SurgeryJob> jobs,
+        CancellationToken cancellationToken)
+    {
+        var ids = jobs.Select(j => j.Id).ToList();
+        var warning = nameof(SurgeryEventKind.Warning);
+        var events = await db.JobEvents.AsNoTracking().Where(e => ids.Contains(e.JobId) && e.Kind == warning)
+            .OrderBy(e => e.Sequence).Select(e => new { e.JobId, e.Message }).ToListAsync(cancellationToken);
+        var warningsOf = events.ToLookup(e => e.JobId, e => e.Message);
+        var served = new Dictionary<string, bool>();
+        var standings = new Dictionary<Guid, JobStanding>();
+        foreach (var job in jobs)
+        {
+            var warnings = warningsOf[job.Id].ToList();
+            int? position = null;
+            if (job.State == JobState.Queued)
+            {
+                position = await QueuePositionAsync(job, cancellationToken);
+                if (!(served.TryGetValue(job.Queue, out var serves) ? serves : served[job.Queue] = workers.ServesQueue(job.Queue)))
+                {
+                    warnings.Insert(0, NoWorker(job.Queue));
+                }
+            }
+            standings[job.Id] = new JobStanding(position, warnings);
+        }
+        return standings;
+    }
+
+    /// <summary>1 + the queued jobs of every tenant submitted to <paramref name="job"/>'s queue before it; null unless it is queued.</summary>
+    public async Task<int?> QueuePositionAsync(SurgeryJob job, CancellationToken cancellationToken) => job.State == JobState.Queued
+        ? 1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
+            o => o.State == JobState.Queued && o.Queue == job.Queue && o.CreatedAt < job.CreatedAt, cancellationToken)
+        : null;
+
+    public async Task<JobStanding> StandingAsync(SurgeryJob job, CancellationToken cancellationToken) =>
+        (await StandingsAsync([job], cancellationToken))[job.Id];
+
+    /// <summary>The warning for a queued job that no live worker will take.</summary>
+    public static string NoWorker(string queue) => $"no live worker serves the '{queue}' queue right now: the job waits until one starts";
+
     /// <summary>Newest first; only jobs in <paramref name="state"/> when one is given.</summary>
     public Task<PageOf<SurgeryJob>> ListAsync(JobState? state, int offset, int limit, CancellationToken cancellationToken)
     {
@@ -29,12 +69,6 @@ public sealed class JobQueries(SurgeryDbContext db)
 
     public Task<SurgeryJob?> FindAsync(Guid id, CancellationToken cancellationToken) =>
         db.Jobs.AsNoTracking().SingleOrDefaultAsync(j => j.Id == id, cancellationToken);
-
-    /// <summary>Where the job stands, read from its progress columns only (not its settings or search report).</summary>
-    public Task<JobProgress?> ProgressAsync(Guid id, CancellationToken cancellationToken) =>
-        db.Jobs.AsNoTracking().Where(j => j.Id == id)
-            .Select(j => new JobProgress(j.State, j.Iteration, j.TotalIterations, j.Loss, j.Kept, j.Total, j.LastTop1, j.CheckpointIteration, j.Error))
-            .SingleOrDefaultAsync(cancellationToken);
 
     /// <summary>
     /// Metric rows from <paramref name="from"/> to <paramref name="to"/> (inclusive), every <paramref name="stride"/>-th

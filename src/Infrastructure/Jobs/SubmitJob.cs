@@ -1,4 +1,5 @@
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Options;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
@@ -8,11 +9,8 @@ using SurgeryService.Infrastructure.Tenants;
 
 namespace SurgeryService.Infrastructure.Jobs;
 
-/// <summary>A saved and enqueued job, and what the client should know about it (no live worker serves its queue).</summary>
-public sealed record SubmittedJob(SurgeryJob Job, string? Warning);
-
 /// <summary>Saves a job for the tenant and puts it on its Hangfire queue (see <see cref="JobQueuing"/>).</summary>
-public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPresence workers, ITenantAccessor tenant)
+public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, ITenantAccessor tenant, IOptions<JobOptions> options)
 {
     /// <summary>The tenant's model and a dataset it may use (its own or a built-in one) that fit together; problems go to <paramref name="invalid"/>.</summary>
     public async Task<(ModelEntry? Model, DatasetEntry? Dataset)> FindInputsAsync(Guid? modelId, Guid? datasetId,
@@ -48,11 +46,22 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
     }
 
     /// <summary>
-    /// Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be
-    /// starting). Null when the model or dataset was deleted since <see cref="FindInputsAsync"/>: the problem goes to
-    /// <paramref name="invalid"/>.
+    /// Refuses, into <paramref name="invalid"/>, a job whose estimated peak memory is over <see cref="JobOptions.MaxJobMemoryBytes"/>:
+    /// a worker would run out of memory in its first iterations rather than finish it.
     /// </summary>
-    public async Task<SubmittedJob?> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
+    public void CheckMemory(ModelEntry model, DatasetEntry dataset, SurgerySettings settings, JobPreprocessing preprocessing,
+        Dictionary<string, string[]> invalid)
+    {
+        var estimate = JobMemoryEstimate.For(model, dataset, settings, preprocessing);
+        if (estimate.Problem(options.Value.MaxJobMemoryBytes, settings.BatchSize) is { } problem) invalid["settings.batchSize"] = [problem];
+    }
+
+    /// <summary>
+    /// Saves the job and enqueues it; accepted even when no worker serves <paramref name="queue"/> now (one may be
+    /// starting: the job's standing warns of it, see <see cref="JobQueries.StandingsAsync"/>). Null when the model or
+    /// dataset was deleted since <see cref="FindInputsAsync"/>: the problem goes to <paramref name="invalid"/>.
+    /// </summary>
+    public async Task<SurgeryJob?> ExecuteAsync(ModelEntry model, DatasetEntry dataset, SurgerySettings settings,
         JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations,
         Dictionary<string, string[]> invalid, CancellationToken cancellationToken, JobOutput? output = null)
     {
@@ -89,10 +98,7 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, IWorkerPr
             await transaction.CommitAsync(cancellationToken);
         }
         await queuing.EnqueueAsync(job);
-        var warning = workers.ServesQueue(job.Queue)
-            ? null
-            : $"no live worker serves the '{job.Queue}' queue right now: the job waits until one starts";
-        return new SubmittedJob(job, warning);
+        return job;
     }
 
     private static async Task<bool> HoldAsync(IQueryable<Guid> lockRow, CancellationToken cancellationToken) =>

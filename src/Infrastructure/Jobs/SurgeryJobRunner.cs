@@ -10,6 +10,7 @@ using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Domain.Deployment;
+using SurgeryService.Domain.Torch;
 using SurgeryService.Infrastructure.Artifacts;
 using SurgeryService.Infrastructure.Deployment;
 using SurgeryService.Infrastructure.Persistence;
@@ -100,6 +101,13 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             await TransitionAsync(job, j => j.AttemptFailed(e.Message, DateTimeOffset.UtcNow));
             throw;
         }
+        finally
+        {
+            // The attempt's model, data, trainer and snapshots are unreachable now: an idle worker goes back to its baseline.
+            ProcessMemory.Release();
+            logger.LogInformation("Job {JobId}: memory released, worker resident {ResidentMb} MB (peak {PeakMb} MB)", jobId,
+                ProcessMemory.ResidentBytes() / (1 << 20), ProcessMemory.PeakResidentBytes() / (1 << 20));
+        }
     }
 
     private async Task RunAttemptAsync(SurgeryJob job, string connectionString, CancellationToken shutdown)
@@ -119,8 +127,10 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             ? await artifacts.ReadAllBytesAsync(checkpointId, shutdown)
             : null;
 
+        // A sensitivity job's steps are layers, which the pace counts from its analysis; training jobs count iterations.
+        var pace = new JobPace(job.Kind is SensitivityJob ? 0 : job.TotalIterations, job.Iteration, job.Settings.BatchSize, TimeProvider.System);
         await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value,
-            job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents);
+            job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents, evaluatesOnValidation: job.Kind is BudgetJob, pace);
         writer.Start();
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested, writer.Failed);
         var checkpointInterval = job.CheckpointInterval > 0 ? job.CheckpointInterval : options.Value.DefaultCheckpointInterval;
@@ -128,33 +138,29 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
         var result = await Task.Factory.StartNew(() =>
         {
-            var observer = threads.Observe(writer, (count, why) =>
+            var observer = threads.Observe(writer, job.TotalIterations - job.Iteration, (count, why) =>
                 logger.LogInformation("Job {JobId} trains with {Threads} LibTorch threads ({Why})", job.Id, count, why));
             using var loaded = ModelFormats.Load(modelBytes, model.Format, model.Architecture);
             using var raw = DatasetArchive.Read(new MemoryStream(datasetBytes));
-            var (train, test) = JobInputs.Prepare(raw, dataset, job.Preprocessing, loaded.InputShape);
-            using var _train = train;
-            using var _test = test;
+            using var samples = JobInputs.Prepare(raw, dataset, job.Preprocessing, loaded.InputShape);
             using var trainer = new SurgeryTrainer(loaded.Module, loaded.Layers, job.Settings);
             return job.Kind switch
             {
                 SensitivityJob sensitivity =>
-                    RunSensitivity(trainer, sensitivity.Sensitivity, train, test, observer, writer, stop.Token) is { } report
+                    RunSensitivity(trainer, sensitivity.Sensitivity, samples, observer, writer, stop.Token) is { } report
                         ? new Attempt.Analysed(report)
                         : new Attempt.Stopped(),
                 BudgetJob budget => RunBudget(budget),
                 // Fixed mode holds no validation split out: int8 is checked on the test split against the pruned float model.
-                _ => Delivered(RunFixed(trainer, train, test, checkpoint, observer, checkpointInterval, stop.Token), train,
-                    _ => new Int8Budget("test", test, null, new SurgeryTarget().MaxAccuracyDrop)),
+                _ => Delivered(RunFixed(trainer, samples.Train, samples.Test, checkpoint, observer, checkpointInterval, stop.Token),
+                    samples.Train, _ => new Int8Budget("test", samples.Test, null, new SurgeryTarget().MaxAccuracyDrop)),
             };
 
             Attempt RunBudget(BudgetJob budget)
             {
-                var (fit, validation) = BudgetSplit(budget, train);
-                using var _fit = fit;
-                using var _validation = validation;
-                var run = RunBudgetSearch(trainer, budget, fit, validation, test, checkpoint, observer, checkpointInterval, stop.Token);
-                return Delivered(run, fit, outcome => new Int8Budget("validation", validation,
+                using var split = BudgetSplit.Of(budget, samples);
+                var run = RunBudgetSearch(trainer, budget, split, checkpoint, observer, checkpointInterval, stop.Token);
+                return Delivered(run, split.Fit, outcome => new Int8Budget("validation", split.Validation,
                     outcome.Search?.ValidationTop1Before, budget.Target.MaxAccuracyDrop));
             }
 
@@ -165,13 +171,14 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
                     return new Attempt.Stopped();
                 }
+                writer.OnPhase(new PhaseUpdate(RunPhase.Exporting));
                 var results = ModelFormats.WriteResults(loaded, job.Settings, run.Outcome).ToList();
                 JobDeployment? deployment = null;
                 if (job.Output.Quantize == Quantization.Int8)
                 {
                     var fp32 = results.ToDictionary(r => r.Format, r => r.Content);
                     var int8 = Int8Delivery.Run(modelBytes, fp32[ResultFormat.Onnx], fp32[ResultFormat.OnnxSparse], calibration,
-                        options.Value.Int8CalibrationSamples, int8Budget(run.Outcome), test,
+                        options.Value.Int8CalibrationSamples, int8Budget(run.Outcome), samples.Test,
                         new LatencySettings(options.Value.DeploymentThreads, options.Value.DeploymentWarmupRuns, options.Value.DeploymentRuns),
                         line =>
                         {
@@ -234,13 +241,20 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     }
 
     /// <summary>
-    /// A sensitivity-only job: the validation split is held out of the training samples exactly as in budget mode (same
-    /// seed), so its curves describe the samples a budget job on the dataset would validate on. Progress counts layers.
-    /// Nothing is checkpointed: a resumed attempt measures again from the first layer.
+    /// A sensitivity-only job: it measures on the dataset's own validation split, or else on samples held out of the
+    /// training samples exactly as in budget mode (same seed), so its curves describe the samples a budget job on the
+    /// dataset would validate on. Progress counts layers. Nothing is checkpointed: a resumed attempt measures again from
+    /// the first layer.
     /// </summary>
-    private static SensitivityReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, TensorDataset train,
-        TensorDataset test, ISurgeryObserver observer, JobProgressWriter writer, CancellationToken stop)
+    private static SensitivityReport? RunSensitivity(SurgeryTrainer trainer, SensitivitySettings sensitivity, JobSamples samples,
+        ISurgeryObserver observer, JobProgressWriter writer, CancellationToken stop)
     {
+        if (samples.Validation is { } own)
+        {
+            observer.OnSplits(new EvaluationSplits(ValidationSplit.Dataset, own.Count, TestSplit.Whole, samples.Test.Count));
+            return Sensitivity.Measure(trainer, own, samples.Test, observer, writer.Progress, stop);
+        }
+        var train = samples.Train;
         if (train.Count < 2)
         {
             throw new SurgeryException("Bad dataset", "a sensitivity analysis needs at least 2 training samples to hold a validation split out of");
@@ -248,7 +262,8 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         var (rest, validation) = train.Split(SurgeryTarget.ValidationCount(sensitivity.Validation, train.Count), SurgeryTarget.ValidationSplitSeed);
         using var _rest = rest;
         using var _validation = validation;
-        return Sensitivity.Measure(trainer, validation, test, observer, writer.Progress, stop);
+        observer.OnSplits(new EvaluationSplits(ValidationSplit.TrainingHoldout, validation.Count, TestSplit.Whole, samples.Test.Count));
+        return Sensitivity.Measure(trainer, validation, samples.Test, observer, writer.Progress, stop);
     }
 
     /// <summary>The paper's fixed thresholds (the job names cRates).</summary>
@@ -260,25 +275,56 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     }
 
     /// <summary>
-    /// Budget mode: the validation split is held out of the training samples (the same samples for every job on the
-    /// dataset) and never trained on; the search picks the thresholds.
+    /// Budget mode: the search validates on the dataset's own validation split, or else on samples held out of the
+    /// training samples (the same samples for every job on the dataset) and never trained on; it picks the thresholds.
     /// </summary>
-    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, TensorDataset fit, TensorDataset validation,
-        TensorDataset test, byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
+    private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, BudgetSplit split,
+        byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
-        var search = new BudgetSearch(trainer, budget.Settings, budget.Target);
+        var search = new BudgetSearch(trainer, budget.Settings, budget.Target) { ValidationSource = split.Source };
         if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
-        return new RunResult(search.Run(fit, validation, test, observer, checkpointInterval, stop), search);
+        return new RunResult(search.Run(split.Fit, split.Validation, split.Test, observer, checkpointInterval, stop), search);
     }
 
-    /// <summary>The training samples to fit on and the validation split held out of them (the caller owns both).</summary>
-    private static (TensorDataset Fit, TensorDataset Validation) BudgetSplit(BudgetJob budget, TensorDataset train)
+    /// <summary>
+    /// What a budget job fits on and validates on: the dataset's own validation split, or else samples held out of the
+    /// training samples with a fixed seed (owned here, and disposed with the split). The int8 check uses the same split.
+    /// </summary>
+    private sealed class BudgetSplit : IDisposable
     {
-        if (train.Count < 2)
+        private readonly bool owned;
+
+        private BudgetSplit(TensorDataset fit, TensorDataset validation, TensorDataset test, ValidationSplit source, bool owned)
         {
-            throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
+            (Fit, Validation, Test, Source, this.owned) = (fit, validation, test, source, owned);
         }
-        return train.Split(budget.Target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
+
+        public TensorDataset Fit { get; }
+
+        public TensorDataset Validation { get; }
+
+        public TensorDataset Test { get; }
+
+        public ValidationSplit Source { get; }
+
+        public static BudgetSplit Of(BudgetJob budget, JobSamples samples)
+        {
+            if (samples.Validation is { } own) return new BudgetSplit(samples.Train, own, samples.Test, ValidationSplit.Dataset, owned: false);
+            var train = samples.Train;
+            if (train.Count < 2)
+            {
+                throw new SurgeryException("Bad dataset", "budget mode needs at least 2 training samples: one to train on and one to validate on");
+            }
+            var (fit, validation) = train.Split(budget.Target.ValidationCount(train.Count), SurgeryTarget.ValidationSplitSeed);
+            return new BudgetSplit(fit, validation, samples.Test, ValidationSplit.TrainingHoldout, owned: true);
+        }
+
+        public void Dispose()
+        {
+            if (!owned) return;
+            Fit.Dispose();
+            Validation.Dispose();
+        }
     }
 
     /// <summary>A run's outcome and what can checkpoint it (the trainer, or the search around it).</summary>

@@ -40,6 +40,7 @@ public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, Mo
                 Operators = inspection.Operators.ToList(),
                 Layers = inspection.Layers.ToList(),
                 ParameterCount = inspection.ParameterCount,
+                ActivationBytesPerSample = inspection.ActivationBytesPerSample,
                 CreatedAt = DateTimeOffset.UtcNow,
             };
             db.Models.Add(model);

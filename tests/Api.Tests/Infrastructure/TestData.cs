@@ -34,6 +34,22 @@ public static class TestData
             ("y_test", "<i8", [test], Int64(yTest)));
     }
 
+    /// <summary>
+    /// An .npz as <see cref="MnistNpz"/> with a validation split as well: x_val/y_val are the <paramref name="validation"/>
+    /// training images after the first <paramref name="train"/>, which the training arrays do not hold.
+    /// </summary>
+    public static byte[] MnistNpzWithValidation(int train, int validation, int test)
+    {
+        var (xAll, yAll, xTest, yTest) = MnistSubset(train + validation, test);
+        return Npz(CompressionLevel.Fastest,
+            ("x_train", "|u1", [train, 28, 28], xAll[..(train * 784)]),
+            ("y_train", "<i8", [train], Int64(yAll[..train])),
+            ("x_test", "|u1", [test, 28, 28], xTest),
+            ("y_test", "<i8", [test], Int64(yTest)),
+            ("x_val", "|u1", [validation, 28, 28], xAll[(train * 784)..]),
+            ("y_val", "<i8", [validation], Int64(yAll[train..])));
+    }
+
     /// <summary>A zip of the four IDX files as MNIST names them.</summary>
     public static byte[] MnistIdxZip(int train, int test)
     {

@@ -115,7 +115,7 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
         Assert.Equal("Succeeded", done.GetProperty("state").GetString());
         Assert.Equal(["onnx", "onnx-sparse"], done.GetProperty("resultFormats").EnumerateArray().Select(f => f.GetString()));
         await client.GetAsync($"/api/jobs/{job}/result?format=torchsharp").ExpectAsync(HttpStatusCode.UnprocessableEntity);
-        var reported = done.GetProperty("top1After").GetDouble();
+        var reported = done.GetProperty("test").GetProperty("top1After").GetDouble();
         var denseResponse = await client.GetAsync($"/api/jobs/{job}/result?format=onnx");
         var sparseResponse = await client.GetAsync($"/api/jobs/{job}/result?format=onnx-sparse");
         var dense = await denseResponse.Content.ReadAsByteArrayAsync();

@@ -69,13 +69,31 @@ public static class JobScenario
         return last;
     }
 
+    /// <summary>Every answer of <c>GET /api/jobs/{id}</c>, polled until <paramref name="stop"/> holds for one (that one is last).</summary>
+    public static async Task<List<JsonElement>> WatchAsync(HttpClient client, Guid job, Func<JsonElement, bool> stop, TimeSpan timeout,
+        Func<string>? diagnostics = null)
+    {
+        var seen = new List<JsonElement>();
+        var reached = await Eventually.TrueAsync(async () =>
+        {
+            seen.Add(await GetJobAsync(client, job));
+            return stop(seen[^1]);
+        }, timeout, TimeSpan.FromMilliseconds(100));
+        Assert.True(reached, $"job did not reach the expected state; last: {seen.LastOrDefault()}\n{diagnostics?.Invoke()}");
+        return seen;
+    }
+
     public static bool IsFinished(JsonElement job) => job.GetProperty("state").GetString() is "Succeeded" or "Failed" or "Cancelled";
 
     /// <summary>
     /// How many of the first <paramref name="count"/> MNIST test images a delivered ONNX model classifies right in ONNX
     /// Runtime (pixels scaled to [0, 1], the class of the highest of ten scores).
     /// </summary>
-    public static int OnnxRuntimeCorrect(byte[] model, byte[] testImages, byte[] testLabels, int count)
+    public static int OnnxRuntimeCorrect(byte[] model, byte[] testImages, byte[] testLabels, int count) =>
+        OnnxRuntimeHits(model, testImages, testLabels, count).Count(hit => hit);
+
+    /// <summary>For each of the first <paramref name="count"/> images, whether ONNX Runtime classifies it right.</summary>
+    public static bool[] OnnxRuntimeHits(byte[] model, byte[] testImages, byte[] testLabels, int count)
     {
         using var session = new Microsoft.ML.OnnxRuntime.InferenceSession(model);
         var input = testImages.Take(count * 784).Select(b => b / 255f).ToArray();
@@ -83,12 +101,12 @@ public static class JobScenario
         using var runOptions = new Microsoft.ML.OnnxRuntime.RunOptions();
         using var outputs = session.Run(runOptions, [session.InputMetadata.Keys.First()], [value], [session.OutputMetadata.Keys.First()]);
         var scores = outputs[0].GetTensorDataAsSpan<float>().ToArray();
-        return Enumerable.Range(0, count).Count(i =>
+        return Enumerable.Range(0, count).Select(i =>
         {
             var row = scores.AsSpan(i * 10, 10);
             var max = float.MinValue;
             foreach (var v in row) max = Math.Max(max, v);
             return row.IndexOf(max) == testLabels[i];
-        });
+        }).ToArray();
     }
 }

@@ -27,6 +27,7 @@ public sealed class TorchVisionZooUploadTests(ZooHost host) : IClassFixture<ZooH
             ("architecture", "resnet18"), ("classes", "3"))).ExpectAsync(HttpStatusCode.Created);
         Assert.Equal("torchsharp", upload.GetProperty("format").GetString());
         Assert.Equal("resnet18", upload.GetProperty("architecture").GetString());
+        Assert.Equal(3, upload.GetProperty("classCount").GetInt32());
         Assert.Equal([3, -1, -1], upload.GetProperty("inputShape").EnumerateArray().Select(d => d.GetInt64()));
         Assert.Equal(21, upload.GetProperty("layers").EnumerateArray().Count(l => l.GetProperty("prunable").GetBoolean()));
         var dataset = await client.PostAsync("/api/datasets", HttpExtensions.Form(Images(), "images.npz"))
@@ -58,7 +59,7 @@ public sealed class TorchVisionZooUploadTests(ZooHost host) : IClassFixture<ZooH
         var (x, y) = TestImages();
         using var noGrad = no_grad();
         var top1 = delivered.forward(x).argmax(1).eq(y).sum().item<long>() / (double)Test;
-        Assert.InRange(top1, done.GetProperty("top1After").GetDouble() - 1.0 / Test, done.GetProperty("top1After").GetDouble() + 1.0 / Test);
+        Assert.InRange(top1, done.GetProperty("test").GetProperty("top1After").GetDouble() - 1.0 / Test, done.GetProperty("test").GetProperty("top1After").GetDouble() + 1.0 / Test);
     }
 
     [Fact]

@@ -6,39 +6,8 @@ using static TorchSharp.torch;
 
 namespace SurgeryService.Domain.Tests.Surgery;
 
-public sealed class BudgetSearchTests : IDisposable
+public sealed class BudgetSearchTests(ITestOutputHelper log) : TrainedMlpTests(log)
 {
-    private readonly ITestOutputHelper output;
-    private readonly TensorDataset train;
-    private readonly TensorDataset validation;
-    private readonly TensorDataset test;
-
-    public BudgetSearchTests(ITestOutputHelper output)
-    {
-        this.output = output;
-        var (all, held) = Blobs(train: 768, test: 256);
-        (train, validation) = all.Split(256, seed: 5);
-        all.Dispose();
-        test = held;
-    }
-
-    public void Dispose()
-    {
-        train.Dispose();
-        validation.Dispose();
-        test.Dispose();
-    }
-
-    /// <summary>A trained MLP (the budget search starts from a trained model).</summary>
-    private Mlp TrainedModel()
-    {
-        manual_seed(11);
-        var model = new Mlp(32, 24, 4);
-        using var dense = new SurgeryTrainer(model, [], Settings(300) with { CRate = null });
-        dense.Run(train, test, new RecordingObserver());
-        return model;
-    }
-
     private static SurgerySettings BudgetSettings(int iterations = 600, double drop = 1.0) => Settings(iterations) with
     {
         CRate = null,
@@ -218,6 +187,13 @@ public sealed class BudgetSearchTests : IDisposable
         Assert.True(report.ValidatesOnTest);
         Assert.Equal(noisyTest.Count / 2, report.ValidationSamples);
         Assert.True(report.ValidationTop1Before < 0.8, $"validation top-1 {report.ValidationTop1Before} is measured on unseen samples");
+        // Its test figures are on the other half: samples that never steered it.
+        var (otherHalf, validationHalf) = noisyTest.Split((int)(noisyTest.Count / 2), SurgeryTarget.ValidationSplitSeed);
+        using var disposeOther = otherHalf;
+        using var disposeHalf = validationHalf;
+        Assert.Equal((ValidationSplit.TestHalf, TestSplit.OtherHalf, (int)otherHalf.Count), (report.ValidationSplit, report.TestSplit, report.TestSamples));
+        Assert.Equal(new EvaluationSplits(ValidationSplit.TestHalf, validationHalf.Count, TestSplit.OtherHalf, otherHalf.Count), Assert.Single(observer.Splits));
+        Assert.Equal(trainer.Evaluate(otherHalf).Top1, report.TestTop1After!.Value, 9);
         Assert.All(report.Stages.Where(s => s.Accepted == true), s => Assert.True(s.ValidationTop1 >= report.Floor(0.01)));
         Assert.True(report.ValidationTop1After >= report.Floor(0.01));
     }
@@ -252,12 +228,31 @@ public sealed class BudgetSearchTests : IDisposable
         Assert.True(report.BudgetMet);
         Assert.True(report.ValidationTop1After >= report.ValidationTop1Before - 0.01);
         Assert.All(report.Stages.Where(s => s.Accepted == true), s => Assert.True(s.ValidationTop1 >= report.ValidationTop1Before - 0.01));
-        Assert.Equal(report.Stages.Where(s => s.Accepted == true).Max(s => s.Compression)!.Value, outcome.Compression, 6);
-        // Best-of-run: the delivered state is the best validated one of the fine-tune (or the stage it started from).
-        var stageTop1 = report.Stages[report.BestStage].ValidationTop1!.Value;
+        // The most compressed candidate within budget: an accepted stage, or the one-shot candidate.
+        var oneShot = report.OneShot is { Accepted: true } o ? o : null;
+        Assert.Equal(report.Stages.Where(s => s.Accepted == true).Select(s => s.Compression!.Value).Append(oneShot?.Compression ?? 1).Max(),
+            outcome.Compression, 6);
+        // Best-of-run: the delivered state is the best validated one of the fine-tune (or the candidate it started from).
+        var stageTop1 = report.BestStage >= 0 ? report.Stages[report.BestStage].ValidationTop1!.Value : oneShot!.ValidationTop1!.Value;
         Assert.Equal(Math.Max(stageTop1, report.FineTuneBestTop1!.Value), report.ValidationTop1After!.Value, 9);
         // One continuous series of iterations over every stage and the fine-tune.
         Assert.Equal(Enumerable.Range(0, settings.Iterations), observer.Iterations.Select(m => m.Iteration));
+        // Phases before the first iteration: the start, then each layer of the analysis; then stages counting up, the
+        // fine-tune and the final evaluation.
+        var layers = trainer.Layers.Count;
+        Assert.Equal(
+            [new PhaseUpdate(RunPhase.Evaluating), .. Enumerable.Range(0, layers + 1).Select(k => new PhaseUpdate(RunPhase.Sensitivity, k, layers))],
+            observer.Phases.TakeWhile(p => p.IterationsDone == 0).Select(p => p.Phase).Take(layers + 2));
+        var stagePhases = observer.Phases.Where(p => p.Phase.Phase == RunPhase.Stage).Select(p => p.Phase).ToList();
+        Assert.Equal(Enumerable.Range(1, report.Stages.Count), stagePhases.Select(p => p.Step));
+        Assert.All(stagePhases, p => Assert.InRange(p.Step, 1, p.Steps));
+        Assert.Equal([RunPhase.FineTune, RunPhase.Evaluating], observer.Phases.Select(p => p.Phase.Phase).TakeLast(2));
+        // The deliverable only ever grows, from the starting model to what is delivered.
+        Assert.Equal(1, observer.Deliverables[0]);
+        Assert.Equal(observer.Deliverables.Order(), observer.Deliverables);
+        Assert.Equal(outcome.Compression, observer.Deliverables[^1], 6);
+        Assert.Equal(new EvaluationSplits(ValidationSplit.TrainingHoldout, validation.Count, TestSplit.Whole, test.Count), Assert.Single(observer.Splits));
+        Assert.Equal((ValidationSplit.TrainingHoldout, TestSplit.Whole, (int)test.Count), (report.ValidationSplit, report.TestSplit, report.TestSamples));
         // Exact zeros: the module holds W ⊙ T.
         Assert.Equal(outcome.Kept, trainer.Layers.Sum(l => Values(l.Weight.Parameter).Count(v => v != 0)
             + (l.Bias is null ? Values(model.get_parameter(l.Layer.BiasParameter!)!).Count(v => v != 0) : Values(l.Bias.Parameter).Count(v => v != 0))));
@@ -278,10 +273,10 @@ public sealed class BudgetSearchTests : IDisposable
         foreach (var stage in report.Stages.Append(fineTune))
         {
             var frozenFrom = stage == fineTune ? stage.Start : stage.Start + (stage.End - stage.Start) / 2;
-            Assert.Equal(settings.LearningRate, rate[stage.Start], 12);
-            Assert.All(Enumerable.Range(stage.Start, frozenFrom - stage.Start), i => Assert.Equal(settings.LearningRate, rate[i], 12));
+            Assert.Equal(settings.LearningRate!.Value, rate[stage.Start], 12);
+            Assert.All(Enumerable.Range(stage.Start, frozenFrom - stage.Start), i => Assert.Equal(settings.LearningRate!.Value, rate[i], 12));
             Assert.All(Enumerable.Range(frozenFrom + 1, stage.End - frozenFrom - 1), i => Assert.True(rate[i] < rate[i - 1]));
-            Assert.True(rate[stage.End - 1] < 0.01 * settings.LearningRate, $"stage ending at {stage.End}: rate {rate[stage.End - 1]}");
+            Assert.True(rate[stage.End - 1] < 0.01 * settings.LearningRate!.Value, $"stage ending at {stage.End}: rate {rate[stage.End - 1]}");
         }
     }
 

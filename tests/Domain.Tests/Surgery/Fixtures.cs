@@ -74,6 +74,12 @@ internal static class Fixtures
         public List<IterationMetrics> Iterations { get; } = [];
         public List<EvaluationMetrics> Evaluations { get; } = [];
         public List<SurgeryEvent> Events { get; } = [];
+
+        /// <summary>Phases as they were entered, each with the number of iterations done by then.</summary>
+        public List<(PhaseUpdate Phase, int IterationsDone)> Phases { get; } = [];
+
+        public List<double> Deliverables { get; } = [];
+        public List<EvaluationSplits> Splits { get; } = [];
         public Action<IterationMetrics>? OnEachIteration { get; init; }
         public Action<ICheckpointSource>? OnCheckpoint { get; init; }
         public Action<SurgeryEvent>? OnEachEvent { get; init; }
@@ -85,6 +91,9 @@ internal static class Fixtures
         }
 
         public void OnEvaluation(EvaluationMetrics metrics) => Evaluations.Add(metrics);
+        public void OnPhase(PhaseUpdate phase) => Phases.Add((phase, Iterations.Count));
+        public void OnDeliverable(double compression) => Deliverables.Add(compression);
+        public void OnSplits(EvaluationSplits splits) => Splits.Add(splits);
         public void OnCheckpointDue(ICheckpointSource source) => OnCheckpoint?.Invoke(source);
         public void OnEvent(SurgeryEvent surgeryEvent)
         {

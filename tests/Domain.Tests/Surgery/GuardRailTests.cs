@@ -66,7 +66,7 @@ public sealed class GuardRailTests(ITestOutputHelper output)
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
         var observer = new RecordingObserver();
 
-        var error = Assert.Throws<SurgeryException>(() => trainer.Run(train, test, observer));
+        var error = Assert.Throws<TrainingDivergedException>(() => trainer.Run(train, test, observer));
 
         output.WriteLine(error.Message);
         Assert.Equal("Training diverged", error.Title);

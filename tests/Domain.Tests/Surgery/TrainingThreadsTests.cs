@@ -13,7 +13,7 @@ public sealed class TrainingThreadsTests : IDisposable
         var inner = new Recorder();
         var reports = new List<(int Threads, string Why)>();
 
-        var observer = TrainingThreads.For(3).Observe(inner, (threads, why) => reports.Add((threads, why)));
+        var observer = TrainingThreads.For(3).Observe(inner, 1000, (threads, why) => reports.Add((threads, why)));
 
         Assert.Same(inner, observer);
         Assert.Equal(3, get_num_threads());
@@ -26,7 +26,7 @@ public sealed class TrainingThreadsTests : IDisposable
         var threads = TrainingThreads.For(0);
         var inner = new Recorder();
         var reports = new List<int>();
-        var observer = threads.Observe(inner, (count, _) => reports.Add(count));
+        var observer = threads.Observe(inner, 500, (count, _) => reports.Add(count));
 
         for (var i = 0; i < 500; i++) observer.OnIteration(new IterationMetrics(i, 1, 0.01, []));
 
@@ -40,7 +40,7 @@ public sealed class TrainingThreadsTests : IDisposable
     public void EvaluatesOnEveryCoreBeforeTheFirstIterationThenWarmsUpOnOne()
     {
         var threads = TrainingThreads.For(0);
-        var observer = threads.Observe(new Recorder(), (_, _) => { });
+        var observer = threads.Observe(new Recorder(), 500, (_, _) => { });
 
         Assert.Equal(threads.MaxThreads, get_num_threads()); // the starting model's evaluations, the sensitivity analysis
         observer.OnIteration(new IterationMetrics(0, 1, 0.01, []));
@@ -52,6 +52,100 @@ public sealed class TrainingThreadsTests : IDisposable
     {
         Assert.Equal(1, TrainingThreads.For(0, concurrentJobs: Environment.ProcessorCount).MaxThreads);
         Assert.Equal(Environment.ProcessorCount, TrainingThreads.For(0).MaxThreads);
+    }
+
+    [Theory]
+    [InlineData(100, 40, 100_000)] // a slow model that earns the second thread, in a long run: the 10 s cap
+    [InlineData(100, 150, 100_000)] // one that does not
+    [InlineData(100, 40, 1_000)] // a 100 s run: 5% of it, 5 s
+    [InlineData(1, 0.5, 1_000_000)] // a fast model: the full 4 rounds of 25 fit easily
+    [InlineData(100, 5_000, 100_000)] // the second thread far slower than the warm-up predicts: stopped at the budget
+    public void TheChoiceIsTheFasterCountAndTakesAtMostItsBudgetAfterTheFirstIteration(double oneMs, double manyMs, int iterations)
+    {
+        var clock = new PacedClock(oneMs, manyMs);
+        var threads = TrainingThreads.Measured(2);
+        var reports = new List<(int Threads, double At)>();
+        double? firstIterationEnd = null;
+        var observer = threads.Observe(new Recorder(), iterations, (count, _) => reports.Add((count, clock.Seconds)), clock);
+
+        for (var i = 0; i < 1000 && reports.Count == 0; i++)
+        {
+            clock.Iterate();
+            firstIterationEnd ??= clock.Seconds;
+            observer.OnIteration(new IterationMetrics(i, 1, 0.01, []));
+        }
+
+        var (chosen, at) = Assert.Single(reports);
+        Assert.Equal(manyMs * TrainingThreads.MinSpeedup <= oneMs ? 2 : 1, chosen);
+        Assert.Equal(chosen, get_num_threads());
+        var budget = TrainingThreads.Budget(iterations, oneMs / 1000);
+        Assert.True(budget <= TrainingThreads.MaxMeasureSeconds && budget <= iterations * oneMs / 1000 * TrainingThreads.MaxMeasureShare);
+        // The hard stop looks at the clock after each iteration: at most one iteration past the budget.
+        Assert.InRange(at - firstIterationEnd!.Value, 0, budget + Math.Max(oneMs, manyMs) / 1000);
+        Assert.True(clock.Iterations[2] > 0 && clock.Iterations[1] > 0, "both counts were timed");
+    }
+
+    [Fact]
+    public void ARunTooShortToMeasureStaysOnOneThread()
+    {
+        var clock = new PacedClock(10, 1);
+        var reports = new List<(int Threads, string Why)>();
+        var observer = TrainingThreads.Measured(2).Observe(new Recorder(), 50, (count, why) => reports.Add((count, why)), clock);
+
+        for (var i = 0; i < 50; i++)
+        {
+            clock.Iterate();
+            observer.OnIteration(new IterationMetrics(i, 1, 0.01, []));
+        }
+
+        var (chosen, why) = Assert.Single(reports);
+        Assert.Equal(1, chosen);
+        Assert.Contains("too short to measure", why);
+        Assert.Equal(0, clock.Iterations[2] - 1); // only the first iteration, before the warm-up, ran on both cores
+    }
+
+    [Fact]
+    public void EvaluationsAreKeptOutOfTheIterationTimes()
+    {
+        var clock = new PacedClock(100, 90);
+        var reports = new List<int>();
+        var observer = TrainingThreads.Measured(2).Observe(new Recorder(), 100_000, (count, _) => reports.Add(count), clock);
+
+        for (var i = 0; i < 1000 && reports.Count == 0; i++)
+        {
+            clock.Iterate();
+            observer.OnIteration(new IterationMetrics(i, 1, 0.01, []));
+            if (get_num_threads() == 1)
+            {
+                clock.Advance(0.3); // an evaluation after every iteration on one thread: counted, one thread would look 4x slower
+                observer.OnEvaluation(new EvaluationMetrics(i, 1, 0.1, null));
+            }
+        }
+
+        Assert.Equal([1], reports); // 100 against 90 ms is under MinSpeedup
+    }
+
+    /// <summary>A clock that advances by an iteration's time at the current LibTorch thread count.</summary>
+    private sealed class PacedClock(double oneMs, double manyMs) : TimeProvider
+    {
+        private long _microseconds;
+
+        public Dictionary<int, int> Iterations { get; } = new() { [1] = 0, [2] = 0 };
+
+        public double Seconds => _microseconds / 1e6;
+
+        public override long TimestampFrequency => 1_000_000;
+
+        public override long GetTimestamp() => _microseconds;
+
+        public void Iterate()
+        {
+            var threads = get_num_threads() == 1 ? 1 : 2;
+            Iterations[threads]++;
+            _microseconds += (long)((threads == 1 ? oneMs : manyMs) * 1000);
+        }
+
+        public void Advance(double seconds) => _microseconds += (long)(seconds * 1e6);
     }
 
     private sealed class Recorder : ISurgeryObserver

@@ -141,6 +141,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<long>("TrainCount")
                         .HasColumnType("bigint");
 
+                    b.Property<long>("ValidationCount")
+                        .HasColumnType("bigint");
+
                     b.HasKey("Id");
 
                     b.HasIndex("ArtifactId");
@@ -285,6 +288,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<int>("Attempts")
                         .HasColumnType("integer");
 
+                    b.Property<double?>("BestCompression")
+                        .HasColumnType("double precision");
+
                     b.Property<bool>("CancelRequested")
                         .HasColumnType("boolean");
 
@@ -313,6 +319,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .HasMaxLength(4000)
                         .HasColumnType("character varying(4000)");
 
+                    b.Property<DateTimeOffset?>("EstimatedFinishAt")
+                        .HasColumnType("timestamp with time zone");
+
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("timestamp with time zone");
 
@@ -325,12 +334,6 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
 
                     b.Property<long?>("Kept")
                         .HasColumnType("bigint");
-
-                    b.Property<double?>("LastTop1")
-                        .HasColumnType("double precision");
-
-                    b.Property<double?>("LastTop5")
-                        .HasColumnType("double precision");
 
                     b.PrimitiveCollection<List<string>>("LayerNames")
                         .IsRequired()
@@ -349,6 +352,16 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<string>("Output")
                         .IsRequired()
                         .HasColumnType("jsonb");
+
+                    b.Property<string>("Phase")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<int>("PhaseStep")
+                        .HasColumnType("integer");
+
+                    b.Property<int>("PhaseSteps")
+                        .HasColumnType("integer");
 
                     b.Property<string>("Preprocessing")
                         .IsRequired()
@@ -381,6 +394,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .IsRequired()
                         .HasColumnType("jsonb");
 
+                    b.Property<double?>("StageCompression")
+                        .HasColumnType("double precision");
+
                     b.Property<DateTimeOffset?>("StartedAt")
                         .HasColumnType("timestamp with time zone");
 
@@ -394,10 +410,23 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)");
 
-                    b.Property<double?>("Top1After")
+                    b.Property<int?>("TestSamples")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("TestSplit")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<double?>("TestTop1")
                         .HasColumnType("double precision");
 
-                    b.Property<double?>("Top1Before")
+                    b.Property<double?>("TestTop1After")
+                        .HasColumnType("double precision");
+
+                    b.Property<double?>("TestTop1Before")
+                        .HasColumnType("double precision");
+
+                    b.Property<double?>("TestTop5")
                         .HasColumnType("double precision");
 
                     b.Property<long?>("Total")
@@ -408,6 +437,19 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
 
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone");
+
+                    b.Property<int?>("ValidationSamples")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("ValidationSplit")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<double?>("ValidationTop1")
+                        .HasColumnType("double precision");
+
+                    b.Property<double?>("ValidationTop1Before")
+                        .HasColumnType("double precision");
 
                     b.Property<uint>("Version")
                         .IsConcurrencyToken()
@@ -443,6 +485,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<Guid>("Id")
                         .ValueGeneratedOnAdd()
                         .HasColumnType("uuid");
+
+                    b.Property<long>("ActivationBytesPerSample")
+                        .HasColumnType("bigint");
 
                     b.Property<string>("Architecture")
                         .HasMaxLength(64)

@@ -13,8 +13,8 @@ using SurgeryService.Infrastructure.Persistence;
 namespace SurgeryService.Infrastructure.Persistence.Migrations
 {
     [DbContext(typeof(SurgeryDbContext))]
-    [Migration("20261207123220_Int8Output")]
-    partial class Int8Output
+    [Migration("20261207121724_JobPhasesAndSplits")]
+    partial class JobPhasesAndSplits
     {
         /// <inheritdoc />
         protected override void BuildTargetModel(ModelBuilder modelBuilder)
@@ -142,6 +142,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .HasColumnType("bigint");
 
                     b.Property<long>("TrainCount")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("ValidationCount")
                         .HasColumnType("bigint");
 
                     b.HasKey("Id");
@@ -288,6 +291,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<int>("Attempts")
                         .HasColumnType("integer");
 
+                    b.Property<double?>("BestCompression")
+                        .HasColumnType("double precision");
+
                     b.Property<bool>("CancelRequested")
                         .HasColumnType("boolean");
 
@@ -309,12 +315,12 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<Guid?>("DatasetId")
                         .HasColumnType("uuid");
 
-                    b.Property<string>("Deployment")
-                        .HasColumnType("jsonb");
-
                     b.Property<string>("Error")
                         .HasMaxLength(4000)
                         .HasColumnType("character varying(4000)");
+
+                    b.Property<DateTimeOffset?>("EstimatedFinishAt")
+                        .HasColumnType("timestamp with time zone");
 
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("timestamp with time zone");
@@ -328,12 +334,6 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
 
                     b.Property<long?>("Kept")
                         .HasColumnType("bigint");
-
-                    b.Property<double?>("LastTop1")
-                        .HasColumnType("double precision");
-
-                    b.Property<double?>("LastTop5")
-                        .HasColumnType("double precision");
 
                     b.PrimitiveCollection<List<string>>("LayerNames")
                         .IsRequired()
@@ -349,9 +349,15 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<Guid?>("ModelId")
                         .HasColumnType("uuid");
 
-                    b.Property<string>("Output")
-                        .IsRequired()
-                        .HasColumnType("jsonb");
+                    b.Property<string>("Phase")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<int>("PhaseStep")
+                        .HasColumnType("integer");
+
+                    b.Property<int>("PhaseSteps")
+                        .HasColumnType("integer");
 
                     b.Property<string>("Preprocessing")
                         .IsRequired()
@@ -363,9 +369,6 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .HasColumnType("character varying(32)");
 
                     b.Property<Guid?>("ResultOnnxArtifactId")
-                        .HasColumnType("uuid");
-
-                    b.Property<Guid?>("ResultOnnxInt8ArtifactId")
                         .HasColumnType("uuid");
 
                     b.Property<Guid?>("ResultOnnxSparseArtifactId")
@@ -384,6 +387,9 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .IsRequired()
                         .HasColumnType("jsonb");
 
+                    b.Property<double?>("StageCompression")
+                        .HasColumnType("double precision");
+
                     b.Property<DateTimeOffset?>("StartedAt")
                         .HasColumnType("timestamp with time zone");
 
@@ -397,10 +403,23 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                         .HasMaxLength(64)
                         .HasColumnType("character varying(64)");
 
-                    b.Property<double?>("Top1After")
+                    b.Property<int?>("TestSamples")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("TestSplit")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<double?>("TestTop1")
                         .HasColumnType("double precision");
 
-                    b.Property<double?>("Top1Before")
+                    b.Property<double?>("TestTop1After")
+                        .HasColumnType("double precision");
+
+                    b.Property<double?>("TestTop1Before")
+                        .HasColumnType("double precision");
+
+                    b.Property<double?>("TestTop5")
                         .HasColumnType("double precision");
 
                     b.Property<long?>("Total")
@@ -411,6 +430,19 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
 
                     b.Property<DateTimeOffset>("UpdatedAt")
                         .HasColumnType("timestamp with time zone");
+
+                    b.Property<int?>("ValidationSamples")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("ValidationSplit")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<double?>("ValidationTop1")
+                        .HasColumnType("double precision");
+
+                    b.Property<double?>("ValidationTop1Before")
+                        .HasColumnType("double precision");
 
                     b.Property<uint>("Version")
                         .IsConcurrencyToken()
@@ -427,8 +459,6 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.HasIndex("ModelId");
 
                     b.HasIndex("ResultOnnxArtifactId");
-
-                    b.HasIndex("ResultOnnxInt8ArtifactId");
 
                     b.HasIndex("ResultOnnxSparseArtifactId");
 
@@ -624,11 +654,6 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.HasOne("SurgeryService.Domain.Artifacts.Artifact", null)
                         .WithMany()
                         .HasForeignKey("ResultOnnxArtifactId")
-                        .OnDelete(DeleteBehavior.SetNull);
-
-                    b.HasOne("SurgeryService.Domain.Artifacts.Artifact", null)
-                        .WithMany()
-                        .HasForeignKey("ResultOnnxInt8ArtifactId")
                         .OnDelete(DeleteBehavior.SetNull);
 
                     b.HasOne("SurgeryService.Domain.Artifacts.Artifact", null)

@@ -1,0 +1,73 @@
+using SurgeryService.Domain.Datasets;
+using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Domain.Jobs;
+
+/// <summary>
+/// What a job adds to a worker's memory at its peak, estimated at submit from the model and the settings
+/// (docs/operations.md#job-memory):
+/// <list type="bullet">
+/// <item><see cref="WeightMultiple"/> times the float32 weight bytes: the stored file and its parsed graph, the module's
+/// parameters and gradients, the masked layers' dense weights, masks and work tensors, the optimizer's velocity, the
+/// last good snapshot, checkpoints being written, the exported results, and the garbage of all of these that the
+/// collector has not yet taken back;</item>
+/// <item>the activations of the larger of a training batch (<see cref="BackwardFactor"/> times the activation bytes per
+/// sample times the batch size) and an evaluation batch (up to <see cref="EvaluationBatch"/> samples, whose forward
+/// keeps every value until it returns);</item>
+/// <item>the dataset's samples as float32, twice (as read, and as prepared for the model).</item>
+/// </list>
+/// </summary>
+public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, long DatasetBytes)
+{
+    /// <summary>
+    /// Peak worker memory per byte of weights, measured (docs/benchmarks.md#big-models): a 12.9M-parameter MLP peaked at
+    /// 53x its weight bytes above the idle worker with a checkpoint every 10 iterations (JobMemoryTests), ResNet-18 at
+    /// 31x in the engine alone (bench -- large).
+    /// </summary>
+    public const double WeightMultiple = 60;
+
+    /// <summary>The backward pass holds a gradient per saved activation, about as large again.</summary>
+    public const double BackwardFactor = 2;
+
+    /// <summary>Samples per evaluation batch (the trainer's).</summary>
+    public const int EvaluationBatch = 1000;
+
+    public long TotalBytes => WeightBytes + ActivationBytes + DatasetBytes;
+
+    /// <summary>The estimate for a job on <paramref name="model"/> and <paramref name="dataset"/> with these settings.</summary>
+    public static JobMemoryEstimate For(ModelEntry model, DatasetEntry dataset, SurgerySettings settings, JobPreprocessing preprocessing)
+    {
+        var train = Math.Min(dataset.TrainCount, preprocessing.TrainLimit ?? long.MaxValue);
+        var test = Math.Min(dataset.TestCount, preprocessing.TestLimit ?? long.MaxValue);
+        var sampleElements = dataset.SampleShape.Aggregate(1L, (a, b) => a * Math.Max(1, b));
+        return Of(model.ParameterCount, model.ActivationBytesPerSample, settings.BatchSize, train, test, sampleElements);
+    }
+
+    /// <summary>The estimate from the numbers it is made of.</summary>
+    public static JobMemoryEstimate Of(long parameters, long activationBytesPerSample, int batchSize, long trainSamples, long testSamples,
+        long sampleElements)
+    {
+        var training = BackwardFactor * activationBytesPerSample * Math.Min(batchSize, Math.Max(1, trainSamples));
+        var evaluation = (double)activationBytesPerSample * Math.Min(EvaluationBatch, trainSamples + testSamples);
+        return new JobMemoryEstimate(
+            (long)(WeightMultiple * parameters * sizeof(float)),
+            (long)Math.Max(training, evaluation),
+            2 * (trainSamples + testSamples) * sampleElements * sizeof(float));
+    }
+
+    /// <summary>Why the job does not fit <paramref name="limitBytes"/>, and what to change; null when it fits.</summary>
+    public string? Problem(long limitBytes, int batchSize)
+    {
+        if (TotalBytes <= limitBytes) return null;
+        var fix = ActivationBytes > WeightBytes
+            ? $"lower batchSize ({batchSize}: activations grow with it) or use a smaller input size"
+            : $"the weights dominate: use a smaller model, or a worker with more memory and a higher Jobs:MaxJobMemoryBytes " +
+              $"(a lower batchSize or input size saves at most the {Mb(ActivationBytes)} of activations)";
+        return $"the job would need about {Mb(TotalBytes)} of worker memory at its peak ({Mb(WeightBytes)} for the weights, " +
+               $"{WeightMultiple}x their size; {Mb(ActivationBytes)} for activations; {Mb(DatasetBytes)} for the dataset), over the " +
+               $"limit of {Mb(limitBytes)} (Jobs:MaxJobMemoryBytes): {fix}";
+    }
+
+    private static string Mb(long bytes) => FormattableString.Invariant($"{bytes / 1048576.0:N0} MB");
+}

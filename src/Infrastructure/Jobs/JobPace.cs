@@ -1,0 +1,90 @@
+using SurgeryService.Domain.Surgery;
+
+namespace SurgeryService.Infrastructure.Jobs;
+
+/// <summary>
+/// When a run should end, from the pace this attempt has measured: seconds per training iteration (evaluations,
+/// checkpoints and stage changes included, as they recur) and, during a sensitivity analysis, seconds per layer. Until an
+/// iteration has been timed, a training job's iterations are estimated from the analysis: an iteration's forward and
+/// backward pass over a batch costs about three forward passes over as many samples, and a layer's analysis is
+/// <see cref="Sensitivity.Ladder"/> evaluations of the validation split. Nothing measured yet: no estimate.
+/// Fed on the training thread, read by the progress writer's loop.
+/// </summary>
+public sealed class JobPace(int totalIterations, int startIteration, int batchSize, TimeProvider time)
+{
+    /// <summary>Forward and backward over a batch, in forward passes over as many samples.</summary>
+    private const double BackwardFactor = 3;
+
+    private readonly Lock _lock = new();
+    private (int Iteration, long Timestamp)? _first, _last;
+    private PhaseUpdate? _phase;
+    private long _sensitivityStart;
+    private double? _secondsPerLayer;
+    private long _validationSamples;
+
+    /// <summary>Iteration <paramref name="iteration"/> has just completed.</summary>
+    public void OnIteration(int iteration)
+    {
+        var now = time.GetTimestamp();
+        lock (_lock)
+        {
+            _first ??= (iteration, now);
+            _last = (iteration, now);
+        }
+    }
+
+    public void OnPhase(PhaseUpdate phase)
+    {
+        var now = time.GetTimestamp();
+        lock (_lock)
+        {
+            if (phase.Phase == RunPhase.Sensitivity)
+            {
+                if (_phase?.Phase != RunPhase.Sensitivity) _sensitivityStart = now;
+                if (phase.Step > 0) _secondsPerLayer = time.GetElapsedTime(_sensitivityStart, now).TotalSeconds / phase.Step;
+            }
+            _phase = phase;
+        }
+    }
+
+    public void OnSplits(EvaluationSplits splits)
+    {
+        lock (_lock) _validationSamples = splits.ValidationSamples;
+    }
+
+    /// <summary>The time the run still needs at the measured pace, or null while there is no pace to go by.</summary>
+    public TimeSpan? Remaining()
+    {
+        lock (_lock)
+        {
+            if (_phase?.Phase is RunPhase.Evaluating or RunPhase.Probing && _last is null && _secondsPerLayer is null) return null;
+            var seconds = 0.0;
+            if (_phase is { Phase: RunPhase.Sensitivity } analysis)
+            {
+                if (_secondsPerLayer is not { } perLayer) return null;
+                seconds += (analysis.Steps - analysis.Step) * perLayer;
+            }
+            var done = _last is { } last ? last.Iteration + 1 : startIteration;
+            var left = Math.Max(0, totalIterations - done);
+            if (left > 0)
+            {
+                if (SecondsPerIteration() is not { } perIteration) return null;
+                seconds += left * perIteration;
+            }
+            return TimeSpan.FromSeconds(seconds);
+        }
+    }
+
+    private double? SecondsPerIteration()
+    {
+        if (_first is { } first && _last is { } last && last.Iteration > first.Iteration)
+        {
+            return time.GetElapsedTime(first.Timestamp, last.Timestamp).TotalSeconds / (last.Iteration - first.Iteration);
+        }
+        if (_secondsPerLayer is { } perLayer && _validationSamples > 0)
+        {
+            return perLayer / Sensitivity.Ladder.Count / _validationSamples * batchSize * BackwardFactor;
+        }
+        return null;
+    }
+}
