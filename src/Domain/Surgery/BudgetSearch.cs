@@ -306,7 +306,6 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         ProbeReport? probe = null;
         if (settings.LearningRate is null)
         {
-            observer.OnPhase(new PhaseUpdate(RunPhase.Probing));
             probe = LearningRateProbe.Run(trainer, train, validation, before, LearningRateProbe.IterationsFor(MaxIterations), observer,
                 cancellationToken);
             trainer.BaseLearningRate = probe.Chosen;

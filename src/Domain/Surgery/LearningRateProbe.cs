@@ -44,11 +44,13 @@ public static class LearningRateProbe
 
     /// <summary>
     /// Runs the probe from <paramref name="trainer"/>'s current state, judged on <paramref name="validation"/> against
-    /// <paramref name="before"/> (the state's evaluation there). Events name every rate's verdict and the choice.
+    /// <paramref name="before"/> (the state's evaluation there). It enters the <see cref="RunPhase.Probing"/> phase, and
+    /// events name every rate's verdict and the choice.
     /// </summary>
     public static ProbeReport Run(SurgeryTrainer trainer, TensorDataset train, TensorDataset validation, EvaluationMetrics before,
         int iterations, ISurgeryObserver observer, CancellationToken cancellationToken = default)
     {
+        observer.OnPhase(new PhaseUpdate(RunPhase.Probing));
         var start = trainer.Snapshot();
         var optimizer = trainer.Settings.Optimizer;
         // A rate "holds" when the model loses no more than noise: half a point, or two standard errors of top-1 on this split.

@@ -198,7 +198,8 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 
     /// <summary>
     /// The paper's mode with no learningRate: the probe judges each rate on a seeded tenth of the training samples
-    /// (at most 2,000; the test split never chooses a setting), from the dense start, before the first iteration.
+    /// (at most 2,000; the test split never chooses a setting), training on the others, from the dense start, before the
+    /// first iteration.
     /// </summary>
     private void ProbeForFixedRun(TensorDataset train, ISurgeryObserver observer, CancellationToken cancellationToken)
     {
@@ -207,7 +208,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         using var _rest = rest;
         using var _held = held;
         var start = Evaluate(held);
-        var probe = LearningRateProbe.Run(this, train, held, start, LearningRateProbe.IterationsFor(_settings.Iterations),
+        var probe = LearningRateProbe.Run(this, rest, held, start, LearningRateProbe.IterationsFor(_settings.Iterations),
             observer, cancellationToken);
         BaseLearningRate = probe.Chosen;
         Probe = probe;

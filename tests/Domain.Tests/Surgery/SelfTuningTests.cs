@@ -68,6 +68,27 @@ public sealed class SelfTuningTests(ITestOutputHelper log) : TrainedMlpTests(log
     }
 
     [Fact]
+    public void AFixedRunWithNoLearningRateProbesFirstAndSaysSoInItsPhase()
+    {
+        using var model = TrainedModel();
+        var settings = Settings(200) with { LearningRate = null, EvalInterval = 50 };
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+        var observer = new RecordingObserver();
+
+        trainer.Run(train, test, observer);
+
+        var probe = Assert.IsType<ProbeReport>(trainer.Probe);
+        Assert.Equal(probe.Chosen, observer.Iterations[0].LearningRate, 12);
+        // The probe's phase comes before the first iteration, and training follows it.
+        var phases = observer.Phases.Select(p => p.Phase.Phase).ToList();
+        var probing = phases.IndexOf(RunPhase.Probing);
+        Assert.True(probing >= 0, string.Join(", ", phases));
+        Assert.Equal(0, observer.Phases[probing].IterationsDone);
+        Assert.True(phases.IndexOf(RunPhase.Training) > probing, string.Join(", ", phases));
+        Assert.Contains(observer.Events, e => e.Kind == SurgeryEventKind.Probe && e.Message.Contains("chosen"));
+    }
+
+    [Fact]
     public void TheOneShotCandidateIsDeliveredWhenEveryStageDiverges()
     {
         using var model = TrainedModel();
