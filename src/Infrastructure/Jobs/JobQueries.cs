@@ -11,6 +11,19 @@ namespace SurgeryService.Infrastructure.Jobs;
 public sealed record JobStanding(int? QueuePosition, IReadOnlyList<string> Warnings);
 
 /// <summary>
+/// The columns of a job that its progress events are made of (see <see cref="JobQueries.ProgressAsync"/>): not its
+/// settings, preprocessing, search report or per-layer arrays, which can be large and which a poll has no use for.
+/// </summary>
+public sealed record JobProgress(
+    Guid Id, JobState State, string Mode, string Queue, DateTimeOffset CreatedAt, RunPhase? Phase, int PhaseStep, int PhaseSteps,
+    int Iteration, int TotalIterations, DateTimeOffset? EstimatedFinishAt, double? Loss, long? Kept, long? Total,
+    double? BestCompression, double? StageCompression, double? ValidationTop1, double? TestTop1, int CheckpointIteration,
+    string? Error)
+{
+    public bool IsFinished => State.IsFinished();
+}
+
+/// <summary>
 /// The tenant's jobs and what they recorded (the DbContext's query filter keeps other tenants' jobs out; a job's series
 /// are read only after its job was found).
 /// </summary>
@@ -49,9 +62,25 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
 
     /// <summary>1 + the queued jobs of every tenant submitted to <paramref name="job"/>'s queue before it; null unless it is queued.</summary>
     public async Task<int?> QueuePositionAsync(SurgeryJob job, CancellationToken cancellationToken) => job.State == JobState.Queued
-        ? 1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
-            o => o.State == JobState.Queued && o.Queue == job.Queue && o.CreatedAt < job.CreatedAt, cancellationToken)
+        ? await QueuePositionAsync(job.Queue, job.CreatedAt, cancellationToken)
         : null;
+
+    /// <inheritdoc cref="QueuePositionAsync(SurgeryJob, CancellationToken)"/>
+    public async Task<int?> QueuePositionAsync(JobProgress job, CancellationToken cancellationToken) => job.State == JobState.Queued
+        ? await QueuePositionAsync(job.Queue, job.CreatedAt, cancellationToken)
+        : null;
+
+    private async Task<int> QueuePositionAsync(string queue, DateTimeOffset createdAt, CancellationToken cancellationToken) =>
+        1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
+            o => o.State == JobState.Queued && o.Queue == queue && o.CreatedAt < createdAt, cancellationToken);
+
+    /// <summary>The job's progress columns, read without the rest of its row; null when the tenant has no such job.</summary>
+    public Task<JobProgress?> ProgressAsync(Guid id, CancellationToken cancellationToken) =>
+        db.Jobs.AsNoTracking().Where(j => j.Id == id)
+            .Select(j => new JobProgress(j.Id, j.State, j.Mode, j.Queue, j.CreatedAt, j.Phase, j.PhaseStep, j.PhaseSteps,
+                j.Iteration, j.TotalIterations, j.EstimatedFinishAt, j.Loss, j.Kept, j.Total, j.BestCompression, j.StageCompression,
+                j.ValidationTop1, j.TestTop1, j.CheckpointIteration, j.Error))
+            .SingleOrDefaultAsync(cancellationToken);
 
     public async Task<JobStanding> StandingAsync(SurgeryJob job, CancellationToken cancellationToken) =>
         (await StandingsAsync([job], cancellationToken))[job.Id];
