@@ -41,6 +41,7 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
         var events = await db.JobEvents.AsNoTracking().Where(e => ids.Contains(e.JobId) && e.Kind == warning)
             .OrderBy(e => e.Sequence).Select(e => new { e.JobId, e.Message }).ToListAsync(cancellationToken);
         var warningsOf = events.ToLookup(e => e.JobId, e => e.Message);
+        var positions = await QueuePositionsAsync(jobs.Where(j => j.State == JobState.Queued).ToList(), cancellationToken);
         var served = new Dictionary<string, bool>();
         var standings = new Dictionary<Guid, JobStanding>();
         foreach (var job in jobs)
@@ -49,7 +50,7 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
             int? position = null;
             if (job.State == JobState.Queued)
             {
-                position = await QueuePositionAsync(job, cancellationToken);
+                position = positions[job.Id];
                 if (!(served.TryGetValue(job.Queue, out var serves) ? serves : served[job.Queue] = workers.ServesQueue(job.Queue)))
                 {
                     warnings.Insert(0, NoWorker(job.Queue));
@@ -60,19 +61,47 @@ public sealed class JobQueries(SurgeryDbContext db, IWorkerPresence workers)
         return standings;
     }
 
+    /// <summary>
+    /// The positions of <paramref name="queued"/>, as <see cref="QueuePositionAsync"/> counts them, from one read of the
+    /// queued jobs (of every tenant) in their queues submitted before the latest of them.
+    /// </summary>
+    private async Task<Dictionary<Guid, int>> QueuePositionsAsync(IReadOnlyCollection<SurgeryJob> queued, CancellationToken cancellationToken)
+    {
+        if (queued.Count == 0) return [];
+        var queues = queued.Select(j => j.Queue).Distinct().ToList();
+        var latest = queued.Max(j => AsStored(j.CreatedAt));
+        var ahead = await db.Jobs.IgnoreQueryFilters().AsNoTracking()
+            .Where(o => o.State == JobState.Queued && queues.Contains(o.Queue) && o.CreatedAt < latest)
+            .OrderBy(o => o.CreatedAt).Select(o => new { o.Queue, o.CreatedAt }).ToListAsync(cancellationToken);
+        var aheadIn = ahead.GroupBy(o => o.Queue).ToDictionary(g => g.Key, g => g.Select(o => o.CreatedAt).ToList());
+        return queued.ToDictionary(j => j.Id,
+            j => 1 + (aheadIn.TryGetValue(j.Queue, out var times) ? CountBefore(times, AsStored(j.CreatedAt)) : 0));
+    }
+
+    /// <summary>
+    /// <paramref name="time"/> as PostgreSQL holds it: Npgsql drops the ticks below a microsecond, which a job just
+    /// submitted still has in memory.
+    /// </summary>
+    private static DateTimeOffset AsStored(DateTimeOffset time) => time.AddTicks(-(time.Ticks % TimeSpan.TicksPerMicrosecond));
+
+    /// <summary>How many of <paramref name="sorted"/> are earlier than <paramref name="time"/>.</summary>
+    private static int CountBefore(List<DateTimeOffset> sorted, DateTimeOffset time)
+    {
+        int low = 0, high = sorted.Count;
+        while (low < high)
+        {
+            var middle = (low + high) / 2;
+            if (sorted[middle] < time) low = middle + 1;
+            else high = middle;
+        }
+        return low;
+    }
+
     /// <summary>1 + the queued jobs of every tenant submitted to <paramref name="job"/>'s queue before it; null unless it is queued.</summary>
-    public async Task<int?> QueuePositionAsync(SurgeryJob job, CancellationToken cancellationToken) => job.State == JobState.Queued
-        ? await QueuePositionAsync(job.Queue, job.CreatedAt, cancellationToken)
-        : null;
-
-    /// <inheritdoc cref="QueuePositionAsync(SurgeryJob, CancellationToken)"/>
     public async Task<int?> QueuePositionAsync(JobProgress job, CancellationToken cancellationToken) => job.State == JobState.Queued
-        ? await QueuePositionAsync(job.Queue, job.CreatedAt, cancellationToken)
+        ? 1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
+            o => o.State == JobState.Queued && o.Queue == job.Queue && o.CreatedAt < job.CreatedAt, cancellationToken)
         : null;
-
-    private async Task<int> QueuePositionAsync(string queue, DateTimeOffset createdAt, CancellationToken cancellationToken) =>
-        1 + await db.Jobs.IgnoreQueryFilters().CountAsync(
-            o => o.State == JobState.Queued && o.Queue == queue && o.CreatedAt < createdAt, cancellationToken);
 
     /// <summary>The job's progress columns, read without the rest of its row; null when the tenant has no such job.</summary>
     public Task<JobProgress?> ProgressAsync(Guid id, CancellationToken cancellationToken) =>

@@ -21,14 +21,76 @@ namespace SurgeryService.Api.Tests.Jobs;
 public sealed class JobQueriesHost() : ServiceHost("jobqueries", withWorker: false);
 
 /// <summary>
-/// What the event stream reads from PostgreSQL: job rows written directly (no worker takes them), the commands EF sends
-/// read through a command interceptor.
+/// What the job list and the event stream read from PostgreSQL: job rows written directly (no worker takes them), the
+/// commands EF sends counted and read through a command interceptor.
 /// </summary>
 public sealed class JobQueriesTests(JobQueriesHost host) : IClassFixture<JobQueriesHost>
 {
     private const string Acme = "acme", Globex = "globex";
 
     private readonly CommandLog _log = new();
+
+    [Fact]
+    public async Task AListGivesEachQueuedJobItsPlaceInItsQueueCountingEveryTenantsJobs()
+    {
+        var (cpu, gpu) = (Queue("cpu"), Queue("gpu"));
+        var start = DateTimeOffset.UtcNow.AddHours(-1);
+        // Submitted in this order; the running and the cancelled job ahead of them hold no place.
+        var plan = new[] { (Acme, cpu), (Globex, cpu), (Acme, gpu), (Acme, cpu), (Globex, gpu), (Acme, gpu), (Acme, cpu), (Acme, gpu) };
+        var queued = plan.Select((p, i) => Job(p.Item1, p.Item2, start.AddSeconds(i))).ToList();
+        var running = Job(Acme, cpu, start.AddSeconds(-2));
+        running.StartAttempt(start);
+        var cancelled = Job(Globex, gpu, start.AddSeconds(-1));
+        cancelled.RequestCancel(start);
+        await SaveAsync([.. queued, running, cancelled]);
+
+        var positions = new Dictionary<Guid, int>();
+        foreach (var key in new[] { ServiceHost.AcmeKey, ServiceHost.GlobexKey })
+        {
+            var page = await host.Client(key).GetAsync("/api/jobs?state=queued&pageSize=200").ExpectAsync(HttpStatusCode.OK);
+            foreach (var item in page.GetProperty("items").EnumerateArray().Where(j => j.GetProperty("queue").GetString() is { } q && (q == cpu || q == gpu)))
+            {
+                positions[item.GetProperty("id").GetGuid()] = item.GetProperty("queuePosition").GetInt32();
+            }
+        }
+
+        Assert.Equal(queued.Count, positions.Count);
+        foreach (var queue in new[] { cpu, gpu })
+        {
+            Assert.Equal([1, 2, 3, 4], queued.Where(j => j.Queue == queue).Select(j => positions[j.Id]));
+        }
+        var single = await JobScenario.GetJobAsync(host.Client(), queued[^1].Id);
+        Assert.Equal(4, single.GetProperty("queuePosition").GetInt32());
+    }
+
+    [Fact]
+    public async Task StandingsOfAPageCostTheSameCommandsHoweverManyOfItsJobsAreQueued()
+    {
+        var commands = new Dictionary<int, int>();
+        foreach (var count in new[] { 2, 40 })
+        {
+            var (cpu, gpu) = (Queue("cpu"), Queue("gpu"));
+            var start = DateTimeOffset.UtcNow.AddMinutes(-count);
+            var jobs = Enumerable.Range(0, count).Select(i => Job(Acme, i % 2 == 0 ? cpu : gpu, start.AddSeconds(i))).ToList();
+            await SaveAsync(jobs);
+
+            await using var db = Context(Acme);
+            var queries = new JobQueries(db, new NoWorkers());
+            var ids = jobs.Select(j => j.Id).ToList();
+            var page = await db.Jobs.AsNoTracking().Where(j => ids.Contains(j.Id)).OrderByDescending(j => j.CreatedAt).ToListAsync();
+            _log.Clear();
+            var standings = await queries.StandingsAsync(page, CancellationToken.None);
+            commands[count] = _log.Commands.Count;
+
+            foreach (var queue in new[] { cpu, gpu })
+            {
+                Assert.Equal(Enumerable.Range(1, count / 2).Cast<int?>(), jobs.Where(j => j.Queue == queue).Select(j => standings[j.Id].QueuePosition));
+            }
+            Assert.All(standings.Values, s => Assert.StartsWith("no live worker serves", s.Warnings[0]));
+        }
+        Assert.Equal(commands[2], commands[40]);
+        Assert.True(commands[40] <= 2, $"{commands[40]} commands for a page of 40 queued jobs");
+    }
 
     [Fact]
     public async Task AProgressPollReadsTheEventsColumnsAndNotTheJobsLargeSettings()
