@@ -365,9 +365,36 @@ public sealed record JobProgressEvent(
     DateTimeOffset? EstimatedFinishAt, double? Loss, double? Sparsity, double? Compression, double? StageCompression,
     double? ValidationTop1, double? TestTop1, int CheckpointIteration, string? Error)
 {
-    public static JobProgressEvent From(JobResponse job) => new(job.Id, job.State, job.QueuePosition, job.Phase, job.Iteration,
-        job.TotalIterations, job.Progress, job.EstimatedFinishAt, job.Loss, job.Sparsity, job.Compression, job.StageCompression,
-        job.Validation?.Top1, job.Test?.Top1, job.CheckpointIteration, job.Error);
+    /// <summary>
+    /// The event of a job read as <see cref="JobQueries.ProgressAsync"/> reads it: each field as
+    /// <see cref="JobResponse.From"/> makes it from the whole row (JobQueriesTests hold the two equal).
+    /// </summary>
+    public static JobProgressEvent From(JobProgress j, int? queuePosition)
+    {
+        var running = j.State == JobState.Running;
+        return new JobProgressEvent(
+            j.Id,
+            j.State.ToString(),
+            j.State == JobState.Queued ? queuePosition : null,
+            running && j.Phase is { } phase ? JobPhaseResponse.From(phase, j.PhaseStep, j.PhaseSteps) : null,
+            j.Iteration,
+            j.TotalIterations,
+            j.TotalIterations == 0 ? 0 : Math.Round((double)j.Iteration / j.TotalIterations, 4),
+            running ? j.EstimatedFinishAt : null,
+            j.Loss,
+            j.Total is > 0 && j.Kept is { } kept ? 1 - (double)kept / j.Total.Value : null,
+            j.Mode switch
+            {
+                SensitivityJob.ModeName => null,
+                BudgetJob.ModeName when j.State != JobState.Succeeded => j.BestCompression,
+                _ => j.Total is > 0 && j.Kept is > 0 ? (double)j.Total.Value / j.Kept.Value : null,
+            },
+            j.Mode == SensitivityJob.ModeName ? null : j.StageCompression,
+            j.Mode == FixedJob.ModeName ? null : j.ValidationTop1,
+            j.TestTop1,
+            j.CheckpointIteration,
+            j.Error);
+    }
 }
 
 public sealed record ReportLayer(string Layer, string Kind, long Before, long After, double RemainingPercent, long PrunedTotal, long SplicedTotal);

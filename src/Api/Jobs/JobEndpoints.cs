@@ -242,8 +242,7 @@ public static class JobEndpoints
     public static async Task<Results<ProgressEventStream, NotFound<ProblemDetails>>> Events(
         Guid id, JobQueries jobs, IOptions<ApiOptions> options, CancellationToken cancellationToken)
     {
-        var job = await jobs.FindAsync(id, cancellationToken);
-        if (job is null) return NotFoundProblem.For("job", id);
+        if (await jobs.ProgressAsync(id, cancellationToken) is null) return NotFoundProblem.For("job", id);
         return new ProgressEventStream(Progress(jobs, id, TimeSpan.FromMilliseconds(options.Value.EventPollMilliseconds),
             TimeSpan.FromSeconds(options.Value.EventKeepAliveSeconds), cancellationToken));
     }
@@ -256,10 +255,10 @@ public static class JobEndpoints
         var lastSent = DateTime.UtcNow;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var job = await jobs.FindAsync(id, cancellationToken);
+            var job = await jobs.ProgressAsync(id, cancellationToken);
             if (job is null) yield break; // deleted meanwhile
             // The event carries no warnings: only the queue position, without asking Hangfire for its servers every poll.
-            var current = JobProgressEvent.From(JobResponse.From(job, new JobStanding(await jobs.QueuePositionAsync(job, cancellationToken), [])));
+            var current = JobProgressEvent.From(job, await jobs.QueuePositionAsync(job, cancellationToken));
             if (current != last)
             {
                 yield return new SseItem<JobProgressEvent>(current, job.IsFinished ? "finished" : "progress")

@@ -34,7 +34,9 @@ public sealed record FixedJob : JobKind
 {
     internal FixedJob(SurgerySettings settings) : base(settings) { }
 
-    public override string Name => "fixed";
+    public const string ModeName = "fixed";
+
+    public override string Name => ModeName;
 }
 
 /// <summary>Budget mode: the most compressed model within <see cref="Target"/>'s accuracy budget.</summary>
@@ -42,7 +44,9 @@ public sealed record BudgetJob : JobKind
 {
     internal BudgetJob(SurgerySettings settings, SurgeryTarget target) : base(settings) => Target = target;
 
-    public override string Name => "budget";
+    public const string ModeName = "budget";
+
+    public override string Name => ModeName;
 
     /// <summary>The target given, or the defaults when the job names neither a target nor a c_rate.</summary>
     public SurgeryTarget Target { get; }
@@ -56,7 +60,9 @@ public sealed record SensitivityJob : JobKind
 {
     internal SensitivityJob(SurgerySettings settings, SensitivitySettings sensitivity) : base(settings) => Sensitivity = sensitivity;
 
-    public override string Name => "sensitivity";
+    public const string ModeName = "sensitivity";
+
+    public override string Name => ModeName;
 
     public SensitivitySettings Sensitivity { get; }
 }

@@ -8,3 +8,8 @@ public enum JobState
     Failed,
     Cancelled,
 }
+
+public static class JobStates
+{
+    public static bool IsFinished(this JobState state) => state is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+}

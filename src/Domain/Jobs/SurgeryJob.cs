@@ -21,7 +21,25 @@ public sealed class SurgeryJob
     public Guid? ModelId { get; set; }
 
     public Guid? DatasetId { get; set; }
-    public required SurgerySettings Settings { get; set; }
+
+    private SurgerySettings _settings = null!;
+
+    public required SurgerySettings Settings
+    {
+        get => _settings;
+        set
+        {
+            _settings = value;
+            Mode = JobKind.Of(value).Name;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="Kind"/>'s name, set with <see cref="Settings"/> and stored in a column of its own, so that reading a
+    /// job's progress need not load its settings.
+    /// </summary>
+    public string Mode { get; private set; } = "";
+
     public required JobPreprocessing Preprocessing { get; set; }
 
     /// <summary>What the job delivers besides the pruned model (int8).</summary>
@@ -126,7 +144,7 @@ public sealed class SurgeryJob
     public DateTimeOffset? FinishedAt { get; private set; }
     public DateTimeOffset UpdatedAt { get; set; }
 
-    public bool IsFinished => State is JobState.Succeeded or JobState.Failed or JobState.Cancelled;
+    public bool IsFinished => State.IsFinished();
 
     /// <summary>Longest <see cref="Error"/> kept (the column's size).</summary>
     public const int MaxErrorLength = ColumnLimits.Message;

@@ -21,6 +21,7 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
         job.Property(j => j.Phase).HasConversion<string>().HasMaxLength(16);
         job.Property(j => j.ValidationSplit).HasConversion<string>().HasMaxLength(16);
         job.Property(j => j.TestSplit).HasConversion<string>().HasMaxLength(16);
+        job.Property(j => j.Mode).HasMaxLength(16);
         job.Property(j => j.Settings).HasJsonConversion();
         job.Property(j => j.Preprocessing).HasJsonConversion();
         job.Property(j => j.Search!).HasJsonConversion();

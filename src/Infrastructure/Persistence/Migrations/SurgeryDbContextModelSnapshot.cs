@@ -346,6 +346,11 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<double?>("Loss")
                         .HasColumnType("double precision");
 
+                    b.Property<string>("Mode")
+                        .IsRequired()
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
                     b.Property<Guid?>("ModelId")
                         .HasColumnType("uuid");
 
