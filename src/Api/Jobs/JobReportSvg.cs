@@ -1,13 +1,15 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using SurgeryService.Domain.Deployment;
 using SurgeryService.Domain.Jobs;
 
 namespace SurgeryService.Api.Jobs;
 
 /// <summary>
 /// Two plots in one SVG: remaining weights per layer (percent) against iteration, and test top-1 accuracy against
-/// iteration. Plain SVG so any browser or README renders it; no plotting library needed on the server.
+/// iteration; below them, for a job with a deployment report, its ONNX Runtime figures (one row and bar per model).
+/// Plain SVG so any browser or README renders it; no plotting library needed on the server.
 /// </summary>
 public static class JobReportSvg
 {
@@ -17,7 +19,10 @@ public static class JobReportSvg
     public static string Render(SurgeryJob job, IReadOnlyList<(int Iteration, long[] LayerKept)> points, IReadOnlyList<long> layerTotals,
         IReadOnlyList<(int Iteration, double Top1)> evaluations)
     {
-        var svg = Begin(Top + 2 * PanelHeight + Gap + 50,
+        var deployment = job.Deployment;
+        var deploymentTop = Top + 2 * PanelHeight + Gap + 80;
+        var height = deployment is null ? Top + 2 * PanelHeight + Gap + 50 : deploymentTop + DeploymentHeight(deployment);
+        var svg = Begin(height,
             $"Job {job.Id} ({job.Settings.Method}, {job.State}, iteration {job.Iteration} of {job.TotalIterations})");
         var maxIteration = Math.Max(1, Math.Max(job.TotalIterations, points.Count > 0 ? points[^1].Iteration : 1));
 
@@ -33,8 +38,65 @@ public static class JobReportSvg
             ("top-1 accuracy", evaluations.Select(e => ((double)e.Iteration, 100 * e.Top1)).ToList()),
         };
         Panel(svg, Top + PanelHeight + Gap, "Test top-1 accuracy (%)", iterations, 100, accuracy);
+        if (deployment is not null) Deployment(svg, deploymentTop, deployment);
         svg.Append("</svg>");
         return svg.ToString();
+    }
+
+    private const int RowHeight = 22;
+
+    private static int DeploymentHeight(JobDeployment deployment) => 60 + RowHeight * (2 + 2 * (deployment.Report?.Models.Count ?? 0));
+
+    /// <summary>
+    /// The deployment report: the int8 decision, then per model its ORT test top-1, smallest file, p50 latency at each
+    /// batch size and memory at load; bars compare each model's file size and p50 latency with the first model's.
+    /// </summary>
+    private static void Deployment(StringBuilder svg, int top, JobDeployment deployment)
+    {
+        var q = deployment.Quantization;
+        Text(svg, Left, top, "Deployment, measured in ONNX Runtime", bold: true);
+        var decision = q.FallbackReason is null
+            ? $"delivered {q.Delivered}; int8 validated on {q.BudgetSamples} {q.BudgetSplit} samples, {q.CalibrationMethod} calibration on {q.CalibrationSamples} training samples"
+            : $"delivered {q.Delivered}: {q.FallbackReason}";
+        Text(svg, Left, top + RowHeight, decision);
+        if (deployment.Report is not { } report || report.Models.Count == 0) return;
+        Text(svg, Left, top + 2 * RowHeight, FormattableString.Invariant(
+            $"{report.Runtime}, {report.ExecutionProvider}, {report.IntraOpThreads} intra-op thread(s), p50 of {report.Runs} runs after {report.WarmupRuns} warm-up runs"));
+        var first = report.Models[0];
+        var batches = first.Latency.Select(l => l.Batch).ToList();
+        const int barWidth = 180;
+        for (var m = 0; m < report.Models.Count; m++)
+        {
+            var model = report.Models[m];
+            var y = top + (3 + 2 * m) * RowHeight;
+            var bytes = Math.Min(model.DenseBytes, model.SparseBytes ?? long.MaxValue);
+            var firstBytes = Math.Min(first.DenseBytes, first.SparseBytes ?? long.MaxValue);
+            var latency = string.Join(", ", model.Latency.Select(l => FormattableString.Invariant($"batch {l.Batch} {l.P50Ms:0.###} ms")));
+            Text(svg, Left, y, FormattableString.Invariant(
+                $"{model.Name} ({model.Storage}): top-1 {100 * model.Top1:0.00}%, {bytes / 1024.0:0.#} KiB, {latency}, load +{model.Memory.RssDeltaBytes / 1024} KiB"));
+            // Bars: file size, then p50 latency at the largest batch, each as a share of the first model's.
+            var largest = batches.Count > 0 ? batches.Max() : 0;
+            var p50 = model.Latency.FirstOrDefault(l => l.Batch == largest)?.P50Ms;
+            var firstP50 = first.Latency.FirstOrDefault(l => l.Batch == largest)?.P50Ms;
+            Bar(svg, Left, y + 6, barWidth, (double)bytes / firstBytes, Colors[0], "size");
+            if (p50 is { } p && firstP50 is { } f && f > 0)
+            {
+                Bar(svg, Left + 370, y + 6, barWidth, p / f, Colors[1], FormattableString.Invariant($"batch {largest} time"));
+            }
+        }
+    }
+
+    private static void Text(StringBuilder svg, int x, int y, string text, bool bold = false) =>
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<text x=\"{x}\" y=\"{y}\"{(bold ? " font-weight=\"bold\"" : "")}>{WebUtility.HtmlEncode(text)}</text>");
+
+    /// <summary>A bar <paramref name="share"/> of <paramref name="width"/> long (clamped to 1.5 widths), labelled with the share.</summary>
+    private static void Bar(StringBuilder svg, int x, int y, int width, double share, string color, string label)
+    {
+        var length = width * Math.Clamp(share, 0, 1.5);
+        svg.Append(CultureInfo.InvariantCulture,
+            $"<rect x=\"{x}\" y=\"{y}\" width=\"{length:F1}\" height=\"10\" fill=\"{color}\"/>" +
+            $"<text x=\"{x + length + 4:F1}\" y=\"{y + 9}\" font-size=\"10\">{WebUtility.HtmlEncode(label)} {share:0.###}x of the first</text>");
     }
 
     /// <summary>The document's opening: size, white background and a title line (HTML-encoded here).</summary>

@@ -160,6 +160,16 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             {
                 using var split = BudgetSplit.Of(budget, samples);
                 var run = RunBudgetSearch(trainer, budget, split, checkpoint, observer, checkpointInterval, stop.Token);
+                if (run.Outcome.Search?.ValidationSplit == ValidationSplit.TestHalf)
+                {
+                    // The model had seen its validation samples, so the search validated on half of the test split (the
+                    // same seeded half): int8 is checked there too, against the starting model's top-1 on that half.
+                    var (rest, half) = samples.Test.Split((int)(samples.Test.Count / 2), SurgeryTarget.ValidationSplitSeed);
+                    using var _rest = rest;
+                    using var _half = half;
+                    return Delivered(run, split.Fit, outcome => new Int8Budget("validation (test half)", half,
+                        outcome.Search?.ValidationTop1Before, budget.Target.MaxAccuracyDrop));
+                }
                 return Delivered(run, split.Fit, outcome => new Int8Budget("validation", split.Validation,
                     outcome.Search?.ValidationTop1Before, budget.Target.MaxAccuracyDrop));
             }

@@ -83,6 +83,42 @@ public sealed class Int8JobTests(Int8Host host) : IClassFixture<Int8Host>
             .Select(e => e.GetProperty("message").GetString()!).ToList();
         Assert.StartsWith("int8 delivered: test top-1 ", log[0]);
         Assert.Contains(log, l => l.StartsWith("deployment pruned-int8 (int8): top-1 ", StringComparison.Ordinal) && l.Contains("batch 64 p50 "));
+
+        // The SVG shows the same deployment figures: the decision, then one row per model with its ORT top-1.
+        var svgResponse = await client.GetAsync($"/api/jobs/{job}/report.svg");
+        Assert.Equal(HttpStatusCode.OK, svgResponse.StatusCode);
+        var svg = System.Xml.Linq.XDocument.Parse(await svgResponse.Content.ReadAsStringAsync());
+        var lines = svg.Descendants().Where(e => e.Name.LocalName == "text").Select(e => e.Value).ToList();
+        Assert.Contains("Deployment, measured in ONNX Runtime", lines);
+        Assert.Contains(lines, l => l.StartsWith("delivered int8", StringComparison.Ordinal));
+        foreach (var (name, figures) in models)
+        {
+            var shown = (100 * figures.GetProperty("top1").GetDouble()).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture);
+            Assert.Contains(lines, l => l.StartsWith($"{name} (", StringComparison.Ordinal) && l.Contains($"top-1 {shown}%") && l.Contains("batch 64 "));
+        }
+    }
+
+    [Fact]
+    public async Task ABudgetJobChecksInt8OnTheSplitTheSearchValidatedOnAgainstTheStartingModel()
+    {
+        var client = host.Client();
+        var (model, dataset) = await BudgetModeTests.UploadAsync(client);
+        var request = JsonSerializer.SerializeToElement(BudgetModeTests.BudgetRequest(model, dataset, iterations: 300, checkpointInterval: 100,
+            new { maxAccuracyDrop = 1.0, validation = 0.2 }));
+        var job = await JobScenario.SubmitAsync(client, With(request, "output", new { quantize = "int8" }));
+        var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(240));
+
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        var validation = done.GetProperty("validation");
+        var report = await client.GetAsync($"/api/jobs/{job}/report").ExpectAsync(HttpStatusCode.OK);
+        var quantization = report.GetProperty("deployment").GetProperty("quantization");
+        // The floor is the budget's: the starting model's top-1 on the search's validation split, less maxAccuracyDrop.
+        Assert.StartsWith("validation", quantization.GetProperty("budgetSplit").GetString());
+        Assert.Equal(validation.GetProperty("samples").GetInt32(), quantization.GetProperty("budgetSamples").GetInt32());
+        Assert.Equal(validation.GetProperty("top1Before").GetDouble() - 0.01, quantization.GetProperty("floor").GetDouble(), 9);
+        var delivered = quantization.GetProperty("delivered").GetString();
+        var int8Top1 = quantization.GetProperty("int8Top1").GetDouble();
+        Assert.Equal(int8Top1 >= quantization.GetProperty("floor").GetDouble() - 1e-9 ? "int8" : "fp32", delivered);
     }
 
     [Fact]
