@@ -118,6 +118,18 @@ public sealed record JobResponse
     /// <summary>When the job should finish at the measured pace (UTC); null when <see cref="EtaSeconds"/> is.</summary>
     public DateTimeOffset? EstimatedFinishAt { get; init; }
 
+    /// <summary>
+    /// Seconds the job is expected to run, from its first start to its finish (≥ 0), as estimated when it was submitted
+    /// and kept unchanged (compare <see cref="DurationSeconds"/>): a budget job's <c>target.maxMinutes</c> × 60 bounds it;
+    /// a finished job on the same model and queue gives its whole run's seconds per iteration × this job's iterations,
+    /// scaled by the ratio of batch sizes; the smaller of the two. Null when there is neither (the running job's
+    /// <see cref="EtaSeconds"/> then comes from the pace it measures). Queue waiting is not included.
+    /// </summary>
+    public double? ExpectedSeconds { get; init; }
+
+    /// <summary>Where <see cref="ExpectedSeconds"/> comes from, in words: the time budget, the finished job it went by, or why there is no estimate.</summary>
+    public string? ExpectedBasis { get; init; }
+
     /// <summary>Iterations between checkpoints (≥ 1): the most work a lost worker costs.</summary>
     public int CheckpointInterval { get; init; }
 
@@ -232,6 +244,8 @@ public sealed record JobResponse
             Progress = j.TotalIterations == 0 ? 0 : Math.Round((double)j.Iteration / j.TotalIterations, 4),
             EtaSeconds = running && j.EstimatedFinishAt is { } finish ? Math.Max(0, Math.Round((finish - now).TotalSeconds, 1)) : null,
             EstimatedFinishAt = running ? j.EstimatedFinishAt : null,
+            ExpectedSeconds = j.ExpectedSeconds,
+            ExpectedBasis = j.ExpectedBasis,
             CheckpointInterval = j.CheckpointInterval,
             Loss = j.Loss,
             Kept = j.Kept,

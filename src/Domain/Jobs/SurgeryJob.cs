@@ -102,6 +102,15 @@ public sealed class SurgeryJob
     /// <summary>When the run should end at the pace measured so far; null until a pace is measured.</summary>
     public DateTimeOffset? EstimatedFinishAt { get; set; }
 
+    /// <summary>
+    /// Seconds the job was expected to run, from its first start to its finish, when it was submitted; null when nothing
+    /// went by (<see cref="ExpectedBasis"/> says why). See <c>Infrastructure.Jobs.ExpectedDuration</c>.
+    /// </summary>
+    public double? ExpectedSeconds { get; set; }
+
+    /// <summary>Where <see cref="ExpectedSeconds"/> comes from, in words (at most <see cref="ColumnLimits.Message"/> characters).</summary>
+    public string? ExpectedBasis { get; set; }
+
     /// <summary>Budget mode: the compression of the best state within budget so far (1: the starting model).</summary>
     public double? BestCompression { get; set; }
 

@@ -45,6 +45,41 @@ public sealed class OneShotReport
 
 public sealed record OneShotTry(double TargetCompression, double Compression, double ValidationTop1, bool WithinBudget);
 
+/// <summary>
+/// Budget mode with <c>target.maxMinutes</c> (docs/algorithm.md#time-budget): the time budget, the pace measured against
+/// it and the plan it allows. Saved in checkpoints, so a resumed attempt counts from the first start and keeps the pace
+/// measured before it.
+/// </summary>
+public sealed class TimeBudgetReport
+{
+    /// <summary>The budget, in wall-clock minutes (<c>target.maxMinutes</c>).</summary>
+    public double MaxMinutes { get; set; }
+
+    /// <summary>When the budget started counting: the job's first start (UTC).</summary>
+    public DateTimeOffset StartedAt { get; set; }
+
+    /// <summary>
+    /// Seconds measured over <see cref="MeasuredIterations"/>: the probe's rates, and the search's iterations from the
+    /// first stage on with everything that recurs between them (evaluations, stage changes, checkpoints, rollbacks).
+    /// </summary>
+    public double MeasuredSeconds { get; set; }
+
+    /// <summary>Training iterations the pace was measured over (the probe's included).</summary>
+    public int MeasuredIterations { get; set; }
+
+    /// <summary>The measured pace, in seconds per training iteration; null until an iteration was timed.</summary>
+    public double? SecondsPerIteration => MeasuredIterations > 0 ? MeasuredSeconds / MeasuredIterations : null;
+
+    /// <summary>Seconds kept for the final evaluations and the export: twice what evaluating the starting model took.</summary>
+    public double ReserveSeconds { get; set; }
+
+    /// <summary>The iterations the search planned for at its latest decision: maxIterations, or fewer when time is short.</summary>
+    public int? PlannedIterations { get; set; }
+
+    /// <summary>Whether the time budget ended the search before maxIterations (set when it delivers).</summary>
+    public bool Limited { get; set; }
+}
+
 /// <summary>Everything the budget search decided and measured; saved in checkpoints and reported with the job.</summary>
 public sealed class SearchReport
 {
@@ -119,6 +154,9 @@ public sealed class SearchReport
     public string? FineTuneDiverged { get; set; }
 
     public int? FineTuneStart { get; set; }
+
+    /// <summary>The iteration the fine-tune ends at: maxIterations, or earlier when the time budget is short.</summary>
+    public int? FineTuneEnd { get; set; }
     public double? FineTuneBestTop1 { get; set; }
     public int? FineTuneBestIteration { get; set; }
 
@@ -127,6 +165,9 @@ public sealed class SearchReport
 
     /// <summary>Why the budget was not met, in words a user can act on.</summary>
     public string? BudgetProblem { get; set; }
+
+    /// <summary>The time budget and what it allowed, when the target names <c>maxMinutes</c>.</summary>
+    public TimeBudgetReport? TimeBudget { get; set; }
 }
 
 /// <summary>
@@ -143,6 +184,8 @@ public sealed class SearchReport
 /// of it (best-of-run), never one outside the budget.</item>
 /// </list>
 /// Iterations are one series over all stages; checkpoints hold the search's state, so a resumed job goes on mid-stage.
+/// With a time budget (<see cref="SurgeryTarget.MaxMinutes"/>) the search plans for the iterations the time left affords
+/// at the measured pace: shorter and fewer stages and an earlier fine-tune (docs/algorithm.md#time-budget).
 /// </summary>
 public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings settings, SurgeryTarget target) : ICheckpointSource
 {
@@ -160,6 +203,9 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     /// <summary>Bisection stops when the best hit and the least miss are this close.</summary>
     private const double Resolution = 1.1;
+
+    /// <summary>Iterations a measured pace rests on before the time budget plans with it.</summary>
+    private const int MinPaceIterations = 20;
 
     private const string CheckpointMagic = "BUDGET-CKPT-1";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
@@ -179,10 +225,35 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     public SearchReport? Report => _report;
 
+    /// <summary>The clock the time budget counts and measures the pace on.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+
+    /// <summary>When the job first started, which the time budget counts from; default: when <see cref="Run"/> starts the search.</summary>
+    public DateTimeOffset? StartedAt { get; init; }
+
     private SurgeryTarget Target => target;
     private int MaxIterations => Target.MaxIterations ?? settings.Iterations;
-    private int FineTuneIterations => Math.Max(1, (int)(MaxIterations * FineTuneShare));
-    private int StageLength => Math.Max(10, (MaxIterations - FineTuneIterations) / PlannedStages);
+
+    /// <summary>The fine-tune's share of a plan of <paramref name="iterations"/>.</summary>
+    private static int FineTuneIterationsOf(int iterations) => Math.Max(1, (int)(iterations * FineTuneShare));
+
+    /// <summary>A stage's length in a plan of <paramref name="iterations"/>: <see cref="PlannedStages"/> stages, then the fine-tune.</summary>
+    private static int StageLengthOf(int iterations) => Math.Max(10, (iterations - FineTuneIterationsOf(iterations)) / PlannedStages);
+
+    /// <summary>The iterations of the latest plan: maxIterations unless the time budget lowered it.</summary>
+    private int PlannedIterations => _report?.TimeBudget?.PlannedIterations ?? MaxIterations;
+
+    private int FineTuneEnd(SearchReport report) => report.FineTuneEnd ?? MaxIterations;
+
+    /// <summary>When the attempt started (for the reserve) and the budget's origin, set when the search begins.</summary>
+    private long _runStarted;
+    private DateTimeOffset _origin;
+
+    /// <summary>The timestamp and iteration from which this attempt's training time is measured; null until it trains.</summary>
+    private (long Timestamp, int Iteration)? _paceFrom;
+
+    /// <summary>Whether this attempt has fitted a stretch to a measured pace; later fits wait for an evaluation.</summary>
+    private bool _fitted;
 
     /// <summary>
     /// Runs (or resumes) the search. <paramref name="train"/> must not contain <paramref name="validation"/>'s samples.
@@ -195,6 +266,11 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         if (validation.Count == 0) throw new SurgeryException("Bad dataset", "the validation split is empty");
         if (trainer.Layers.Count == 0) throw new SurgeryException("Nothing to prune", "the model has no prunable layers", ErrorKind.Unsupported);
         TensorDataset? rest = null, decide = null;
+        if (_report is null)
+        {
+            _runStarted = Clock.GetTimestamp();
+            _origin = StartedAt ?? Clock.GetUtcNow();
+        }
         try
         {
             if (_report is null) observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
@@ -249,16 +325,19 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             if (stage is null)
             {
                 var target = NextTarget(report);
-                if (target is null || trainer.Iteration + StageLength > MaxIterations - FineTuneIterations)
+                var planned = Plan(report, observer);
+                if (target is null || trainer.Iteration + StageLengthOf(planned) > planned - FineTuneIterationsOf(planned))
                 {
-                    BeginFineTune(report, observer);
+                    BeginFineTune(report, planned, observer);
                     break;
                 }
-                stage = BeginStage(report, target.Value, observer);
+                stage = BeginStage(report, target.Value, StageLengthOf(planned), observer);
             }
             try
             {
-                if (trainer.RunUntil(stage.End, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
+                MeasureFromHere();
+                if (trainer.RunUntil(stage.End, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken,
+                        report.TimeBudget is null ? null : () => Fit(report, stage, observer)))
                 {
                     return Cancelled();
                 }
@@ -269,15 +348,18 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 Diverge(report, stage, diverged, observer);
                 continue;
             }
+            if (trainer.Iteration < stage.End) continue; // the time budget moved the stage's end: it trains on to it
             Judge(report, stage, validation, observer);
         }
 
-        while (trainer.Iteration < MaxIterations && report.FineTuneDiverged is null)
+        while (trainer.Iteration < FineTuneEnd(report) && report.FineTuneDiverged is null)
         {
-            var next = Math.Min(MaxIterations, (trainer.Iteration / settings.EvalInterval + 1) * settings.EvalInterval);
+            var next = Math.Min(FineTuneEnd(report), (trainer.Iteration / settings.EvalInterval + 1) * settings.EvalInterval);
             try
             {
-                if (trainer.RunUntil(next, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken))
+                MeasureFromHere();
+                if (trainer.RunUntil(next, _plan!, train, validation, observer, checkpointInterval, this, cancellationToken,
+                        report.TimeBudget is null ? null : () => Fit(report, null, observer)))
                 {
                     return Cancelled();
                 }
@@ -289,7 +371,8 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                     $"the fine-tune diverged ({diverged.Message}); the best state validated so far is delivered"));
                 break;
             }
-            KeepIfBest(report, Evaluate(validation, observer));
+            // Evaluated at eval intervals and at its end; not where the time budget only moved its end.
+            if (trainer.Iteration == next || trainer.Iteration >= FineTuneEnd(report)) KeepIfBest(report, Evaluate(validation, observer));
         }
         return Deliver(report, validation, test, observer);
     }
@@ -302,12 +385,16 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         var testBefore = _startTest is { } whole && !_validatesOnTest ? whole : test.Count > 0 ? trainer.Evaluate(test) : null;
         var before = _startValidation is { } measured && !_validatesOnTest ? measured : trainer.Evaluate(validation);
         observer.OnEvaluation(before);
+        var evaluationSeconds = Clock.GetElapsedTime(_runStarted).TotalSeconds;
         trainer.StartGuard(train, before);
         ProbeReport? probe = null;
+        var probeSeconds = 0.0;
         if (settings.LearningRate is null)
         {
+            var probeStarted = Clock.GetTimestamp();
             probe = LearningRateProbe.Run(trainer, train, validation, before, LearningRateProbe.IterationsFor(MaxIterations), observer,
                 cancellationToken);
+            probeSeconds = Clock.GetElapsedTime(probeStarted).TotalSeconds;
             trainer.BaseLearningRate = probe.Chosen;
             trainer.MarkGood(); // a rollback goes back to a state that holds the chosen rate
         }
@@ -331,6 +418,17 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             LearningRate = trainer.BaseLearningRate,
             LearningRateProbe = probe,
             GoodValidationTop1 = before.Top1,
+            // The probe's iterations are training iterations too, and the first pace there is to plan the stages with.
+            TimeBudget = Target.MaxMinutes is { } minutes
+                ? new TimeBudgetReport
+                {
+                    MaxMinutes = minutes,
+                    StartedAt = _origin,
+                    ReserveSeconds = 2 * evaluationSeconds,
+                    MeasuredSeconds = probeSeconds,
+                    MeasuredIterations = probe?.Trials.Sum(t => t.Iterations) ?? 0,
+                }
+                : null,
         };
         var (layersMeasured, layers) = (0, trainer.Layers.Count);
         observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 0, layers));
@@ -360,6 +458,16 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 $"standard error of top-1 on {validation.Count} samples is {100 * error:0.##} points, so a stage can " +
                 $"pass or miss the floor by a few samples; a larger target.validation (at most {SurgeryTarget.MaxValidationSamples}) " +
                 "or a larger maxAccuracyDrop makes the search's decisions firmer"));
+        }
+        if (report.TimeBudget is { } time)
+        {
+            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+                $"time budget of {time.MaxMinutes:0.##} minutes from {time.StartedAt:u}: {Math.Max(0, SecondsLeft(time)):0} s left after " +
+                $"the starting model's evaluation and analysis, of which {time.ReserveSeconds:0.#} s are kept for the final " +
+                "evaluations and the export (twice the starting model's evaluations); " +
+                (Pace() is { } pace
+                    ? $"the probe measured {pace:g3} s per iteration"
+                    : "the pace is measured from the first stage's iterations")));
         }
     }
 
@@ -483,14 +591,13 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         return 2 * report.GoodCompression;
     }
 
-    private SearchStageReport BeginStage(SearchReport report, double target, ISurgeryObserver observer)
+    private SearchStageReport BeginStage(SearchReport report, double target, int length, ISurgeryObserver observer)
     {
         RestoreKeepingIteration(_best!);
         var shares = Sensitivity.Allocate(report.Sensitivity, target * report.Correction);
         var calibrations = trainer.Layers
             .Select((layer, i) => trainer.Method.Calibrate(layer, shares[i]))
             .ToList();
-        var length = StageLength;
         BeginStage(length, (int)(length * MaskShare));
         trainer.MarkGood();
         var stage = new SearchStageReport
@@ -513,7 +620,8 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
 
     /// <summary>Stage k of the most stages the iterations left after it allow (the bisection may stop sooner).</summary>
     private PhaseUpdate StagePhase(SearchReport report, SearchStageReport stage) =>
-        new(RunPhase.Stage, stage.Index + 1, stage.Index + 1 + Math.Max(0, (MaxIterations - FineTuneIterations - stage.End) / StageLength));
+        new(RunPhase.Stage, stage.Index + 1, stage.Index + 1 + Math.Max(0,
+            (PlannedIterations - FineTuneIterationsOf(PlannedIterations) - stage.End) / StageLengthOf(PlannedIterations)));
 
     private void Judge(SearchReport report, SearchStageReport stage, TensorDataset validation, ISurgeryObserver observer)
     {
@@ -544,16 +652,19 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             $"(floor {report.Floor(Budget):P2}): {verdict}"));
     }
 
-    private void BeginFineTune(SearchReport report, ISurgeryObserver observer)
+    private void BeginFineTune(SearchReport report, int planned, ISurgeryObserver observer)
     {
+        var end = Math.Max(trainer.Iteration, Math.Min(MaxIterations, planned));
         RestoreKeepingIteration(_best!);
-        BeginStage(MaxIterations - trainer.Iteration, maskIterations: 0);
+        BeginStage(end - trainer.Iteration, maskIterations: 0);
         trainer.MarkGood();
         report.FineTuneStart = trainer.Iteration;
+        report.FineTuneEnd = end;
         _fineTuneBest = null;
         observer.OnPhase(new PhaseUpdate(RunPhase.FineTune));
         observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
-            $"fine-tune of the best state ({report.GoodCompression:0.#}x) with frozen masks until iteration {MaxIterations}"));
+            $"fine-tune of the best state ({report.GoodCompression:0.#}x) with frozen masks until iteration {end}" +
+            (end < MaxIterations ? $" (the time budget allows {end} of maxIterations {MaxIterations})" : "")));
     }
 
     private void KeepIfBest(SearchReport report, EvaluationMetrics evaluation)
@@ -571,6 +682,8 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             ?? (report.BestStage >= 0 ? report.Stages[report.BestStage].ValidationTop1 : report.ValidationTop1Before);
         var useFineTune = _fineTuneBest is not null && report.FineTuneBestTop1 >= bestTop1;
         observer.OnPhase(new PhaseUpdate(RunPhase.Evaluating));
+        if (report.TimeBudget is { } time) time.Limited = FineTuneEnd(report) < MaxIterations;
+        var timeNote = TimeNote(report);
         RestoreKeepingIteration(useFineTune ? _fineTuneBest! : _best!);
         trainer.WriteDeliveredWeights();
         var validationAfter = trainer.Evaluate(validation);
@@ -591,7 +704,9 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 ? $"nothing was compressed, the starting model is delivered: {Why(report)}"
             : !enough
                 ? $"{compression:0.#}x is the most compression found within {Target.MaxAccuracyDrop} points of validation top-1; " +
-                  $"minCompression {report.MinCompression:0.#}x was not reached: allow a larger maxAccuracyDrop or more maxIterations"
+                  $"minCompression {report.MinCompression:0.#}x was not reached: " + (timeNote is null
+                      ? "allow a larger maxAccuracyDrop or more maxIterations"
+                      : $"{timeNote}; allow a larger target.maxMinutes, a larger maxAccuracyDrop or more maxIterations")
             : compression < 2
                 ? $"only {compression:0.##}x: {Why(report)}"
                 : null;
@@ -600,6 +715,12 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             $"validation top-1 {validationAfter.Top1:P2}, test top-1 {testAfter?.Top1:P2}" +
             (report.TestSplit == TestSplit.OtherHalf ? $" on the {report.TestSamples} test samples that did not validate" : "") +
             (report.BudgetProblem is { } problem ? $"; {(report.BudgetMet == true ? "note" : "budget not met")}: {problem}" : "; budget met")));
+        if (timeNote is not null)
+        {
+            observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Warning,
+                $"{timeNote} at the measured {report.TimeBudget!.SecondsPerIteration:g3} s per iteration: its stages and fine-tune " +
+                "were fewer or shorter than maxIterations plans for; a larger target.maxMinutes lets it train longer"));
+        }
         return new SurgeryOutcome(trainer.Iteration, false, null, testAfter, trainer.Results()) { Search = report };
     }
 
@@ -612,10 +733,14 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         var floor = report.Floor(Budget);
         var stages = report.Stages.Where(s => s.Accepted is not null).ToList();
         var reasons = new List<string>();
+        var timeNote = TimeNote(report);
+        if (timeNote is not null) reasons.Add(timeNote);
         if (stages.Count == 0)
         {
-            reasons.Add($"no training stage fit in maxIterations {MaxIterations} (a stage takes {StageLength} and the fine-tune " +
-                $"{FineTuneIterations}); allow more maxIterations");
+            reasons.Add(timeNote is not null
+                ? "no training stage fit in the time left after the analysis; allow a larger target.maxMinutes"
+                : $"no training stage fit in maxIterations {MaxIterations} (a stage takes {StageLengthOf(MaxIterations)} and the " +
+                  $"fine-tune {FineTuneIterationsOf(MaxIterations)}); allow more maxIterations");
         }
         var diverged = stages.Where(s => s.Diverged is not null).ToList();
         var missed = stages.Where(s => s.Diverged is null && s.ValidationTop1 < floor).ToList();
@@ -647,9 +772,121 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         }
         if (diverged.Count > 0 || missed.Count > 0)
         {
-            reasons.Add(diverged.Count > 0 ? "a smaller learningRate may help" : "a larger maxAccuracyDrop or more maxIterations may help");
+            reasons.Add(diverged.Count > 0 ? "a smaller learningRate may help"
+                : timeNote is not null ? "a larger target.maxMinutes, a larger maxAccuracyDrop or more maxIterations may help"
+                : "a larger maxAccuracyDrop or more maxIterations may help");
         }
         return string.Join("; ", reasons);
+    }
+
+    /// <summary>"the time budget of N minutes allowed K of M iterations" when it ended the search early, else null.</summary>
+    private string? TimeNote(SearchReport report) => report.TimeBudget is { Limited: true } time
+        ? $"the time budget of {time.MaxMinutes:0.##} minutes allowed {FineTuneEnd(report)} of {MaxIterations} iterations"
+        : null;
+
+    /// <summary>
+    /// The iterations the search plans for before a stage (<see cref="AffordableIterations"/>), recorded in the report. The
+    /// log says so whenever the time budget sets the plan below maxIterations.
+    /// </summary>
+    private int Plan(SearchReport report, ISurgeryObserver observer)
+    {
+        if (report.TimeBudget is not { } time) return MaxIterations;
+        var planned = AffordableIterations();
+        if (planned < MaxIterations && planned != time.PlannedIterations)
+        {
+            observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+                $"time budget: {Describe(time)} afford iterations up to {planned} of maxIterations {MaxIterations}: stages of " +
+                $"{StageLengthOf(planned)} iterations while they fit, then a fine-tune of {FineTuneIterationsOf(planned)}"));
+        }
+        time.PlannedIterations = planned;
+        return planned;
+    }
+
+    /// <summary>
+    /// Asked after every iteration of a stage (<paramref name="stage"/>) or of the fine-tune (null) under a time budget. A
+    /// stage trains while the time left pays for more than the fine-tune's share and the reserve, the fine-tune while it
+    /// pays for more than the reserve; past that the stretch ends here, to be judged (a stage) or delivered (the
+    /// fine-tune). Before that, a stretch planned past what the time affords is shortened to fit, at its first check with
+    /// a measured pace and then at evaluations, so its rate still anneals before it is judged. True: the trainer stops,
+    /// to end the stretch or to follow its new end.
+    /// </summary>
+    private bool Fit(SearchReport report, SearchStageReport? stage, ISurgeryObserver observer)
+    {
+        var time = report.TimeBudget!;
+        var planned = AffordableIterations();
+        var fits = stage is null ? planned : planned - FineTuneIterationsOf(planned);
+        var end = stage?.End ?? FineTuneEnd(report);
+        var iteration = trainer.Iteration;
+        if (end <= fits || iteration >= end) return false;
+        var name = stage is null ? "fine-tune" : $"stage {stage.Index + 1}";
+        if (iteration >= fits)
+        {
+            SetEnd(report, stage, iteration);
+            observer.OnEvent(new SurgeryEvent(iteration, SurgeryEventKind.Search,
+                $"{name}: the time budget ends it at iteration {iteration} instead of {end}: {Describe(time)} afford iterations up " +
+                $"to {planned}" + (stage is null ? "" : $", and the fine-tune keeps {FineTuneIterationsOf(planned)} of them")));
+            return true;
+        }
+        if (_fitted && iteration % settings.EvalInterval != 0) return false;
+        _fitted = true;
+        time.PlannedIterations = planned;
+        SetEnd(report, stage, fits);
+        var running = _stage!;
+        Follow(new SurgeryStage(running.Start, fits,
+            Math.Min(running.MaskIterations, Math.Max(iteration - running.Start, (int)((fits - running.Start) * MaskShare)))));
+        if (stage is not null) observer.OnPhase(StagePhase(report, stage));
+        observer.OnEvent(new SurgeryEvent(iteration, SurgeryEventKind.Search,
+            $"{name}: the time budget moves its end from iteration {end} to {fits}: {Describe(time)} afford iterations up to " +
+            $"{planned} of maxIterations {MaxIterations}"));
+        return true;
+    }
+
+    private void SetEnd(SearchReport report, SearchStageReport? stage, int end)
+    {
+        if (stage is null) report.FineTuneEnd = end;
+        else stage.End = end;
+    }
+
+    /// <summary>The time left and the pace, in words: "N s left (R s of them kept for the delivery) at P s per iteration".</summary>
+    private string Describe(TimeBudgetReport time) =>
+        $"{Math.Max(0, SecondsLeft(time)):0} s left ({time.ReserveSeconds:0.#} s of them kept for the final evaluations and the export) " +
+        (Pace() is { } pace ? $"at {pace:g3} s per iteration" : "before any pace was measured");
+
+    /// <summary>Seconds until the time budget is spent (negative once it is).</summary>
+    private double SecondsLeft(TimeBudgetReport time) => (time.StartedAt.AddMinutes(time.MaxMinutes) - Clock.GetUtcNow()).TotalSeconds;
+
+    /// <summary>
+    /// The iteration the whole search can train to: maxIterations without a time budget; with one, as far as the time left
+    /// less the reserve pays for at the measured pace (never past maxIterations), here once it is spent, and
+    /// maxIterations while no pace is measured yet.
+    /// </summary>
+    private int AffordableIterations()
+    {
+        if (_report?.TimeBudget is not { } time) return MaxIterations;
+        var left = SecondsLeft(time) - time.ReserveSeconds;
+        if (left <= 0) return Math.Min(MaxIterations, trainer.Iteration);
+        return Pace() is { } pace ? (int)Math.Min(MaxIterations, trainer.Iteration + Math.Floor(left / pace)) : MaxIterations;
+    }
+
+    /// <summary>Seconds per iteration measured so far, once they rest on <see cref="MinPaceIterations"/> iterations; else null.</summary>
+    private double? Pace()
+    {
+        if (_report?.TimeBudget is not { } time) return null;
+        MeasurePace(time);
+        return time.MeasuredIterations >= MinPaceIterations && time.MeasuredSeconds > 0 ? time.SecondsPerIteration : null;
+    }
+
+    /// <summary>This attempt's training time counts from here, and everything after it too (evaluations, stage changes).</summary>
+    private void MeasureFromHere() => _paceFrom ??= (Clock.GetTimestamp(), trainer.Iteration);
+
+    /// <summary>Adds the time and iterations since the last measurement to the report's (which checkpoints keep).</summary>
+    private void MeasurePace(TimeBudgetReport time)
+    {
+        if (_paceFrom is not { } from) return;
+        var now = Clock.GetTimestamp();
+        time.MeasuredSeconds += Clock.GetElapsedTime(from.Timestamp, now).TotalSeconds;
+        time.MeasuredIterations += trainer.Iteration - from.Iteration;
+        _paceFrom = (now, trainer.Iteration);
     }
 
     private SurgeryOutcome Cancelled() =>
@@ -699,6 +936,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     {
         using var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true);
         writer.Write(CheckpointMagic);
+        if (_report?.TimeBudget is { } time) MeasurePace(time);
         writer.Write(JsonSerializer.Serialize(_report, Json));
         WriteBytes(writer, _best);
         WriteBytes(writer, _fineTuneBest);
@@ -716,6 +954,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
                 throw new SurgeryException("Bad checkpoint", "the checkpoint does not match this run: not a budget-mode checkpoint", ErrorKind.Conflict);
             }
             _report = JsonSerializer.Deserialize<SearchReport>(reader.ReadString(), Json);
+            (_paceFrom, _fitted) = (null, false); // time between attempts is not an iteration's: the pace goes on from the report
             _best = ReadBytes(reader);
             _fineTuneBest = ReadBytes(reader);
         }

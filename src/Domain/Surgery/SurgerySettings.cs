@@ -278,6 +278,16 @@ public sealed record SurgeryTarget
     /// <summary>Training iterations of the whole search (all stages and the final fine-tune); default: <c>iterations</c>.</summary>
     public int? MaxIterations { get; init; }
 
+    /// <summary>
+    /// Wall-clock minutes the job may run, counted from its first start (a resumed attempt goes on counting), 1 to 10080
+    /// (a week); fractions allowed. The search fits its stages and fine-tune to the pace it measures
+    /// (docs/algorithm.md#time-budget) and never trains past <see cref="MaxIterations"/>. Default: none (no time limit).
+    /// </summary>
+    public double? MaxMinutes { get; init; }
+
+    /// <summary>The longest time budget: a week.</summary>
+    public const double MaxTimeBudgetMinutes = 10_080;
+
     /// <summary>Share of the training samples held out for validation (at most 10,000 samples).</summary>
     public double Validation { get; init; } = 0.1;
 
@@ -306,6 +316,8 @@ public sealed record SurgeryTarget
             yield return ("minCompression", "must be between 1 and 1000000");
         if (MaxIterations is { } m && m is < 100 or > 10_000_000)
             yield return ("maxIterations", "must be between 100 and 10000000");
+        if (MaxMinutes is { } minutes && !(minutes is >= 1 and <= MaxTimeBudgetMinutes))
+            yield return ("maxMinutes", $"must be between 1 and {MaxTimeBudgetMinutes} (wall-clock minutes from the job's start)");
         if (ValidationShareProblem(Validation) is { } validation) yield return ("validation", validation);
     }
 }

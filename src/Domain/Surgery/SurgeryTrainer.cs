@@ -154,10 +154,11 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     /// <summary>
     /// Trains until iteration <paramref name="end"/>: evaluations on <paramref name="evaluation"/> every eval interval,
     /// checkpoints of <paramref name="checkpoint"/> every checkpoint interval, divergence checks after every iteration
-    /// and evaluation. Returns whether it was cancelled.
+    /// and evaluation. <paramref name="interrupt"/>, asked after every iteration (its evaluation and checkpoint done),
+    /// ends the run there when it answers true, so the caller can follow a new plan. Returns whether it was cancelled.
     /// </summary>
     internal bool RunUntil(int end, TrainingPlan plan, TensorDataset train, TensorDataset evaluation, ISurgeryObserver observer,
-        int checkpointInterval, ICheckpointSource checkpoint, CancellationToken cancellationToken)
+        int checkpointInterval, ICheckpointSource checkpoint, CancellationToken cancellationToken, Func<bool>? interrupt = null)
     {
         while (Iteration < end)
         {
@@ -177,6 +178,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
             {
                 observer.OnCheckpointDue(checkpoint);
             }
+            if (interrupt?.Invoke() == true) return false;
         }
         return false;
     }

@@ -65,6 +65,9 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, ITenantAc
         JobPreprocessing preprocessing, string queue, int checkpointInterval, int totalIterations,
         Dictionary<string, string[]> invalid, CancellationToken cancellationToken, JobOutput? output = null)
     {
+        var kind = JobKind.Of(settings);
+        var (expectedSeconds, expectedBasis) = ExpectedDuration.Of(kind, totalIterations,
+            kind is SensitivityJob ? null : await LatestFinishedRunAsync(model.Id, queue, cancellationToken));
         var job = new SurgeryJob
         {
             Id = Guid.CreateVersion7(),
@@ -77,6 +80,8 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, ITenantAc
             Queue = queue,
             CheckpointInterval = checkpointInterval,
             TotalIterations = totalIterations,
+            ExpectedSeconds = expectedSeconds,
+            ExpectedBasis = expectedBasis,
             CreatedAt = DateTimeOffset.UtcNow,
             UpdatedAt = DateTimeOffset.UtcNow,
         };
@@ -100,6 +105,27 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, ITenantAc
         await queuing.EnqueueAsync(job);
         return job;
     }
+
+    /// <summary>
+    /// The tenant's latest training job (fixed or budget) on <paramref name="modelId"/> and <paramref name="queue"/> that
+    /// succeeded, whose pace a new job there goes by; null when there is none.
+    /// </summary>
+    private async Task<FinishedRun?> LatestFinishedRunAsync(Guid modelId, string queue, CancellationToken cancellationToken)
+    {
+        var recent = await db.Jobs.AsNoTracking()
+            .Where(j => j.ModelId == modelId && j.Queue == queue && j.State == JobState.Succeeded && j.Iteration > 0
+                && j.StartedAt != null && j.FinishedAt != null)
+            .OrderByDescending(j => j.FinishedAt)
+            .Take(RecentRuns)
+            .Select(j => new { j.Id, j.Settings, j.Iteration, j.StartedAt, j.FinishedAt })
+            .ToListAsync(cancellationToken);
+        return recent.Where(j => JobKind.Of(j.Settings) is not SensitivityJob)
+            .Select(j => new FinishedRun(j.Id, j.Iteration, j.Settings.BatchSize, (j.FinishedAt!.Value - j.StartedAt!.Value).TotalSeconds))
+            .FirstOrDefault();
+    }
+
+    /// <summary>Finished jobs looked at for a training one (sensitivity analyses count layers, not iterations).</summary>
+    private const int RecentRuns = 10;
 
     private static async Task<bool> HoldAsync(IQueryable<Guid> lockRow, CancellationToken cancellationToken) =>
         (await lockRow.ToListAsync(cancellationToken)).Count == 1;

@@ -159,7 +159,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             Attempt RunBudget(BudgetJob budget)
             {
                 using var split = BudgetSplit.Of(budget, samples);
-                var run = RunBudgetSearch(trainer, budget, split, checkpoint, observer, checkpointInterval, stop.Token);
+                var run = RunBudgetSearch(trainer, budget, split, checkpoint, job.StartedAt, observer, checkpointInterval, stop.Token);
                 if (run.Outcome.Search?.ValidationSplit == ValidationSplit.TestHalf)
                 {
                     // The model had seen its validation samples, so the search validated on half of the test split (the
@@ -287,11 +287,12 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
     /// <summary>
     /// Budget mode: the search validates on the dataset's own validation split, or else on samples held out of the
     /// training samples (the same samples for every job on the dataset) and never trained on; it picks the thresholds.
+    /// A time budget counts from the job's first start, <paramref name="startedAt"/>.
     /// </summary>
     private static RunResult RunBudgetSearch(SurgeryTrainer trainer, BudgetJob budget, BudgetSplit split,
-        byte[]? checkpoint, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
+        byte[]? checkpoint, DateTimeOffset? startedAt, ISurgeryObserver observer, int checkpointInterval, CancellationToken stop)
     {
-        var search = new BudgetSearch(trainer, budget.Settings, budget.Target) { ValidationSource = split.Source };
+        var search = new BudgetSearch(trainer, budget.Settings, budget.Target) { ValidationSource = split.Source, StartedAt = startedAt };
         if (checkpoint is not null) search.LoadCheckpoint(new MemoryStream(checkpoint));
         return new RunResult(search.Run(split.Fit, split.Validation, split.Test, observer, checkpointInterval, stop), search);
     }

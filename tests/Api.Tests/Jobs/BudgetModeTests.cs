@@ -172,6 +172,30 @@ public sealed class BudgetModeTests(BudgetModeHost host, ITestOutputHelper outpu
     }
 
     [Fact]
+    public async Task ATimeBudgetOutsideItsRangeIsRefusedAndAValidOneIsTheExpectedDuration()
+    {
+        var client = host.Client();
+        var (model, dataset) = await UploadAsync(client);
+        foreach (var minutes in new[] { 0.5, 10_081 })
+        {
+            var problem = await client.PostJsonAsync("/api/jobs", BudgetRequest(model, dataset, 100, 50, new { maxMinutes = minutes }))
+                .ExpectAsync(HttpStatusCode.UnprocessableEntity);
+            Assert.Contains("between 1 and 10080", problem.GetProperty("errors").GetProperty("target.maxMinutes")[0].GetString());
+        }
+
+        // A new model has no finished job to go by: the time budget is the expected duration.
+        var accepted = await client.PostJsonAsync("/api/jobs", BudgetRequest(model, dataset, 100_000, 500, new { maxMinutes = 5 }))
+            .ExpectAsync(HttpStatusCode.Accepted);
+        var job = accepted.GetProperty("id").GetGuid();
+        await client.PostAsync($"/api/jobs/{job}/cancel", null); // a worker started by another test would train it for 5 minutes
+        Assert.Equal(300, accepted.GetProperty("expectedSeconds").GetDouble());
+        Assert.Contains("target.maxMinutes 5", accepted.GetProperty("expectedBasis").GetString());
+        var shown = await JobScenario.GetJobAsync(client, job);
+        Assert.Equal(5, shown.GetProperty("target").GetProperty("maxMinutes").GetDouble());
+        Assert.Equal(300, shown.GetProperty("expectedSeconds").GetDouble());
+    }
+
+    [Fact]
     public async Task ATrainingThatDivergesOnUnscaledInputsFailsWithTheCauseAndTheFix()
     {
         var client = host.Client();

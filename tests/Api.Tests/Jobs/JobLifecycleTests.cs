@@ -172,6 +172,25 @@ public sealed class JobLifecycleTests(JobLifecycleHost host) : IClassFixture<Job
     }
 
     [Fact]
+    public async Task ANewJobOnAModelExpectsThePaceOfTheLastJobThatFinishedOnIt()
+    {
+        var client = host.Client();
+        var (model, dataset) = await JobScenario.UploadAsync(client);
+        var first = await JobScenario.SubmitAsync(client, JobScenario.Request(model, dataset, iterations: 40, checkpointInterval: 20));
+        var done = await JobScenario.WaitForAsync(client, first, JobScenario.IsFinished, JobTimeout, () => host.Worker!.Output);
+        Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        Assert.Equal(JsonValueKind.Null, done.GetProperty("expectedSeconds").ValueKind);
+        Assert.Contains("etaSeconds", done.GetProperty("expectedBasis").GetString());
+
+        // Twice the iterations at twice the batch size: four times the first job's whole run.
+        var accepted = await client.PostJsonAsync("/api/jobs", JobScenario.Request(model, dataset, iterations: 80, checkpointInterval: 20, batchSize: 64))
+            .ExpectAsync(HttpStatusCode.Accepted);
+        await client.PostAsync($"/api/jobs/{accepted.GetProperty("id").GetGuid()}/cancel", null);
+        Assert.Equal(4 * done.GetProperty("durationSeconds").GetDouble(), accepted.GetProperty("expectedSeconds").GetDouble(), 0.06);
+        Assert.StartsWith($"job {first} on this model and queue ran", accepted.GetProperty("expectedBasis").GetString());
+    }
+
+    [Fact]
     public async Task ALayerPatternThatMadeTheWorkerBacktrackForEverLetsTheJobFinish()
     {
         var client = host.Client();

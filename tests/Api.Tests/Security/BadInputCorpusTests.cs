@@ -191,6 +191,7 @@ public sealed class BadInputCorpusTests(BadInputHost host) : IClassFixture<BadIn
         Add("job: target validation share 0.9", h => JobJson(h, "\"target\":{\"validation\":0.9}"));
         Add("job: target maxIterations 5", h => JobJson(h, "\"target\":{\"maxIterations\":5}"));
         Add("job: target minCompression 0.5", h => JobJson(h, "\"target\":{\"minCompression\":0.5}"));
+        Add("job: target maxMinutes 1e300", h => JobJson(h, "\"target\":{\"maxMinutes\":1e300}"));
         // Issue 27: numbers out of every documented range, enums by number, duplicate members, invisible characters.
         Add("job: cRate 1e300", h => JobJson(h, "\"settings\":{\"cRate\":1e300}"));
         Add("job: cRate below -10", h => JobJson(h, "\"settings\":{\"cRate\":-11}"));

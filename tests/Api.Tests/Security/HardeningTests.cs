@@ -700,6 +700,8 @@ public sealed class HardeningTests(HardeningHost host) : IClassFixture<Hardening
         Assert.Contains("at most 10000", Description("SurgerySettings", "learningRate"));
         Assert.Contains("0 to 1;", Description("SurgerySettings", "weightDecay"));
         Assert.Contains("0 to 10", Description("LayerSettings", "power"));
+        Assert.Contains("1 to 10080", Description("SurgeryTarget", "maxMinutes"));
+        Assert.Contains("Seconds the job is expected to run", Description("JobResponse", "expectedSeconds"));
     }
 
     private static byte[] Mlp(Action<GraphProto> change)

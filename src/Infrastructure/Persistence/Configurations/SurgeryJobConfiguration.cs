@@ -18,6 +18,7 @@ internal sealed class SurgeryJobConfiguration : IEntityTypeConfiguration<Surgery
         job.Property(j => j.Queue).HasMaxLength(32);
         job.Property(j => j.HangfireJobId).HasMaxLength(64);
         job.Property(j => j.Error).HasMaxLength(ColumnLimits.Message);
+        job.Property(j => j.ExpectedBasis).HasMaxLength(ColumnLimits.Message);
         job.Property(j => j.Phase).HasConversion<string>().HasMaxLength(16);
         job.Property(j => j.ValidationSplit).HasConversion<string>().HasMaxLength(16);
         job.Property(j => j.TestSplit).HasConversion<string>().HasMaxLength(16);

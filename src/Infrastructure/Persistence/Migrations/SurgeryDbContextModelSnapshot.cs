@@ -322,6 +322,13 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
                     b.Property<DateTimeOffset?>("EstimatedFinishAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("ExpectedBasis")
+                        .HasMaxLength(4000)
+                        .HasColumnType("character varying(4000)");
+
+                    b.Property<double?>("ExpectedSeconds")
+                        .HasColumnType("double precision");
+
                     b.Property<DateTimeOffset?>("FinishedAt")
                         .HasColumnType("timestamp with time zone");
 
