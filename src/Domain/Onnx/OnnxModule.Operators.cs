@@ -38,7 +38,8 @@ public sealed partial class OnnxModule
             case "GlobalAveragePool":
                 return In(0).mean(Enumerable.Range(2, (int)In(0).dim() - 2).Select(d => (long)d).ToArray(), keepdim: true);
             case "BatchNormalization":
-                return F.batch_norm(In(0), In(3), In(4), In(1), In(2), training, 1 - a.Float("momentum", 0.9f), a.Float("epsilon", 1e-5f));
+                return F.batch_norm(In(0), Statistic(In(3)), Statistic(In(4)), In(1), In(2), training, 1 - a.Float("momentum", 0.9f),
+                    a.Float("epsilon", 1e-5f));
             case "Dropout":
             {
                 var ratio = _opset >= 12 ? (Opt(1) is { } r ? r.cpu().item<float>() : 0.5f) : a.Float("ratio", 0.5f);
@@ -189,6 +190,14 @@ public sealed partial class OnnxModule
         }
         return pad;
     }
+
+    /// <summary>
+    /// A BatchNormalization running statistic as the batch norm may use it. Exporters store equal initializers once, so a
+    /// statistic can be an Identity of a trained weight (a BatchNorm that never trained has running_var = weight = 1):
+    /// that one is a copy, neither differentiated nor updated in place, and the model computes what its ONNX graph says
+    /// (the statistic is whatever the weight is now). A statistic of its own is the buffer, updated in training.
+    /// </summary>
+    private static Tensor Statistic(Tensor statistic) => statistic.requires_grad ? statistic.detach().clone() : statistic;
 
     private static Tensor Conv(Tensor input, Tensor weight, Tensor? bias, OnnxAttributes a)
     {

@@ -128,6 +128,33 @@ public class OnnxExportedModelTests(ITestOutputHelper output)
         Assert.True(outcome.Kept < outcome.Total);
     }
 
+    [Fact]
+    public void RunningStatisticsThatTheExporterSharedWithAWeightTrainApartFromIt()
+    {
+        // bn.running_var = Identity(bn.weight) and bn.running_mean = Identity(bn.bias): equal at export, stored once.
+        var bytes = Fixture("conv-bn-shared-statistics-opset13.onnx");
+        var model = OnnxModel.Load(bytes);
+        Assert.True(OnnxParity.AssertMatches(bytes, InputShape(model)) <= Tolerance);
+        using var module = OnnxModule.Create(model, outputLogits: true);
+        using var data = Blobs(128, model.InputSampleShape, 10);
+        var settings = new SurgerySettings { Iterations = 30, BatchSize = 16, LearningRate = 0.05, LrPolicy = LearningRatePolicy.Fixed, CRate = 0.5, EvalInterval = 1000 };
+        using var trainer = new SurgeryTrainer(module, model.PrunableLayers, settings);
+
+        var outcome = trainer.Run(data, data, new Surgery.Fixtures.RecordingObserver());
+
+        // Training differentiated through the batch norm (it used to fail at its first iteration) and moved its weight,
+        // and the export still computes what the trained module computes.
+        Assert.Equal(30, outcome.Iterations);
+        using (no_grad())
+        {
+            Assert.False(module.ParameterOf("bn.weight").eq(1).all().item<bool>(), "bn.weight did not train");
+        }
+        var export = OnnxWriter.Export(module, settings, outcome);
+        var input = OnnxParity.RandomInput(InputShape(model));
+        var actual = OnnxParity.RunTorch(module, input, InputShape(model), out _);
+        Assert.True(OnnxParity.MaxAbsDiff(OnnxRuntimeRunner.Run(export.Dense, input, InputShape(model)).Values, actual) <= Tolerance);
+    }
+
     /// <summary>Separable classes: a random prototype per class plus noise, in the model's sample shape.</summary>
     private static TensorDataset Blobs(int count, long[] sampleShape, int classes)
     {

@@ -85,6 +85,30 @@ class RecurrentClassifier(nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
+class ConvBn(nn.Module):
+    """Conv, a BatchNorm that never trained (weight 1, bias 0, running mean 0, running var 1), ReLU, mean pool, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def export_unfolded(name, model, shape, opset):
+    """No constant folding, BatchNorm kept (not fused into the conv): the exporter stores equal initializers once, so
+    the running statistics reach BatchNormalization through Identity nodes of the weight and bias they equal."""
+    model.eval()
+    path = os.path.join(HERE, f"{name}-opset{opset}.onnx")
+    torch.onnx.export(model, torch.randn(*shape), path, opset_version=opset, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, do_constant_folding=False,
+                      training=torch.onnx.TrainingMode.PRESERVE)
+    print(f"{path}: {os.path.getsize(path)} bytes")
+
+
 def export(name, model, shape, opsets):
     # Encoder layers start as copies of one layer, and the exporter stores equal weights once; move every weight, as
     # training would, so each layer keeps its own initializers.
@@ -114,3 +138,4 @@ if __name__ == "__main__":
     # torchvision's ShuffleNetV2 at a tiny width: channel split (Split), channel shuffle and the .mean() head (ReduceMean).
     export("shufflenet-v2-tiny", torchvision.models.ShuffleNetV2([1, 1, 1], [8, 16, 32, 64, 128], num_classes=10),
            (2, 3, 32, 32), (13, 17))
+    export_unfolded("conv-bn-shared-statistics", ConvBn(), (2, 1, 12, 12), 13)
