@@ -354,7 +354,8 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         var size = Math.Min(_settings.BatchSize, n);
         var perEpoch = n / size;
         var epoch = iteration / perEpoch;
-        if (epoch != _permutationEpoch)
+        // The cached permutation is of one epoch of one sample count: the learning-rate probe trains on fewer samples.
+        if (epoch != _permutationEpoch || _permutation!.shape[0] != n)
         {
             _permutation?.Dispose();
             using var generator = new Generator(unchecked((ulong)(_settings.Seed * 7_919L + epoch)));

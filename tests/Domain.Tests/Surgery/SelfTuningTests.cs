@@ -71,11 +71,16 @@ public sealed class SelfTuningTests(ITestOutputHelper log) : TrainedMlpTests(log
     public void AFixedRunWithNoLearningRateProbesFirstAndSaysSoInItsPhase()
     {
         using var model = TrainedModel();
-        var settings = Settings(200) with { LearningRate = null, EvalInterval = 50 };
+        // Two whole epochs of 64 batches: the probe (20 iterations per rate, all in its first epoch) trains on fewer
+        // samples than the run (the held tenth is left out), and the run's batches must still cover all of its own.
+        var (samples, rest) = Blobs(train: 2048, test: 16);
+        using var _samples = samples;
+        using var _rest = rest;
+        var settings = Settings(128) with { LearningRate = null, EvalInterval = 50 };
         using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
         var observer = new RecordingObserver();
 
-        trainer.Run(train, test, observer);
+        trainer.Run(samples, test, observer);
 
         var probe = Assert.IsType<ProbeReport>(trainer.Probe);
         Assert.Equal(probe.Chosen, observer.Iterations[0].LearningRate, 12);
