@@ -3,6 +3,8 @@ using System.Text.Json;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Surgery;
+using Microsoft.ML.OnnxRuntime;
+using SurgeryService.Infrastructure.Deployment;
 using static TorchSharp.torch;
 using static TorchSharp.torch.nn;
 
@@ -44,7 +46,10 @@ internal static class Target
         var preprocess = onnxFile is null ? Reproduce.Scaled : Preprocessing(onnxFile);
         using var all = preprocess(rawTrain);
         using var test = preprocess(rawTest);
-        var target = new SurgeryTarget { MaxAccuracyDrop = maxDrop, MaxIterations = maxIterations };
+        double? maxMinutes = options.Has("max-minutes")
+            ? double.Parse(options.Get("max-minutes", ""), System.Globalization.CultureInfo.InvariantCulture)
+            : null;
+        var target = new SurgeryTarget { MaxAccuracyDrop = maxDrop, MaxIterations = maxIterations, MaxMinutes = maxMinutes };
         var (train, validation) = all.Split(target.ValidationCount(all.Count), SurgeryTarget.ValidationSplitSeed);
         using var _train = train;
         using var _validation = validation;
@@ -52,6 +57,7 @@ internal static class Target
 
         var runs = new List<object>();
         var rows = new List<(int Seed, SurgeryOutcome Outcome, double Wall)>();
+        var ortRows = new List<(int Seed, double Before, double After, long Samples)>();
         var fixedWalls = new List<double>();
         double? denseError = null;
         LoadedModel Load() => onnxFile is not null
@@ -94,6 +100,24 @@ internal static class Target
             clock.Stop();
             var search = outcome.Search!;
             denseError ??= 1 - search.TestTop1Before!.Value;
+            // A model file is scored as a user would score the download: in ONNX Runtime, on the test samples that never
+            // steered the search (the other half of the test split when the search validated on one half).
+            (double Before, double After, long Samples)? ort = null;
+            if (onnxFile is not null)
+            {
+                var delivered = ModelFormats.WriteResults(loaded, settings, outcome).First(r => r.Format == ResultFormat.Onnx).Content;
+                var (rest, half) = search.ValidatesOnTest ? test.Split((int)(test.Count / 2), SurgeryTarget.ValidationSplitSeed) : (null, null);
+                using (rest)
+                using (half)
+                {
+                    var scored = rest ?? test;
+                    ort = (OrtTop1(File.ReadAllBytes(onnxFile), scored, loaded.InputShape), OrtTop1(delivered, scored, loaded.InputShape), scored.Count);
+                }
+                ortRows.Add((seed, ort.Value.Before, ort.Value.After, ort.Value.Samples));
+                Console.WriteLine($"ONNX Runtime, seed {seed}: test top-1 {100 * ort.Value.Before:F2}% -> {100 * ort.Value.After:F2}% " +
+                    $"({100 * (ort.Value.After - ort.Value.Before):+0.00;-0.00} points) on {ort.Value.Samples} test images " +
+                    $"({(search.ValidatesOnTest ? "the half that never validated" : "the whole test split")})");
+            }
             rows.Add((seed, outcome, clock.Elapsed.TotalSeconds));
             Print(Path.GetFileNameWithoutExtension(architecture), method, seed, outcome, clock.Elapsed);
             var fixedWall = options.Has("compare-fixed") ? FixedRunSeconds(architecture, method, settings, Dense, train, test) : (double?)null;
@@ -110,6 +134,9 @@ internal static class Target
                 testErrorAfter = 1 - search.TestTop1After,
                 budgetMet = search.BudgetMet,
                 validatesOnTest = search.ValidatesOnTest,
+                ortTestTop1Before = ort?.Before,
+                ortTestTop1After = ort?.After,
+                ortTestSamples = ort?.Samples,
                 wallSeconds = clock.Elapsed.TotalSeconds,
                 fixedWallSeconds = fixedWall,
                 layers = outcome.Layers,
@@ -130,6 +157,10 @@ internal static class Target
         }
         Console.WriteLine($"mean compression {meanCompression:F1}x, mean test error {100 * meanError:F2}% (dense reference {100 * denseError:F2}%, " +
             $"target <= {100 * denseError + 0.1:F2}%)");
+        foreach (var (seed, before, after, samples) in ortRows)
+        {
+            Console.WriteLine($"seed {seed} in ONNX Runtime: test top-1 {100 * before:F2}% -> {100 * after:F2}% ({100 * (after - before):+0.00;-0.00} points) on {samples} images");
+        }
         if (fixedWalls.Count > 0)
         {
             Console.WriteLine($"cost: budget jobs {string.Join(", ", rows.Select(r => $"{r.Wall:F0}"))} s against fixed runs " +
@@ -175,6 +206,14 @@ internal static class Target
         Console.WriteLine($"fixed recipe, seed {budget.Seed}, {settings.Iterations} iterations: {outcome.Compression:F1}x at " +
             $"{100 * (1 - outcome.After!.Top1):F2}% test error, {clock.Elapsed.TotalSeconds:F0} s");
         return clock.Elapsed.TotalSeconds;
+    }
+
+    /// <summary>Top-1 of an ONNX model in ONNX Runtime on <paramref name="data"/>, its inputs shaped as the model's samples.</summary>
+    private static double OrtTop1(byte[] onnx, TensorDataset data, long[] sampleShape)
+    {
+        using var shaped = new TensorDataset(data.Inputs.reshape([data.Count, .. sampleShape]), data.Labels.alias(), data.ClassCount);
+        using var session = new InferenceSession(onnx);
+        return DeploymentMeasurement.Top1(session, shaped);
     }
 
     /// <summary>The input scaling a model file's sidecar JSON names (<c>preprocessing</c>: scale, mean, std; none: raw 0-255).</summary>
