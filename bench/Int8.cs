@@ -35,29 +35,59 @@ internal static class Int8
         if (options.Has("threads")) set_num_threads(int.Parse(options.Get("threads", "")));
         Console.WriteLine($"torch threads: {get_num_threads()}, cores: {Environment.ProcessorCount}");
 
+        // A LeNet: the dense reference written as ONNX, and the paper's fixed recipe scaled to the iterations. A model file
+        // (bench/models, with its sidecar JSON): the file as uploaded, and budget mode with no per-layer settings.
+        var onnxFile = architecture.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase) ? architecture : null;
         var (rawTrain, rawTest) = Mnist.Load(mnistDir);
-        using var train = Reproduce.Scaled(rawTrain);
-        using var test = Reproduce.Scaled(rawTest);
+        var preprocess = onnxFile is null ? Reproduce.Scaled : Target.Preprocessing(onnxFile);
+        using var train = preprocess(rawTrain);
+        using var test = preprocess(rawTest);
         byte[] original;
-        using (var dense = Reproduce.DenseReference(architecture, denseIterations, train, test, "", out _))
+        if (onnxFile is not null)
         {
+            original = File.ReadAllBytes(onnxFile);
+        }
+        else
+        {
+            using var dense = Reproduce.DenseReference(architecture, denseIterations, train, test, "", out _);
             original = OnnxGraph(architecture, dense);
         }
 
         var model = OnnxModel.Load(original);
         using var onnxTrain = InputPreprocessing.Raw.Apply(train, model.InputSampleShape);
         using var onnxTest = InputPreprocessing.Raw.Apply(test, model.InputSampleShape);
-        var settings = Scaled(Reproduce.Recipe(architecture, SurgeryMethod.Dns), iterations);
+        var target = new SurgeryTarget
+        {
+            MaxAccuracyDrop = double.Parse(options.Get("max-drop", "0.5"), System.Globalization.CultureInfo.InvariantCulture),
+            MaxIterations = iterations,
+            MaxMinutes = options.Has("max-minutes") ? double.Parse(options.Get("max-minutes", ""), System.Globalization.CultureInfo.InvariantCulture) : null,
+        };
+        var settings = onnxFile is null
+            ? Scaled(Reproduce.Recipe(architecture, SurgeryMethod.Dns), iterations)
+            : new SurgerySettings { Target = target, Iterations = iterations, EvalInterval = Math.Max(100, iterations / 100), Seed = 1 };
         var clock = Stopwatch.StartNew();
         OnnxExport export;
         SurgeryOutcome outcome;
         using (var module = OnnxModule.Create(model, outputLogits: true))
         using (var trainer = new SurgeryTrainer(module, model.PrunableLayers, settings))
         {
-            outcome = trainer.Run(onnxTrain, onnxTest, new Reproduce.ConsoleObserver());
+            if (onnxFile is null)
+            {
+                outcome = trainer.Run(onnxTrain, onnxTest, new Reproduce.ConsoleObserver());
+            }
+            else
+            {
+                var (fit, validation) = onnxTrain.Split(target.ValidationCount(onnxTrain.Count), SurgeryTarget.ValidationSplitSeed);
+                using (fit)
+                using (validation)
+                {
+                    outcome = new BudgetSearch(trainer, settings, target).Run(fit, validation, onnxTest, new Reproduce.ConsoleObserver());
+                }
+            }
             export = OnnxWriter.Export(module, settings, outcome);
         }
-        Console.WriteLine($"surgery: {iterations} iterations in {clock.Elapsed.TotalSeconds:F0} s");
+        Console.WriteLine($"surgery: {outcome.Iterations} iterations in {clock.Elapsed.TotalSeconds:F0} s" +
+            (outcome.Search is { } search ? $" (budget mode, {target.MaxAccuracyDrop} points, delivered {search.Delivered})" : ""));
         Reproduce.PrintLayers(outcome);
 
         clock.Restart();

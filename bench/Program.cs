@@ -56,9 +56,11 @@ static int Usage()
           memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
         usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
           (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
-        usage: dotnet run -c Release --project bench -- int8 <lenet-300-100|lenet-5> [options]
-          the dense reference as an ONNX upload, a DNS surgery on it, int8 QDQ quantization, all measured in ONNX Runtime
+        usage: dotnet run -c Release --project bench -- int8 <lenet-300-100|lenet-5|MODEL.onnx> [options]
+          the dense reference as an ONNX upload, a DNS surgery on it, int8 QDQ quantization, all measured in ONNX Runtime;
+          a MODEL.onnx (bench/models, inputs scaled as its sidecar JSON says) goes through budget mode instead
           --iterations N             surgery iterations (default 3000; the recipe's schedule is scaled to them)
+          --max-drop P, --max-minutes M   a model file's budget (default 0.5 points) and time budget (default none)
           --dense-iterations N       iterations of the dense reference (default 3000, cached in .data/bench)
           --calibration N            training samples for min/max calibration (default 1000)
           --activations int8|uint8   activation type (default int8: S8S8)

@@ -217,7 +217,7 @@ internal static class Target
     }
 
     /// <summary>The input scaling a model file's sidecar JSON names (<c>preprocessing</c>: scale, mean, std; none: raw 0-255).</summary>
-    private static Func<TensorDataset, TensorDataset> Preprocessing(string onnxFile)
+    internal static Func<TensorDataset, TensorDataset> Preprocessing(string onnxFile)
     {
         using var info = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(onnxFile, ".json")));
         var p = info.RootElement.GetProperty("preprocessing");
