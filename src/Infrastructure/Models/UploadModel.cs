@@ -1,5 +1,6 @@
 using SurgeryService.Domain.Artifacts;
 using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Torch;
 using SurgeryService.Infrastructure.Artifacts;
 using SurgeryService.Infrastructure.Persistence;
 using SurgeryService.Infrastructure.Tenants;
@@ -9,6 +10,9 @@ namespace SurgeryService.Infrastructure.Models;
 /// <summary>Registers an uploaded file as the tenant's model: inspects it (format, layers, input shape) and saves the row.</summary>
 public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, ModelInspectionGate gate, ITenantAccessor tenant)
 {
+    /// <summary>Files from this size on (64 MiB) are followed by a collection and a native heap trim.</summary>
+    private const long ReleaseAfterBytes = 64L << 20;
+
     /// <summary>
     /// The model stored in <paramref name="file"/>, listed under <paramref name="name"/> (the file name by default). A file
     /// that is not a model the service can prune throws a <see cref="Domain.SurgeryException"/>, and is deleted.
@@ -25,6 +29,9 @@ public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, Mo
                 var bytes = await artifacts.ReadAllBytesAsync(file.Id, cancellationToken);
                 inspection = ModelFormats.Inspect(bytes, architecture?.ToLowerInvariant(), classCount);
             }
+            // The file and its parsed graph were held in memory for the inspection: give a large one's memory back to the
+            // machine now rather than keep the Api at its peak until the GC next needs the space.
+            if (file.Size >= ReleaseAfterBytes) ProcessMemory.Release();
             var model = new ModelEntry
             {
                 Id = Guid.CreateVersion7(),
