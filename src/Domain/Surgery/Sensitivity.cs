@@ -36,14 +36,25 @@ public static class Sensitivity
         Action<SensitivityCurve>? layerDone = null, CancellationToken cancellationToken = default)
     {
         var curves = new List<SensitivityCurve>();
+        var chance = ChanceLevel(validation.ClassCount);
         foreach (var layer in trainer.Layers)
         {
             cancellationToken.ThrowIfCancellationRequested();
             var points = new List<SensitivityPoint> { new(1, startTop1) };
+            double? atChance = null;
             foreach (var kept in Ladder)
             {
+                // A layer that already brought the model down to about chance keeps it there at smaller shares (the curves
+                // are made monotone before use): the rest of its ladder is recorded at that top-1 rather than measured.
+                if (atChance is { } floor)
+                {
+                    points.Add(new SensitivityPoint(kept, floor));
+                    continue;
+                }
                 layer.WriteMagnitudePruned(kept);
-                points.Add(new SensitivityPoint(kept, trainer.Evaluate(validation).Top1));
+                var top1 = trainer.Evaluate(validation).Top1;
+                points.Add(new SensitivityPoint(kept, top1));
+                if (top1 <= chance) atChance = top1;
             }
             layer.WriteMaskedWeights();
             var curve = new SensitivityCurve(layer.Layer.Name, layer.Layer.Kind, layer.Total, points, layer.MinKept);
@@ -52,6 +63,9 @@ public static class Sensitivity
         }
         return curves;
     }
+
+    /// <summary>Top-1 at or below which a model counts as guessing: one and a half times the share of one class of <paramref name="classes"/>.</summary>
+    public static double ChanceLevel(int classes) => 1.5 / Math.Max(2, classes);
 
     /// <summary>
     /// A sensitivity-only job: the starting model on <paramref name="validation"/> (held out of the training samples) and
@@ -100,7 +114,8 @@ public static class Sensitivity
         $"starting model: validation top-1 {validation.Top1:P2} on {samples} held-out samples" +
         (test is null ? "" : $", test top-1 {test.Top1:P2}") +
         $"; measuring {layers} layers at kept shares {string.Join(", ", Ladder.Select(k => k.ToString("0.###", CultureInfo.InvariantCulture)))} " +
-        $"({layers * Ladder.Count} evaluations of {samples} samples, without training)";
+        $"(up to {layers * Ladder.Count} evaluations of {samples} samples, without training; a layer's ladder stops where " +
+        "top-1 falls to chance)";
 
     /// <summary>
     /// Per-layer kept shares for a whole-model <paramref name="compression"/>: every layer is pruned to the same accuracy

@@ -78,6 +78,33 @@ public sealed class BudgetSearchTests(ITestOutputHelper log) : TrainedMlpTests(l
     }
 
     [Fact]
+    public void ALayersLadderStopsWhereTheModelFallsToChanceAndRecordsTheRestAtThatTop1()
+    {
+        using var model = TrainedModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(1));
+        var start = trainer.Evaluate(validation).Top1;
+        var chance = Sensitivity.ChanceLevel(validation.ClassCount);
+        var curves = Sensitivity.Analyse(trainer, validation, start);
+
+        var stopped = 0;
+        foreach (var curve in curves)
+        {
+            Assert.Equal(Sensitivity.Ladder.Count + 1, curve.Points.Count);
+            var first = curve.Points.ToList().FindIndex(p => p.Top1 <= chance);
+            if (first < 0) continue;
+            stopped++;
+            // Every share after the first at chance carries that top-1: it was recorded, not measured.
+            Assert.All(curve.Points.Skip(first + 1), p => Assert.Equal(curve.Points[first].Top1, p.Top1));
+            // It is what a measurement there gives, within chance: pruning further does not bring the model back.
+            trainer.Layers.Single(l => l.Layer.Name == curve.Layer).WriteMagnitudePruned(curve.Points[^1].KeptFraction);
+            Assert.True(trainer.Evaluate(validation).Top1 <= chance + 0.05);
+            trainer.Layers.Single(l => l.Layer.Name == curve.Layer).WriteMaskedWeights();
+        }
+        Assert.True(stopped > 0, "no layer of the trained MLP fell to chance: the test shows nothing");
+        Assert.Equal(start, trainer.Evaluate(validation).Top1);
+    }
+
+    [Fact]
     public void ASensitivityOnlyRunReportsEachLayerAsItGoesAndACancelStopsItBetweenLayers()
     {
         using var model = TrainedModel();
@@ -343,7 +370,7 @@ public sealed class BudgetSearchTests(ITestOutputHelper log) : TrainedMlpTests(l
         new BudgetSearch(trainer, settings, settings.Target!).Run(train, validation, test, observer);
         var messages = observer.Events.Select(e => e.Message).ToList();
         foreach (var m in messages) output.WriteLine(m);
-        Assert.Matches(@"^starting model: .*measuring 2 layers at kept shares .* \(18 evaluations of \d+ samples", messages[0]);
+        Assert.Matches(@"^starting model: .*measuring 2 layers at kept shares .* \(up to 18 evaluations of \d+ samples", messages[0]);
         var fc1 = messages.FindIndex(m => m.StartsWith("sensitivity of layer fc1 (")); // each layer as it is measured
         var fc2 = messages.FindIndex(m => m.StartsWith("sensitivity of layer fc2 ("));
         var stage = messages.FindIndex(m => m.StartsWith("stage 1: aiming"));
