@@ -1,6 +1,9 @@
 using SurgeryService.Bench;
 
-// Benchmarks that print figures; never run by the test suite.
+// Benchmarks that print figures; never run by the test suite. The engine runs with the Worker's allocator settings
+// unless --glibc-default asks for glibc's own (to measure what the settings change).
+if (args.Contains("--glibc-default")) Console.WriteLine("allocator: glibc's defaults");
+else Console.WriteLine($"allocator: freed tensor memory kept for reuse: {SurgeryService.Domain.Torch.ProcessMemory.KeepFreedTensorMemory()}");
 return args switch
 {
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
@@ -11,6 +14,7 @@ return args switch
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
     ["int8", var architecture, .. var rest] => Int8.Run(architecture, rest),
     ["large", .. var rest] => Large.Run(rest),
+    ["evaluation-batch", .. var rest] => EvaluationBatch.Run(rest),
     _ => Usage(),
 };
 
@@ -54,6 +58,9 @@ static int Usage()
         usage: dotnet run -c Release --project bench -- large [--size 64] [--batch 64] [--threads N] [--iterations 10]
           ResNet-18 from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
           memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
+        usage: dotnet run -c Release --project bench -- evaluation-batch [lenet-300-100|lenet-5|MODEL.onnx ...] [--threads N]
+          seconds per evaluation of 6000 test images at batches of 1000, 256, 128, 64 and 32, and the trainer's own
+          --glibc-default (any command)   leave glibc's malloc settings as they are instead of the Worker's
         usage: dotnet run -c Release --project bench -- upload-memory --url URL --key KEY --pid PID [--model-mb 300]
           (run by bench/upload-memory.sh: the Api's peak RSS while refusing bombs and accepting a large model)
         usage: dotnet run -c Release --project bench -- int8 <lenet-300-100|lenet-5|MODEL.onnx> [options]

@@ -449,7 +449,8 @@ public sealed record SensitivityCurveResponse(string Layer, string Kind, long To
 
 /// <summary>
 /// <c>GET /api/jobs/{id}/sensitivity</c>: the curves of a sensitivity or budget-mode job. Every curve starts at kept share
-/// 1 with <see cref="ValidationTop1Before"/>; top-1 is a fraction, measured on <see cref="ValidationSamples"/> samples.
+/// 1 with <see cref="ValidationTop1Before"/>; top-1 is a fraction, measured on <see cref="ValidationSamples"/> samples
+/// (a budget job under a short <c>target.maxMinutes</c> measures its curves on a seeded sample of its validation split).
 /// </summary>
 public sealed record SensitivityResponse(
     Guid JobId,
@@ -460,6 +461,8 @@ public sealed record SensitivityResponse(
     IReadOnlyList<SensitivityCurveResponse> Curves)
 {
     public static SensitivityResponse From(SurgeryJob job, SearchReport report) => new(
-        job.Id, JobResponse.ModeOf(job.Settings), report.ValidationSamples, report.ValidationTop1Before, report.TestTop1Before,
+        // A budget job under a short time budget analyses a sample of its validation split: the curves start there.
+        job.Id, JobResponse.ModeOf(job.Settings), report.SensitivitySamples ?? report.ValidationSamples,
+        report.Sensitivity.FirstOrDefault()?.Points[0].Top1 ?? report.ValidationTop1Before, report.TestTop1Before,
         report.Sensitivity.Select(c => new SensitivityCurveResponse(c.Layer, JobReportBuilder.KindName(c.Kind), c.Total, c.Points)).ToList());
 }

@@ -13,8 +13,8 @@ namespace SurgeryService.Domain.Jobs;
 /// last good snapshot, checkpoints being written, the exported results, and the garbage of all of these that the
 /// collector has not yet taken back;</item>
 /// <item>the activations of the larger of a training batch (<see cref="BackwardFactor"/> times the activation bytes per
-/// sample times the batch size) and an evaluation batch (up to <see cref="EvaluationBatch"/> samples, whose forward
-/// keeps every value until it returns);</item>
+/// sample times the batch size) and an evaluation batch (<see cref="SurgerySettings.EvaluationBatchFor"/>: twice the
+/// batch size, at most 128 samples, whose forward keeps every value until it returns);</item>
 /// <item>the dataset's samples as float32, twice (as read, and as prepared for the model).</item>
 /// </list>
 /// </summary>
@@ -29,9 +29,6 @@ public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, l
 
     /// <summary>The backward pass holds a gradient per saved activation, about as large again.</summary>
     public const double BackwardFactor = 2;
-
-    /// <summary>Samples per evaluation batch (the trainer's).</summary>
-    public const int EvaluationBatch = 1000;
 
     public long TotalBytes => WeightBytes + ActivationBytes + DatasetBytes;
 
@@ -49,7 +46,7 @@ public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, l
         long sampleElements)
     {
         var training = BackwardFactor * activationBytesPerSample * Math.Min(batchSize, Math.Max(1, trainSamples));
-        var evaluation = (double)activationBytesPerSample * Math.Min(EvaluationBatch, trainSamples + testSamples);
+        var evaluation = (double)activationBytesPerSample * Math.Min(SurgerySettings.EvaluationBatchFor(batchSize), trainSamples + testSamples);
         return new JobMemoryEstimate(
             (long)(WeightMultiple * parameters * sizeof(float)),
             (long)Math.Max(training, evaluation),

@@ -111,6 +111,12 @@ public sealed class SearchReport
     public double? TestTop1Before { get; set; }
     public double? TestTop1After { get; set; }
     public List<SensitivityCurve> Sensitivity { get; set; } = [];
+
+    /// <summary>
+    /// The validation samples the sensitivity analysis evaluated: all of them (<see cref="ValidationSamples"/>), or a
+    /// seeded sample when the time budget could not pay for the whole split (null in reports written before sampling).
+    /// </summary>
+    public int? SensitivitySamples { get; set; }
     public List<SearchStageReport> Stages { get; set; } = [];
 
     /// <summary>The optimizer that trained every stage (<c>sgd</c> or <c>adam</c>).</summary>
@@ -382,8 +388,8 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     {
         // StartsMemorised has measured the starting model already, on the whole test split: its figures stand unless the
         // search now validates on half of that split and tests on the other half.
-        var testBefore = _startTest is { } whole && !_validatesOnTest ? whole : test.Count > 0 ? trainer.Evaluate(test) : null;
-        var before = _startValidation is { } measured && !_validatesOnTest ? measured : trainer.Evaluate(validation);
+        var testBefore = _startTest is { } whole && !_validatesOnTest ? whole : test.Count > 0 ? TimedEvaluate(test) : null;
+        var before = _startValidation is { } measured && !_validatesOnTest ? measured : TimedEvaluate(validation);
         observer.OnEvaluation(before);
         var evaluationSeconds = Clock.GetElapsedTime(_runStarted).TotalSeconds;
         trainer.StartGuard(train, before);
@@ -392,8 +398,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         if (settings.LearningRate is null)
         {
             var probeStarted = Clock.GetTimestamp();
-            probe = LearningRateProbe.Run(trainer, train, validation, before, LearningRateProbe.IterationsFor(MaxIterations), observer,
-                cancellationToken);
+            probe = LearningRateProbe.Run(trainer, train, validation, before, ProbeIterations(), observer, cancellationToken);
             probeSeconds = Clock.GetElapsedTime(probeStarted).TotalSeconds;
             trainer.BaseLearningRate = probe.Chosen;
             trainer.MarkGood(); // a rollback goes back to a state that holds the chosen rate
@@ -432,11 +437,22 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         };
         var (layersMeasured, layers) = (0, trainer.Layers.Count);
         observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 0, layers));
-        report.Sensitivity = [.. Sensitivity.Analyse(trainer, validation, before.Top1, curve =>
+        var sampled = AnalysisSample(report, validation, observer);
+        try
         {
-            observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve)));
-            observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, ++layersMeasured, layers));
-        }, cancellationToken)];
+            var analysed = sampled ?? validation;
+            var startTop1 = sampled is null ? before.Top1 : trainer.Evaluate(sampled).Top1;
+            report.SensitivitySamples = (int)analysed.Count;
+            report.Sensitivity = [.. Sensitivity.Analyse(trainer, analysed, startTop1, curve =>
+            {
+                observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve)));
+                observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, ++layersMeasured, layers));
+            }, cancellationToken)];
+        }
+        finally
+        {
+            sampled?.Dispose();
+        }
         report.ValidatesOnTest = _validatesOnTest;
         observer.OnDeliverable(report.GoodCompression);
         _report = report;
@@ -471,6 +487,68 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         }
     }
 
+    /// <summary>Seconds and samples of the starting model's evaluations: the pace at which this model evaluates.</summary>
+    private (double Seconds, long Samples) _evaluated;
+
+    private EvaluationMetrics TimedEvaluate(TensorDataset samples)
+    {
+        var started = Clock.GetTimestamp();
+        var metrics = trainer.Evaluate(samples);
+        _evaluated = (_evaluated.Seconds + Clock.GetElapsedTime(started).TotalSeconds, _evaluated.Samples + samples.Count);
+        return metrics;
+    }
+
+    /// <summary>Seconds to evaluate one sample, as the starting model's evaluations measured it; null before any.</summary>
+    private double? SecondsPerSample => _evaluated.Samples > 0 ? _evaluated.Seconds / _evaluated.Samples : null;
+
+    /// <summary>Share of the time budget the learning-rate probe may expect to use.</summary>
+    internal const double ProbeShare = 0.1;
+
+    /// <summary>Share of the time left after the probe that the sensitivity analysis may expect to use.</summary>
+    internal const double AnalysisShare = 0.2;
+
+    /// <summary>Fewest validation samples the analysis measures on when the time budget makes it sample (default 1,000).</summary>
+    public int MinAnalysisSamples { get; init; } = 1000;
+
+    /// <summary>
+    /// Iterations per rate of the learning-rate probe: <see cref="LearningRateProbe.IterationsFor"/> the run, and under a
+    /// time budget no more than lets three rates (the usual count) fit in <see cref="ProbeShare"/> of it, at a training
+    /// iteration estimated as three forward passes of a batch at the starting evaluations' pace (at least 20).
+    /// </summary>
+    private int ProbeIterations()
+    {
+        var iterations = LearningRateProbe.IterationsFor(MaxIterations);
+        if (Target.MaxMinutes is not { } minutes || SecondsPerSample is not { } perSample || perSample <= 0) return iterations;
+        var iterationSeconds = 3 * perSample * settings.BatchSize;
+        return Math.Clamp((int)(ProbeShare * minutes * 60 / (3 * iterationSeconds)), 20, iterations);
+    }
+
+    /// <summary>
+    /// Under a time budget, a seeded sample of <paramref name="validation"/> for the sensitivity analysis when measuring
+    /// every layer's ladder on the whole split would take more than <see cref="AnalysisShare"/> of the time left (at the
+    /// starting evaluations' pace): as many samples as fit that share, at least <see cref="MinAnalysisSamples"/>. Null:
+    /// the whole split. On a 2-core CPU a residual CNN's analysis of 6,000 samples took as long as a 22-minute budget
+    /// (docs/benchmarks.md), leaving no time to train. The curves only split the target across layers; every candidate
+    /// is still judged on the whole split.
+    /// </summary>
+    private TensorDataset? AnalysisSample(SearchReport report, TensorDataset validation, ISurgeryObserver observer)
+    {
+        if (report.TimeBudget is not { } time || SecondsPerSample is not { } perSample) return null;
+        var left = Math.Max(0, SecondsLeft(time) - time.ReserveSeconds);
+        var whole = trainer.Layers.Count * Sensitivity.Ladder.Count * validation.Count * perSample;
+        if (whole <= AnalysisShare * left) return null;
+        var count = (int)Math.Clamp(validation.Count * AnalysisShare * left / whole, MinAnalysisSamples, validation.Count);
+        if (count >= validation.Count) return null;
+        var (rest, sample) = validation.Split(count, SurgeryTarget.ValidationSplitSeed);
+        rest.Dispose();
+        observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search,
+            $"the analysis would take up to {whole:0} s on all {validation.Count} validation samples at the measured " +
+            $"{1000 * perSample:g3} ms per sample, more than {100 * AnalysisShare:0}% of the {left:0} s the time budget leaves: " +
+            $"it measures the layers on a seeded sample of {count} of them (every candidate is still judged on all " +
+            $"{validation.Count})"));
+        return sample;
+    }
+
     /// <summary>
     /// The standard error of a top-1 measured on <paramref name="count"/> samples. On LeNet-5 a 0.1-point budget on
     /// 6,000 samples (0.14 points) let stages miss the floor by one to three images, at 35.5x and at 55.9x.
@@ -502,8 +580,8 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
     private bool StartsMemorised(TensorDataset validation, TensorDataset test, ISurgeryObserver observer)
     {
         if (test.Count < 20) return false; // too few to split, and too few to tell memorising from noise
-        _startValidation = trainer.Evaluate(validation);
-        _startTest = trainer.Evaluate(test);
+        _startValidation = TimedEvaluate(validation);
+        _startTest = TimedEvaluate(test);
         var (v, t) = (_startValidation.Top1, _startTest.Top1);
         _validatesOnTest = Memorised(v, validation.Count, t, test.Count);
         if (_validatesOnTest)

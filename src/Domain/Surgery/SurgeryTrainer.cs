@@ -18,7 +18,6 @@ namespace SurgeryService.Domain.Surgery;
 /// </summary>
 public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 {
-    private const int EvaluationBatch = 1000;
     private readonly Module<Tensor, Tensor> _model;
     private readonly SurgerySettings _settings;
     private readonly List<MaskedLayer> _layers = [];
@@ -375,10 +374,11 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
         double lossSum = 0;
         long top1 = 0, top5 = 0;
         var withTop5 = test.ClassCount > 5;
-        for (long start = 0; start < test.Count; start += EvaluationBatch)
+        var batch = _settings.EvaluationBatch;
+        for (long start = 0; start < test.Count; start += batch)
         {
             using var batchScope = NewDisposeScope();
-            var length = Math.Min(EvaluationBatch, test.Count - start);
+            var length = Math.Min(batch, test.Count - start);
             var inputs = test.Inputs.narrow(0, start, length).to(Device);
             var labels = test.Labels.narrow(0, start, length).to(Device);
             var output = _model.forward(inputs);

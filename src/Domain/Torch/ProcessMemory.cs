@@ -13,8 +13,35 @@ namespace SurgeryService.Domain.Torch;
 public static class ProcessMemory
 {
     private delegate int MallocTrim(nuint pad);
+    private delegate int Mallopt(int parameter, int value);
 
     private static readonly Lazy<MallocTrim?> Trim = new(FindMallocTrim);
+
+    /// <summary>glibc's <c>M_TRIM_THRESHOLD</c> and <c>M_MMAP_THRESHOLD</c> (malloc.h).</summary>
+    private const int TrimThreshold = -1, MmapThreshold = -3;
+
+    /// <summary>Blocks up to this size come from malloc's arenas and are reused; larger ones are mapped for each tensor.</summary>
+    public const int ReusedBlockBytes = 32 << 20;
+
+    /// <summary>
+    /// Makes glibc keep freed tensor memory for the next tensor instead of handing it back to the kernel and faulting it
+    /// in again, zeroed, at the next allocation, for a process that trains (the Worker, the benches). By default glibc
+    /// maps every block over its mmap threshold for that block alone and trims an arena's free top above its trim
+    /// threshold; its dynamic threshold adjusts only sometimes, so the same evaluation of a residual CNN took 1.7 s or
+    /// 18 s (docs/benchmarks.md#evaluation-batch). Here blocks up to <see cref="ReusedBlockBytes"/> stay in the arenas and
+    /// nothing is trimmed on the fly: <see cref="Release"/> trims explicitly after each job. Returns whether glibc took
+    /// both settings (false elsewhere: musl, macOS and Windows have their own allocators).
+    /// </summary>
+    public static bool KeepFreedTensorMemory()
+    {
+        if (!OperatingSystem.IsLinux() || !NativeLibrary.TryLoad("libc.so.6", out var libc)
+            || !NativeLibrary.TryGetExport(libc, "mallopt", out var export))
+        {
+            return false;
+        }
+        var mallopt = Marshal.GetDelegateForFunctionPointer<Mallopt>(export);
+        return mallopt(MmapThreshold, ReusedBlockBytes) == 1 & mallopt(TrimThreshold, int.MaxValue) == 1;
+    }
 
     /// <summary>Collects, compacts and trims. Blocks the calling thread for a collection of the whole heap (tens of ms).</summary>
     public static void Release()

@@ -46,7 +46,7 @@ public class JobMemoryEstimateTests
             trainSamples: 5000, testSamples: 500, sampleElements: 784);
 
         Assert.Equal((long)(JobMemoryEstimate.WeightMultiple * 4_000_000), estimate.WeightBytes);
-        Assert.Equal(10_000L * JobMemoryEstimate.EvaluationBatch, estimate.ActivationBytes); // 1,000 evaluated > 2 x 64 trained
+        Assert.Equal(2L * 10_000 * 64, estimate.ActivationBytes); // 2 x 64 trained; 128 evaluated hold as much
         Assert.Equal(2L * 5500 * 784 * 4, estimate.DatasetBytes);
         Assert.Equal(estimate.WeightBytes + estimate.ActivationBytes + estimate.DatasetBytes, estimate.TotalBytes);
     }

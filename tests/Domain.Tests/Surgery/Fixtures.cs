@@ -83,6 +83,7 @@ internal static class Fixtures
         public Action<IterationMetrics>? OnEachIteration { get; init; }
         public Action<ICheckpointSource>? OnCheckpoint { get; init; }
         public Action<SurgeryEvent>? OnEachEvent { get; init; }
+        public Action<PhaseUpdate>? OnEachPhase { get; init; }
 
         public void OnIteration(IterationMetrics metrics)
         {
@@ -91,7 +92,11 @@ internal static class Fixtures
         }
 
         public void OnEvaluation(EvaluationMetrics metrics) => Evaluations.Add(metrics);
-        public void OnPhase(PhaseUpdate phase) => Phases.Add((phase, Iterations.Count));
+        public void OnPhase(PhaseUpdate phase)
+        {
+            Phases.Add((phase, Iterations.Count));
+            OnEachPhase?.Invoke(phase);
+        }
         public void OnDeliverable(double compression) => Deliverables.Add(compression);
         public void OnSplits(EvaluationSplits splits) => Splits.Add(splits);
         public void OnCheckpointDue(ICheckpointSource source) => OnCheckpoint?.Invoke(source);

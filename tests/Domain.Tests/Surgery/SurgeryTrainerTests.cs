@@ -300,6 +300,28 @@ public sealed class SurgeryTrainerTests : IDisposable
     }
 
     [Fact]
+    public void EvaluationGivesTheSameFiguresInBatchesOfAnySize()
+    {
+        var (unused, held) = Blobs(test: 300); // 300: not a multiple of 2, 14 or 128, so every run has a short last batch
+        using var a = unused; using var b = held;
+        manual_seed(1);
+        using var model = new Mlp(32, 16, 4);
+
+        var figures = new[] { 1, 7, 64, 500 }.Select(batch =>
+        {
+            using var trainer = new SurgeryTrainer(model, [], Settings(1) with { BatchSize = batch });
+            return (Batch: trainer.Settings.EvaluationBatch, Metrics: trainer.Evaluate(held));
+        }).ToList();
+
+        Assert.Equal([2, 14, 128, 128], figures.Select(f => f.Batch));
+        foreach (var (_, metrics) in figures.Skip(1))
+        {
+            Assert.Equal(figures[0].Metrics.Top1, metrics.Top1);
+            Assert.Equal(figures[0].Metrics.Loss, metrics.Loss, 5);
+        }
+    }
+
+    [Fact]
     public void LiveTensorCountStaysFlatOverHundredsOfIterations()
     {
         using var model = NewModel();

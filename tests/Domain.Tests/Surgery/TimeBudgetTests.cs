@@ -18,7 +18,10 @@ public sealed class TimeBudgetTests(ITestOutputHelper log) : TrainedMlpTests(log
 
         public override DateTimeOffset GetUtcNow() => Origin.AddTicks(_ticks);
         public override long TimestampFrequency => TimeSpan.TicksPerSecond;
-        public override long GetTimestamp() => _ticks;
+        public override long GetTimestamp() => _ticks += (long)(SecondsPerRead * TimeSpan.TicksPerSecond);
+
+        /// <summary>Seconds each timestamp read moves the clock: time that passes while the search measures something.</summary>
+        public double SecondsPerRead { get; set; }
         public void Advance(double seconds) => _ticks += (long)(seconds * TimeSpan.TicksPerSecond);
     }
 
@@ -67,6 +70,45 @@ public sealed class TimeBudgetTests(ITestOutputHelper log) : TrainedMlpTests(log
         var candidates = report.Stages.Where(s => s.Accepted == true).Select(s => s.Compression!.Value)
             .Append(report.OneShot is { Accepted: true } o ? o.Compression!.Value : 1);
         Assert.Equal(candidates.Max(), outcome.Compression, 6);
+    }
+
+    [Fact]
+    public void AnAnalysisTheTimeBudgetCannotPayForMeasuresTheLayersOnASampleAndJudgesOnTheWholeSplit()
+    {
+        BudgetSearch Search(double maxMinutes, out SurgeryOutcome outcome, out RecordingObserver observer)
+        {
+            using var model = TrainedModel();
+            var settings = BudgetSettings(maxMinutes);
+            using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), settings);
+            // Each of the starting model's evaluations (256 validation, then 256 test samples) takes 10 s, so every layer's
+            // ladder of 9 evaluations on the whole validation split would take 90 s; then the analysis itself is free.
+            var clock = new Clock { SecondsPerRead = 10 };
+            var seen = new RecordingObserver
+            {
+                OnEachIteration = _ => clock.Advance(1),
+                OnEachPhase = p => { if (p.Phase == RunPhase.Sensitivity) clock.SecondsPerRead = 0; },
+            };
+            var search = new BudgetSearch(trainer, settings, settings.Target!) { Clock = clock, MinAnalysisSamples = 64 };
+            outcome = search.Run(train, validation, test, seen);
+            observer = seen;
+            return search;
+        }
+
+        Search(maxMinutes: 10, out var short_, out var shortObserver);
+        Search(maxMinutes: 600, out var ample, out var ampleObserver);
+
+        foreach (var e in shortObserver.Events) output.WriteLine($"{e.Iteration} {e.Kind}: {e.Message}");
+        // 10 minutes leave about 500 s after the evaluations and the reserve; 20% of that pays for about half the split.
+        var sampled = short_.Search!.SensitivitySamples!.Value;
+        Assert.InRange(sampled, 64, 255);
+        Assert.Contains(shortObserver.Events, e => e.Message.StartsWith("the analysis would take up to ")
+            && e.Message.Contains($"on a seeded sample of {sampled} of them (every candidate is still judged on all 256)"));
+        Assert.Equal(256, short_.Search.ValidationSamples);
+        Assert.All(short_.Search.Stages, s => Assert.NotNull(s.ValidationTop1));
+        Assert.True(short_.Search.ValidationTop1After >= short_.Search.Floor(0.01));
+        // With time to spare, the whole split.
+        Assert.Equal(256, ample.Search!.SensitivitySamples);
+        Assert.DoesNotContain(ampleObserver.Events, e => e.Message.StartsWith("the analysis would take up to "));
     }
 
     [Fact]
