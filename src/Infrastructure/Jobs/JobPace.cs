@@ -7,11 +7,15 @@ namespace SurgeryService.Infrastructure.Jobs;
 /// checkpoints and stage changes included, as they recur) and, during a sensitivity analysis, seconds per layer. Until an
 /// iteration has been timed, a training job's iterations are estimated from the analysis: an iteration's forward and
 /// backward pass over a batch costs about three forward passes over as many samples, and a layer's analysis is
-/// <see cref="Sensitivity.Ladder"/> evaluations of the validation split. Nothing measured yet: no estimate.
-/// Fed on the training thread, read by the progress writer's loop.
+/// <see cref="Sensitivity.Ladder"/> evaluations of the validation split. Nothing measured yet: no estimate. A budget job
+/// with <c>target.maxMinutes</c> ends by its <see cref="Deadline"/> whatever the pace says, so the estimate never runs
+/// past it. Fed on the training thread, read by the progress writer's loop.
 /// </summary>
 public sealed class JobPace(int totalIterations, int startIteration, int batchSize, TimeProvider time)
 {
+    /// <summary>When the job's time budget ends (its first start plus <c>target.maxMinutes</c>); null without one.</summary>
+    public DateTimeOffset? Deadline { get; init; }
+
     /// <summary>Forward and backward over a batch, in forward passes over as many samples.</summary>
     private const double BackwardFactor = 3;
 
@@ -71,6 +75,7 @@ public sealed class JobPace(int totalIterations, int startIteration, int batchSi
                 if (SecondsPerIteration() is not { } perIteration) return null;
                 seconds += left * perIteration;
             }
+            if (Deadline is { } deadline) seconds = Math.Min(seconds, Math.Max(0, (deadline - time.GetUtcNow()).TotalSeconds));
             return TimeSpan.FromSeconds(seconds);
         }
     }

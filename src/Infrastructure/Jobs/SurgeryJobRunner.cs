@@ -128,7 +128,10 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
             : null;
 
         // A sensitivity job's steps are layers, which the pace counts from its analysis; training jobs count iterations.
-        var pace = new JobPace(job.Kind is SensitivityJob ? 0 : job.TotalIterations, job.Iteration, job.Settings.BatchSize, TimeProvider.System);
+        var pace = new JobPace(job.Kind is SensitivityJob ? 0 : job.TotalIterations, job.Iteration, job.Settings.BatchSize, TimeProvider.System)
+        {
+            Deadline = job.Kind is BudgetJob { Target.MaxMinutes: { } minutes } && job.StartedAt is { } started ? started.AddMinutes(minutes) : null,
+        };
         await using var writer = new JobProgressWriter(connectionString, job.Id, job.TenantId, job.CheckpointArtifactId, options.Value,
             job.CheckpointArtifactId is null ? 0 : job.CheckpointEvents, evaluatesOnValidation: job.Kind is BudgetJob, pace);
         writer.Start();

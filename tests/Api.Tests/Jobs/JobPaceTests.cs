@@ -10,7 +10,9 @@ public sealed class JobPaceTests
     {
         public long Ticks { get; set; }
         public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+        public static readonly DateTimeOffset Origin = new(2026, 12, 1, 8, 0, 0, TimeSpan.Zero);
         public override long GetTimestamp() => Ticks;
+        public override DateTimeOffset GetUtcNow() => Origin.AddTicks(Ticks);
         public void Advance(double seconds) => Ticks += (long)(seconds * TimeSpan.TicksPerSecond);
     }
 
@@ -55,6 +57,22 @@ public sealed class JobPaceTests
         clock.Advance(27);
         pace.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 4, 4));
         Assert.Equal(1000 * perIteration, pace.Remaining()!.Value.TotalSeconds, 6);
+    }
+
+    [Fact]
+    public void AJobWithATimeBudgetIsNeverEstimatedToEndPastItsDeadline()
+    {
+        var clock = new Clock();
+        // 1,000 iterations at 0.1 s would take 100 s; the time budget ends 60 s after the start.
+        var pace = new JobPace(totalIterations: 1000, startIteration: 0, batchSize: 64, clock) { Deadline = Clock.Origin.AddSeconds(60) };
+        pace.OnPhase(new PhaseUpdate(RunPhase.Stage, 1, 6));
+        pace.OnIteration(0);
+        clock.Advance(10);
+        pace.OnIteration(100);
+        Assert.Equal(50, pace.Remaining()!.Value.TotalSeconds, 6);
+        clock.Advance(55);
+        pace.OnIteration(650);
+        Assert.Equal(0, pace.Remaining()!.Value.TotalSeconds, 6);
     }
 
     [Fact]
