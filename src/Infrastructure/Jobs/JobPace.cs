@@ -56,6 +56,15 @@ public sealed class JobPace(int totalIterations, int startIteration, int batchSi
         lock (_lock) _validationSamples = splits.ValidationSamples;
     }
 
+    /// <summary>When the latest iteration completed (<see cref="TimeProvider.GetTimestamp"/>); null before any.</summary>
+    public long? LastIterationTimestamp
+    {
+        get
+        {
+            lock (_lock) return _last?.Timestamp;
+        }
+    }
+
     /// <summary>The time the run still needs at the measured pace, or null while there is no pace to go by.</summary>
     public TimeSpan? Remaining()
     {

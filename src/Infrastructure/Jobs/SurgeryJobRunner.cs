@@ -138,6 +138,10 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(shutdown, writer.CancelRequested, writer.Failed);
         var checkpointInterval = job.CheckpointInterval > 0 ? job.CheckpointInterval : options.Value.DefaultCheckpointInterval;
 
+        // When the engine handed over its delivered model, and when its files were written: with the last iteration's
+        // time and the stored results', the log says where the time after the last iteration went.
+        long delivering = 0, exported = 0;
+
         // The engine runs synchronously on a thread of its own: TorchSharp's dispose scopes are thread-static.
         var result = await Task.Factory.StartNew(() =>
         {
@@ -184,6 +188,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     if (!writer.CancelRequested.IsCancellationRequested) writer.Checkpoint(run.Source); // shutdown: keep the work
                     return new Attempt.Stopped();
                 }
+                delivering = TimeProvider.System.GetTimestamp();
                 writer.OnPhase(new PhaseUpdate(RunPhase.Exporting));
                 var results = ModelFormats.WriteResults(loaded, job.Settings, run.Outcome).ToList();
                 JobDeployment? deployment = null;
@@ -208,6 +213,7 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     File.WriteAllBytes(path, content);
                     files.Add((format, path));
                 }
+                exported = TimeProvider.System.GetTimestamp();
                 return new Attempt.Trained(run.Outcome, files, deployment);
             }
         }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -231,6 +237,15 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                     return;
                 case Attempt.Trained(var outcome, var files, var deployment):
                     await StoreResultsAsync(job, model, outcome, files, deployment);
+                    if (pace.LastIterationTimestamp is { } last && last < delivering)
+                    {
+                        var clock = TimeProvider.System;
+                        logger.LogInformation(
+                            "Job {JobId} after its last iteration: {Total:F1} s to its results: {Final:F1} s of final evaluations " +
+                            "and delivery in the engine, {Export:F1} s of export (and int8 when asked), {Store:F1} s storing",
+                            job.Id, clock.GetElapsedTime(last).TotalSeconds, clock.GetElapsedTime(last, delivering).TotalSeconds,
+                            clock.GetElapsedTime(delivering, exported).TotalSeconds, clock.GetElapsedTime(exported).TotalSeconds);
+                    }
                     return;
             }
         }
