@@ -102,7 +102,10 @@ public sealed record JobResponse
     /// <summary>Training iterations done (a sensitivity job: layers measured).</summary>
     public int Iteration { get; init; }
 
-    /// <summary>Training iterations of the whole job (a sensitivity job: its layers).</summary>
+    /// <summary>
+    /// Training iterations of the whole job (a sensitivity job: its layers). A budget job whose
+    /// <c>target.maxMinutes</c> ended it before <c>maxIterations</c> ends with the iterations it ran.
+    /// </summary>
     public int TotalIterations { get; init; }
 
     /// <summary><see cref="Iteration"/> / <see cref="TotalIterations"/>, in [0, 1]; the steps of <see cref="Phase"/> show progress before the first iteration.</summary>

@@ -217,6 +217,8 @@ public sealed class SurgeryJob
             }
         }
         Iteration = outcome.Iterations;
+        // A search its time budget ended before maxIterations ran all the iterations it had: it is done, progress 1.
+        if (outcome.Search?.TimeBudget is { Limited: true }) TotalIterations = Math.Min(TotalIterations, outcome.Iterations);
         Kept = outcome.Kept;
         Total = outcome.Total;
         if (outcome.Before is { } before) TestTop1Before ??= before.Top1;

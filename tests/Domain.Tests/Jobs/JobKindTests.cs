@@ -1,5 +1,6 @@
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Domain.Models;
 
 namespace SurgeryService.Domain.Tests.Jobs;
 
@@ -47,5 +48,27 @@ public class JobKindTests
         }
         Assert.Equal(["dns", "magnitude"], Enum.GetValues<SurgeryMethod>().Select(m => m.Name()));
         Assert.Null(PruningMethods.Parse("lottery"));
+    }
+
+    [Theory]
+    [InlineData(true, 600)]
+    [InlineData(false, 2000)]
+    public void ASearchItsTimeBudgetEndedEarlyFinishesWithTheIterationsItRan(bool limited, int total)
+    {
+        var job = new SurgeryJob
+        {
+            TenantId = "t", Settings = new SurgerySettings { Iterations = 2000 }, Preprocessing = new JobPreprocessing(), Queue = "cpu",
+            TotalIterations = 2000,
+        };
+        job.StartAttempt(DateTimeOffset.UtcNow);
+        var search = new SearchReport { TimeBudget = new TimeBudgetReport { MaxMinutes = 1, Limited = limited } };
+        var outcome = new SurgeryOutcome(600, false, null, null, [new LayerResult("fc", LayerKind.FullyConnected, 100, 10, 90, 0)])
+        {
+            Search = search,
+        };
+
+        job.Succeed(outcome, new Dictionary<ResultFormat, Guid>(), DateTimeOffset.UtcNow);
+
+        Assert.Equal((600, total), (job.Iteration, job.TotalIterations));
     }
 }
