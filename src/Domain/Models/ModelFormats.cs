@@ -79,7 +79,18 @@ public static class ModelFormats
     /// Parses an upload; a 422 <see cref="SurgeryException"/> says what is wrong with it. <paramref name="classes"/>
     /// applies to TorchSharp weights only: the class count the file must hold (by default, the one it holds).
     /// </summary>
-    public static ModelInspection Inspect(byte[] content, string? architecture, int? classes = null)
+    public static ModelInspection Inspect(byte[] content, string? architecture, int? classes = null) =>
+        Inspect(new MemoryStream(content, writable: false), architecture, classes);
+
+    /// <summary>
+    /// <see cref="Inspect(byte[], string?, int?)"/> on a seekable stream. An ONNX graph is read without its large
+    /// weights (<see cref="OnnxModel.Inspect"/>), so inspecting it holds about the graph, not the file; TorchSharp
+    /// weights are read whole.
+    /// </summary>
+    public static ModelInspection Inspect(Stream content, string? architecture, int? classes = null) =>
+        Inspect(content, architecture, classes, OnnxModel.InspectKeepsDataUpTo);
+
+    internal static ModelInspection Inspect(Stream content, string? architecture, int? classes, long keepDataUpTo)
     {
         if (architecture is null)
         {
@@ -89,7 +100,7 @@ public static class ModelFormats
                     "the form field 'classes' applies to TorchSharp weights, which also need 'architecture'; an ONNX graph states its own outputs",
                     ErrorKind.Malformed);
             }
-            var onnx = ReadOnnx(content);
+            var onnx = ReadOnnx(content, keepDataUpTo);
             var inspection = new ModelInspection(ModelFormat.Onnx, null, onnx.InputSampleShape, onnx.ClassCount,
                 onnx.Proto.Graph.Node.Select(n => n.OpType).Distinct().ToList(),
                 onnx.Layers.Select(l => new ModelLayer(l.Name, l.Op, l.ParameterCount, l.Prunable)).ToList(),
@@ -106,7 +117,7 @@ public static class ModelFormats
             return inspection;
         }
 
-        using var model = Load(content, ModelFormat.TorchSharp, architecture, classes);
+        using var model = Load(ReadAll(content), ModelFormat.TorchSharp, architecture, classes);
         var layers = new List<ModelLayer>();
         var prunable = model.Layers.Select(l => l.WeightParameter).ToHashSet();
         foreach (var (name, module) in model.Module.named_modules())
@@ -127,7 +138,8 @@ public static class ModelFormats
     /// <summary>
     /// The bytes one sample's forward pass computes (<see cref="OnnxModule.ActivationBytes"/>), measured once on a zero
     /// sample; 0 when the sample shape is symbolic or the graph does not run on it (the job's memory estimate then
-    /// counts the weights alone). Builds the module, so inspection holds the weights once more while it runs.
+    /// counts the weights alone). A model read without its large weights runs with stand-ins that take no memory
+    /// (<see cref="OnnxModule.CreateForMeasuring"/>): the shapes, and so the bytes, are those the real weights give.
     /// </summary>
     private static long ActivationBytesPerSample(OnnxModel onnx)
     {
@@ -136,7 +148,7 @@ public static class ModelFormats
         try
         {
             using var scope = NewDisposeScope();
-            using var module = OnnxModule.Create(onnx, outputLogits: true);
+            using var module = OnnxModule.CreateForMeasuring(onnx, outputLogits: true);
             return module.ActivationBytes(zeros([1, .. shape]));
         }
         catch (Exception e) when (e is SurgeryException or System.Runtime.InteropServices.ExternalException or ArgumentException)
@@ -177,19 +189,37 @@ public static class ModelFormats
         return [(ResultFormat.TorchSharp, TorchSharpWeights.Save(model.Module))];
     }
 
-    private static OnnxModel ReadOnnx(byte[] content)
+    private static OnnxModel ReadOnnx(byte[] content) => ReadOnnx(() => OnnxModel.Load(content), content);
+
+    private static OnnxModel ReadOnnx(Stream content, long keepDataUpTo)
+    {
+        var start = content.Position;
+        var head = new byte[(int)Math.Min(2 + 127, content.Length - start)];
+        content.ReadExactly(head);
+        content.Position = start;
+        return ReadOnnx(() => OnnxModel.Inspect(content, keepDataUpTo), head);
+    }
+
+    private static OnnxModel ReadOnnx(Func<OnnxModel> read, byte[] head)
     {
         try
         {
-            return OnnxModel.Load(content);
+            return read();
         }
         catch (SurgeryException e)
         {
-            var hint = LooksLikeTorchSharp(content)
+            var hint = LooksLikeTorchSharp(head)
                 ? $" If this is a TorchSharp weight file, upload it with the form field 'architecture' ({string.Join(", ", Architectures.Names)})."
                 : "";
             throw new SurgeryException(e.Title, e.Message + hint, e.Kind == ErrorKind.Malformed ? ErrorKind.BadInput : e.Kind);
         }
+    }
+
+    private static byte[] ReadAll(Stream content)
+    {
+        var bytes = new byte[content.Length - content.Position];
+        content.ReadExactly(bytes);
+        return bytes;
     }
 
     private static string Printable(string text) =>
@@ -197,6 +227,7 @@ public static class ModelFormats
 
     // TorchSharp's Module.save starts with the parameter count as a LEB128 integer, then the first name as a string
     // (its length, then its characters). An ONNX file starts 0x08 <ir_version> 0x12: a length but no printable name.
+    // The name is shorter than 128 bytes, so the file's first 129 bytes decide.
     private static bool LooksLikeTorchSharp(byte[] content) =>
         content.Length > 2 && content[0] is > 0 and < 128 && content[1] is > 0 and < 128 && content.Length >= 2 + content[1]
         && content.AsSpan(2, content[1]).ToArray().All(b => b is >= 0x20 and < 0x7F);

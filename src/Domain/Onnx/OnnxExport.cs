@@ -36,7 +36,8 @@ public static class OnnxWriter
         var (sparse, moved) = SparseModel(dense, prunable);
         var denseBytes = dense.ToByteArray();
         var sparseBytes = sparse.ToByteArray();
-        var original = module.Model.OriginalBytes;
+        var original = module.Model.OriginalBytes
+            ?? throw new InvalidOperationException("a model read for inspection (OnnxModel.Inspect) cannot be exported");
         var sizes = new OnnxFileSizes(original.LongLength, GzipLength(original), denseBytes.LongLength, GzipLength(denseBytes),
             sparseBytes.LongLength, GzipLength(sparseBytes));
         return new OnnxExport(denseBytes, sparseBytes, sizes, moved);

@@ -46,10 +46,14 @@ public sealed class OnnxModel
     private readonly Dictionary<string, TensorProto> _initializers;
     private readonly Dictionary<string, string> _memberNames = new(StringComparer.Ordinal);
 
-    private OnnxModel(ModelProto proto, string? directory, int opset, byte[] bytes)
+    private readonly IReadOnlyDictionary<TensorProto, OmittedTensorData> _omitted;
+
+    private OnnxModel(ModelProto proto, string? directory, int opset, byte[]? bytes,
+        IReadOnlyDictionary<TensorProto, OmittedTensorData>? omitted = null)
     {
         Proto = proto;
         OriginalBytes = bytes;
+        _omitted = omitted ?? new Dictionary<TensorProto, OmittedTensorData>();
         Directory = directory;
         Opset = opset;
         var graph = proto.Graph;
@@ -67,7 +71,7 @@ public sealed class OnnxModel
         foreach (var initializer in graph.Initializer)
         {
             // Reads every tensor once so a truncated or corrupt one is refused now, not inside a job.
-            OnnxTensors.CheckData(initializer, directory);
+            OnnxTensors.CheckData(initializer, directory, _omitted.GetValueOrDefault(initializer));
         }
 
         var dataInputs = graph.Input.Where(i => !_initializers.ContainsKey(i.Name)).ToList();
@@ -113,11 +117,20 @@ public sealed class OnnxModel
         (Layers, PrunableLayers) = DiscoverLayers(graph);
     }
 
-    /// <summary>The model as read; sparse initializers are turned into dense ones here, external data stays external.</summary>
+    /// <summary>
+    /// The model as read; sparse initializers are turned into dense ones here, external data stays external. In a model
+    /// read by <see cref="Inspect"/>, the initializers that <see cref="HasData"/> denies hold no values.
+    /// </summary>
     public ModelProto Proto { get; }
 
-    /// <summary>The file as uploaded.</summary>
-    public byte[] OriginalBytes { get; }
+    /// <summary>The file as uploaded; null for a model read by <see cref="Inspect"/>, which keeps no copy of it.</summary>
+    public byte[]? OriginalBytes { get; }
+
+    /// <summary>Whether every initializer holds its values (false only for a model read by <see cref="Inspect"/> with large weights).</summary>
+    public bool HasAllData => _omitted.Count == 0;
+
+    /// <summary>Whether the initializer holds its values; one that does not has its name, shape and type only.</summary>
+    public bool HasData(TensorProto initializer) => !_omitted.ContainsKey(initializer);
 
     /// <summary>Where files named by external-data tensors are looked up, or null for a model read from bytes alone.</summary>
     public string? Directory { get; }
@@ -166,24 +179,55 @@ public sealed class OnnxModel
 
     public static OnnxModel Load(string path) => Load(File.ReadAllBytes(path), Path.GetDirectoryName(Path.GetFullPath(path)));
 
+    /// <summary>Initializer data fields up to this size (1 MiB) are read by <see cref="Inspect"/>: shapes, axes, small biases.</summary>
+    public const long InspectKeepsDataUpTo = 1L << 20;
+
+    /// <summary>
+    /// Reads and checks a model from <paramref name="stream"/> for inspection, without holding its weights: an
+    /// initializer whose data exceeds <paramref name="keepDataUpTo"/> bytes keeps its name, shape and type, and its data
+    /// is skipped on the stream after its length is checked against the shape. Everything <see cref="Load(byte[], string?)"/>
+    /// checks and refuses, this checks and refuses the same way, and the layers, shapes and operators are the same; an
+    /// <see cref="OnnxModule"/> built from it holds the omitted tensors on the meta device (shape only), so it can be
+    /// measured but not trained.
+    /// </summary>
+    public static OnnxModel Inspect(Stream stream, long keepDataUpTo = InspectKeepsDataUpTo)
+    {
+        if (!stream.CanSeek) throw new ArgumentException("the model is read from a seekable stream", nameof(stream));
+        var length = stream.Length - stream.Position;
+        return Parse(() => OnnxShapeReader.Read(stream, keepDataUpTo), length,
+            (proto, opset, omitted) => new OnnxModel(proto, null, opset, null, omitted));
+    }
+
     /// <summary>
     /// Parses and checks a model; <paramref name="directory"/> is where external-data files sit. Every refusal is a
     /// <see cref="SurgeryException"/> that says what is wrong.
     /// </summary>
-    public static OnnxModel Load(byte[] bytes, string? directory = null)
+    public static OnnxModel Load(byte[] bytes, string? directory = null) =>
+        Parse(() => (ModelProto.Parser.ParseFrom(bytes), null), bytes.Length,
+            (proto, opset, _) => new OnnxModel(proto, directory, opset, bytes));
+
+    private static OnnxModel Parse(
+        Func<(ModelProto, IReadOnlyDictionary<TensorProto, OmittedTensorData>?)> read, long length,
+        Func<ModelProto, int, IReadOnlyDictionary<TensorProto, OmittedTensorData>?, OnnxModel> create)
     {
         ModelProto proto;
+        IReadOnlyDictionary<TensorProto, OmittedTensorData>? omitted;
         try
         {
-            proto = ModelProto.Parser.ParseFrom(bytes);
+            (proto, omitted) = read();
         }
         catch (InvalidProtocolBufferException e) when (e.Message.Contains("ended unexpectedly", StringComparison.Ordinal)
             || e.Message.Contains("truncated", StringComparison.OrdinalIgnoreCase))
         {
             throw new SurgeryException("Truncated ONNX file",
-                $"the file ends in the middle of the model after {bytes.Length} bytes; it was probably cut off during upload or export");
+                $"the file ends in the middle of the model after {length} bytes; it was probably cut off during upload or export");
         }
-        catch (InvalidProtocolBufferException)
+        catch (MalformedProtobufException e) when (e.Truncated)
+        {
+            throw new SurgeryException("Truncated ONNX file",
+                $"the file ends in the middle of the model after {length} bytes; it was probably cut off during upload or export");
+        }
+        catch (Exception e) when (e is InvalidProtocolBufferException or MalformedProtobufException)
         {
             throw new SurgeryException("Not an ONNX model", "the file is not an ONNX model (it is not a valid ONNX protobuf message)");
         }
@@ -199,7 +243,7 @@ public sealed class OnnxModel
             throw new SurgeryException("Unsupported ONNX opset",
                 $"the model uses ONNX opset {opset}; opsets {MinOpset} to {MaxOpset} are supported (re-export it with one of them)", ErrorKind.Unsupported);
         }
-        return new OnnxModel(proto, directory, (int)opset, bytes);
+        return create(proto, (int)opset, omitted);
     }
 
     /// <summary>

@@ -21,7 +21,7 @@ public sealed partial class OnnxModule
             case "Conv": return Conv(In(0), In(1), Opt(2), a);
             case "ConvTranspose": return ConvTranspose(In(0), In(1), Opt(2), a);
             case "Gemm": return Gemm(In(0), In(1), Opt(2), a);
-            case "MatMul": return torch.matmul(In(0), In(1));
+            case "MatMul": return MatMul(In(0), In(1));
             case "Add": return In(0) + In(1);
             case "Sub": return In(0) - In(1);
             case "Mul": return In(0) * In(1);
@@ -213,13 +213,47 @@ public sealed partial class OnnxModule
             input = F.pad(input, TorchPad(begin, end));
             padding = Repeat(0, n);
         }
-        return n switch
+        var repeated = groups == 1 && RepeatsAlong(weight, 0);
+        var w = repeated ? weight.narrow(0, 0, 1) : weight;
+        var b = repeated ? null : bias;
+        var y = n switch
         {
-            1 => F.conv1d(input, weight, bias, strides[0], padding[0], dilations[0], groups),
-            2 => F.conv2d(input, weight, bias, strides, padding, dilations, groups),
-            3 => F.conv3d(input, weight, bias, strides, padding, dilations, groups),
+            1 => F.conv1d(input, w, b, strides[0], padding[0], dilations[0], groups),
+            2 => F.conv2d(input, w, b, strides, padding, dilations, groups),
+            3 => F.conv3d(input, w, b, strides, padding, dilations, groups),
             _ => throw new SurgeryException("Unsupported ONNX operator usage", $"Conv over {n} spatial dimensions is not supported", ErrorKind.Unsupported),
         };
+        return repeated ? Broadcast(y, 1, weight.shape[0], bias?.reshape(new long[] { 1, -1 }.Concat(Repeat(1, n)).ToArray())) : y;
+    }
+
+    /// <summary>
+    /// Whether the weight's values repeat along <paramref name="dim"/> (stride 0: the stand-ins of
+    /// <see cref="CreateForMeasuring"/>). Every output channel along that dimension is then the same, so the weight
+    /// operators compute one and broadcast it (<see cref="Broadcast"/>): the same values, without the contiguous copy
+    /// of the whole weight that the matrix and convolution kernels would make.
+    /// </summary>
+    private static bool RepeatsAlong(Tensor weight, int dim) => weight.dim() > dim && weight.shape[dim] > 1 && weight.stride(dim) == 0;
+
+    /// <summary>The one computed channel <paramref name="y"/> repeated <paramref name="size"/> times along <paramref name="dim"/>, plus the bias.</summary>
+    private static Tensor Broadcast(Tensor y, int dim, long size, Tensor? bias)
+    {
+        var shape = y.shape;
+        shape[dim < 0 ? shape.Length + dim : dim] = size;
+        var repeated = y.expand(shape);
+        return bias is null ? repeated : repeated + bias;
+    }
+
+    private static Tensor MatMul(Tensor a, Tensor b)
+    {
+        if (b.dim() >= 2 && RepeatsAlong(b, (int)b.dim() - 1))
+        {
+            return Broadcast(torch.matmul(a, b.narrow(-1, 0, 1)), -1, b.shape[^1], null);
+        }
+        if (a.dim() >= 2 && RepeatsAlong(a, (int)a.dim() - 2))
+        {
+            return Broadcast(torch.matmul(a.narrow(-2, 0, 1), b), -2, a.shape[^2], null);
+        }
+        return torch.matmul(a, b);
     }
 
     private static Tensor ConvTranspose(Tensor input, Tensor weight, Tensor? bias, OnnxAttributes a)
@@ -251,13 +285,16 @@ public sealed partial class OnnxModule
             begin = pads[..n];
             end = pads[n..];
         }
+        var repeated = groups == 1 && RepeatsAlong(weight, 1);
+        var w = repeated ? weight.narrow(1, 0, 1) : weight;
         var y = n switch
         {
-            1 => F.conv_transpose1d(input, weight, null, strides[0], 0, 0, dilations[0], groups),
-            2 => F.conv_transpose2d(input, weight, null, strides, Repeat(0, n), Repeat(0, n), dilations, groups),
-            3 => F.conv_transpose3d(input, weight, null, strides, Repeat(0, n), Repeat(0, n), dilations, groups),
+            1 => F.conv_transpose1d(input, w, null, strides[0], 0, 0, dilations[0], groups),
+            2 => F.conv_transpose2d(input, w, null, strides, Repeat(0, n), Repeat(0, n), dilations, groups),
+            3 => F.conv_transpose3d(input, w, null, strides, Repeat(0, n), Repeat(0, n), dilations, groups),
             _ => throw new SurgeryException("Unsupported ONNX operator usage", $"ConvTranspose over {n} spatial dimensions is not supported", ErrorKind.Unsupported),
         };
+        if (repeated) y = Broadcast(y, 1, weight.shape[1], null);
         // output_padding adds rows at the end that no input reaches; pads crop rows at both ends.
         var grow = Enumerable.Range(0, n).Select(i => Math.Max(0, outputPadding[i])).ToArray();
         if (grow.Any(g => g > 0)) y = F.pad(y, TorchPad(Repeat(0, n), grow));
@@ -278,13 +315,14 @@ public sealed partial class OnnxModule
         if (attributes.Int("transA", 0) == 0 && attributes.Int("transB", 0) != 0 && attributes.Float("alpha", 1f) == 1f
             && attributes.Float("beta", 1f) == 1f && (c is null || c.dim() == 1))
         {
-            return F.linear(a, b, c); // the common exported fully connected layer, fused
+            // the common exported fully connected layer, fused
+            return RepeatsAlong(b, 0) ? Broadcast(F.linear(a, b.narrow(0, 0, 1)), -1, b.shape[0], c) : F.linear(a, b, c);
         }
         if (attributes.Int("transA", 0) != 0) a = a.t();
         if (attributes.Int("transB", 0) != 0) b = b.t();
         var alpha = attributes.Float("alpha", 1f);
         var beta = attributes.Float("beta", 1f);
-        var y = torch.matmul(a, b);
+        var y = MatMul(a, b);
         if (alpha != 1f) y = y * alpha;
         if (c is not null && beta != 0f) y = beta == 1f ? y + c : y + c * beta;
         return y;

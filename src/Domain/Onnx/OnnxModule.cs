@@ -61,7 +61,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
             foreach (var (name, proto) in model.Initializers)
             {
                 var member = model.MemberName(name);
-                var tensor = OnnxTensors.ToTorch(proto, model.Directory);
+                var tensor = Initializer(model, proto);
                 if (model.ParameterInitializers.Contains(name))
                 {
                     register_parameter(member, new TorchSharp.Modules.Parameter(tensor, requires_grad: true));
@@ -87,6 +87,21 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
 
     public OnnxModel Model { get; }
 
+    /// <summary>
+    /// The initializer as a tensor: its values, or for one read without its data (<see cref="OnnxModel.Inspect"/>) a
+    /// stand-in of its shape and type that is zero everywhere, one value broadcast with zero strides, so it takes no
+    /// memory. The weight operators compute one output channel for a weight that repeats along its output dimension
+    /// (<see cref="RepeatsAlong"/>), so a forward pass gives every value its true shape without copying the stand-in.
+    /// </summary>
+    private static Tensor Initializer(OnnxModel model, TensorProto proto)
+    {
+        if (model.HasData(proto)) return OnnxTensors.ToTorch(proto, model.Directory);
+        var type = OnnxDataTypes.ToScalarType(proto.DataType) ?? throw new SurgeryException("Unsupported ONNX tensor",
+            $"tensor '{proto.Name}' has element type {OnnxDataTypes.Describe(proto.DataType)}, which the service cannot hold", ErrorKind.Unsupported);
+        using var zero = torch.zeros([], type);
+        return zero.expand(proto.Dims.ToArray());
+    }
+
     /// <summary>Whether <see cref="forward"/> returns scores before any final Softmax/LogSoftmax (what the engine trains on).</summary>
     public bool OutputsLogits { get; }
 
@@ -95,6 +110,21 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
     /// is skipped, so the engine's cross-entropy sees logits; without it the module computes exactly the graph.
     /// </summary>
     public static OnnxModule Create(OnnxModel model, bool outputLogits = false)
+    {
+        if (!model.HasAllData)
+        {
+            throw new InvalidOperationException("a model read without its weights (OnnxModel.Inspect) is only measured: use CreateForMeasuring");
+        }
+        Torch.ConvolutionCheck.Ensure();
+        return new(model, outputLogits);
+    }
+
+    /// <summary>
+    /// <see cref="Create"/> for a model that may lack the data of its large initializers (<see cref="OnnxModel.Inspect"/>):
+    /// those become zero tensors of their shape that hold no memory, so the module computes the shape of every value
+    /// (what <see cref="ActivationBytes"/> counts), though not the values the real weights give. Not for training or export.
+    /// </summary>
+    public static OnnxModule CreateForMeasuring(OnnxModel model, bool outputLogits = false)
     {
         Torch.ConvolutionCheck.Ensure();
         return new(model, outputLogits);

@@ -97,6 +97,48 @@ internal static class OnnxTensors
         if (tensor.RawData.Length != expected) throw Mismatch(tensor, tensor.RawData.Length, expected);
     }
 
+    /// <summary>
+    /// <see cref="CheckData(TensorProto, string?)"/> for a tensor read without some of its data: the lengths that
+    /// <paramref name="omitted"/> records count as the data held, as <see cref="RawBytes"/> would encode it.
+    /// </summary>
+    public static void CheckData(TensorProto tensor, string? directory, OmittedTensorData? omitted)
+    {
+        if (omitted is null || tensor.DataLocation == 1)
+        {
+            CheckData(tensor, directory);
+            return;
+        }
+        var expected = ExpectedBytes(tensor);
+        long actual;
+        if (omitted.RawBytes is { } raw)
+        {
+            actual = raw;
+        }
+        else if (tensor.HasRawData)
+        {
+            actual = tensor.RawData.Length;
+        }
+        else
+        {
+            long floats = tensor.FloatData.Count + omitted.FloatCount, doubles = tensor.DoubleData.Count + omitted.DoubleCount;
+            long longs = tensor.Int64Data.Count + omitted.Int64Count, ints = tensor.Int32Data.Count + omitted.Int32Count;
+            long unsigned = tensor.Uint64Data.Count + omitted.UInt64Count;
+            actual = (OnnxDataType)tensor.DataType switch
+            {
+                OnnxDataType.Float => floats * 4,
+                OnnxDataType.Double => doubles * 8,
+                OnnxDataType.Int64 => longs * 8,
+                OnnxDataType.Int32 => ints * 4,
+                OnnxDataType.Int16 or OnnxDataType.UInt16 or OnnxDataType.Float16 or OnnxDataType.BFloat16 => ints * 2,
+                OnnxDataType.Int8 or OnnxDataType.UInt8 or OnnxDataType.Bool => ints,
+                OnnxDataType.UInt32 => unsigned * 4,
+                OnnxDataType.UInt64 => unsigned * 8,
+                _ => 0,
+            };
+        }
+        if (actual != expected) throw Mismatch(tensor, actual, expected);
+    }
+
     private static long ExpectedBytes(TensorProto tensor)
     {
         var size = OnnxDataTypes.ElementSize(tensor.DataType);

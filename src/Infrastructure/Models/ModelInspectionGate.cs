@@ -1,9 +1,10 @@
 namespace SurgeryService.Infrastructure.Models;
 
 /// <summary>
-/// Bounds how many model uploads are parsed at once. Parsing needs the whole file in memory (an ONNX protobuf is read
-/// as one message), about 3.5 times the file at peak, so concurrent large uploads multiply that; queued uploads wait
-/// with their file already stored in PostgreSQL, not in memory. The Api sets the bound from <c>Api:MaxConcurrentModelInspections</c>.
+/// Bounds how many model uploads are parsed at once. An ONNX graph is read without its large weights, but TorchSharp
+/// weights are read whole and built into a module, several times the file at peak, and every inspection runs one
+/// sample through the model, so concurrent uploads multiply that; queued uploads wait with their file already stored
+/// in PostgreSQL, not in memory. The Api sets the bound from <c>Api:MaxConcurrentModelInspections</c>.
 /// </summary>
 public sealed class ModelInspectionGate(int slots) : IDisposable
 {

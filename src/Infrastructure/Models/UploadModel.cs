@@ -26,11 +26,12 @@ public sealed class UploadModel(SurgeryDbContext db, ArtifactStore artifacts, Mo
             using (await gate.EnterAsync(cancellationToken))
             {
                 var classCount = ModelFormats.ParseClassCount(classes);
-                var bytes = await artifacts.ReadAllBytesAsync(file.Id, cancellationToken);
-                inspection = ModelFormats.Inspect(bytes, architecture?.ToLowerInvariant(), classCount);
+                // An ONNX graph is read from the stream without its large weights, whose chunks are never fetched.
+                await using var content = await artifacts.OpenReadAsync(file.Id, cancellationToken);
+                inspection = ModelFormats.Inspect(content, architecture?.ToLowerInvariant(), classCount);
             }
-            // The file and its parsed graph were held in memory for the inspection: give a large one's memory back to the
-            // machine now rather than keep the Api at its peak until the GC next needs the space.
+            // TorchSharp weights are read whole, and an ONNX graph's chunks pass through the large object heap: give a
+            // large file's memory back to the machine now rather than keep the Api at its peak until the GC next needs it.
             if (file.Size >= ReleaseAfterBytes) ProcessMemory.Release();
             var model = new ModelEntry
             {
