@@ -3,6 +3,7 @@ using SurgeryService.Domain.Models;
 using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain.Onnx.Proto;
 using SurgeryService.Domain.Torch;
+using Xunit.Abstractions;
 
 namespace SurgeryService.Domain.Tests.Onnx;
 
@@ -10,7 +11,7 @@ namespace SurgeryService.Domain.Tests.Onnx;
 /// An upload is inspected from a stream without its large weights (<see cref="OnnxModel.Inspect"/>): what it reports,
 /// and what it refuses, is what reading the whole file reports and refuses.
 /// </summary>
-public class OnnxStreamingInspectionTests
+public class OnnxStreamingInspectionTests(ITestOutputHelper output)
 {
     private static byte[] Fixture(string name) => File.ReadAllBytes(Path.Combine(AppContext.BaseDirectory, "Onnx", "Fixtures", name));
 
@@ -156,6 +157,7 @@ public class OnnxStreamingInspectionTests
             var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             stop.Cancel();
             await sampler;
+            output.WriteLine($"file {file.Length} B, allocated {allocated} B, resident set +{residentPeak - residentBefore} B at its peak");
 
             Assert.Equal((long)features * features + features, inspection.ParameterCount);
             Assert.Equal(4 * (features + features + features), inspection.ActivationBytesPerSample);
