@@ -186,9 +186,9 @@ public sealed class OnnxModel
     /// Reads and checks a model from <paramref name="stream"/> for inspection, without holding its weights: an
     /// initializer whose data exceeds <paramref name="keepDataUpTo"/> bytes keeps its name, shape and type, and its data
     /// is skipped on the stream after its length is checked against the shape. Everything <see cref="Load(byte[], string?)"/>
-    /// checks and refuses, this checks and refuses the same way, and the layers, shapes and operators are the same; an
-    /// <see cref="OnnxModule"/> built from it holds the omitted tensors on the meta device (shape only), so it can be
-    /// measured but not trained.
+    /// checks and refuses, this checks and refuses the same way, and the layers, shapes and operators are the same. The
+    /// model cannot be trained or exported: <see cref="OnnxModule.CreateForMeasuring"/> builds a module from it whose
+    /// omitted tensors are zero stand-ins of their shape, to measure activations.
     /// </summary>
     public static OnnxModel Inspect(Stream stream, long keepDataUpTo = InspectKeepsDataUpTo)
     {

@@ -34,6 +34,9 @@ internal sealed class OnnxShapeReader
 
     private readonly Stream _stream;
     private readonly long _keepDataUpTo;
+
+    /// <summary>Where the stream ends (long.MaxValue when it cannot say): a field that claims to reach past it is truncated.</summary>
+    private readonly long _end;
     private readonly byte[] _buffer = new byte[64 << 10];
     private int _bufferPosition;
     private int _bufferLength;
@@ -44,6 +47,7 @@ internal sealed class OnnxShapeReader
         _stream = stream;
         _keepDataUpTo = keepDataUpTo;
         _bufferStart = stream.CanSeek ? stream.Position : 0;
+        _end = stream.CanSeek ? stream.Length : long.MaxValue;
     }
 
     /// <summary>Offset of the next byte, from where the stream stood when reading began.</summary>
@@ -67,11 +71,11 @@ internal sealed class OnnxShapeReader
         var modelFields = new MemoryStream();
         var graphFields = (MemoryStream?)null;
         var initializers = new List<TensorProto>();
-        while (TryReadTag(long.MaxValue, out var tag))
+        while (TryReadTag(_end, out var tag))
         {
             if (tag == (7 << 3 | WireLengthDelimited))
             {
-                var end = ReadLengthEnd(long.MaxValue);
+                var end = ReadLengthEnd(_end);
                 graphFields ??= new MemoryStream();
                 while (TryReadTag(end, out var graphTag))
                 {
@@ -87,7 +91,7 @@ internal sealed class OnnxShapeReader
             }
             else
             {
-                CopyField(tag, long.MaxValue, modelFields);
+                CopyField(tag, _end, modelFields);
             }
         }
 
@@ -206,7 +210,8 @@ internal sealed class OnnxShapeReader
     private bool TryReadTag(long end, out uint tag)
     {
         tag = 0;
-        if (Position >= end || !Fill()) return false;
+        if (Position >= end) return false;
+        if (!Fill()) return end == long.MaxValue ? false : throw Truncated();
         var value = ReadVarint(end);
         if (value == 0 || value > uint.MaxValue || (value >> 3) == 0)
         {

@@ -105,13 +105,16 @@ public class OnnxStreamingInspectionTests(ITestOutputHelper output)
         Assert.Equal(whole.Message, streamed.Message);
     }
 
-    [Fact]
-    public void AFileCutInsideALeftOutWeightIsRefusedAsTruncatedLikeAWholeOne()
+    [Theory]
+    [InlineData(-1)] // inside the left-out weight
+    [InlineData(3)] // inside the opset import, after the graph
+    [InlineData(30)] // inside the graph's outputs, after the weights
+    public void AFileCutShortIsRefusedAsTruncatedLikeAWholeOne(int cutFromEnd)
     {
         var g = new OnnxGraphBuilder(13);
         var x = g.Input("x", -1, 256);
         var bytes = g.Bytes(g.Named("fc", "Gemm", [x, g.Init("fc.weight", [256, 256]), g.Init("fc.bias", [256])]));
-        var cut = bytes[..(bytes.Length / 2)];
+        var cut = bytes[..(cutFromEnd < 0 ? bytes.Length / 2 : bytes.Length - cutFromEnd)];
 
         var whole = Assert.Throws<SurgeryException>(() => ModelFormats.Inspect(cut, architecture: null));
         var streamed = Assert.Throws<SurgeryException>(() => Streamed(cut, LeaveOutWeights));
