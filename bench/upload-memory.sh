@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16: the Api's peak resident memory while it refuses decompression bombs and accepts a 300 MB ONNX model;
+# Issue 16: the Api's peak resident memory while it refuses decompression bombs and accepts a 1 MB and a 300 MB ONNX model;
 # issue 27: while it refuses a 25 MB settings body, and its CPU time while it serves 8 events (SSE) streams.
 # Starts a private PostgreSQL and the Api (Release build) on loopback, runs `bench upload-memory`, stops both.
 # Needs Linux (/proc/PID/clear_refs) and the right to write it (the Api runs as the same user). Prints; asserts nothing.
