@@ -68,6 +68,8 @@ public static class UploadMemory
                 Console.WriteLine($"{name}: upload {size / 1e6:F2} MB -> {(int)response.StatusCode} in {watch.Elapsed.TotalSeconds:F1} s; " +
                     $"Api RSS before {before / 1024} MB, peak during {peak / 1024} MB (+{(peak - before) / 1024} MB); " +
                     $"{Summary(body)}");
+                // Not synchronisation: the figure is defined as the RSS two seconds after the answer, when the Api has
+                // released what the inspection held (UploadModel collects and trims before answering).
                 Thread.Sleep(2000);
                 Console.WriteLine($"  Api RSS 2 s after the answer {Status(pid, "VmRSS") / 1024} MB");
                 File.Delete(file);
