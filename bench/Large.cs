@@ -34,7 +34,9 @@ internal static class Large
 
         Console.WriteLine($"ResNet-18, 10 classes, input 3x{size}x{size}, batch {batch}, {threads} threads, {iterations} timed iterations; cores: {Environment.ProcessorCount}");
         var script = Path.Combine(AppContext.BaseDirectory, "large", "resnet18.py");
-        var pytorch = Python(python, script, onnxPath, size, batch, threads, iterations);
+        string Text(int value) => value.ToString(CultureInfo.InvariantCulture);
+        var pytorch = Python(python, script, "--out", onnxPath, "--size", Text(size), "--batch", Text(batch), "--threads", Text(threads),
+            "--iterations", Text(iterations));
 
         set_num_threads(threads);
         var bytes = File.ReadAllBytes(onnxPath);
@@ -97,16 +99,14 @@ internal static class Large
         return new TensorDataset(randn([count, 3, size, size], generator: generator), randint(0, 10, [count], generator: generator), 10);
     }
 
-    private static (long Parameters, double Seconds) Python(string python, string script, string onnxPath, int size, int batch, int threads,
-        int iterations)
+    /// <summary>
+    /// Runs a PyTorch timing script and reads the 'parameters N' and 'pytorch_seconds_per_iteration S' lines it prints.
+    /// </summary>
+    internal static (long Parameters, double Seconds) Python(string python, string script, params string[] arguments)
     {
         var info = new ProcessStartInfo(python) { RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in new[] { script, "--out", onnxPath, "--size", size.ToString(CultureInfo.InvariantCulture), "--batch",
-                     batch.ToString(CultureInfo.InvariantCulture), "--threads", threads.ToString(CultureInfo.InvariantCulture),
-                     "--iterations", iterations.ToString(CultureInfo.InvariantCulture) })
-        {
-            info.ArgumentList.Add(a);
-        }
+        info.ArgumentList.Add(script);
+        foreach (var a in arguments) info.ArgumentList.Add(a);
         using var process = Process.Start(info)!;
         var output = process.StandardOutput.ReadToEnd();
         process.WaitForExit();
@@ -117,7 +117,7 @@ internal static class Large
     }
 
     /// <summary>When each iteration ended.</summary>
-    private sealed class IterationClock : ISurgeryObserver
+    internal sealed class IterationClock : ISurgeryObserver
     {
         private readonly List<long> _ends = [];
 

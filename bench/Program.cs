@@ -14,6 +14,7 @@ return args switch
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
     ["int8", var architecture, .. var rest] => Int8.Run(architecture, rest),
     ["large", .. var rest] => Large.Run(rest),
+    ["pace", var model, .. var rest] => Pace.Run(model, rest),
     ["evaluation-batch", .. var rest] => EvaluationBatch.Run(rest),
     _ => Usage(),
 };
@@ -58,6 +59,9 @@ static int Usage()
         usage: dotnet run -c Release --project bench -- large [--size 64] [--batch 64] [--threads N] [--iterations 10]
           ResNet-18 from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
           memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
+        usage: dotnet run -c Release --project bench -- pace MODEL.onnx [--batch 64] [--threads N] [--iterations 50] [--rounds 3]
+          seconds per training iteration of a bench/models file in the engine vs PyTorch's loop on the same architecture
+          (make_mnist_models.py --pace), same threads and batch, alternating rounds in one run; prints each ratio
         usage: dotnet run -c Release --project bench -- evaluation-batch [lenet-300-100|lenet-5|MODEL.onnx ...] [--threads N]
           seconds per evaluation of 6000 test images at batches of 1000, 256, 128, 64 and 32, and the trainer's own
           --glibc-default (any command)   leave glibc's malloc settings as they are instead of the Worker's

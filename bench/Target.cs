@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain.Surgery;
 using Microsoft.ML.OnnxRuntime;
 using SurgeryService.Infrastructure.Deployment;
@@ -221,15 +222,22 @@ internal static class Target
     {
         using var info = JsonDocument.Parse(File.ReadAllText(Path.ChangeExtension(onnxFile, ".json")));
         var p = info.RootElement.GetProperty("preprocessing");
-        var scale = p.TryGetProperty("scale", out var s) ? s.GetDouble() : 1;
-        var mean = p.TryGetProperty("mean", out var m) ? m[0].GetDouble() : 0;
-        var std = p.TryGetProperty("std", out var d) ? d[0].GetDouble() : 1;
-        Console.WriteLine($"{Path.GetFileName(onnxFile)}: {info.RootElement.GetProperty("description").GetString()}; inputs (x * {scale:g4} - {mean}) / {std}");
+        var preprocessing = new InputPreprocessing
+        {
+            Scale = p.TryGetProperty("scale", out var s) ? s.GetDouble() : 1,
+            Mean = p.TryGetProperty("mean", out var m) ? [m[0].GetSingle()] : null,
+            Std = p.TryGetProperty("std", out var d) ? [d[0].GetSingle()] : null,
+        };
+        // As the service does: the model's own sample shape (a sequence model reads [28, 28], not [1, 28, 28]).
+        using var file = File.OpenRead(onnxFile);
+        var sampleShape = OnnxModel.Inspect(file).InputSampleShape;
+        Console.WriteLine($"{Path.GetFileName(onnxFile)}: {info.RootElement.GetProperty("description").GetString()}; inputs " +
+            $"(x * {preprocessing.Scale:g4} - {preprocessing.Mean?[0] ?? 0}) / {preprocessing.Std?[0] ?? 1}, shaped [{string.Join(", ", sampleShape)}]");
         return raw =>
         {
             using (raw)
             {
-                return new TensorDataset(raw.Inputs.mul(scale).sub_(mean).div_(std), raw.Labels.clone(), raw.ClassCount);
+                return preprocessing.Apply(raw, sampleShape);
             }
         };
     }

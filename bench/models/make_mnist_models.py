@@ -4,7 +4,8 @@
 Run with Debian's python3-torch (apt-get install python3-torch python3-onnx libopenblas0-pthread), never at the
 service's run time:
 
-  /usr/bin/python3 bench/models/make_mnist_models.py MNIST_DIR OUT_DIR [--epochs N] [--seed S]
+  /usr/bin/python3 bench/models/make_mnist_models.py MNIST_DIR OUT_DIR [--epochs N] [--seed S] [--only NAME ...]
+  /usr/bin/python3 bench/models/make_mnist_models.py - - --pace N --only NAME [--threads T] [--batch B]
 
 MNIST_DIR holds the four original IDX files (scripts/test.sh fetches them into .data/datasets/mnist). Each model is
 written as OUT_DIR/<name>.onnx (opset 13, dynamic batch) with OUT_DIR/<name>.json: how it was trained, what input
@@ -120,6 +121,40 @@ class LeNet5(nn.Module):
         return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
 
 
+class TinyVit(nn.Module):
+    """A ViT for 28x28: patches of 7x7 (16 tokens of 64 dimensions) and a class token with learned positions, two
+    pre-norm encoder layers (4 heads, feed-forward 128, GELU), a final LayerNorm, a linear head on the class token."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(1, 64, 7, 7)
+        self.cls = nn.Parameter(torch.randn(1, 1, 64) * 0.02)
+        self.position = nn.Parameter(torch.randn(1, 17, 64) * 0.02)
+        layer = nn.TransformerEncoderLayer(64, 4, 128, dropout=0.1, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 2)
+        self.norm = nn.LayerNorm(64)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], 1) + self.position
+        return self.head(self.norm(self.encoder(tokens))[:, 0])
+
+
+class RowLstm(nn.Module):
+    """An LSTM (hidden 128) that reads an image's 28 rows as 28 steps of 28 pixels; a linear head on the last step.
+    Its input is [batch, 28, 28], as a sequence model's is."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(28, 128, batch_first=True)
+        self.head = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.head(self.lstm(x)[0][:, -1])
+
+
 # name: (model, optimizer factory, input scaling applied *outside* the model, training images, description)
 MODELS = {
     "raw-cnn": (RawCnn, lambda p: torch.optim.SGD(p, lr=3e-5, momentum=0.9), ("raw", None), 60000 - HOLDOUT,
@@ -129,7 +164,16 @@ MODELS = {
     "all60k-cnn": (LeNet5, lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, weight_decay=5e-4),
                    ("unit", None), 60000, "LeNet-5 shape, SGD lr 0.01 momentum 0.9, batch 64, inputs x/255, "
                                           "all 60,000 training images"),
+    "tiny-vit": (TinyVit, lambda p: torch.optim.Adam(p, lr=1e-3), ("meanstd", (MEAN, STD)), 60000 - HOLDOUT,
+                 "tiny ViT (patch 7, 2 pre-norm encoder layers, LayerNorm, GELU), Adam lr 1e-3, batch 64, "
+                 "inputs (x/255 - 0.1307) / 0.3081"),
+    "row-lstm": (RowLstm, lambda p: torch.optim.Adam(p, lr=1e-3), ("unit", None), 60000 - HOLDOUT,
+                 "LSTM (hidden 128) reading the 28 rows as steps, Adam lr 1e-3, batch 64, inputs x/255 shaped [28, 28]"),
 }
+
+# Input shape of one sample, and the opset each model is exported at (17: LayerNormalization as one operator).
+SHAPES = {"row-lstm": (28, 28)}
+OPSETS = {"tiny-vit": 17}
 
 
 def scale(x, kind):
@@ -139,12 +183,16 @@ def scale(x, kind):
     return (x - MEAN) / STD if kind == "meanstd" else x
 
 
-def accuracy(model, x, y, kind):
+def shaped(name, x):
+    return x.reshape(len(x), *SHAPES.get(name, (1, 28, 28)))
+
+
+def accuracy(name, model, x, y, kind):
     model.eval()
     correct = 0
     with torch.no_grad():
         for i in range(0, len(x), 1000):
-            correct += (model(scale(x[i:i + 1000], kind)).argmax(1) == y[i:i + 1000]).sum().item()
+            correct += (model(shaped(name, scale(x[i:i + 1000], kind))).argmax(1) == y[i:i + 1000]).sum().item()
     return 100.0 * correct / len(x)
 
 
@@ -160,15 +208,16 @@ def train(name, train_set, test_set, epochs, seed, out_dir):
         order = torch.randperm(count)
         for i in range(0, count, 64):
             index = order[i:i + 64]
-            loss = F.cross_entropy(model(scale(x[index], kind)), y[index])
+            loss = F.cross_entropy(model(shaped(name, scale(x[index], kind))), y[index])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
         print(f"{name}: epoch {epoch + 1}/{epochs}, loss {loss.item():.4f}, "
-              f"test top-1 {accuracy(model, *test_set, kind):.2f}%, {time.time() - start:.0f} s", flush=True)
+              f"test top-1 {accuracy(name, model, *test_set, kind):.2f}%, {time.time() - start:.0f} s", flush=True)
     model.eval()
     path = os.path.join(out_dir, f"{name}.onnx")
-    torch.onnx.export(model, torch.zeros(1, 1, 28, 28), path, opset_version=13, input_names=["input"],
+    torch.onnx.export(model, torch.zeros(1, *SHAPES.get(name, (1, 28, 28))), path, opset_version=OPSETS.get(name, 13),
+                      input_names=["input"],
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     info = {
         "name": name,
@@ -176,16 +225,42 @@ def train(name, train_set, test_set, epochs, seed, out_dir):
         "inputScaling": {"raw": "none (0-255)", "unit": "x/255", "meanstd": "(x/255 - 0.1307) / 0.3081"}[kind],
         "preprocessing": {"raw": {}, "unit": {"scale": 1 / 255},
                           "meanstd": {"scale": 1 / 255, "mean": [MEAN], "std": [STD]}}[kind],
+        "inputShape": list(SHAPES.get(name, (1, 28, 28))),
+        "opset": OPSETS.get(name, 13),
         "trainingImages": count,
         "epochs": epochs,
         "seed": seed,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "testTop1": accuracy(model, *test_set, kind),
+        "testTop1": accuracy(name, model, *test_set, kind),
         "torch": torch.__version__,
     }
     with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(info, f, indent=2)
     print(json.dumps(info), flush=True)
+
+
+def pace(name, iterations, batch):
+    """Seconds per training iteration of this architecture in PyTorch (SGD with momentum and cross-entropy on one fixed
+    random batch, as the service's trainer steps): the reference `bench -- pace` compares the engine with."""
+    torch.manual_seed(1)
+    model = MODELS[name][0]()
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(batch, *SHAPES.get(name, (1, 28, 28)))
+    y = torch.randint(0, 10, (batch,))
+
+    def step():
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+    for _ in range(5):
+        step()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    print("parameters", sum(p.numel() for p in model.parameters()), flush=True)
+    print("pytorch_seconds_per_iteration", (time.perf_counter() - start) / iterations, flush=True)
 
 
 def main():
@@ -195,9 +270,17 @@ def main():
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--only", choices=sorted(MODELS), action="append")
+    parser.add_argument("--pace", type=int, metavar="N",
+                        help="time N training iterations of each --only model instead of training it (bench -- pace)")
+    parser.add_argument("--batch", type=int, default=64, help="batch size of --pace")
+    parser.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
+    if args.pace:
+        for name in args.only or MODELS:
+            pace(name, args.pace, args.batch)
+        return
     os.makedirs(args.out_dir, exist_ok=True)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     train_set, test_set = load_mnist(args.mnist_dir)
     for name in args.only or MODELS:
         train(name, train_set, test_set, args.epochs, args.seed, args.out_dir)

@@ -492,8 +492,9 @@ public sealed class OnnxModel
                 node.OpType is "Conv" or "ConvTranspose" ? LayerKind.Convolution : LayerKind.FullyConnected,
                 _memberNames[weight], bias is null ? null : _memberNames[bias]));
         }
-        // A recurrent node's input weights W and recurrent weights R are two layers (all gates and directions of each
-        // in one mask); the bias B, which holds the biases of both, goes with W.
+        // A recurrent node's input weights W and recurrent weights R are pruned gate by gate: each gate of each direction
+        // is a layer of its own (a block of the weight, with its own thresholds), since gates differ in scale and in how
+        // much they tolerate. The bias B, which holds the biases of W and R, goes unpruned with W's first block.
         foreach (var node in graph.Node.Where(n => n.OpType is "LSTM" or "GRU" or "RNN"))
         {
             foreach (var (index, suffix) in new[] { (1, "W"), (2, "R") })
@@ -512,12 +513,18 @@ public sealed class OnnxModel
                 {
                     bias = b.Name;
                 }
-                var baseName = string.IsNullOrEmpty(node.Name) ? weight : node.Name;
-                var name = $"{baseName}/{suffix}";
-                for (var k = 2; !names.Add(name); k++) name = $"{baseName}/{suffix}_{k}";
-                var count = OnnxTensors.ElementCount(init.Dims) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
-                layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), count, true, weight, bias));
-                prunable.Add(new PrunableLayer(name, LayerKind.FullyConnected, _memberNames[weight], bias is null ? null : _memberNames[bias]));
+                var baseName = $"{(string.IsNullOrEmpty(node.Name) ? weight : node.Name)}/{suffix}";
+                foreach (var (block, slice) in RecurrentBlocks(node, init.Dims))
+                {
+                    var blockName = block.Length == 0 ? baseName : $"{baseName}/{block}";
+                    var name = blockName;
+                    for (var k = 2; !names.Add(name); k++) name = $"{blockName}_{k}";
+                    var shape = slice is null ? init.Dims.ToArray() : [slice.Rows, init.Dims[2]];
+                    var count = OnnxTensors.ElementCount(shape) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
+                    layers.Add(new OnnxLayer(name, node.OpType, shape, count, true, weight, bias));
+                    prunable.Add(new PrunableLayer(name, LayerKind.FullyConnected, _memberNames[weight], bias is null ? null : _memberNames[bias], slice));
+                    bias = null;
+                }
             }
         }
         if (badWeights.Count > 0)
@@ -537,6 +544,37 @@ public sealed class OnnxModel
                 held.Sum(h => OnnxTensors.ElementCount(_initializers[h].Dims)), false, held[0], held.Count > 1 ? held[1] : null));
         }
         return (layers, prunable);
+    }
+
+    /// <summary>
+    /// The gates of a recurrent weight <c>[directions, gates * hidden, columns]</c> in ONNX's order (LSTM: i, o, f, c;
+    /// GRU: z, r, h; RNN: one), per direction when there are two: each named ("forward/i", "z", ...) with its block.
+    /// A weight of one direction and one gate is one block, the whole weight (an empty name, no slice).
+    /// </summary>
+    private static IEnumerable<(string Name, WeightSlice? Slice)> RecurrentBlocks(NodeProto node, IList<long> dims)
+    {
+        string[] gates = node.OpType switch { "LSTM" => ["i", "o", "f", "c"], "GRU" => ["z", "r", "h"], _ => [""] };
+        if (dims.Count != 3 || dims[1] % gates.Length != 0)
+        {
+            yield return ("", null); // a shape the operator refuses at run time; listed whole
+            yield break;
+        }
+        var directions = dims[0];
+        if (directions == 1 && gates.Length == 1)
+        {
+            yield return ("", null);
+            yield break;
+        }
+        var rows = dims[1] / gates.Length;
+        for (var d = 0L; d < directions; d++)
+        {
+            var direction = directions == 1 ? "" : (d == 0 ? "forward" : "reverse");
+            for (var g = 0; g < gates.Length; g++)
+            {
+                var name = string.Join("/", new[] { direction, gates[g] }.Where(p => p.Length > 0));
+                yield return (name, new WeightSlice(d, g * rows, rows));
+            }
+        }
     }
 
     /// <summary>

@@ -12,30 +12,46 @@ namespace SurgeryService.Domain.Surgery;
 /// </summary>
 public sealed class MaskedLayer : IDisposable
 {
+    /// <summary>
+    /// A layer of <paramref name="weight"/> (or of the block of it that the layer's <see cref="PrunableLayer.Slice"/>
+    /// names: the bias of a block is never pruned, since it does not split along the block).
+    /// </summary>
     internal MaskedLayer(PrunableLayer layer, Parameter weight, Parameter? bias, bool pruneBias, LayerRule rule)
     {
         Layer = layer;
         Rule = rule;
         using var _ = no_grad();
-        Parameter[] masked = bias is not null && pruneBias ? [weight, bias] : [weight];
-        if (masked.Any(p => p.dtype != weight.dtype || p.device_type != weight.device_type || p.device_index != weight.device_index))
+        pruneBias &= layer.Slice is null;
+        // A block's view of the weight is the layer's own (disposed with it); its gradient is viewed afresh after each
+        // backward pass, in the caller's dispose scope.
+        var masked = new List<(Tensor Target, Func<Tensor?> Gradient, bool OwnedView)>();
+        if (layer.Slice is { } slice)
+        {
+            masked.Add((slice.Of(weight).DetachFromDisposeScope(), () => weight.grad is { } g ? slice.Of(g) : null, true));
+        }
+        else
+        {
+            masked.Add((weight, () => weight.grad, false));
+        }
+        if (bias is not null && pruneBias) masked.Add((bias, () => bias.grad, false));
+        if (masked.Any(p => p.Target.dtype != weight.dtype || p.Target.device_type != weight.device_type || p.Target.device_index != weight.device_index))
         {
             throw new ArgumentException($"layer {layer.Name}: the weight and the bias differ in type or device");
         }
 
         // The weight and the pruned bias share one flat buffer each for W, T and the update's working memory, so a mask
         // update is a handful of kernel calls per layer, not per tensor (a bias is too small to pay for its own calls).
-        var size = masked.Sum(p => p.numel());
+        var size = masked.Sum(p => p.Target.numel());
         Dense = empty(size, weight.dtype, weight.device).DetachFromDisposeScope();
         Mask = ones(size, weight.dtype, weight.device).DetachFromDisposeScope();
         Spare = empty(size, weight.dtype, weight.device).DetachFromDisposeScope();
         Scratch = empty(size, weight.dtype, weight.device).DetachFromDisposeScope();
         long offset = 0;
         var tensors = new List<MaskedTensor>();
-        foreach (var parameter in masked)
+        foreach (var (target, gradient, ownedView) in masked)
         {
-            tensors.Add(new MaskedTensor(parameter, Dense, Mask, Spare, offset));
-            offset += parameter.numel();
+            tensors.Add(new MaskedTensor(target, gradient, Dense, Mask, Spare, offset, ownedView));
+            offset += target.numel();
         }
         Masked = tensors;
         MaskedKept = size;
@@ -259,14 +275,19 @@ public sealed class MaskedLayer : IDisposable
     }
 
     /// <summary>
-    /// A module parameter with its dense shadow <c>W</c> and its mask <c>T</c> (1 or 0, in the weight's type, shape and
-    /// device: elementwise float kernels are the fast ones in LibTorch), views into the layer's flat buffers.
+    /// A module parameter (or a block of one) with its dense shadow <c>W</c> and its mask <c>T</c> (1 or 0, in the
+    /// weight's type, shape and device: elementwise float kernels are the fast ones in LibTorch), views into the layer's
+    /// flat buffers.
     /// </summary>
     internal sealed class MaskedTensor : IDisposable
     {
-        public MaskedTensor(Parameter parameter, Tensor dense, Tensor mask, Tensor spare, long offset)
+        private readonly bool _ownsParameterView;
+
+        public MaskedTensor(Tensor parameter, Func<Tensor?> gradient, Tensor dense, Tensor mask, Tensor spare, long offset, bool ownedView)
         {
             Parameter = parameter;
+            Gradient = gradient;
+            _ownsParameterView = ownedView;
             Tensor View(Tensor flat) => flat.narrow(0, offset, parameter.numel()).view(parameter.shape).DetachFromDisposeScope();
             Dense = View(dense);
             Dense.copy_(parameter.detach());
@@ -276,7 +297,12 @@ public sealed class MaskedLayer : IDisposable
 
         private Tensor _spare;
 
-        public Parameter Parameter { get; }
+        /// <summary>What the module computes with: the parameter, or the view of its block that this layer masks.</summary>
+        public Tensor Parameter { get; }
+
+        /// <summary>dL/d(<see cref="Parameter"/>) after a backward pass (a view of the parameter's gradient for a block).</summary>
+        public Func<Tensor?> Gradient { get; }
+
         public Tensor Dense { get; }
 
         /// <summary><c>T</c>: 1 where the connection is kept, 0 where it is cut.</summary>
@@ -290,6 +316,7 @@ public sealed class MaskedLayer : IDisposable
             Dense.Dispose();
             Mask.Dispose();
             _spare.Dispose();
+            if (_ownsParameterView) Parameter.Dispose();
         }
     }
 }

@@ -1,3 +1,5 @@
+using static TorchSharp.torch;
+
 namespace SurgeryService.Domain.Surgery;
 
 /// <summary>Whether a layer is a convolution or a fully connected (matrix) layer: its defaults and phase differ.</summary>
@@ -9,6 +11,19 @@ public enum LayerKind
 
 /// <summary>
 /// One layer the engine may prune: the weight parameter (named as in <c>Module.named_parameters()</c>) and, where the
-/// model has one, the bias that belongs to it (pruned only when the settings say so).
+/// model has one, the bias that belongs to it (pruned only when the settings say so). A <paramref name="Slice"/> makes
+/// the layer one block of its weight (a recurrent gate): several layers then share one parameter, each with its own
+/// mask and thresholds.
 /// </summary>
-public sealed record PrunableLayer(string Name, LayerKind Kind, string WeightParameter, string? BiasParameter);
+public sealed record PrunableLayer(string Name, LayerKind Kind, string WeightParameter, string? BiasParameter, WeightSlice? Slice = null);
+
+/// <summary>
+/// One gate of one direction of a recurrent weight laid out as ONNX's LSTM, GRU and RNN store it,
+/// <c>[directions, gates * hidden, columns]</c>: rows <c>Row .. Row + Rows - 1</c> of direction <c>Direction</c>, a
+/// <c>[Rows, columns]</c> view.
+/// </summary>
+public sealed record WeightSlice(long Direction, long Row, long Rows)
+{
+    /// <summary>The block of <paramref name="weight"/> (or of its gradient): a view, sharing its storage.</summary>
+    public Tensor Of(Tensor weight) => weight.select(0, Direction).narrow(0, Row, Rows);
+}

@@ -64,7 +64,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
             foreach (var m in layer.Masked)
             {
                 // Step 5: dL/d(W ⊙ T) reaches every entry of the dense W (straight-through), unless the method cuts for good.
-                _optimizer.Add(m.Dense, () => m.Parameter.grad, m == layer.Bias,
+                _optimizer.Add(m.Dense, m.Gradient, m == layer.Bias,
                     Method.Splices && _optimizer.TrainsCutWeights ? null : () => m.Mask);
             }
         }
