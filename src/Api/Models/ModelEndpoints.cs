@@ -51,7 +51,12 @@ public sealed record ModelResponse(
 /// <summary>The multipart form of <c>POST /api/models</c> (documents the form in Swagger UI).</summary>
 public sealed class ModelUploadForm
 {
-    /// <summary>The model: an ONNX file, or a TorchSharp weight file (Module.save) of a built-in architecture.</summary>
+    /// <summary>
+    /// The model: an ONNX file with one input, FLOAT (images, features) or INT64/INT32 (token ids, read from the data
+    /// set's samples), or a TorchSharp weight file (Module.save) of a built-in architecture. Convolutions, matrix
+    /// products (Gemm, MatMul), and LSTM/GRU/RNN weights gate by gate are prunable; embedding tables (Gather) with
+    /// <c>settings.pruneEmbeddings</c>.
+    /// </summary>
     public required IFormFile File { get; init; }
 
     /// <summary>

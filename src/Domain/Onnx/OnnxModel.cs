@@ -82,12 +82,14 @@ public sealed class OnnxModel
         }
         var input = dataInputs[0];
         var elemType = input.Type?.TensorType?.ElemType ?? 0;
-        if (elemType != (int)OnnxDataType.Float)
+        if (elemType is not ((int)OnnxDataType.Float or (int)OnnxDataType.Int64 or (int)OnnxDataType.Int32))
         {
             throw new SurgeryException("Unsupported ONNX model",
-                $"the model's input '{input.Name}' has element type {OnnxDataTypes.Describe(elemType)}; only FLOAT inputs are supported", ErrorKind.Unsupported);
+                $"the model's input '{input.Name}' has element type {OnnxDataTypes.Describe(elemType)}; only FLOAT inputs, and INT64 or INT32 " +
+                "inputs (token ids), are supported", ErrorKind.Unsupported);
         }
         InputName = input.Name;
+        InputElementType = (OnnxDataType)elemType;
         InputShape = input.Type!.TensorType.Shape?.Dim.Select(d => d.HasDimValue ? d.DimValue : -1).ToArray() ?? [];
         if (input.Type.TensorType.Shape?.Dim.FirstOrDefault(d => d.HasDimValue && d.DimValue <= 0) is { } bad)
         {
@@ -142,6 +144,12 @@ public sealed class OnnxModel
 
     /// <summary>The declared input shape with -1 for symbolic dimensions (the first is the batch dimension).</summary>
     public IReadOnlyList<long> InputShape { get; }
+
+    /// <summary>
+    /// FLOAT, or INT64/INT32 for a model that reads token ids (e.g. into an embedding table): the engine casts the data
+    /// set's samples, which it holds as floats, to this type before the graph reads them.
+    /// </summary>
+    public OnnxDataType InputElementType { get; }
 
     /// <summary>The declared shape of one sample (without the batch dimension), -1 where symbolic.</summary>
     public long[] InputSampleShape => InputShape.Skip(1).ToArray();
@@ -491,6 +499,20 @@ public sealed class OnnxModel
             prunable.Add(new PrunableLayer(name,
                 node.OpType is "Conv" or "ConvTranspose" ? LayerKind.Convolution : LayerKind.FullyConnected,
                 _memberNames[weight], bias is null ? null : _memberNames[bias]));
+        }
+        // A Gather over a stored float table along its first axis is an embedding lookup: the table is a layer, pruned only
+        // when the settings ask for it (PrunableLayer.Embedding).
+        foreach (var node in graph.Node.Where(n => n.OpType == "Gather" && n.Input.Count == 2))
+        {
+            if (TraceInitializer(node.Input[0]) is not { } table || !_parameters.Contains(table) || claimed.Contains(table)) continue;
+            var init = _initializers[table];
+            var axis = node.Attribute.FirstOrDefault(a => a.Name == "axis")?.I ?? 0;
+            if (init.Dims.Count != 2 || axis is not (0 or -2)) continue;
+            claimed.Add(table);
+            var name = string.IsNullOrEmpty(node.Name) ? table : node.Name;
+            for (var k = 2; !names.Add(name); k++) name = $"{(string.IsNullOrEmpty(node.Name) ? table : node.Name)}_{k}";
+            layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), OnnxTensors.ElementCount(init.Dims), true, table, null));
+            prunable.Add(new PrunableLayer(name, LayerKind.FullyConnected, _memberNames[table], null, Embedding: true));
         }
         // A recurrent node's input weights W and recurrent weights R are pruned gate by gate: each gate of each direction
         // is a layer of its own (a block of the weight, with its own thresholds), since gates differ in scale and in how

@@ -16,6 +16,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
     private readonly OnnxAttributes[] _attributes;
     private readonly (string Value, string Member, bool IsParameter)[] _bindings;
     private readonly string _inputName;
+    private readonly ScalarType? _inputType;
     private readonly string _outputName;
     private readonly int _opset;
     private readonly long _declaredBatch;
@@ -25,6 +26,12 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
         Model = model;
         _opset = model.Opset;
         _inputName = model.InputName;
+        _inputType = model.InputElementType switch
+        {
+            OnnxDataType.Int64 => ScalarType.Int64,
+            OnnxDataType.Int32 => ScalarType.Int32,
+            _ => null,
+        };
         _declaredBatch = model.InputShape.Count > 0 ? model.InputShape[0] : -1;
         var graph = model.Proto.Graph;
         var nodes = graph.Node.ToList();
@@ -159,7 +166,8 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var values = new Dictionary<string, Tensor>(_nodes.Length * 2 + _bindings.Length, StringComparer.Ordinal)
         {
-            [_inputName] = input,
+            // Token ids arrive as the data set's float samples (exact up to 2^24).
+            [_inputName] = _inputType is { } type && input.dtype != type ? input.to_type(type) : input,
         };
         foreach (var (value, member, isParameter) in _bindings)
         {

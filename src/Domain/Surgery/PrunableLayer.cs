@@ -13,9 +13,11 @@ public enum LayerKind
 /// One layer the engine may prune: the weight parameter (named as in <c>Module.named_parameters()</c>) and, where the
 /// model has one, the bias that belongs to it (pruned only when the settings say so). A <paramref name="Slice"/> makes
 /// the layer one block of its weight (a recurrent gate): several layers then share one parameter, each with its own
-/// mask and thresholds.
+/// mask and thresholds. An <paramref name="Embedding"/> table (a lookup, not a product) is pruned only when the settings'
+/// <see cref="SurgerySettings.PruneEmbeddings"/> asks for it.
 /// </summary>
-public sealed record PrunableLayer(string Name, LayerKind Kind, string WeightParameter, string? BiasParameter, WeightSlice? Slice = null);
+public sealed record PrunableLayer(string Name, LayerKind Kind, string WeightParameter, string? BiasParameter, WeightSlice? Slice = null,
+    bool Embedding = false);
 
 /// <summary>
 /// One gate of one direction of a recurrent weight laid out as ONNX's LSTM, GRU and RNN store it,

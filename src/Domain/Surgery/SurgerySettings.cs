@@ -185,7 +185,16 @@ public sealed record SurgerySettings
 
     /// <summary>L2 weight decay, a factor on the weights added to their gradient, 0 to 1; default 0.0005.</summary>
     public double WeightDecay { get; init; } = 5e-4;
+
+    /// <summary>Whether biases are pruned with their layer's weights (true) or train unpruned (false); default false.</summary>
     public bool PruneBiases { get; init; }
+
+    /// <summary>
+    /// Whether embedding tables (an ONNX Gather over a stored [vocabulary, dimension] table, as token embeddings export)
+    /// are pruned like the other layers; default false: they train unpruned, since a cut entry of a lookup table
+    /// zeroes one coordinate of one token's vector, which saves no computation.
+    /// </summary>
+    public bool PruneEmbeddings { get; init; }
 
     /// <summary>Biases learn at this multiple of the learning rate (Caffe's LeNet uses <c>lr_mult: 2</c>).</summary>
     public double BiasLrMultiplier { get; init; } = 1;

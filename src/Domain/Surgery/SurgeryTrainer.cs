@@ -48,7 +48,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
             : throw new SurgeryException("Unknown layer", $"the model has no parameter named '{name}'", ErrorKind.BadInput);
 
         var masked = new HashSet<string>();
-        foreach (var layer in layers)
+        foreach (var layer in layers.Where(l => !l.Embedding || settings.PruneEmbeddings))
         {
             var bias = layer.BiasParameter is null ? null : Find(layer.BiasParameter);
             _layers.Add(new MaskedLayer(layer, Find(layer.WeightParameter), bias, settings.PruneBiases,

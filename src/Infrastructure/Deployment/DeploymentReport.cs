@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Deployment;
 using static TorchSharp.torch;
@@ -68,13 +69,12 @@ public static class DeploymentMeasurement
         for (long start = 0; start < test.Count; start += batch)
         {
             var length = Math.Min(batch, test.Count - start);
-            var (input, shape) = Batch(test, start, length);
+            using var value = Input(session, inputName, test, start, length);
             long[] labels;
             using (var scope = NewDisposeScope())
             {
                 labels = test.Labels.narrow(0, start, length).data<long>().ToArray();
             }
-            using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
             using var runOptions = new RunOptions();
             using var outputs = session.Run(runOptions, [inputName], [value], [outputName]);
             var scores = outputs[0].GetTensorDataAsSpan<float>();
@@ -94,8 +94,8 @@ public static class DeploymentMeasurement
     {
         var inputName = InputName(session);
         var outputName = session.OutputMetadata.Keys.First();
-        var (input, shape) = Batch(test, 0, Math.Min(batch, test.Count));
-        using var value = OrtValue.CreateTensorValueFromMemory(input, shape);
+        var size = Math.Min(batch, test.Count);
+        using var value = Input(session, inputName, test, 0, size);
         using var runOptions = new RunOptions();
         var times = new double[settings.Runs];
         for (var i = 0; i < settings.WarmupRuns + settings.Runs; i++)
@@ -105,7 +105,7 @@ public static class DeploymentMeasurement
             if (i >= settings.WarmupRuns) times[i - settings.WarmupRuns] = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
         }
         Array.Sort(times);
-        return new LatencyFigures((int)shape[0], Percentile(times, 0.5), Percentile(times, 0.9));
+        return new LatencyFigures((int)size, Percentile(times, 0.5), Percentile(times, 0.9));
     }
 
     private static double Percentile(double[] sorted, double p)
@@ -119,11 +119,20 @@ public static class DeploymentMeasurement
     private static string InputName(InferenceSession session) =>
         session.InputMetadata.Keys.First(k => !session.OverridableInitializerMetadata.ContainsKey(k));
 
-    private static (float[] Values, long[] Shape) Batch(TensorDataset test, long start, long length)
+    /// <summary>
+    /// Samples <paramref name="start"/> .. + <paramref name="length"/> as the session's input: floats, or token ids for a
+    /// model whose input is INT64 or INT32 (the data set holds them as floats).
+    /// </summary>
+    internal static OrtValue Input(InferenceSession session, string inputName, TensorDataset samples, long start, long length)
     {
         using var scope = NewDisposeScope();
-        var x = test.Inputs.narrow(0, start, length).to_type(ScalarType.Float32).contiguous();
-        return (x.data<float>().ToArray(), x.shape);
+        var x = samples.Inputs.narrow(0, start, length);
+        return session.InputMetadata[inputName].ElementDataType switch
+        {
+            TensorElementType.Int64 => OrtValue.CreateTensorValueFromMemory(x.to_type(ScalarType.Int64).contiguous().data<long>().ToArray(), x.shape),
+            TensorElementType.Int32 => OrtValue.CreateTensorValueFromMemory(x.to_type(ScalarType.Int32).contiguous().data<int>().ToArray(), x.shape),
+            _ => OrtValue.CreateTensorValueFromMemory(x.to_type(ScalarType.Float32).contiguous().data<float>().ToArray(), x.shape),
+        };
     }
 
     private static long Rss() => ProcStatus("VmRSS:") ?? Process.GetCurrentProcess().WorkingSet64;

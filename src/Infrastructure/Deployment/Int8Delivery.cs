@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
+using Microsoft.ML.OnnxRuntime.Tensors;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Deployment;
@@ -28,13 +29,20 @@ public static class Int8Delivery
         var samples = (int)Math.Min(calibrationSamples, calibration.Count);
         Int8Model? int8 = null;
         string? reason = null;
-        try
+        if (ReadsTokenIds(fp32Dense) is { } type)
         {
-            int8 = Int8Calibration.Quantize(fp32Dense, calibration, samples);
+            reason = $"int8 quantization covers models with a FLOAT input; this model reads token ids ({type}), so the float32 model is delivered";
         }
-        catch (SurgeryException e)
+        else
         {
-            reason = $"the pruned model cannot be quantized: {e.Message}; the float32 model is delivered";
+            try
+            {
+                int8 = Int8Calibration.Quantize(fp32Dense, calibration, samples);
+            }
+            catch (SurgeryException e)
+            {
+                reason = $"the pruned model cannot be quantized: {e.Message}; the float32 model is delivered";
+            }
         }
 
         double? fp32Top1 = null, int8Top1 = null, floor = null;
@@ -69,6 +77,14 @@ public static class Int8Delivery
         if (int8 is not null) candidates.Add(new DeploymentCandidate("pruned-int8", "int8", int8.Dense, int8.Sparse));
         var report = DeploymentMeasurement.Measure(candidates, test, latency, log);
         return new Int8Result(delivered ? int8!.Dense : null, new JobDeployment(quantization, report));
+    }
+
+    /// <summary>The input's element type when it is not FLOAT (a model that reads token ids), else null.</summary>
+    private static TensorElementType? ReadsTokenIds(byte[] model)
+    {
+        using var session = new InferenceSession(model);
+        var input = session.InputMetadata.First(i => !session.OverridableInitializerMetadata.ContainsKey(i.Key)).Value;
+        return input.ElementDataType == TensorElementType.Float ? null : input.ElementDataType;
     }
 
     private static double Top1(byte[] model, TensorDataset samples)

@@ -133,6 +133,31 @@ public sealed class Int8QuantizationTests : IDisposable
         Assert.Equal(["original", "pruned-fp32"], result.Deployment.Report!.Models.Select(m => m.Name));
     }
 
+    [Fact]
+    public void AModelThatReadsTokenIdsIsNotQuantizedButIsMeasuredWithIdsInOnnxRuntime()
+    {
+        // The MLP behind a Cast from an INT64 input: a model whose input is ids, as text models' are.
+        var proto = ModelProto.Parser.ParseFrom(OnnxMlp.Create(hidden: 16));
+        var input = proto.Graph.Input[0];
+        input.Name = "ids";
+        input.Type.TensorType.ElemType = (int)OnnxDataType.Int64;
+        proto.Graph.Node.Insert(0, new NodeProto
+        {
+            OpType = "Cast", Name = "ids_to_float", Input = { "ids" }, Output = { "x" },
+            Attribute = { new AttributeProto { Name = "to", I = (int)OnnxDataType.Float, Type = AttributeProto.Types.AttributeType.Int } },
+        });
+        var ids = proto.ToByteArray();
+
+        var result = Int8Delivery.Run(ids, ids, ids, _samples, 100, new Int8Budget("test", _samples, null, 0.5), _samples,
+            new LatencySettings(1, 0, 2), _ => { });
+
+        Assert.Null(result.Int8);
+        Assert.Equal("int8 quantization covers models with a FLOAT input; this model reads token ids (Int64), so the float32 model is delivered",
+            result.Deployment.Quantization.FallbackReason);
+        Assert.Equal(["original", "pruned-fp32"], result.Deployment.Report!.Models.Select(m => m.Name));
+        Assert.All(result.Deployment.Report.Models, m => Assert.InRange(m.Top1, 0, 1));
+    }
+
     /// <summary>The model with all but every <paramref name="keepEvery"/>-th weight of each Gemm set to exactly 0.</summary>
     private static byte[] Pruned(byte[] model, int keepEvery)
     {

@@ -36,6 +36,17 @@ public class OnnxRefusalTests
     }
 
     [Fact]
+    public void RefusesAnInputThatIsNeitherFloatNorTokenIdsNamingItsType()
+    {
+        var model = ModelProto.Parser.ParseFrom(SmallModel());
+        model.Graph.Input[0].Type.TensorType.ElemType = (int)OnnxDataType.Double;
+        var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load(model.ToByteArray()));
+        Assert.Equal(ErrorKind.Unsupported, error.Kind);
+        Assert.Contains("'x' has element type DOUBLE", error.Message);
+        Assert.Contains("INT64 or INT32 inputs (token ids)", error.Message);
+    }
+
+    [Fact]
     public void RefusesAnEmptyFile()
     {
         var error = Assert.Throws<SurgeryException>(() => OnnxModel.Load([]));
