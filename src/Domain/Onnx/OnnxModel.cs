@@ -339,11 +339,14 @@ public sealed class OnnxModel
                     && !attributes.Has("value_int") && !attributes.Has("value_ints"):
                     problems.Add($"{NodeLabel(node)}: only numeric Constant values are supported");
                     break;
-                case "BatchNormalization" or "LayerNormalization" when node.Output.Skip(1).Any(o => o != "" && consumed.Contains(o)):
+                case "BatchNormalization" when node.Output.Skip(1).Any(o => o != "" && consumed.Contains(o)):
                     problems.Add($"{NodeLabel(node)}: {node.OpType}'s statistics outputs are not supported");
                     break;
                 case "AveragePool" when attributes.Ints("dilations") is { } dilations && dilations.Any(d => d != 1):
                     problems.Add($"{NodeLabel(node)}: AveragePool with dilations is not supported");
+                    break;
+                case "LayerNormalization" when attributes.Int("stash_type", 1) != 1:
+                    problems.Add($"{NodeLabel(node)}: LayerNormalization with stash_type {attributes.Int("stash_type", 1)} is not supported (only 1, float32)");
                     break;
                 case "Gelu" when attributes.String("approximate", "none") is not ("none" or "tanh"):
                     problems.Add($"{NodeLabel(node)}: Gelu approximation '{attributes.String("approximate", "")}' is not supported");

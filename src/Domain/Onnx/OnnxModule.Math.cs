@@ -92,6 +92,21 @@ public sealed partial class OnnxModule
         return cpu.reshape(-1)[0].item<double>();
     }
 
+    /// <summary>
+    /// LayerNormalization with its optional outputs: Y, Mean and InvStdDev (the statistics over the normalised axes, kept
+    /// as dimensions of size 1), computed in float32 (stash_type 1, the only type the importer reads).
+    /// </summary>
+    private static Tensor[] LayerNormalizationWithStatistics(Tensor input, Tensor scale, Tensor? bias, OnnxAttributes a)
+    {
+        var axis = Axis(a.Int("axis", -1), input.dim());
+        var dims = Enumerable.Range((int)axis, (int)(input.dim() - axis)).Select(d => (long)d).ToArray();
+        var mean = input.mean(dims, keepdim: true);
+        var centered = input - mean;
+        var inverse = (centered.square().mean(dims, keepdim: true) + a.Float("epsilon", 1e-5f)).rsqrt();
+        var y = centered * inverse * scale;
+        return [bias is null ? y : y + bias, mean, inverse];
+    }
+
     private static Tensor LayerNormalization(Tensor input, Tensor scale, Tensor? bias, OnnxAttributes a)
     {
         var axis = Axis(a.Int("axis", -1), input.dim());

@@ -189,10 +189,15 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
                 }
                 inputs[k] = value;
             }
-            if (node.OpType is "Split" or "LSTM" or "GRU" or "RNN")
+            if (node.OpType is "Split" or "LSTM" or "GRU" or "RNN"
+                || (node.OpType == "LayerNormalization" && node.Output.Skip(1).Any(o => o.Length > 0)))
             {
-                var outputs = node.OpType == "Split" ? Split(node, _attributes[i], inputs[0]!, inputs.Length > 1 ? inputs[1] : null)
-                    : Recurrent(node, _attributes[i], inputs);
+                var outputs = node.OpType switch
+                {
+                    "Split" => Split(node, _attributes[i], inputs[0]!, inputs.Length > 1 ? inputs[1] : null),
+                    "LayerNormalization" => LayerNormalizationWithStatistics(inputs[0]!, inputs[1]!, inputs.Length > 2 ? inputs[2] : null, _attributes[i]),
+                    _ => Recurrent(node, _attributes[i], inputs),
+                };
                 for (var k = 0; k < node.Output.Count && k < outputs.Length; k++)
                 {
                     if (node.Output[k].Length == 0) continue;

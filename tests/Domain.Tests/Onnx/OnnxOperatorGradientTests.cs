@@ -16,6 +16,15 @@ public class OnnxOperatorGradientTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LayerNormalizationStatisticsOutputsCarryGradients()
+    {
+        var g = new OnnxGraphBuilder(17);
+        var x = g.Input("x", 2, 3, 4);
+        var outputs = g.NodeWithOutputs("LayerNormalization", [g.Node("Mul", [x, g.Init("w", [4])]), g.Init("scale", [4])], 3, "ln", ("axis", -1L));
+        OnnxGradients.AssertMatchFiniteDifferences(g.Bytes(g.Node("Add", [outputs[0], g.Node("Mul", [outputs[1], outputs[2]])])), [2, 3, 4], output);
+    }
+
+    [Fact]
     public void ReductionGradientsMatchFiniteDifferences()
     {
         var g = new OnnxGraphBuilder(18);

@@ -28,6 +28,20 @@ public class OnnxTransformerOperatorParityTests(ITestOutputHelper output)
         Check(g, g.Node("LayerNormalization", inputs, ("axis", axis), ("epsilon", 1e-3f)), 2, 3, 4);
     }
 
+    [Theory]
+    [InlineData(-1)]
+    [InlineData(1)]
+    public void LayerNormalizationsMeanAndInverseStandardDeviationOutputsMatchOnnxRuntime(long axis)
+    {
+        var g = new OnnxGraphBuilder(17);
+        var x = g.Input("x", 2, 3, 4);
+        long[] normalized = axis == 1 ? [3, 4] : [4];
+        var outputs = g.NodeWithOutputs("LayerNormalization", [x, g.Init("scale", normalized), g.Init("bias", normalized)], 3, "ln",
+            ("axis", axis), ("epsilon", 1e-3f));
+        // Y plus Mean times InvStdDev, each kept as [2, 1, 1] or [2, 3, 1]: every output reaches the result.
+        Check(g, g.Node("Add", [outputs[0], g.Node("Mul", [outputs[1], outputs[2]])]), 2, 3, 4);
+    }
+
     [Fact]
     public void InstanceNormalizationMatchesOnnxRuntime()
     {
