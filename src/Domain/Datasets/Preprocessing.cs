@@ -1,6 +1,7 @@
 using System.Text.Json.Serialization;
 using TorchSharp;
 using static TorchSharp.torch;
+using SurgeryService.Domain.Torch;
 
 namespace SurgeryService.Domain.Datasets;
 
@@ -42,8 +43,8 @@ public sealed record InputPreprocessing
         Validate(dataset);
         using var scope = NewDisposeScope();
         var x = dataset.Inputs.to_type(ScalarType.Float32);
-        if (Scale != 1) x = x * Scale;
-        if (Offset != 0) x = x + Offset;
+        if (Scale != 1) x = x.Times(Scale);
+        if (Offset != 0) x = x.Plus(Offset);
         var channelShape = new long[] { 1, -1 }.Concat(Enumerable.Repeat(1L, dataset.Inputs.shape.Length - 2)).ToArray();
         if (Mean is not null) x = x - torch.tensor(Mean.ToArray()).reshape(channelShape);
         if (Std is not null) x = x / torch.tensor(Std.ToArray()).reshape(channelShape);

@@ -1,5 +1,6 @@
 using SurgeryService.Domain.Onnx.Proto;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Domain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -24,9 +25,9 @@ public sealed partial class OnnxModule
                 var input = In(0);
                 var dims = Enumerable.Range(2, (int)input.dim() - 2).Select(d => (long)d).ToArray();
                 var mean = input.mean(dims, keepdim: true);
-                var variance = (input - mean).square().mean(dims, keepdim: true);
+                var variance = (input - mean).Squared().mean(dims, keepdim: true);
                 var channel = new long[] { -1 }.Concat(Repeat(1, dims.Length)).ToArray();
-                return (input - mean) / (variance + a.Float("epsilon", 1e-5f)).sqrt() * In(1).reshape(channel) + In(2).reshape(channel);
+                return ((input - mean) / variance.Plus(a.Float("epsilon", 1e-5f)).sqrt() * In(1).reshape(channel)).Plus(In(2).reshape(channel));
             }
             case "ReduceMean" or "ReduceSum" or "ReduceMax" or "ReduceMin" or "ReduceProd" or "ReduceL2" or "ReduceL1" or "ReduceSumSquare":
                 return Reduce(node.OpType, In(0), Opt(1), a);
@@ -44,12 +45,13 @@ public sealed partial class OnnxModule
             {
                 var input = In(0);
                 return a.String("approximate", "none") == "tanh"
-                    ? 0.5 * input * (1 + torch.tanh(Math.Sqrt(2 / Math.PI) * (input + 0.044715 * input.pow(3))))
-                    : 0.5 * input * (1 + (input * (1 / Math.Sqrt(2))).erf());
+                    ? input.Times(0.5) * torch.tanh(input.Plus(input.Power(3).Times(0.044715)).Times(Math.Sqrt(2 / Math.PI))).Plus(1)
+                    : input.Times(0.5) * input.Times(1 / Math.Sqrt(2)).erf().Plus(1);
             }
-            case "Softplus": return F.softplus(In(0));
-            case "HardSigmoid": return (In(0) * a.Float("alpha", 0.2f) + a.Float("beta", 0.5f)).clamp(0, 1);
-            case "HardSwish": return In(0) * (In(0) / 6 + 0.5).clamp(0, 1);
+            // log(1 + e^x) as max(x, 0) + log(1 + e^-|x|): no overflow, and a finite gradient everywhere.
+            case "Softplus": return F.relu(In(0)).Plus(In(0).abs().neg().exp().log1p());
+            case "HardSigmoid": return In(0).Times(a.Float("alpha", 0.2f)).Plus(a.Float("beta", 0.5f)).Clamped(0.0, 1.0);
+            case "HardSwish": return In(0) * In(0).Over(6).Plus(0.5).Clamped(0.0, 1.0);
             case "Min": return x.Select(t => t!).Aggregate(torch.minimum);
             case "Max": return x.Select(t => t!).Aggregate(torch.maximum);
             case "Equal": return In(0).eq(In(1));
@@ -70,9 +72,15 @@ public sealed partial class OnnxModule
                 var type = start.dtype;
                 if (torch.is_floating_point(start))
                 {
-                    return torch.arange(DoubleValue(start), DoubleValue(In(1)), DoubleValue(In(2)), type, start.device);
+                    using var from = DoubleValue(start).ToScalar();
+                    using var to = DoubleValue(In(1)).ToScalar();
+                    using var step = DoubleValue(In(2)).ToScalar();
+                    return torch.arange(from, to, step, type, start.device);
                 }
-                return torch.arange(Longs(start)[0], Longs(In(1))[0], Longs(In(2))[0], type, start.device);
+                using var first = Longs(start)[0].ToScalar();
+                using var end = Longs(In(1))[0].ToScalar();
+                using var delta = Longs(In(2))[0].ToScalar();
+                return torch.arange(first, end, delta, type, start.device);
             }
             case "Trilu":
             {
@@ -102,9 +110,9 @@ public sealed partial class OnnxModule
         var dims = Enumerable.Range((int)axis, (int)(input.dim() - axis)).Select(d => (long)d).ToArray();
         var mean = input.mean(dims, keepdim: true);
         var centered = input - mean;
-        var inverse = (centered.square().mean(dims, keepdim: true) + a.Float("epsilon", 1e-5f)).rsqrt();
+        var inverse = centered.Squared().mean(dims, keepdim: true).Plus(a.Float("epsilon", 1e-5f)).rsqrt();
         var y = centered * inverse * scale;
-        return [bias is null ? y : y + bias, mean, inverse];
+        return [bias is null ? y : y.Plus(bias), mean, inverse];
     }
 
     private static Tensor LayerNormalization(Tensor input, Tensor scale, Tensor? bias, OnnxAttributes a)
@@ -113,7 +121,7 @@ public sealed partial class OnnxModule
         var normalized = input.shape[(int)axis..];
         var y = F.layer_norm(input, normalized, null, null, a.Float("epsilon", 1e-5f));
         y = y * scale;
-        return bias is null ? y : y + bias;
+        return bias is null ? y : y.Plus(bias);
     }
 
     /// <summary>
@@ -139,8 +147,8 @@ public sealed partial class OnnxModule
             case "ReduceMax": return input.amax(dims, keep);
             case "ReduceMin": return input.amin(dims, keep);
             case "ReduceL1": return input.abs().sum(dims, keep);
-            case "ReduceL2": return input.square().sum(dims, keep).sqrt();
-            case "ReduceSumSquare": return input.square().sum(dims, keep);
+            case "ReduceL2": return input.Squared().sum(dims, keep).sqrt();
+            case "ReduceSumSquare": return input.Squared().sum(dims, keep);
             default:
             {
                 // prod reduces one dimension at a time; from the last so the earlier indices stay valid.

@@ -1,5 +1,6 @@
 using SurgeryService.Domain.Onnx.Proto;
 using SurgeryService.Domain.Surgery;
+using SurgeryService.Domain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -22,13 +23,14 @@ public sealed partial class OnnxModule
             case "ConvTranspose": return ConvTranspose(In(0), In(1), Opt(2), a);
             case "Gemm": return Gemm(In(0), In(1), Opt(2), a);
             case "MatMul": return MatMul(In(0), In(1));
-            case "Add": return In(0) + In(1);
+            case "Add": return In(0).Plus(In(1));
             case "Sub": return In(0) - In(1);
             case "Mul": return In(0) * In(1);
             case "Div":
                 return In(0).is_floating_point() ? In(0) / In(1) : In(0).div(In(1), RoundingMode.trunc);
             case "Relu": return F.relu(In(0));
-            case "LeakyRelu": return F.leaky_relu(In(0), a.Float("alpha", 0.01f));
+            // relu(x) - alpha * relu(-x): TorchSharp's leaky_relu leaves its slope to a Scalar's finalizer (Torch/Scalars.cs).
+            case "LeakyRelu": return F.relu(In(0)) - F.relu(In(0).neg()).Times(a.Float("alpha", 0.01f));
             case "Sigmoid": return torch.sigmoid(In(0));
             case "Tanh": return torch.tanh(In(0));
             case "Softmax": return SoftmaxLike(In(0), a, log: false);
@@ -240,7 +242,7 @@ public sealed partial class OnnxModule
         var shape = y.shape;
         shape[dim < 0 ? shape.Length + dim : dim] = size;
         var repeated = y.expand(shape);
-        return bias is null ? repeated : repeated + bias;
+        return bias is null ? repeated : repeated.Plus(bias);
     }
 
     private static Tensor MatMul(Tensor a, Tensor b)
@@ -305,7 +307,7 @@ public sealed partial class OnnxModule
         }
         if (bias is not null)
         {
-            y = y + bias.reshape(new long[] { 1, -1 }.Concat(Repeat(1, n)).ToArray());
+            y = y.Plus(bias.reshape(new long[] { 1, -1 }.Concat(Repeat(1, n)).ToArray()));
         }
         return y;
     }
@@ -323,8 +325,8 @@ public sealed partial class OnnxModule
         var alpha = attributes.Float("alpha", 1f);
         var beta = attributes.Float("beta", 1f);
         var y = MatMul(a, b);
-        if (alpha != 1f) y = y * alpha;
-        if (c is not null && beta != 0f) y = beta == 1f ? y + c : y + c * beta;
+        if (alpha != 1f) y = y.Times(alpha);
+        if (c is not null && beta != 0f) y = y.Plus(beta == 1f ? c : c.Times(beta));
         return y;
     }
 
@@ -425,7 +427,7 @@ public sealed partial class OnnxModule
         var axis = (int)Axis(axisAttribute, data.dim());
         var index = indices.to_type(ScalarType.Int64);
         var size = data.shape[axis];
-        index = torch.where(index < 0, index + size, index);
+        index = torch.where(index.Below(0), index.Plus(size), index);
         var picked = data.index_select(axis, index.flatten());
         var shape = data.shape[..axis].Concat(indices.shape).Concat(data.shape[(axis + 1)..]).ToArray();
         return picked.reshape(shape);

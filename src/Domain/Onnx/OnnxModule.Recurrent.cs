@@ -1,4 +1,5 @@
 using SurgeryService.Domain.Onnx.Proto;
+using SurgeryService.Domain.Torch;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -42,8 +43,8 @@ public sealed partial class OnnxModule
             var rb = b?[d].narrow(0, gates * hidden, gates * hidden);
             // The input's contribution at every step at once: [seq, batch, gates * hidden].
             var projected = torch.matmul(input, wd.t());
-            if (wb is not null) projected = projected + wb;
-            if (op != "GRU" && rb is not null) projected = projected + rb; // GRU adds Rb inside the reset gate
+            if (wb is not null) projected = projected.Plus(wb);
+            if (op != "GRU" && rb is not null) projected = projected.Plus(rb); // GRU adds Rb inside the reset gate
             var h = initialH?[d] ?? torch.zeros([batch, hidden], input.dtype, input.device);
             var c = initialC?[d] ?? torch.zeros([batch, hidden], input.dtype, input.device);
             var outputs = new Tensor[steps];
@@ -55,16 +56,16 @@ public sealed partial class OnnxModule
                 {
                     case "LSTM":
                     {
-                        var all = (xt + torch.matmul(h, rd.t())).chunk(4, 1); // i, o, f, c
+                        var all = xt.Plus(torch.matmul(h, rd.t())).chunk(4, 1); // i, o, f, c
                         Tensor i = all[0], o = all[1], f = all[2];
                         var p = peepholes?[d].chunk(3, 0); // i, o, f
                         if (p is not null)
                         {
-                            i = i + p[0] * c;
-                            f = f + p[2] * c;
+                            i = i.Plus(p[0] * c);
+                            f = f.Plus(p[2] * c);
                         }
-                        c = torch.sigmoid(Clip(f, clip)) * c + torch.sigmoid(Clip(i, clip)) * torch.tanh(Clip(all[3], clip));
-                        if (p is not null) o = o + p[1] * c;
+                        c = (torch.sigmoid(Clip(f, clip)) * c).Plus(torch.sigmoid(Clip(i, clip)) * torch.tanh(Clip(all[3], clip)));
+                        if (p is not null) o = o.Plus(p[1] * c);
                         o = Clip(o, clip);
                         h = torch.sigmoid(o) * torch.tanh(c);
                         break;
@@ -75,28 +76,28 @@ public sealed partial class OnnxModule
                         var rz = rd.chunk(3, 0);
                         var rbs = rb?.chunk(3, 0);
                         var recurrentZr = torch.matmul(h, torch.cat([rz[0], rz[1]], 0).t());
-                        if (rbs is not null) recurrentZr = recurrentZr + torch.cat([rbs[0], rbs[1]], 0);
+                        if (rbs is not null) recurrentZr = recurrentZr.Plus(torch.cat([rbs[0], rbs[1]], 0));
                         var zr = recurrentZr.chunk(2, 1);
-                        var z = torch.sigmoid(Clip(xs[0] + zr[0], clip));
-                        var reset = torch.sigmoid(Clip(xs[1] + zr[1], clip));
+                        var z = torch.sigmoid(Clip(xs[0].Plus(zr[0]), clip));
+                        var reset = torch.sigmoid(Clip(xs[1].Plus(zr[1]), clip));
                         Tensor candidate;
                         if (linearBeforeReset)
                         {
                             var recurrent = torch.matmul(h, rz[2].t());
-                            if (rbs is not null) recurrent = recurrent + rbs[2];
-                            candidate = xs[2] + reset * recurrent;
+                            if (rbs is not null) recurrent = recurrent.Plus(rbs[2]);
+                            candidate = xs[2].Plus(reset * recurrent);
                         }
                         else
                         {
-                            candidate = xs[2] + torch.matmul(reset * h, rz[2].t());
-                            if (rbs is not null) candidate = candidate + rbs[2];
+                            candidate = xs[2].Plus(torch.matmul(reset * h, rz[2].t()));
+                            if (rbs is not null) candidate = candidate.Plus(rbs[2]);
                         }
                         var hh = torch.tanh(Clip(candidate, clip));
-                        h = (1 - z) * hh + z * h;
+                        h = (z.SubtractedFrom(1) * hh).Plus(z * h);
                         break;
                     }
                     default:
-                        h = torch.tanh(Clip(xt + torch.matmul(h, rd.t()), clip));
+                        h = torch.tanh(Clip(xt.Plus(torch.matmul(h, rd.t())), clip));
                         break;
                 }
                 outputs[t] = h;
@@ -117,5 +118,5 @@ public sealed partial class OnnxModule
         return op == "LSTM" ? [y, yh, yc] : [y, yh];
     }
 
-    private static Tensor Clip(Tensor t, float? clip) => clip is { } c ? t.clamp(-c, c) : t;
+    private static Tensor Clip(Tensor t, float? clip) => clip is { } c ? t.Clamped(-(double)c, c) : t;
 }

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using SurgeryService.Domain.Torch;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -70,7 +71,7 @@ public sealed class DnsPruning : IPruningMethod
         var cRate = layer.EquivalentCRate(a / 0.9);
         var before = layer.MaskedKept;
         layer.SetThresholds(a, (float)(a / 0.9 * 1.1));
-        var next = layer.Dense.abs().gt(a).to(layer.Mask.dtype);
+        var next = layer.Dense.abs().Above(a).to(layer.Mask.dtype);
         var stayed = MaskedLayer.Overlap(next, layer.Mask);
         layer.Mask.copy_(next);
         layer.RecountMask();

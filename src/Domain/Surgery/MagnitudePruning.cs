@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using SurgeryService.Domain.Torch;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -29,7 +30,7 @@ public sealed class MagnitudePruning(int rounds) : IPruningMethod
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        layer.Mask.mul_(layer.Dense.abs().ge_(layer.PruneBelow));
+        layer.Mask.mul_(layer.Dense.abs().AtLeast(layer.PruneBelow));
         var pruned = layer.RecountMask();
         layer.Dense.mul_(layer.Mask);
         layer.PrunedTotal += pruned;
@@ -47,7 +48,7 @@ public sealed class MagnitudePruning(int rounds) : IPruningMethod
         var a = Math.Max(layer.QuantileCut(keptFraction).Cut, 0f);
         var cRate = layer.EquivalentCRate(a / 0.9);
         layer.SetThresholds(a, a);
-        layer.Mask.mul_(layer.Dense.abs().gt(a));
+        layer.Mask.mul_(layer.Dense.abs().Above(a));
         layer.PrunedTotal += layer.RecountMask();
         layer.Dense.mul_(layer.Mask);
         layer.WriteMaskedWeights();

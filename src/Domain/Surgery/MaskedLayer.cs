@@ -1,6 +1,7 @@
 using TorchSharp;
 using static TorchSharp.torch;
 using Parameter = TorchSharp.Modules.Parameter;
+using SurgeryService.Domain.Torch;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -138,10 +139,10 @@ public sealed class MaskedLayer : IDisposable
     internal (double MeanAbs, double StdAbs, float Std) Statistics()
     {
         using var scope = NewDisposeScope();
-        var nonzero = Dense.masked_select(Dense.ne(0)).abs().to(float64);
+        var nonzero = Dense.masked_select(Dense.NotEqualTo(0)).abs().to(float64);
         if (nonzero.numel() == 0) return (0, 0, 0f);
         var mu = nonzero.mean().item<double>();
-        var sd = Math.Sqrt(Math.Max(nonzero.pow(2).mean().item<double>() - mu * mu, 0));
+        var sd = Math.Sqrt(Math.Max(nonzero.Squared().mean().item<double>() - mu * mu, 0));
         return (mu, sd, (float)Dense.to(float64).std(unbiased: false).item<double>());
     }
 
@@ -175,7 +176,7 @@ public sealed class MaskedLayer : IDisposable
         var (a, _) = QuantileCut(keptFraction);
         foreach (var m in Masked)
         {
-            m.Parameter.copy_(m.Dense).mul_(m.Dense.abs().gt(a));
+            m.Parameter.copy_(m.Dense).mul_(m.Dense.abs().Above(a));
         }
     }
 
@@ -183,7 +184,7 @@ public sealed class MaskedLayer : IDisposable
     internal double ShareAbove(float cut)
     {
         using var scope = NewDisposeScope();
-        return Dense.abs().gt(cut).sum().item<long>() / (double)Dense.numel();
+        return Dense.abs().Above(cut).sum().item<long>() / (double)Dense.numel();
     }
 
     internal void SetThresholds(float pruneBelow, float spliceAbove)
@@ -229,7 +230,7 @@ public sealed class MaskedLayer : IDisposable
         using var _ = no_grad();
         foreach (var m in Masked)
         {
-            m.Parameter.copy_(m.Dense).masked_fill_(m.Mask.eq(0f), 0f);
+            m.Parameter.copy_(m.Dense).FillWhere_(m.Mask.EqualTo(0), 0);
         }
     }
 

@@ -1,5 +1,6 @@
 using TorchSharp;
 using static TorchSharp.torch;
+using SurgeryService.Domain.Torch;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -148,14 +149,14 @@ public sealed class MaskedAdam(double weightDecay, double biasLrMultiplier, doub
                 first.mul_(keep);
                 second.mul_(keep);
             }
-            var t = steps.add_(1).item<double>();
+            var t = steps.add_(Scalars.One, Scalars.One).item<double>();
             first.mul_(b1).add_(grad, oneMinusB1);
             second.mul_(b2).addcmul_(grad, grad, oneMinusB2);
             var rate = learningRate * (bias ? biasLrMultiplier : 1) / (1 - Math.Pow(beta1, t));
             using var stepSize = (-rate).ToScalar();
             using var correction = Math.Sqrt(1 - Math.Pow(beta2, t)).ToScalar();
             // A cut entry has zero moments, so its step is 0 / (0 + eps): it stays exactly where it is.
-            var denominator = second.sqrt().div_(correction).add_(eps);
+            var denominator = second.sqrt().div_(correction).add_(eps, Scalars.One);
             weight.addcdiv_(first, denominator, stepSize);
         }
     }

@@ -54,7 +54,7 @@ public static class TrainerCheckpoint
             foreach (var m in layer.Masked)
             {
                 TensorIO.Write(writer, m.Dense);
-                using (var mask = m.Mask.ne(0f)) TensorIO.Write(writer, mask); // stored as bool
+                using (var mask = m.Mask.NotEqualTo(0)) TensorIO.Write(writer, mask); // stored as bool
                 foreach (var state in trainer.Optimizer.State(m.Dense)) TensorIO.Write(writer, state);
             }
         }
@@ -111,7 +111,7 @@ public static class TrainerCheckpoint
             foreach (var m in layer.Masked)
             {
                 TensorIO.ReadInto(reader, m.Dense);
-                using var mask = m.Mask.ne(0f);
+                using var mask = m.Mask.NotEqualTo(0);
                 TensorIO.ReadInto(reader, mask);
                 m.Mask.copy_(mask);
                 foreach (var state in trainer.Optimizer.State(m.Dense)) TensorIO.ReadInto(reader, state);

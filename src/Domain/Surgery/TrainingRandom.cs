@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using SurgeryService.Domain.Torch;
 
 namespace SurgeryService.Domain.Surgery;
 
@@ -32,11 +33,11 @@ public static class TrainingRandom
     public static Tensor Dropout(Tensor input, double ratio)
     {
         if (ratio <= 0) return input.alias();
-        if (ratio >= 1) return input.mul(0);
+        if (ratio >= 1) return input.Times(0);
         using var scope = NewDisposeScope();
         // TorchSharp 0.107 makes only CPU generators: the mask is drawn on the CPU and moved to the input's device.
         var keep = empty(input.shape, float32).bernoulli_(1 - ratio, _current).to(input.dtype, input.device);
-        return input.mul(keep).div_(1 - ratio).MoveToOuterDisposeScope();
+        return input.mul(keep).Over(1 - ratio).MoveToOuterDisposeScope();
     }
 
     internal readonly struct Scope(Generator? previous) : IDisposable
