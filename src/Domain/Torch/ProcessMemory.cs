@@ -34,12 +34,7 @@ public static class ProcessMemory
     /// </summary>
     public static bool KeepFreedTensorMemory()
     {
-        if (!OperatingSystem.IsLinux() || !NativeLibrary.TryLoad("libc.so.6", out var libc)
-            || !NativeLibrary.TryGetExport(libc, "mallopt", out var export))
-        {
-            return false;
-        }
-        var mallopt = Marshal.GetDelegateForFunctionPointer<Mallopt>(export);
+        if (GlibcFunction<Mallopt>("mallopt") is not { } mallopt) return false;
         return mallopt(MmapThreshold, ReusedBlockBytes) == 1 & mallopt(TrimThreshold, int.MaxValue) == 1;
     }
 
@@ -68,8 +63,11 @@ public static class ProcessMemory
     }
 
     // glibc only: musl (Alpine), macOS and Windows have no malloc_trim, and their allocators return memory themselves.
-    private static MallocTrim? FindMallocTrim() =>
-        OperatingSystem.IsLinux() && NativeLibrary.TryLoad("libc.so.6", out var libc) && NativeLibrary.TryGetExport(libc, "malloc_trim", out var trim)
-            ? Marshal.GetDelegateForFunctionPointer<MallocTrim>(trim)
+    private static MallocTrim? FindMallocTrim() => GlibcFunction<MallocTrim>("malloc_trim");
+
+    /// <summary>A function of glibc's libc.so.6 as a delegate; null on other systems and C libraries.</summary>
+    private static T? GlibcFunction<T>(string name) where T : Delegate =>
+        OperatingSystem.IsLinux() && NativeLibrary.TryLoad("libc.so.6", out var libc) && NativeLibrary.TryGetExport(libc, name, out var export)
+            ? Marshal.GetDelegateForFunctionPointer<T>(export)
             : null;
 }
