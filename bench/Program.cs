@@ -9,6 +9,7 @@ return args switch
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),
     ["threads", .. var rest] => Threads.Run(rest),
     ["service", .. var rest] => await Service.Run(rest),
+    ["service-large", .. var rest] => await ServiceLarge.Run(rest),
     ["threads-child", .. var rest] => Threads.Child(rest),
     ["target", var architecture, .. var rest] => Target.Run(architecture, rest),
     ["upload-memory", .. var rest] => UploadMemory.Run(rest),
@@ -56,6 +57,9 @@ static int Usage()
           --threads N                fix LibTorch threads in the engine and the Worker (default: measured per job)
           --no-build                 use the existing Release builds of src/Api and src/Worker
           --json FILE                also write the figures as JSON
+        usage: dotnet run -c Release --project bench -- service-large [--size 64] [--iterations 20] [--threads N] [--no-build]
+          ResNet-18 (42.6 MB ONNX) and random images through the real Api and Worker on a private PostgreSQL: the Worker's
+          account of the time from the last iteration to the stored results, and its memory before, at peak and after
         usage: dotnet run -c Release --project bench -- large [--size 64] [--batch 64] [--threads N] [--iterations 10]
           ResNet-18 from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
           memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch

@@ -27,7 +27,7 @@ namespace SurgeryService.Bench;
 /// </summary>
 internal static class Service
 {
-    private const string ApiKey = "bench-key-0123456789abcdef";
+    internal const string ApiKey = "bench-key-0123456789abcdef";
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     public static async Task<int> Run(string[] args)
@@ -229,14 +229,14 @@ internal static class Service
     private static async Task<int> Iteration(HttpClient http, Guid job) =>
         JsonNode.Parse(await http.GetStringAsync($"/api/jobs/{job}"))!["iteration"]!.GetValue<int>();
 
-    private static async Task<JsonNode> Expect(HttpResponseMessage response, HttpStatusCode status)
+    internal static async Task<JsonNode> Expect(HttpResponseMessage response, HttpStatusCode status)
     {
         var text = await response.Content.ReadAsStringAsync();
         if (response.StatusCode != status) throw new InvalidOperationException($"{(int)response.StatusCode} from {response.RequestMessage?.RequestUri}: {text}");
         return JsonNode.Parse(text)!;
     }
 
-    private static async Task<HttpResponseMessage?> TryGet(HttpClient http, string path)
+    internal static async Task<HttpResponseMessage?> TryGet(HttpClient http, string path)
     {
         try
         {
@@ -248,7 +248,7 @@ internal static class Service
         }
     }
 
-    private static async Task WaitUntil(Func<Task<bool>> condition, TimeSpan timeout, Child process, string what)
+    internal static async Task WaitUntil(Func<Task<bool>> condition, TimeSpan timeout, Child process, string what)
     {
         var deadline = DateTime.UtcNow + timeout;
         while (!await condition())
@@ -259,7 +259,7 @@ internal static class Service
         }
     }
 
-    private static string FindRoot()
+    internal static string FindRoot()
     {
         for (var dir = new DirectoryInfo(Directory.GetCurrentDirectory()); dir is not null; dir = dir.Parent)
         {
@@ -268,7 +268,7 @@ internal static class Service
         throw new InvalidOperationException("run bench from inside the repository (SurgeryService.sln not found above the current folder)");
     }
 
-    private static int FreePort()
+    internal static int FreePort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -277,12 +277,12 @@ internal static class Service
 
     private static string LoadAverage() => File.Exists("/proc/loadavg") ? string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)) : "?";
 
-    private static void Check(int exitCode, string what)
+    internal static void Check(int exitCode, string what)
     {
         if (exitCode != 0) throw new InvalidOperationException($"{what} failed ({exitCode})");
     }
 
-    private static async Task<int> RunToEnd(string file, string[] args)
+    internal static async Task<int> RunToEnd(string file, string[] args)
     {
         using var process = Process.Start(new ProcessStartInfo(file, args) { UseShellExecute = false })!;
         await process.WaitForExitAsync();
@@ -396,7 +396,7 @@ internal static class Service
     }
 
     /// <summary>A service process (Api or Worker) from its build output, its output in a log file.</summary>
-    private sealed class Child : IDisposable
+    internal sealed class Child : IDisposable
     {
         private readonly Process _process;
         private readonly StreamWriter _log;
@@ -465,7 +465,7 @@ internal static class Service
     /// A private cluster started by scripts/lib/provision.sh in a bash child that lives as long as its standard input:
     /// closing it (or this process dying) stops PostgreSQL. The database <c>surgery_bench</c> is made afresh.
     /// </summary>
-    private sealed class Postgres : IAsyncDisposable
+    internal sealed class Postgres : IAsyncDisposable
     {
         private const string Script = """
             set -euo pipefail

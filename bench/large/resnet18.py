@@ -3,7 +3,8 @@ loop on it (SGD with momentum, cross-entropy, one fixed random batch) at the giv
 
 Run with Debian's python3-torch 1.13 (no torchvision needed):
     /usr/bin/python3 bench/large/resnet18.py --out resnet18.onnx --size 64 --batch 64 --threads 2 --iterations 10
-Prints 'parameters N' and 'pytorch_seconds_per_iteration S'.
+Prints 'parameters N' and 'pytorch_seconds_per_iteration S'. With --dataset it also writes random images of the
+model's input size as a NumPy .npz (bench -- service-large uploads both).
 """
 import argparse
 import time
@@ -52,6 +53,8 @@ def main():
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--dataset", help="also write a NumPy .npz of random images of this size (x_train, y_train, x_test, y_test)")
+    parser.add_argument("--samples", type=int, default=256, help="training samples of --dataset (and 200 test samples)")
     args = parser.parse_args()
     torch.manual_seed(1)
     torch.set_num_threads(args.threads)
@@ -61,6 +64,13 @@ def main():
     # As exporters ship models for inference: eval mode, where the exporter folds each BatchNorm into its Conv.
     torch.onnx.export(model, torch.randn(1, 3, args.size, args.size), args.out, opset_version=13, input_names=["input"],
                       output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    if args.dataset:
+        import numpy as np
+        generator = np.random.default_rng(1)
+        def images(n):
+            return generator.standard_normal((n, 3, args.size, args.size), dtype=np.float32)
+        np.savez(args.dataset, x_train=images(args.samples), y_train=generator.integers(0, 10, args.samples),
+                 x_test=images(200), y_test=generator.integers(0, 10, 200))
     if args.iterations <= 0:
         return
     model.train()
