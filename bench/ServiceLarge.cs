@@ -85,8 +85,7 @@ internal static class ServiceLarge
             state = JsonNode.Parse(await http.GetStringAsync($"/api/jobs/{job}"))!["state"]!.GetValue<string>();
             if (worker.HasExited) throw new InvalidOperationException($"the Worker exited; see {worker.LogPath}");
         }
-        while (state is not ("succeeded" or "failed" or "cancelled") && !state.Equals("Succeeded", StringComparison.OrdinalIgnoreCase)
-               && !state.Equals("Failed", StringComparison.OrdinalIgnoreCase));
+        while (state.ToLowerInvariant() is not ("succeeded" or "failed" or "cancelled"));
         var wall = clock.Elapsed.TotalSeconds;
         await Task.Delay(3000);
         var after = Rss(worker.Id);
