@@ -446,7 +446,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             report.Sensitivity = [.. Sensitivity.Analyse(trainer, analysed, startTop1, curve =>
             {
                 observer.OnEvent(new SurgeryEvent(0, SurgeryEventKind.Search, "sensitivity of " + Sensitivity.Describe(curve)));
-                observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, ++layersMeasured, layers));
+                observer.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, ++layersMeasured, layers, analysed.Count));
             }, cancellationToken)];
         }
         finally

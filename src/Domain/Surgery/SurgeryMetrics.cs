@@ -90,8 +90,12 @@ public enum RunPhase
     Exporting,
 }
 
-/// <summary>A phase and, for a phase that counts steps, <see cref="Step"/> done (or running) of <see cref="Steps"/> (0 when it counts none).</summary>
-public sealed record PhaseUpdate(RunPhase Phase, int Step = 0, int Steps = 0);
+/// <summary>
+/// A phase and, for a phase that counts steps, <see cref="Step"/> done (or running) of <see cref="Steps"/> (0 when it
+/// counts none). <see cref="Samples"/>: how many samples each step evaluates, where the phase says (a sensitivity
+/// analysis measured on a sample of the validation split); 0 otherwise.
+/// </summary>
+public sealed record PhaseUpdate(RunPhase Phase, int Step = 0, int Steps = 0, long Samples = 0);
 
 /// <summary>Where the samples that validate a run come from.</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<ValidationSplit>))]

@@ -7,7 +7,8 @@ namespace SurgeryService.Infrastructure.Jobs;
 /// checkpoints and stage changes included, as they recur) and, during a sensitivity analysis, seconds per layer. Until an
 /// iteration has been timed, a training job's iterations are estimated from the analysis: an iteration's forward and
 /// backward pass over a batch costs about three forward passes over as many samples, and a layer's analysis is
-/// <see cref="Sensitivity.Ladder"/> evaluations of the validation split. Nothing measured yet: no estimate. A budget job
+/// <see cref="Sensitivity.Ladder"/> evaluations of the samples it measures (the validation split, or the sample of it
+/// the phase names). Nothing measured yet: no estimate. A budget job
 /// with <c>target.maxMinutes</c> ends by its <see cref="Deadline"/> whatever the pace says, so the estimate never runs
 /// past it. Fed on the training thread, read by the progress writer's loop.
 /// </summary>
@@ -25,6 +26,7 @@ public sealed class JobPace(int totalIterations, int startIteration, int batchSi
     private long _sensitivityStart;
     private double? _secondsPerLayer;
     private long _validationSamples;
+    private long _analysisSamples;
 
     /// <summary>Iteration <paramref name="iteration"/> has just completed.</summary>
     public void OnIteration(int iteration)
@@ -46,6 +48,7 @@ public sealed class JobPace(int totalIterations, int startIteration, int batchSi
             {
                 if (_phase?.Phase != RunPhase.Sensitivity) _sensitivityStart = now;
                 if (phase.Step > 0) _secondsPerLayer = time.GetElapsedTime(_sensitivityStart, now).TotalSeconds / phase.Step;
+                if (phase.Samples > 0) _analysisSamples = phase.Samples;
             }
             _phase = phase;
         }
@@ -95,9 +98,10 @@ public sealed class JobPace(int totalIterations, int startIteration, int batchSi
         {
             return time.GetElapsedTime(first.Timestamp, last.Timestamp).TotalSeconds / (last.Iteration - first.Iteration);
         }
-        if (_secondsPerLayer is { } perLayer && _validationSamples > 0)
+        var analysed = _analysisSamples > 0 ? _analysisSamples : _validationSamples;
+        if (_secondsPerLayer is { } perLayer && analysed > 0)
         {
-            return perLayer / Sensitivity.Ladder.Count / _validationSamples * batchSize * BackwardFactor;
+            return perLayer / Sensitivity.Ladder.Count / analysed * batchSize * BackwardFactor;
         }
         return null;
     }

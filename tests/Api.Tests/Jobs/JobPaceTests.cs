@@ -60,6 +60,19 @@ public sealed class JobPaceTests
     }
 
     [Fact]
+    public void AnAnalysisOnASampleOfTheValidationSplitEstimatesIterationsFromTheSamplesItMeasured()
+    {
+        var clock = new Clock();
+        var pace = new JobPace(totalIterations: 1000, startIteration: 0, batchSize: 64, clock);
+        pace.OnSplits(new EvaluationSplits(ValidationSplit.TrainingHoldout, 6400, TestSplit.Whole, 10000));
+        pace.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 0, 4));
+        clock.Advance(9);
+        // 9 s a layer on 1,600 of the 6,400 validation samples: a sample takes 1/1600 s, four times what the split implies.
+        pace.OnPhase(new PhaseUpdate(RunPhase.Sensitivity, 1, 4, Samples: 1600));
+        Assert.Equal(3 * 9 + 1000 * (1.0 / 1600 * 64 * 3), pace.Remaining()!.Value.TotalSeconds, 6);
+    }
+
+    [Fact]
     public void AJobWithATimeBudgetIsNeverEstimatedToEndPastItsDeadline()
     {
         var clock = new Clock();
