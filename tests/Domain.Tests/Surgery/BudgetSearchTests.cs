@@ -265,10 +265,11 @@ public sealed class BudgetSearchTests(ITestOutputHelper log) : TrainedMlpTests(l
         // One continuous series of iterations over every stage and the fine-tune.
         Assert.Equal(Enumerable.Range(0, settings.Iterations), observer.Iterations.Select(m => m.Iteration));
         // Phases before the first iteration: the start, then each layer of the analysis; then stages counting up, the
-        // fine-tune and the final evaluation.
+        // fine-tune and the final evaluation. Each measured layer says how many samples it was measured on (the split here).
         var layers = trainer.Layers.Count;
         Assert.Equal(
-            [new PhaseUpdate(RunPhase.Evaluating), .. Enumerable.Range(0, layers + 1).Select(k => new PhaseUpdate(RunPhase.Sensitivity, k, layers))],
+            [new PhaseUpdate(RunPhase.Evaluating), .. Enumerable.Range(0, layers + 1)
+                .Select(k => new PhaseUpdate(RunPhase.Sensitivity, k, layers, k == 0 ? 0 : validation.Count))],
             observer.Phases.TakeWhile(p => p.IterationsDone == 0).Select(p => p.Phase).Take(layers + 2));
         var stagePhases = observer.Phases.Where(p => p.Phase.Phase == RunPhase.Stage).Select(p => p.Phase).ToList();
         Assert.Equal(Enumerable.Range(1, report.Stages.Count), stagePhases.Select(p => p.Step));
