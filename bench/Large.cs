@@ -39,6 +39,7 @@ internal static class Large
             "--iterations", Text(iterations));
 
         set_num_threads(threads);
+        Console.WriteLine($"convolutions: {ConvolutionCheck.Describe(ConvolutionCheck.Ensure())}");
         var bytes = File.ReadAllBytes(onnxPath);
         var inspection = ModelFormats.Inspect(bytes, architecture: null);
         using var train = Random(256, size, seed: 1);

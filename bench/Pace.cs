@@ -31,6 +31,7 @@ internal static class Pace
             $"{Environment.GetEnvironmentVariable("OMP_WAIT_POLICY") ?? "unset"} for both");
 
         set_num_threads(threads);
+        Console.WriteLine($"convolutions: {SurgeryService.Domain.Torch.ConvolutionCheck.Describe(SurgeryService.Domain.Torch.ConvolutionCheck.Ensure())}");
         var bytes = File.ReadAllBytes(onnxFile);
         var ratios = new List<double>();
         for (var round = 1; round <= rounds; round++)

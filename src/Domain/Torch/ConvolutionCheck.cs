@@ -16,6 +16,11 @@ public static class ConvolutionCheck
 {
     private static readonly Lazy<ConvolutionCheckResult> Outcome = new(Run, LazyThreadSafetyMode.ExecutionAndPublication);
 
+    /// <summary>The check's outcome in words: which kernels convolutions run on in this process.</summary>
+    public static string Describe(ConvolutionCheckResult result) => result.OneDnnDisabled
+        ? $"oneDNN turned off (float32 error {result.Error:g2} of the output's scale; {result.ErrorAfter:g2} with LibTorch's own kernels)"
+        : $"oneDNN (float32 error {result.Error:g2} of the output's scale)";
+
     /// <summary>Runs the check once per process; later calls return the first result.</summary>
     public static ConvolutionCheckResult Ensure() => Outcome.Value;
 
