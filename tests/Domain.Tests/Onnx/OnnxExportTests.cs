@@ -47,6 +47,21 @@ public class OnnxExportTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AGzipLengthIsTheLengthOfTheFileGzipWrites()
+    {
+        var random = new Random(3);
+        var bytes = new byte[300_000];
+        random.NextBytes(bytes.AsSpan(0, 100_000)); // incompressible, then compressible
+        using var gzipped = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(gzipped, System.IO.Compression.CompressionLevel.Optimal, leaveOpen: true))
+        {
+            gzip.Write(bytes);
+        }
+        Assert.Equal(gzipped.Length, OnnxWriter.GzipLength(bytes));
+        Assert.InRange(OnnxWriter.GzipLength(bytes), 100_000, 110_000);
+    }
+
+    [Fact]
     public void WritingAnUnchangedModelBackAltersNothingButTheSurgeryMetadata()
     {
         var original = ModelProto.Parser.ParseFrom(Model());
