@@ -10,8 +10,8 @@ using static TorchSharp.torch;
 namespace SurgeryService.Bench;
 
 /// <summary>
-/// A large CNN through the engine as a worker runs it, in this process (no database): ResNet-18 exported as ONNX by
-/// PyTorch (bench/large/resnet18.py, Debian's python3-torch), loaded with ModelFormats, trained with DNS on random
+/// A large CNN through the engine as a worker runs it, in this process (no database): ResNet-18 or VGG11-BN
+/// (<c>--model</c>) exported as ONNX by PyTorch (bench/large/cnns.py, Debian's python3-torch), loaded with ModelFormats, trained with DNS on random
 /// 3x64x64 images, evaluated and exported as the job runner does. Prints the peak resident memory above the idle
 /// process against the weight bytes (the multiple JobMemoryEstimate uses), the memory after ProcessMemory.Release, the
 /// time from the last iteration to the exported results, and seconds per iteration against PyTorch's own CPU loop on
@@ -27,15 +27,16 @@ internal static class Large
         var batch = Int("batch", 64);
         var threads = Int("threads", Environment.ProcessorCount);
         var iterations = Int("iterations", 10);
+        var name = options.Get("model", "resnet18");
         var python = options.Get("python", "/usr/bin/python3");
         var dir = Path.GetFullPath(Path.Combine(".data", "bench", "large"));
         Directory.CreateDirectory(dir);
-        var onnxPath = Path.Combine(dir, $"resnet18-{size}.onnx");
+        var onnxPath = Path.Combine(dir, $"{name}-{size}.onnx");
 
-        Console.WriteLine($"ResNet-18, 10 classes, input 3x{size}x{size}, batch {batch}, {threads} threads, {iterations} timed iterations; cores: {Environment.ProcessorCount}");
-        var script = Path.Combine(AppContext.BaseDirectory, "large", "resnet18.py");
+        Console.WriteLine($"{name}, 10 classes, input 3x{size}x{size}, batch {batch}, {threads} threads, {iterations} timed iterations; cores: {Environment.ProcessorCount}");
+        var script = Path.Combine(AppContext.BaseDirectory, "large", "cnns.py");
         string Text(int value) => value.ToString(CultureInfo.InvariantCulture);
-        var pytorch = Python(python, script, "--out", onnxPath, "--size", Text(size), "--batch", Text(batch), "--threads", Text(threads),
+        var pytorch = Python(python, script, "--model", name, "--out", onnxPath, "--size", Text(size), "--batch", Text(batch), "--threads", Text(threads),
             "--iterations", Text(iterations));
 
         set_num_threads(threads);

@@ -60,8 +60,8 @@ static int Usage()
         usage: dotnet run -c Release --project bench -- service-large [--size 64] [--iterations 20] [--threads N] [--no-build]
           ResNet-18 (42.6 MB ONNX) and random images through the real Api and Worker on a private PostgreSQL: the Worker's
           account of the time from the last iteration to the stored results, and its memory before, at peak and after
-        usage: dotnet run -c Release --project bench -- large [--size 64] [--batch 64] [--threads N] [--iterations 10]
-          ResNet-18 from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
+        usage: dotnet run -c Release --project bench -- large [--model resnet18|vgg11_bn] [--size 64] [--batch 64] [--threads N] [--iterations 10]
+          ResNet-18 or VGG11-BN from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
           memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
         usage: dotnet run -c Release --project bench -- pace MODEL.onnx [--batch 64] [--threads N] [--iterations 50] [--rounds 3]
           seconds per training iteration of a bench/models file in the engine vs PyTorch's loop on the same architecture

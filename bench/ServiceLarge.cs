@@ -10,7 +10,7 @@ namespace SurgeryService.Bench;
 
 /// <summary>
 /// A large model through the whole service (issue 25, item 3): ResNet-18 exported as ONNX by PyTorch
-/// (bench/large/resnet18.py, 42.6 MB at 64x64) and a data set of random 3x64x64 images, uploaded to the real Api, a short
+/// (bench/large/cnns.py, 42.6 MB at 64x64) and a data set of random 3x64x64 images, uploaded to the real Api, a short
 /// fixed-mode job run by the real Worker on a private PostgreSQL. Prints the Worker's own account of the time from the
 /// job's last iteration to its stored results (final evaluations, export, storing), the job's wall time, and the
 /// Worker's resident memory before, at its peak and after.
@@ -31,7 +31,7 @@ internal static class ServiceLarge
         Directory.CreateDirectory(dir);
         var onnxPath = Path.Combine(dir, $"resnet18-{size}.onnx");
         var dataPath = Path.Combine(dir, $"random-{size}.npz");
-        Service.Check(await Service.RunToEnd(python, [Path.Combine(AppContext.BaseDirectory, "large", "resnet18.py"), "--out", onnxPath,
+        Service.Check(await Service.RunToEnd(python, [Path.Combine(AppContext.BaseDirectory, "large", "cnns.py"), "--model", "resnet18", "--out", onnxPath,
             "--size", size.ToString(CultureInfo.InvariantCulture), "--iterations", "0", "--dataset", dataPath]), "resnet18.py");
         if (!options.Has("no-build"))
         {

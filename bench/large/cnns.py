@@ -1,8 +1,8 @@
-"""ResNet-18 (torchvision's layout, 10 classes) for bench -- large: exports it as ONNX and times a PyTorch CPU training
-loop on it (SGD with momentum, cross-entropy, one fixed random batch) at the given threads and batch size.
+"""ResNet-18 or VGG11-BN (torchvision's layouts, 10 classes) for bench -- large: exports one as ONNX and times a PyTorch
+CPU training loop on it (SGD with momentum, cross-entropy, one fixed random batch) at the given threads and batch size.
 
 Run with Debian's python3-torch 1.13 (no torchvision needed):
-    /usr/bin/python3 bench/large/resnet18.py --out resnet18.onnx --size 64 --batch 64 --threads 2 --iterations 10
+    /usr/bin/python3 bench/large/cnns.py --model resnet18 --out resnet18.onnx --size 64 --batch 64 --threads 2 --iterations 10
 Prints 'parameters N' and 'pytorch_seconds_per_iteration S'. With --dataset it also writes random images of the
 model's input size as a NumPy .npz (bench -- service-large uploads both).
 """
@@ -46,8 +46,34 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(self.pool(self.blocks(self.stem(x))), 1))
 
 
+class Vgg11Bn(nn.Module):
+    """torchvision's vgg11_bn: eight 3x3 convolutions with BatchNorm, five max pools, a 7x7 average pool and the
+    25088-4096-4096 classifier with dropout (128.8M parameters at 10 classes, whatever the input size)."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        layers, cin = [], 3
+        for v in [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+            else:
+                layers += [nn.Conv2d(cin, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                cin = v
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(7)
+        self.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 4096),
+                                        nn.ReLU(True), nn.Dropout(), nn.Linear(4096, classes))
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
+
+
+MODELS = {"resnet18": ResNet18, "vgg11_bn": Vgg11Bn}
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", choices=sorted(MODELS), default="resnet18")
     parser.add_argument("--out", required=True)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batch", type=int, default=64)
@@ -58,7 +84,7 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(1)
     torch.set_num_threads(args.threads)
-    model = ResNet18()
+    model = MODELS[args.model]()
     print("parameters", sum(p.numel() for p in model.parameters()), flush=True)
     model.eval()
     # As exporters ship models for inference: eval mode, where the exporter folds each BatchNorm into its Conv.
