@@ -61,6 +61,7 @@ static int Usage()
           ResNet-18 (42.6 MB ONNX) and random images through the real Api and Worker on a private PostgreSQL: the Worker's
           account of the time from the last iteration to the stored results, and its memory before, at peak and after
         usage: dotnet run -c Release --project bench -- large [--model resnet18|vgg11_bn] [--size 64] [--batch 64] [--threads N] [--iterations 10]
+          (VGG11-BN needs --size 224: PyTorch exports its 7x7 average pool only from 7x7 features)
           ResNet-18 or VGG11-BN from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak
           memory against the weight bytes, memory after release, time after the last iteration, s/iteration vs PyTorch
         usage: dotnet run -c Release --project bench -- pace MODEL.onnx [--batch 64] [--threads N] [--iterations 50] [--rounds 3]
