@@ -20,90 +20,55 @@ public static class Scalars
     public static Tensor Plus(this Tensor a, Tensor b) => a.add(b, One);
 
     /// <summary><c>a + b</c> for a number <paramref name="b"/>.</summary>
-    public static Tensor Plus(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.add(s, One);
-    }
+    public static Tensor Plus(this Tensor a, double b) => With(b, s => a.add(s, One));
 
     /// <summary><c>a + b</c> for an integer <paramref name="b"/>: an integer tensor stays an integer tensor.</summary>
-    public static Tensor Plus(this Tensor a, long b)
-    {
-        using var s = b.ToScalar();
-        return a.add(s, One);
-    }
+    public static Tensor Plus(this Tensor a, long b) => With(b, s => a.add(s, One));
 
     /// <summary><c>b - a</c> for a number <paramref name="b"/>.</summary>
-    public static Tensor SubtractedFrom(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.neg().add_(s, One);
-    }
+    public static Tensor SubtractedFrom(this Tensor a, double b) => With(b, s => a.neg().add_(s, One));
 
     /// <summary><c>a * b</c> for a number <paramref name="b"/>.</summary>
-    public static Tensor Times(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.mul(s);
-    }
+    public static Tensor Times(this Tensor a, double b) => With(b, s => a.mul(s));
 
     /// <summary><c>a / b</c> for a number <paramref name="b"/>.</summary>
-    public static Tensor Over(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.div(s);
-    }
+    public static Tensor Over(this Tensor a, double b) => With(b, s => a.div(s));
 
     /// <summary><c>a²</c> (TorchSharp's <c>square()</c> is <c>pow</c> with an implicit Scalar 2).</summary>
     public static Tensor Squared(this Tensor a) => a.mul(a);
 
     /// <summary><c>a ^ p</c> for a number <paramref name="p"/>.</summary>
-    public static Tensor Power(this Tensor a, double p)
-    {
-        using var s = p.ToScalar();
-        return a.pow(s);
-    }
+    public static Tensor Power(this Tensor a, double p) => With(p, s => a.pow(s));
 
     /// <summary><c>a &gt; b</c>, elementwise.</summary>
-    public static Tensor Above(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.gt(s);
-    }
+    public static Tensor Above(this Tensor a, double b) => With(b, s => a.gt(s));
 
     /// <summary><c>a &gt;= b</c>, elementwise.</summary>
-    public static Tensor AtLeast(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.ge(s);
-    }
+    public static Tensor AtLeast(this Tensor a, double b) => With(b, s => a.ge(s));
 
     /// <summary><c>a &lt; b</c>, elementwise.</summary>
-    public static Tensor Below(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.lt(s);
-    }
+    public static Tensor Below(this Tensor a, double b) => With(b, s => a.lt(s));
 
     /// <summary><c>a == b</c>, elementwise.</summary>
-    public static Tensor EqualTo(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.eq(s);
-    }
+    public static Tensor EqualTo(this Tensor a, double b) => With(b, s => a.eq(s));
 
     /// <summary><c>a != b</c>, elementwise.</summary>
-    public static Tensor NotEqualTo(this Tensor a, double b)
-    {
-        using var s = b.ToScalar();
-        return a.ne(s);
-    }
+    public static Tensor NotEqualTo(this Tensor a, double b) => With(b, s => a.ne(s));
 
     /// <summary>Writes <paramref name="value"/> where <paramref name="mask"/> is true, in place.</summary>
-    public static Tensor FillWhere_(this Tensor a, Tensor mask, double value)
+    public static Tensor FillWhere_(this Tensor a, Tensor mask, double value) => With(value, s => a.masked_fill_(mask, s));
+
+    /// <summary><paramref name="operation"/> with <paramref name="value"/> as a Scalar that is disposed when it returns.</summary>
+    private static Tensor With(double value, Func<Scalar, Tensor> operation)
     {
-        using var s = value.ToScalar();
-        return a.masked_fill_(mask, s);
+        using var scalar = value.ToScalar();
+        return operation(scalar);
+    }
+
+    private static Tensor With(long value, Func<Scalar, Tensor> operation)
+    {
+        using var scalar = value.ToScalar();
+        return operation(scalar);
     }
 
     /// <summary>Clamps to [<paramref name="min"/>, <paramref name="max"/>] (either may be absent).</summary>

@@ -98,19 +98,6 @@ class TokenClassifier(nn.Module):
         return self.head(self.encoder(self.embed(tokens)).mean(1))
 
 
-def export_tokens(name, model, shape, opsets, vocabulary):
-    """As export(), with a dummy input of token ids (int64), as text models are exported."""
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(torch.randn_like(parameter) * 0.05)
-    model.eval()
-    for opset in opsets:
-        path = os.path.join(HERE, f"{name}-opset{opset}.onnx")
-        torch.onnx.export(model, torch.randint(0, vocabulary, shape), path, opset_version=opset, input_names=["tokens"],
-                          output_names=["logits"], dynamic_axes={"tokens": {0: "batch"}, "logits": {0: "batch"}})
-        print(f"{path}: {os.path.getsize(path)} bytes")
-
-
 class ConvBn(nn.Module):
     """Conv, a BatchNorm that never trained (weight 1, bias 0, running mean 0, running var 1), ReLU, mean pool, linear."""
 
@@ -135,17 +122,20 @@ def export_unfolded(name, model, shape, opset):
     print(f"{path}: {os.path.getsize(path)} bytes")
 
 
-def export(name, model, shape, opsets):
+def export(name, model, shape, opsets, vocabulary=None):
+    """Exports at each opset. With a vocabulary the input is token ids (int64, named 'tokens'), as text models' are."""
     # Encoder layers start as copies of one layer, and the exporter stores equal weights once; move every weight, as
     # training would, so each layer keeps its own initializers.
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.add_(torch.randn_like(parameter) * 0.05)
     model.eval()
+    dummy = torch.randn(*shape) if vocabulary is None else torch.randint(0, vocabulary, shape)
+    input_name = "input" if vocabulary is None else "tokens"
     for opset in opsets:
         path = os.path.join(HERE, f"{name}-opset{opset}.onnx")
-        torch.onnx.export(model, torch.randn(*shape), path, opset_version=opset, input_names=["input"],
-                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+        torch.onnx.export(model, dummy, path, opset_version=opset, input_names=[input_name],
+                          output_names=["logits"], dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}})
         print(f"{path}: {os.path.getsize(path)} bytes")
 
 
@@ -167,13 +157,13 @@ def main():
     export_unfolded("conv-bn-shared-statistics", ConvBn(), (2, 1, 12, 12), 13)
     # Added later, with its own seed, so that the fixtures above are made exactly as before.
     torch.manual_seed(2412)
-    export_tokens("token-classifier", TokenClassifier(), (2, 6), (13, 17), 30)
+    export("token-classifier", TokenClassifier(), (2, 6), (13, 17), vocabulary=30)
 
 
 if __name__ == "__main__":
     import sys
     if sys.argv[1:] == ["--only-tokens"]:
         torch.manual_seed(2412)
-        export_tokens("token-classifier", TokenClassifier(), (2, 6), (13, 17), 30)
+        export("token-classifier", TokenClassifier(), (2, 6), (13, 17), vocabulary=30)
     else:
         main()
