@@ -286,13 +286,21 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
 
     internal IReadOnlyList<LayerResult> Results() => LayerResults();
 
-    /// <summary>The whole training state in memory (a checkpoint).</summary>
+    /// <summary>
+    /// The whole training state in memory (a checkpoint). Measured first and written into an array of exactly its size:
+    /// a growing MemoryStream would hold its old and new buffers and ToArray's copy at once, up to four times the state,
+    /// which for a large model is gigabytes on top of the training's own memory.
+    /// </summary>
     internal byte[] Snapshot()
     {
         using var scope = NewDisposeScope();
-        using var memory = new MemoryStream();
+        var size = new CountingStream();
+        TrainerCheckpoint.Save(this, size, stage: null);
+        var bytes = new byte[size.Length];
+        using var memory = new MemoryStream(bytes, writable: true);
         TrainerCheckpoint.Save(this, memory, stage: null);
-        return memory.ToArray();
+        if (memory.Position != bytes.Length) throw new InvalidOperationException("the training state changed while it was saved");
+        return bytes;
     }
 
     /// <summary>Restores a <see cref="Snapshot"/>, iteration count included.</summary>
