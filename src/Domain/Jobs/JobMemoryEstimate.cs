@@ -22,8 +22,9 @@ public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, l
 {
     /// <summary>
     /// Peak worker memory per byte of weights, measured (docs/benchmarks.md#big-models): a 12.9M-parameter MLP peaked at
-    /// 53x its weight bytes above the idle worker with a checkpoint every 10 iterations (JobMemoryTests), ResNet-18 at
-    /// 31x in the engine alone (bench -- large).
+    /// 53x its weight bytes above the idle worker with a checkpoint every 10 iterations (JobMemoryTests; 27x once the
+    /// trainer's snapshot was sized exactly), ResNet-18 at 31-39x in the engine alone and VGG11-BN at 23.5x (bench --
+    /// large). Kept at 60 until budget mode's extra snapshots are measured on a large model.
     /// </summary>
     public const double WeightMultiple = 60;
 
