@@ -68,10 +68,8 @@ public static class UploadMemory
                 Console.WriteLine($"{name}: upload {size / 1e6:F2} MB -> {(int)response.StatusCode} in {watch.Elapsed.TotalSeconds:F1} s; " +
                     $"Api RSS before {before / 1024} MB, peak during {peak / 1024} MB (+{(peak - before) / 1024} MB); " +
                     $"{Summary(body)}");
-                // Not synchronisation: the figure is defined as the RSS two seconds after the answer, when the Api has
-                // released what the inspection held (UploadModel collects and trims before answering).
-                Thread.Sleep(2000);
-                Console.WriteLine($"  Api RSS 2 s after the answer {Status(pid, "VmRSS") / 1024} MB");
+                var (settled, after) = SettledRss(pid);
+                Console.WriteLine($"  Api RSS once settled {settled / 1024} MB ({after.TotalSeconds:F1} s after the answer)");
                 File.Delete(file);
             }
             Settings(client, pid, work.FullName);
@@ -87,6 +85,24 @@ public static class UploadMemory
     /// Issue 27: the Api's peak while it refuses the prober's 25 MB settings body (700,000 layer entries), then its peak
     /// and CPU time while 8 Server-Sent Events streams follow one queued job for 20 s.
     /// </summary>
+    /// <summary>
+    /// The Api's resident set once it stops changing after an answer (two readings 0.5 s apart within 1 MB, at most 10 s):
+    /// what it keeps of an upload, whether the release happened before or just after the answer.
+    /// </summary>
+    private static (long Kilobytes, TimeSpan After) SettledRss(int pid)
+    {
+        var watch = Stopwatch.StartNew();
+        var previous = Status(pid, "VmRSS");
+        while (watch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            Thread.Sleep(500);
+            var current = Status(pid, "VmRSS");
+            if (Math.Abs(current - previous) <= 1024) return (current, watch.Elapsed);
+            previous = current;
+        }
+        return (previous, watch.Elapsed);
+    }
+
     private static void Settings(HttpClient client, int pid, string work)
     {
         var modelPath = Path.Combine(work, "model.onnx");
