@@ -464,6 +464,13 @@ public sealed class OnnxModel
         var prunable = new List<PrunableLayer>();
         var claimed = new HashSet<string>(StringComparer.Ordinal);
         var names = new HashSet<string>(StringComparer.Ordinal);
+        // A layer's name, made unique among the layers listed so far with a _2, _3, ... suffix.
+        string UniqueName(string preferred)
+        {
+            var name = preferred;
+            for (var k = 2; !names.Add(name); k++) name = $"{preferred}_{k}";
+            return name;
+        }
         var badWeights = new List<string>();
         foreach (var node in graph.Node.Where(n => WeightOps.Contains(n.OpType)))
         {
@@ -495,8 +502,7 @@ public sealed class OnnxModel
                 bias = null;
             }
 
-            var name = string.IsNullOrEmpty(node.Name) ? weight : node.Name;
-            for (var k = 2; !names.Add(name); k++) name = $"{(string.IsNullOrEmpty(node.Name) ? weight : node.Name)}_{k}";
+            var name = UniqueName(string.IsNullOrEmpty(node.Name) ? weight : node.Name);
             var count = OnnxTensors.ElementCount(init.Dims) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
             layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), count, true, weight, bias));
             prunable.Add(new PrunableLayer(name,
@@ -512,8 +518,7 @@ public sealed class OnnxModel
             var axis = node.Attribute.FirstOrDefault(a => a.Name == "axis")?.I ?? 0;
             if (init.Dims.Count != 2 || axis is not (0 or -2)) continue;
             claimed.Add(table);
-            var name = string.IsNullOrEmpty(node.Name) ? table : node.Name;
-            for (var k = 2; !names.Add(name); k++) name = $"{(string.IsNullOrEmpty(node.Name) ? table : node.Name)}_{k}";
+            var name = UniqueName(string.IsNullOrEmpty(node.Name) ? table : node.Name);
             layers.Add(new OnnxLayer(name, node.OpType, init.Dims.ToArray(), OnnxTensors.ElementCount(init.Dims), true, table, null));
             prunable.Add(new PrunableLayer(name, LayerKind.FullyConnected, _memberNames[table], null, Embedding: true));
         }
@@ -541,9 +546,7 @@ public sealed class OnnxModel
                 var baseName = $"{(string.IsNullOrEmpty(node.Name) ? weight : node.Name)}/{suffix}";
                 foreach (var (block, slice) in RecurrentBlocks(node, init.Dims))
                 {
-                    var blockName = block.Length == 0 ? baseName : $"{baseName}/{block}";
-                    var name = blockName;
-                    for (var k = 2; !names.Add(name); k++) name = $"{blockName}_{k}";
+                    var name = UniqueName(block.Length == 0 ? baseName : $"{baseName}/{block}");
                     var shape = slice is null ? init.Dims.ToArray() : [slice.Rows, init.Dims[2]];
                     var count = OnnxTensors.ElementCount(shape) + (bias is null ? 0 : OnnxTensors.ElementCount(_initializers[bias].Dims));
                     layers.Add(new OnnxLayer(name, node.OpType, shape, count, true, weight, bias));
@@ -563,8 +566,7 @@ public sealed class OnnxModel
             var held = node.Input.Where(i => _parameters.Contains(i) && !claimed.Contains(i)).Distinct().ToList();
             if (held.Count == 0) continue;
             claimed.UnionWith(held);
-            var name = string.IsNullOrEmpty(node.Name) ? held[0] : node.Name;
-            for (var k = 2; !names.Add(name); k++) name = $"{(string.IsNullOrEmpty(node.Name) ? held[0] : node.Name)}_{k}";
+            var name = UniqueName(string.IsNullOrEmpty(node.Name) ? held[0] : node.Name);
             layers.Add(new OnnxLayer(name, node.OpType, _initializers[held[0]].Dims.ToArray(),
                 held.Sum(h => OnnxTensors.ElementCount(_initializers[h].Dims)), false, held[0], held.Count > 1 ? held[1] : null));
         }

@@ -14,6 +14,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
 {
     private readonly NodeProto[] _nodes;
     private readonly OnnxAttributes[] _attributes;
+    private readonly bool[] _severalOutputs;
     private readonly (string Value, string Member, bool IsParameter)[] _bindings;
     private readonly string _inputName;
     private readonly ScalarType? _inputType;
@@ -90,6 +91,9 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
         _bindings = bindings.ToArray();
         _nodes = nodes.Where(n => n.OpType != "Constant").ToArray();
         _attributes = _nodes.Select(n => new OnnxAttributes(n)).ToArray();
+        // Nodes whose outputs other than the first are read: decided once, not on every forward pass.
+        _severalOutputs = _nodes.Select(n => n.OpType is "Split" or "LSTM" or "GRU" or "RNN"
+            || (n.OpType == "LayerNormalization" && n.Output.Skip(1).Any(o => o.Length > 0))).ToArray();
     }
 
     public OnnxModel Model { get; }
@@ -189,8 +193,7 @@ public sealed partial class OnnxModule : nn.Module<Tensor, Tensor>
                 }
                 inputs[k] = value;
             }
-            if (node.OpType is "Split" or "LSTM" or "GRU" or "RNN"
-                || (node.OpType == "LayerNormalization" && node.Output.Skip(1).Any(o => o.Length > 0)))
+            if (_severalOutputs[i])
             {
                 var outputs = node.OpType switch
                 {

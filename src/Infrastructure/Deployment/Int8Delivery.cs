@@ -1,6 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.OnnxRuntime;
-using Microsoft.ML.OnnxRuntime.Tensors;
+using SurgeryService.Domain.Onnx;
 using SurgeryService.Domain;
 using SurgeryService.Domain.Datasets;
 using SurgeryService.Domain.Deployment;
@@ -80,11 +80,11 @@ public static class Int8Delivery
     }
 
     /// <summary>The input's element type when it is not FLOAT (a model that reads token ids), else null.</summary>
-    private static TensorElementType? ReadsTokenIds(byte[] model)
+    private static OnnxDataType? ReadsTokenIds(byte[] model)
     {
-        using var session = new InferenceSession(model);
-        var input = session.InputMetadata.First(i => !session.OverridableInitializerMetadata.ContainsKey(i.Key)).Value;
-        return input.ElementDataType == TensorElementType.Float ? null : input.ElementDataType;
+        // The graph without its large weights: no ONNX Runtime session (which would optimise the whole model) for one type.
+        var type = OnnxModel.Inspect(new MemoryStream(model, writable: false)).InputElementType;
+        return type == OnnxDataType.Float ? null : type;
     }
 
     private static double Top1(byte[] model, TensorDataset samples)
