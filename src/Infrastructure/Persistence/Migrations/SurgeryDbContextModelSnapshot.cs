@@ -78,7 +78,8 @@ namespace SurgeryService.Infrastructure.Persistence.Migrations
 
                     b.Property<byte[]>("Data")
                         .IsRequired()
-                        .HasColumnType("bytea");
+                        .HasColumnType("bytea")
+                        .HasAnnotation("Npgsql:Compression:", "lz4");
 
                     b.HasKey("ArtifactId", "Index");
 
