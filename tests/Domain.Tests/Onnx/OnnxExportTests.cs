@@ -140,8 +140,8 @@ public class OnnxExportTests(ITestOutputHelper output)
         Assert.Equal((int)OnnxDataType.Int64, fc.Indices.DataType);
         Assert.Equal(fc.Values.Dims, fc.Indices.Dims);
         Assert.DoesNotContain(sparse.Graph.Initializer, i => i.Name == "fc.weight");
-        Assert.True(export.Sizes.SparseBytes < export.Sizes.DenseBytes);
-        output.WriteLine($"sizes {export.Sizes}");
+        Assert.True(export.Sparse.Length < export.Dense.Length);
+        output.WriteLine($"sizes {export.MeasureSizes()}");
 
         var input = OnnxParity.RandomInput([2, 2, 6, 6]);
         var denseOutput = OnnxRuntimeRunner.Run(export.Dense, input, [2, 2, 6, 6]).Values;

@@ -94,7 +94,7 @@ public class OnnxLeNet5SurgeryTests(ITestOutputHelper output)
         var written = ModelProto.Parser.ParseFrom(export.Dense);
         var zeros = model.Layers.Where(l => l.Prunable).Sum(l =>
             OnnxTensors.Floats(written.Graph.Initializer.Single(i => i.Name == l.WeightInitializer), null).LongCount(v => v == 0f));
-        var sizes = export.Sizes;
+        var sizes = export.MeasureSizes();
         output.WriteLine($"layers: {string.Join(", ", outcome.Layers.Select(l => $"{l.Layer} {l.RemainingPercent:F2}%"))}");
         output.WriteLine($"compression {outcome.Compression:F1}x ({outcome.Kept} of {outcome.Total} kept), zeros in exported weights {zeros}");
         output.WriteLine($"test error (ONNX Runtime, {TestSamples} MNIST test images): dense {denseError:P2} -> pruned {prunedError:P2}; engine's own: {1 - outcome.After!.Top1:P2}");
