@@ -714,7 +714,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             report.GoodCompression = compression;
             report.GoodValidationTop1 = evaluation.Top1;
             report.BestStage = stage.Index;
-            _best = trainer.Snapshot();
+            _best = trainer.Snapshot(_best);
             observer.OnDeliverable(compression);
         }
         else if (!withinBudget)
@@ -750,7 +750,7 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
         if (report.FineTuneBestTop1 is { } best && evaluation.Top1 <= best) return;
         report.FineTuneBestTop1 = evaluation.Top1;
         report.FineTuneBestIteration = evaluation.Iteration;
-        _fineTuneBest = trainer.Snapshot();
+        _fineTuneBest = trainer.Snapshot(_fineTuneBest);
     }
 
     private SurgeryOutcome Deliver(SearchReport report, TensorDataset validation, TensorDataset test, ISurgeryObserver observer)

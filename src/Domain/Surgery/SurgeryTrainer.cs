@@ -170,7 +170,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
                 var evaluated = Evaluate(evaluation);
                 observer.OnEvaluation(evaluated);
                 divergence = Guard?.OnEvaluation(evaluated, KeptShare(), plan.JudgesAccuracy);
-                if (divergence is null) _lastGood = Snapshot();
+                if (divergence is null) _lastGood = Snapshot(_lastGood);
             }
             if (divergence is not null) RollBack(divergence, plan, observer);
             if (checkpointInterval > 0 && Iteration % checkpointInterval == 0)
@@ -194,7 +194,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
             _inputMax = train.Inputs.max().item<float>();
         }
         if (start is not null) Guard = new DivergenceGuard(start.Loss, start.Top1, train.ClassCount);
-        _lastGood = Snapshot();
+        _lastGood = Snapshot(_lastGood);
     }
 
     /// <summary>
@@ -289,17 +289,28 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     /// <summary>
     /// The whole training state in memory (a checkpoint). Measured first and written into an array of exactly its size:
     /// a growing MemoryStream would hold its old and new buffers and ToArray's copy at once, up to four times the state,
-    /// which for a large model is gigabytes on top of the training's own memory.
+    /// which for a large model is gigabytes on top of the training's own memory. A snapshot that replaces
+    /// <paramref name="replacing"/> (its owner's only reference) is written into that array when the sizes match, as they
+    /// do between snapshots of one run: the replaced state would otherwise be large-object garbage until a full collection.
+    /// When writing fails, the reused array is cleared, so restoring it fails instead of loading half a state.
     /// </summary>
-    internal byte[] Snapshot()
+    internal byte[] Snapshot(byte[]? replacing = null)
     {
         using var scope = NewDisposeScope();
         var size = new CountingStream();
         TrainerCheckpoint.Save(this, size, stage: null);
-        var bytes = new byte[size.Length];
-        using var memory = new MemoryStream(bytes, writable: true);
-        TrainerCheckpoint.Save(this, memory, stage: null);
-        if (memory.Position != bytes.Length) throw new InvalidOperationException("the training state changed while it was saved");
+        var bytes = replacing?.LongLength == size.Length ? replacing : new byte[size.Length];
+        try
+        {
+            using var memory = new MemoryStream(bytes, writable: true);
+            TrainerCheckpoint.Save(this, memory, stage: null);
+            if (memory.Position != bytes.Length) throw new InvalidOperationException("the training state changed while it was saved");
+        }
+        catch when (ReferenceEquals(bytes, replacing))
+        {
+            Array.Clear(bytes);
+            throw;
+        }
         return bytes;
     }
 
@@ -316,7 +327,7 @@ public sealed class SurgeryTrainer : ICheckpointSource, IDisposable
     internal void SetIteration(int iteration) => Iteration = iteration;
 
     /// <summary>After <see cref="Restore"/> in a search: the restored state is the one to roll back to.</summary>
-    internal void MarkGood() => _lastGood = Snapshot();
+    internal void MarkGood() => _lastGood = Snapshot(_lastGood);
 
     /// <summary>
     /// One training iteration: the mask updates the plan's schedule calls for, forward with <c>W ⊙ T</c>, backward, the

@@ -183,7 +183,8 @@ public sealed class ArtifactStore(SurgeryDbContext db)
 
         public override int Read(Span<byte> buffer)
         {
-            var array = new byte[buffer.Length];
+            // One read returns at most the rest of a chunk: a larger array would be garbage of the caller's whole span.
+            var array = new byte[Math.Min(buffer.Length, ChunkSize)];
             var read = Read(array, 0, array.Length);
             array.AsSpan(0, read).CopyTo(buffer);
             return read;

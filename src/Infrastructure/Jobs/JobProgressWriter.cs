@@ -37,6 +37,8 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     private int _nextEvent;
     private Guid? _checkpointArtifactId;
     private int? _progress;
+    private int _checkpointSequence;
+    private CheckpointData? _pendingCheckpoint;
     private PhaseUpdate? _phase;
     private double? _deliverable;
     private EvaluationSplits? _splits;
@@ -110,12 +112,36 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
     /// <summary>Progress of a job that does not train (a sensitivity analysis): <paramref name="done"/> steps of its total.</summary>
     public void Progress(int done) => _queue.Writer.TryWrite(new ProgressData(done));
 
-    /// <summary>Snapshots the run now (on the training thread); the bytes are written after the metrics before them.</summary>
+    /// <summary>
+    /// Snapshots the run now (on the training thread) into a temporary file, which is stored after the metrics before it.
+    /// Only the newest checkpoint waits: one that the write loop has not taken when the next is due is deleted unwritten,
+    /// so a slow database never holds several snapshots of the training state (a budget search's checkpoint carries three).
+    /// </summary>
     public void Checkpoint(ICheckpointSource source)
     {
-        var memory = new MemoryStream();
-        source.SaveCheckpoint(memory);
-        _queue.Writer.TryWrite(new CheckpointData(source.Iteration, memory.ToArray()));
+        var path = Path.GetTempFileName();
+        try
+        {
+            using var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 1 << 20);
+            source.SaveCheckpoint(file);
+        }
+        catch
+        {
+            File.Delete(path);
+            throw;
+        }
+        var checkpoint = new CheckpointData(++_checkpointSequence, source.Iteration, path);
+        if (Interlocked.Exchange(ref _pendingCheckpoint, checkpoint) is { } superseded) File.Delete(superseded.Path);
+        _queue.Writer.TryWrite(new CheckpointDue(checkpoint.Sequence));
+    }
+
+    /// <summary>The pending checkpoint when it is the one <paramref name="due"/> announced; it is then the caller's to delete.</summary>
+    private CheckpointData? TakeCheckpoint(CheckpointDue due)
+    {
+        var pending = Volatile.Read(ref _pendingCheckpoint);
+        return pending?.Sequence == due.Sequence && Interlocked.CompareExchange(ref _pendingCheckpoint, null, pending) == pending
+            ? pending
+            : null; // superseded: a newer checkpoint is announced later in the queue, after the metrics before it
     }
 
     /// <summary>Writes everything still queued and stops; rethrows a failure of the write loop.</summary>
@@ -132,11 +158,15 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
         {
             try { await _loop; } catch { /* already reported by CompleteAsync, or the job is failing anyway */ }
         }
+        if (Interlocked.Exchange(ref _pendingCheckpoint, null) is { } unwritten) File.Delete(unwritten.Path);
         _cancelRequested.Dispose();
         _failed.Dispose();
     }
 
-    private sealed record CheckpointData(int Iteration, byte[] Bytes);
+    /// <summary>A checkpoint's file, numbered in the order they were taken.</summary>
+    private sealed record CheckpointData(int Sequence, int Iteration, string Path);
+
+    private sealed record CheckpointDue(int Sequence);
 
     private sealed record ProgressData(int Done);
 
@@ -197,9 +227,16 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
                     case EvaluationSplits splits:
                         _splits = splits;
                         break;
-                    case CheckpointData checkpoint:
-                        await FlushAsync(connection);
-                        await WriteCheckpointAsync(connection, checkpoint);
+                    case CheckpointDue due when TakeCheckpoint(due) is { } checkpoint:
+                        try
+                        {
+                            await FlushAsync(connection);
+                            await WriteCheckpointAsync(connection, checkpoint);
+                        }
+                        finally
+                        {
+                            File.Delete(checkpoint.Path);
+                        }
                         break;
                 }
             }
@@ -406,9 +443,10 @@ public sealed class JobProgressWriter : ISurgeryObserver, IAsyncDisposable
 
     private async Task WriteCheckpointAsync(NpgsqlConnection connection, CheckpointData checkpoint)
     {
+        await using var content = File.OpenRead(checkpoint.Path);
         await using var transaction = await connection.BeginTransactionAsync();
         var artifact = await ArtifactStore.SaveAsync(connection, transaction, _tenantId, ArtifactKind.Checkpoint,
-            $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", new MemoryStream(checkpoint.Bytes));
+            $"checkpoint-{_jobId}-{checkpoint.Iteration}.bin", "application/octet-stream", content);
         await using (var update = new NpgsqlCommand(UpdateCheckpoint, connection, transaction))
         {
             update.Parameters.AddWithValue("events", _nextEvent);

@@ -11,8 +11,11 @@ public sealed class JobMemoryTests(JobMemoryHost host, Xunit.Abstractions.ITestO
 {
     private const long MiB = 1 << 20;
 
-    [Fact]
-    public async Task AJobOnATwelveMillionParameterModelStaysUnderItsEstimateAndTheWorkerReturnsToWithin200MBOfItsIdleBaseline()
+    /// <summary>Fixed mode, and budget mode with its extra snapshots (the best state so far, the fine-tune's best).</summary>
+    [Theory]
+    [InlineData("fixed")]
+    [InlineData("budget")]
+    public async Task AJobOnATwelveMillionParameterModelStaysUnderItsEstimateAndTheWorkerReturnsToWithin200MBOfItsIdleBaseline(string mode)
     {
         var client = host.Client();
         // 784-16384-10: 12.9M parameters, 52 MB of float32 weights.
@@ -24,17 +27,31 @@ public sealed class JobMemoryTests(JobMemoryHost host, Xunit.Abstractions.ITestO
 
         using var worker = host.StartWorker();
         var idle = await IdleResidentAsync(worker);
-        var job = await JobScenario.SubmitAsync(client, JobScenario.Request(model.GetProperty("id").GetGuid(),
-            dataset.GetProperty("id").GetGuid(), iterations: 20, checkpointInterval: 1000, evalInterval: 10));
+        var (modelId, datasetId) = (model.GetProperty("id").GetGuid(), dataset.GetProperty("id").GetGuid());
+        var job = await JobScenario.SubmitAsync(client, mode == "fixed"
+            ? JobScenario.Request(modelId, datasetId, iterations: 20, checkpointInterval: 1000, evalInterval: 10)
+            // Stages of 10 iterations and a fine-tune, checkpointed every 10: every kind of snapshot is taken.
+            : BudgetModeTests.BudgetRequest(modelId, datasetId, iterations: 80, checkpointInterval: 10,
+                new { maxAccuracyDrop = 50.0, validation = 0.2 }));
         // A generous wait: the exports and stores after the last iteration take minutes on a loaded machine (issue 25 item 3).
         var done = await JobScenario.WaitForAsync(client, job, JobScenario.IsFinished, TimeSpan.FromSeconds(600), () => worker.Output);
         Assert.Equal("Succeeded", done.GetProperty("state").GetString());
+        if (mode == "budget")
+        {
+            var report = await client.GetAsync($"/api/jobs/{job}/report").ExpectAsync(HttpStatusCode.OK);
+            var budget = report.GetProperty("budget");
+            Assert.Contains(budget.GetProperty("stages").EnumerateArray(), s => s.GetProperty("accepted").GetBoolean());
+            Assert.True(budget.TryGetProperty("fineTuneStart", out var fineTune) && fineTune.ValueKind == System.Text.Json.JsonValueKind.Number,
+                budget.ToString());
+        }
 
         var peak = Status(worker.Id, "VmHWM:");
         const int hidden = 16384;
         var estimate = Domain.Jobs.JobMemoryEstimate.Of(parameters: 784L * hidden + hidden + hidden * 10 + 10,
             activationBytesPerSample: 4L * (784 + 2 * hidden + 10), batchSize: 32, JobScenario.TrainSamples, JobScenario.TestSamples, 784);
-        output.WriteLine($"idle {idle / MiB} MB, peak {peak / MiB} MB, estimate {estimate.TotalBytes / MiB} MB");
+        var weightBytes = estimate.WeightBytes / Domain.Jobs.JobMemoryEstimate.WeightMultiple;
+        output.WriteLine($"{mode}: idle {idle / MiB} MB, peak {peak / MiB} MB ({(peak - idle) / weightBytes:F1}x the weight bytes above idle), " +
+                         $"estimate {estimate.TotalBytes / MiB} MB");
         Assert.True(peak - idle <= estimate.TotalBytes, $"the job took {(peak - idle) / MiB} MB over the idle worker, over its estimate of {estimate.TotalBytes / MiB} MB");
         // The job really took memory: without this the bound below would prove nothing.
         Assert.True(peak - idle > 400 * MiB, $"the job raised the worker only from {idle / MiB} to {peak / MiB} MB");

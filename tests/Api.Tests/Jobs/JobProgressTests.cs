@@ -124,6 +124,53 @@ public sealed class JobProgressTests(JobProgressHost host, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task OnlyTheNewestCheckpointIsStoredWhenSeveralWaitAndNoTemporaryFileIsLeft()
+    {
+        // Three checkpoints taken while the write loop has not yet run (a database slower than training): the two older
+        // ones are superseded unwritten, the newest is stored after every metric before it.
+        var client = host.Client();
+        var (model, dataset) = await BudgetModeTests.UploadAsync(client);
+        var job = (await client.PostJsonAsync("/api/jobs", new { modelId = model, datasetId = dataset, queue = "gpu" })
+            .ExpectAsync(HttpStatusCode.Accepted)).GetProperty("id").GetGuid();
+        await host.Db.ScalarAsync<int>($"UPDATE jobs SET \"State\" = 'Running' WHERE \"Id\" = '{job}'");
+
+        var files = new List<string>();
+        await using (var writer = new JobProgressWriter(host.Db.ConnectionString, job, "acme", null, new JobOptions { FlushIntervalMilliseconds = 50 }))
+        {
+            foreach (var iteration in new[] { 10, 20, 30 })
+            {
+                writer.OnIteration(new IterationMetrics(iteration, 0.5, 0.01, [new LayerIterationStats("fc1", 10, 20, 10, 0, true)]));
+                writer.Checkpoint(new FakeCheckpoint(iteration, files));
+            }
+            writer.Start();
+            await writer.CompleteAsync();
+        }
+
+        Assert.Equal(3, files.Count);
+        Assert.All(files, f => Assert.False(File.Exists(f), $"{f} was left behind"));
+        Assert.Equal(30, await host.Db.ScalarAsync<int>($"SELECT \"CheckpointIteration\" FROM jobs WHERE \"Id\" = '{job}'"));
+        Assert.Equal(1, await host.Db.ScalarAsync<long>(
+            $"SELECT count(*) FROM artifacts WHERE \"Kind\" = 'Checkpoint' AND \"FileName\" LIKE 'checkpoint-{job}-%'"));
+        Assert.Equal(3, await host.Db.ScalarAsync<long>($"SELECT count(*) FROM job_metrics WHERE \"JobId\" = '{job}'"));
+        Assert.Equal(FakeCheckpoint.Content(30).LongLength, await host.Db.ScalarAsync<long>(
+            $"SELECT a.\"Size\" FROM artifacts a JOIN jobs j ON j.\"CheckpointArtifactId\" = a.\"Id\" WHERE j.\"Id\" = '{job}'"));
+    }
+
+    /// <summary>A run's state of a size that depends on its iteration; it notes the file it was written to.</summary>
+    private sealed class FakeCheckpoint(int iteration, List<string> files) : ICheckpointSource
+    {
+        public int Iteration => iteration;
+
+        public static byte[] Content(int iteration) => Enumerable.Repeat((byte)iteration, 1000 * iteration).ToArray();
+
+        public void SaveCheckpoint(Stream stream)
+        {
+            files.Add(((FileStream)stream).Name);
+            stream.Write(Content(iteration));
+        }
+    }
+
+    [Fact]
     public async Task SwaggerDescribesEveryFieldOfTheJobAndItsFigures()
     {
         var document = await host.Client().GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);

@@ -172,6 +172,32 @@ public sealed class SurgeryTrainerTests : IDisposable
     }
 
     [Fact]
+    public void ASnapshotReplacingAnEarlierOneOfTheRunIsWrittenIntoItsArrayAndRestoresItsOwnState()
+    {
+        using var model = NewModel();
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(20));
+        trainer.Run(train, test, new RecordingObserver());
+        var first = trainer.Snapshot();
+        var firstCopy = first.ToArray();
+        using (TorchSharp.torch.no_grad()) trainer.Layers[0].Weight.Dense.add_(TorchSharp.torch.ones_like(trainer.Layers[0].Weight.Dense));
+        var weights = Values(trainer.Layers[0].Weight.Dense);
+
+        var second = trainer.Snapshot(replacing: first);
+
+        Assert.Same(first, second);
+        Assert.NotEqual(firstCopy, second);
+        trainer.Restore(firstCopy);
+        Assert.NotEqual(weights, Values(trainer.Layers[0].Weight.Dense));
+        trainer.Restore(second);
+        Assert.Equal(weights, Values(trainer.Layers[0].Weight.Dense));
+        Assert.Equal(20, trainer.Iteration);
+        // An array of another size (not a snapshot of this run) is left alone.
+        var other = new byte[7];
+        Assert.NotSame(other, trainer.Snapshot(replacing: other));
+        Assert.Equal(new byte[7], other);
+    }
+
+    [Fact]
     public void RunsTrainingAtOnceOnTwoThreadsEndAsEachEndsAlone()
     {
         // A worker may run several jobs at once: each run's dropout draws from its own generator, never from the other's.
