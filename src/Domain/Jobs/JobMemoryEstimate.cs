@@ -21,12 +21,12 @@ namespace SurgeryService.Domain.Jobs;
 public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, long DatasetBytes)
 {
     /// <summary>
-    /// Peak worker memory per byte of weights, measured (docs/benchmarks.md#big-models): a 12.9M-parameter MLP peaked at
-    /// 53x its weight bytes above the idle worker with a checkpoint every 10 iterations (JobMemoryTests; 27x once the
-    /// trainer's snapshot was sized exactly), ResNet-18 at 31-39x in the engine alone and VGG11-BN at 23.5x (bench --
-    /// large). Kept at 60 until budget mode's extra snapshots are measured on a large model.
+    /// Peak worker memory per byte of weights, measured (docs/operations.md#job-memory): a 12.9M-parameter MLP in the real
+    /// Worker peaked at 25.5x its weight bytes above the idle worker in fixed mode and 29.9x in budget mode, with a
+    /// checkpoint every 10 iterations (JobMemoryTests); ResNet-18 at 31-36x and VGG11-BN at 23.5x in the engine alone,
+    /// activations included (bench -- large). 40 covers each with a margin.
     /// </summary>
-    public const double WeightMultiple = 60;
+    public const double WeightMultiple = 40;
 
     /// <summary>The backward pass holds a gradient per saved activation, about as large again.</summary>
     public const double BackwardFactor = 2;

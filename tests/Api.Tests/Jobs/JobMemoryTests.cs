@@ -99,7 +99,7 @@ public sealed class JobMemoryLimitTests(JobMemoryLimitHost host) : IClassFixture
     {
         var client = host.Client();
         var dataset = TestData.MnistNpz(JobScenario.TrainSamples, JobScenario.TestSamples);
-        // 784-4096-10: 3.3M parameters, 13 MB of weights, over 700 MB at the measured multiple.
+        // 784-4096-10: 3.3M parameters, 13 MB of weights, over 500 MB at the measured multiple.
         var (wide, data) = await UploadAsync(client, OnnxMlp.Create(hidden: 4096), dataset);
         var (narrow, _) = await UploadAsync(client, OnnxMlp.Create(hidden: 16), dataset);
 
