@@ -330,9 +330,10 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             var stage = report.Stages.LastOrDefault(s => s.Accepted is null);
             if (stage is null)
             {
-                var target = NextTarget(report);
                 var planned = Plan(report, observer);
-                if (target is null || trainer.Iteration + StageLengthOf(planned) > planned - FineTuneIterationsOf(planned))
+                var room = trainer.Iteration + StageLengthOf(planned) <= planned - FineTuneIterationsOf(planned);
+                var target = room ? NextTarget(report, observer) : null;
+                if (target is null)
                 {
                     BeginFineTune(report, planned, observer);
                     break;
@@ -656,15 +657,39 @@ public sealed class BudgetSearch(SurgeryTrainer trainer, SurgerySettings setting
             $"({report.GoodCompression:0.#}x)"));
     }
 
-    private double? NextTarget(SearchReport report)
+    /// <summary>The next stage's target, or null when the search has converged; called only when a stage fits.</summary>
+    private double? NextTarget(SearchReport report, ISurgeryObserver observer)
+    {
+        var failed = report.FailedCompression;
+        var target = NextTarget(report, Budget);
+        if (failed is not null && report.FailedCompression is null)
+        {
+            observer.OnEvent(new SurgeryEvent(trainer.Iteration, SurgeryEventKind.Search,
+                $"the best state ({report.GoodCompression:0.#}x) is {100 * (report.GoodValidationTop1 - report.Floor(Budget)):0.##} points " +
+                $"above the floor, at least half the budget, and the miss at {failed:0.#}x started from a less trained state: " +
+                $"the search tries {target:0.#}x"));
+        }
+        return target;
+    }
+
+    /// <summary>
+    /// Doubling until the first miss, then the geometric mean of the best hit and the least miss until they are within
+    /// <see cref="Resolution"/>. Converged just below a miss, the search climbs again when the best state keeps at least
+    /// half the budget (<paramref name="budget"/>, a fraction): a miss bounds what a stage reaches from the state it started
+    /// from, and the best state has trained since. It then forgets the miss and aims between it and a doubling.
+    /// </summary>
+    internal static double? NextTarget(SearchReport report, double budget)
     {
         if (report.FailedCompression is { } failed)
         {
-            return failed / report.GoodCompression < Resolution ? null : Math.Sqrt(failed * report.GoodCompression);
+            if (failed / report.GoodCompression >= Resolution) return Math.Sqrt(failed * report.GoodCompression);
+            if (!(report.GoodValidationTop1 - report.Floor(budget) >= budget / 2)) return null;
+            report.FailedCompression = null;
+            return Math.Sqrt(failed * 2 * report.GoodCompression);
         }
         if (report.Stages.Count == 0)
         {
-            return Math.Max(2, 2 * Sensitivity.CompressionAt(report.Sensitivity, Budget));
+            return Math.Max(2, 2 * Sensitivity.CompressionAt(report.Sensitivity, budget));
         }
         return 2 * report.GoodCompression;
     }

@@ -335,6 +335,31 @@ public sealed class BudgetSearchTests(ITestOutputHelper log) : TrainedMlpTests(l
         }
     }
 
+    [Theory]
+    // Best hit, its validation top-1, least miss (budget 0.5 points from 99.13%, floor 98.63%) -> next target.
+    [InlineData(1.7, 0.9872, null, 3.4)]        // no miss yet: doubling
+    [InlineData(3.1, 0.9932, 5.6, 4.17)]        // a miss: between the best hit and the least miss
+    [InlineData(5.2, 0.9900, 5.6, 7.63)]        // converged 0.37 points above the floor: climbs again past the old miss
+    [InlineData(5.2, 0.9880, 5.6, null)]        // converged 0.17 points above it, less than half the budget: done
+    public void TheSearchBisectsAfterAMissAndClimbsAgainWhenItConvergesWithHalfTheBudgetLeft(
+        double good, double goodTop1, double? failed, double? expected)
+    {
+        var report = new SearchReport
+        {
+            ValidationTop1Before = 0.9913,
+            GoodCompression = good,
+            GoodValidationTop1 = goodTop1,
+            FailedCompression = failed,
+            Stages = [new SearchStageReport()],
+        };
+
+        var target = BudgetSearch.NextTarget(report, budget: 0.005);
+
+        Assert.Equal(expected, target is { } t ? Math.Round(t, 2) : null);
+        // Climbing again forgets the miss, so the next miss bounds the search anew.
+        Assert.Equal(expected > failed ? null : failed, report.FailedCompression);
+    }
+
     [Fact]
     public void ATighterBudgetNeverEndsMoreCompressedThanItsValidationAllows()
     {
