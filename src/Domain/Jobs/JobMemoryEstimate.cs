@@ -67,5 +67,29 @@ public sealed record JobMemoryEstimate(long WeightBytes, long ActivationBytes, l
                $"limit of {Mb(limitBytes)} (Jobs:MaxJobMemoryBytes): {fix}";
     }
 
+    /// <summary>
+    /// Bytes per parameter of the training state a snapshot holds, at most: the dense weight, its mask (stored as bool),
+    /// and the optimizer's state (SGD's velocity; Adam's two moments).
+    /// </summary>
+    public static long SnapshotBytesPerParameter(OptimizerChoice optimizer) => optimizer == OptimizerChoice.Adam ? 13 : 9;
+
+    /// <summary>What a snapshot adds to its tensors' bytes at most: names, shapes, thresholds (hundreds of bytes per layer).</summary>
+    public const long SnapshotHeaderBytes = 1 << 20;
+
+    /// <summary>
+    /// Why the model's training state cannot be snapshotted, or null: the divergence guard, budget mode's best states and
+    /// the learning-rate probe each keep the state in one array, which holds at most <see cref="Array.MaxLength"/> bytes
+    /// (about 238M parameters with SGD, 165M with Adam). A limit of this version, said at submit rather than at the job's
+    /// first snapshot.
+    /// </summary>
+    public static string? SnapshotProblem(long parameters, OptimizerChoice optimizer)
+    {
+        var bytes = parameters * SnapshotBytesPerParameter(optimizer) + SnapshotHeaderBytes;
+        if (bytes <= Array.MaxLength) return null;
+        return $"the model's training state (about {Mb(bytes)} for {parameters:N0} parameters with {optimizer.ToString().ToLowerInvariant()}) " +
+               $"is over the {Mb(Array.MaxLength)} that one in-memory snapshot of this version can hold: use a model with fewer parameters" +
+               (optimizer == OptimizerChoice.Adam ? ", or optimizer 'sgd', which keeps less state per parameter" : "");
+    }
+
     private static string Mb(long bytes) => FormattableString.Invariant($"{bytes / 1048576.0:N0} MB");
 }

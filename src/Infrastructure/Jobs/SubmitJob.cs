@@ -54,6 +54,7 @@ public sealed class SubmitJob(SurgeryDbContext db, JobQueuing queuing, ITenantAc
     {
         var estimate = JobMemoryEstimate.For(model, dataset, settings, preprocessing);
         if (estimate.Problem(options.Value.MaxJobMemoryBytes, settings.BatchSize) is { } problem) invalid["settings.batchSize"] = [problem];
+        if (JobMemoryEstimate.SnapshotProblem(model.ParameterCount, settings.Optimizer) is { } state) invalid["modelId"] = [state];
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using SurgeryService.Domain.Jobs;
 using SurgeryService.Domain.Models;
+using SurgeryService.Domain.Surgery;
 using SurgeryService.Domain.Tests.Onnx;
 
 namespace SurgeryService.Domain.Tests.Jobs;
@@ -49,6 +50,23 @@ public class JobMemoryEstimateTests
         Assert.Equal(2L * 10_000 * 64, estimate.ActivationBytes); // 2 x 64 trained; 128 evaluated hold as much
         Assert.Equal(2L * 5500 * 784 * 4, estimate.DatasetBytes);
         Assert.Equal(estimate.WeightBytes + estimate.ActivationBytes + estimate.DatasetBytes, estimate.TotalBytes);
+    }
+
+    [Theory]
+    [InlineData(200_000_000, OptimizerChoice.Sgd, null)]
+    [InlineData(200_000_000, OptimizerChoice.Adam, "or optimizer 'sgd'")]
+    [InlineData(240_000_000, OptimizerChoice.Sgd, "use a model with fewer parameters")]
+    public void AModelWhoseTrainingStateOutgrowsOneArrayIsRefusedAtSubmitNamingWhatToChange(long parameters, OptimizerChoice optimizer, string? says)
+    {
+        var problem = JobMemoryEstimate.SnapshotProblem(parameters, optimizer);
+
+        if (says is null)
+        {
+            Assert.Null(problem);
+            return;
+        }
+        Assert.Contains(says, problem);
+        Assert.Contains($"{parameters:N0} parameters with {optimizer.ToString().ToLowerInvariant()}", problem);
     }
 
     [Fact]

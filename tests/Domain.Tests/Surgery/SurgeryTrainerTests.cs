@@ -197,6 +197,23 @@ public sealed class SurgeryTrainerTests : IDisposable
         Assert.Equal(new byte[7], other);
     }
 
+    [Theory]
+    [InlineData(OptimizerChoice.Sgd)]
+    [InlineData(OptimizerChoice.Adam)]
+    public void ASnapshotTakesAtMostTheBytesPerParameterThatASubmitChecksAgainstTheArrayLimit(OptimizerChoice optimizer)
+    {
+        manual_seed(3);
+        using var model = new Mlp(32, 2048, 4); // 75,780 parameters
+        using var trainer = new SurgeryTrainer(model, PrunableLayers.Discover(model), Settings(5) with { Optimizer = optimizer, PruneBiases = true });
+        trainer.Run(train, test, new RecordingObserver());
+
+        var bytes = trainer.Snapshot().LongLength;
+        var parameters = model.parameters().Sum(p => p.numel());
+
+        var perParameter = SurgeryService.Domain.Jobs.JobMemoryEstimate.SnapshotBytesPerParameter(optimizer);
+        Assert.InRange(bytes, (perParameter - 0.5) * parameters, perParameter * parameters + SurgeryService.Domain.Jobs.JobMemoryEstimate.SnapshotHeaderBytes);
+    }
+
     [Fact]
     public void RunsTrainingAtOnceOnTwoThreadsEndAsEachEndsAlone()
     {
