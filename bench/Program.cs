@@ -57,10 +57,11 @@ static int Usage()
           --threads N                fix LibTorch threads in the engine and the Worker (default: measured per job)
           --no-build                 use the existing Release builds of src/Api and src/Worker
           --json FILE                also write the figures as JSON
-        usage: dotnet run -c Release --project bench -- service-large [--model resnet18|vgg11_bn] [--size 64] [--batch 64] [--iterations 20] [--threads N] [--no-build]
+        usage: dotnet run -c Release --project bench -- service-large [--model resnet18|vgg11_bn] [--size 64] [--batch 64] [--iterations 20] [--threads N] [--linger S] [--no-build]
           ResNet-18 (42.6 MB ONNX; VGG11-BN: 515 MB, size 224 and batch 8 by default) and random images through the real
           Api and Worker on a private PostgreSQL: the Api's memory during the upload, the Worker's account of the time
-          from the last iteration to the stored results, and its memory before, at peak and after
+          from the last iteration to the stored results, and its memory before, at peak and after; --linger keeps both up
+          S seconds after the job, to inspect them
         usage: dotnet run -c Release --project bench -- large [--model resnet18|vgg11_bn] [--size 64] [--batch 64] [--threads N] [--iterations 10]
           (VGG11-BN needs --size 224: PyTorch exports its 7x7 average pool only from 7x7 features)
           ResNet-18 or VGG11-BN from PyTorch (Debian's /usr/bin/python3 with python3-torch) through the engine in this process: peak

@@ -103,6 +103,11 @@ internal static class ServiceLarge
         var wall = clock.Elapsed.TotalSeconds;
         await Task.Delay(3000);
         var after = Rss(worker.Id);
+        if (Int("linger", 0) is > 0 and var linger)
+        {
+            Console.WriteLine($"the Api (pid {api.Id}) and the Worker (pid {worker.Id}) stay up for {linger} s");
+            await Task.Delay(TimeSpan.FromSeconds(linger));
+        }
         var line = worker.Output.Split('\n').LastOrDefault(l => l.Contains("after its last iteration", StringComparison.Ordinal))?.Trim();
         const double MiB = 1 << 20;
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"""

@@ -49,6 +49,30 @@ public static class ProcessMemory
         Trim.Value?.Invoke(0);
     }
 
+    /// <summary>
+    /// Where the process's memory is, for the log after a job: the .NET heap's committed bytes, and glibc malloc's bytes
+    /// in use, free in its arenas and mapped for large blocks (<c>mallinfo2</c>; zeros elsewhere).
+    /// </summary>
+    public static string Account()
+    {
+        var managed = GC.GetGCMemoryInfo().TotalCommittedBytes;
+        var live = GC.GetTotalMemory(forceFullCollection: false);
+        var native = Info.Value?.Invoke() ?? default;
+        return FormattableString.Invariant(
+            $"managed heap {managed >> 20} MB committed, {live >> 20} MB live; malloc {(long)native.InUse >> 20} MB in use, {(long)native.Free >> 20} MB free in arenas, {(long)native.Mapped >> 20} MB mapped");
+    }
+
+    private static readonly Lazy<MallInfo2?> Info = new(() => GlibcFunction<MallInfo2>("mallinfo2"));
+
+    private delegate MallocStatistics MallInfo2();
+
+    /// <summary>glibc's <c>struct mallinfo2</c> (malloc.h), every field a size_t.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private readonly struct MallocStatistics
+    {
+        public readonly nuint Arena, FreeChunks, FastBlocks, MappedRegions, Mapped, MaxTotal, FastFree, InUse, Free, Keep;
+    }
+
     /// <summary>The process's resident set (VmRSS) in bytes; null where /proc is not available.</summary>
     public static long? ResidentBytes() => StatusKilobytes("VmRSS:") * 1024;
 

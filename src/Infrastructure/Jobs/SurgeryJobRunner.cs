@@ -103,10 +103,14 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
         }
         finally
         {
-            // The attempt's model, data, trainer and snapshots are unreachable now: an idle worker goes back to its baseline.
+            // This runs as the attempt's continuation, inline, while the attempt's finished state machine still holds the
+            // model's and the dataset's bytes (cleared only once its frame unwinds): 759 MB were live here after a VGG11-BN
+            // job. Yielding lets the frame unwind first; then the attempt's model, data, trainer and snapshots are
+            // unreachable, and an idle worker goes back to its baseline.
+            await Task.Yield();
             ProcessMemory.Release();
-            logger.LogInformation("Job {JobId}: memory released, worker resident {ResidentMb} MB (peak {PeakMb} MB)", jobId,
-                ProcessMemory.ResidentBytes() / (1 << 20), ProcessMemory.PeakResidentBytes() / (1 << 20));
+            logger.LogInformation("Job {JobId}: memory released, worker resident {ResidentMb} MB (peak {PeakMb} MB); {Account}", jobId,
+                ProcessMemory.ResidentBytes() / (1 << 20), ProcessMemory.PeakResidentBytes() / (1 << 20), ProcessMemory.Account());
         }
     }
 
