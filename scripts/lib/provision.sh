@@ -119,12 +119,17 @@ start_postgres() {
   # A cluster left running by an interrupted earlier run is stopped first.
   "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1 && "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m fast >/dev/null
   PG_PORT="$(free_port "${PG_PORT_START:-55432}")"
-  "${as[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
-    start >/dev/null || { tail -n 20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
   PG_AS=("${as[@]}")
+  start_cluster
   export ConnectionStrings__Surgery="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=surgery"
   log "PostgreSQL listening on 127.0.0.1:$PG_PORT (data in $PG_DATA)"
+}
+
+# Starts the cluster of start_postgres (PG_DATA, PG_PORT, PG_AS) again after it was stopped.
+start_cluster() {
+  "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories='' -c max_connections=200 -c fsync=${PG_FSYNC:-on}" \
+    start >/dev/null || { tail -n 20 "$PG_DATA/server.log" >&2; die "PostgreSQL did not start"; }
 }
 
 stop_postgres() {

@@ -8,7 +8,8 @@ namespace SurgeryService.Api.Errors;
 
 /// <summary>
 /// Maps the domain's exceptions, and requests the framework could not read (bad JSON, a body over the size limit), to
-/// RFC 7807 ProblemDetails; anything else is a 500 without details.
+/// RFC 7807 ProblemDetails, and a database that does not answer to a 503 with Retry-After; anything else is a 500 without
+/// details.
 /// </summary>
 public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails) : IExceptionHandler
 {
@@ -29,6 +30,8 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
                     parameter is null ? null : new Dictionary<string, string[]> { [parameter] = [unbound] }),
             BadHttpRequestException bad => (bad.StatusCode,
                 bad.StatusCode == StatusCodes.Status413PayloadTooLarge ? "Upload too large" : "Bad request", bad.Message, null),
+            _ when DatabaseUnavailable(exception) => (StatusCodes.Status503ServiceUnavailable, "Database unavailable",
+                $"the database did not answer this request; try again in {RetryAfterSeconds} s", null),
             _ => (0, "", "", (Dictionary<string, string[]>?)null),
         };
         if (status == 0)
@@ -37,6 +40,7 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
         }
 
         context.Response.StatusCode = status;
+        if (status == StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
         var problem = new Microsoft.AspNetCore.Mvc.ProblemDetails { Status = status, Title = title, Detail = detail };
         if (errors is not null)
         {
@@ -48,6 +52,22 @@ public sealed class DomainExceptionHandler(IProblemDetailsService problemDetails
             Exception = exception,
             ProblemDetails = problem,
         });
+    }
+
+    /// <summary>Seconds a client is asked to wait (Retry-After) when the database is down or restarting.</summary>
+    public const int RetryAfterSeconds = 5;
+
+    /// <summary>
+    /// A database that is down, restarting or unreachable (Npgsql marks such failures transient, and EF's retrying
+    /// strategy wraps them once it gives up): the service's state, not the request's, so a 503 to retry, never a 500.
+    /// </summary>
+    private static bool DatabaseUnavailable(Exception exception)
+    {
+        for (Exception? e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is Npgsql.NpgsqlException { IsTransient: true }) return true;
+        }
+        return false;
     }
 
     private static (int, string, string, Dictionary<string, string[]>?) MalformedBody(int status, JsonException json)

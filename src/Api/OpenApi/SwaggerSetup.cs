@@ -43,6 +43,7 @@ public static class SwaggerSetup
                 [new OpenApiSecuritySchemeReference(SchemeName, document)] = [],
             });
             options.OperationFilter<ExampleOperationFilter>();
+            options.OperationFilter<DatabaseUnavailableFilter>();
             // The request and response types' doc comments (each field's unit, range and default) become the schema
             // descriptions. The build writes the files next to the assemblies; a copy of the binaries without them
             // serves the document without descriptions.
@@ -52,6 +53,20 @@ public static class SwaggerSetup
                 if (File.Exists(xml)) options.IncludeXmlComments(xml);
             }
         });
+
+    /// <summary>Every operation may answer 503 while the database is down (<c>DomainExceptionHandler</c>).</summary>
+    private sealed class DatabaseUnavailableFilter : IOperationFilter
+    {
+        public void Apply(OpenApiOperation operation, OperationFilterContext context)
+        {
+            operation.Responses ??= new OpenApiResponses();
+            operation.Responses.TryAdd("503", new OpenApiResponse
+            {
+                Description = "Database unavailable (down or restarting): a ProblemDetails; retry after the Retry-After header's " +
+                              $"seconds ({Errors.DomainExceptionHandler.RetryAfterSeconds}).",
+            });
+        }
+    }
 
     private sealed class ExampleOperationFilter : IOperationFilter
     {

@@ -63,6 +63,34 @@ public sealed class FaultTests(FaultHost host, Xunit.Abstractions.ITestOutputHel
     }
 
     [Fact]
+    public async Task WhileTheDatabaseIsDownTheApiAnswers503WithRetryAfterNot500AndServesAgainOnceItIsBack()
+    {
+        await using var postgres = await PrivatePostgres.StartAsync("outage");
+        using var api = await ApiProcess.StartAsync(postgres.ConnectionString);
+        using var client = api.Client();
+        var (model, _) = await JobScenario.UploadAsync(client); // the connection pool is warm: its connections are cut below
+
+        await postgres.StopAsync();
+        foreach (var path in new[] { "/api/jobs", $"/api/models/{model}", "/api/datasets", "/api/jobs" })
+        {
+            using var response = await client.GetAsync(path);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.True(response.StatusCode == HttpStatusCode.ServiceUnavailable, $"{(int)response.StatusCode} {path}: {body}");
+            Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+            Assert.Contains("Database unavailable", body);
+            Assert.DoesNotContain("   at ", body);
+            Assert.Equal(TimeSpan.FromSeconds(5), response.Headers.RetryAfter?.Delta);
+        }
+
+        await postgres.StartAgainAsync();
+        Assert.True(await Eventually.TrueAsync(async () => (await client.GetAsync($"/api/models/{model}")).IsSuccessStatusCode,
+            TimeSpan.FromSeconds(30), TimeSpan.FromMilliseconds(200)));
+        var swagger = await client.GetAsync("/swagger/v1/swagger.json").ExpectAsync(HttpStatusCode.OK);
+        Assert.Contains("Retry-After", swagger.GetProperty("paths").GetProperty("/api/jobs").GetProperty("get")
+            .GetProperty("responses").GetProperty("503").GetProperty("description").GetString());
+    }
+
+    [Fact]
     public async Task AnApiKilledInTheMiddleOfALargeUploadLeavesNoArtifactOrModelBehind()
     {
         await using var db = await TestDatabase.CreateAsync("killupload");

@@ -21,6 +21,8 @@ public sealed class PrivatePostgres : IAsyncDisposable
         while read -r command; do
           case "$command" in
             restart) "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" restart -m fast -w -t 60 >/dev/null && echo restarted ;;
+            stop) "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" stop -m fast -w -t 60 >/dev/null && echo stopped ;;
+            start) PG_FSYNC=off start_cluster && echo started ;;
             *) echo "unknown command $command" ;;
           esac
         done
@@ -53,12 +55,20 @@ public sealed class PrivatePostgres : IAsyncDisposable
     }
 
     /// <summary><c>pg_ctl restart -m fast</c>: every connection is cut, the server is back on the same port when this returns.</summary>
-    public async Task RestartAsync()
+    public Task RestartAsync() => CommandAsync("restart", "restarted");
+
+    /// <summary><c>pg_ctl stop -m fast</c>: every connection is cut and the server stays down until <see cref="StartAgainAsync"/>.</summary>
+    public Task StopAsync() => CommandAsync("stop", "stopped");
+
+    /// <summary>Starts the stopped server again on the same port.</summary>
+    public Task StartAgainAsync() => CommandAsync("start", "started");
+
+    private async Task CommandAsync(string command, string done)
     {
-        await _process.StandardInput.WriteLineAsync("restart");
+        await _process.StandardInput.WriteLineAsync(command);
         await _process.StandardInput.FlushAsync();
         var answer = await _process.StandardOutput.ReadLineAsync();
-        if (answer != "restarted") throw new InvalidOperationException($"pg_ctl restart answered '{answer}'");
+        if (answer != done) throw new InvalidOperationException($"'{command}' answered '{answer}'");
     }
 
     public async ValueTask DisposeAsync()

@@ -197,8 +197,8 @@ public sealed class SensitivityTests(SensitivityHost host, ITestOutputHelper out
             .GetProperty("example").GetProperty("validation").GetDouble());
         string[] Statuses(string path, string method) => paths.GetProperty(path).GetProperty(method)
             .GetProperty("responses").EnumerateObject().Select(r => r.Name).Order().ToArray();
-        Assert.Equal(["202", "400", "422"], Statuses("/api/jobs/sensitivity", "post"));
-        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/sensitivity", "get"));
-        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/sensitivity.svg", "get"));
+        Assert.Equal(["202", "400", "422", "503"], Statuses("/api/jobs/sensitivity", "post"));
+        Assert.Equal(["200", "404", "409", "503"], Statuses("/api/jobs/{id}/sensitivity", "get"));
+        Assert.Equal(["200", "404", "409", "503"], Statuses("/api/jobs/{id}/sensitivity.svg", "get"));
     }
 }

@@ -87,23 +87,24 @@ public sealed class RefusalTests(RefusalHost host) : IClassFixture<RefusalHost>
         Assert.Equal("lenet-300-100", upload.GetProperty("requestBody").GetProperty("content").GetProperty("multipart/form-data")
             .GetProperty("example").GetProperty("architecture").GetString());
 
-        // Every status an endpoint returns is in its Results<...> union, so the document lists it.
+        // Every status an endpoint returns is in its Results<...> union, so the document lists it; 503 (the database is
+        // down) stands on every operation.
         string[] Statuses(string path, string method) => document.GetProperty("paths").GetProperty(path).GetProperty(method)
             .GetProperty("responses").EnumerateObject().Select(r => r.Name).Order().ToArray();
-        Assert.Equal(["202", "400", "422"], Statuses("/api/jobs", "post"));
-        Assert.Equal(["202", "404", "409"], Statuses("/api/jobs/{id}/cancel", "post"));
-        Assert.Equal(["200", "400", "404", "409", "422"], Statuses("/api/jobs/{id}/result", "get"));
-        Assert.Equal(["200", "404", "409"], Statuses("/api/jobs/{id}/report", "get"));
-        Assert.Equal(["204", "404", "409"], Statuses("/api/models/{id}", "delete"));
-        Assert.Equal(["204", "404", "409"], Statuses("/api/datasets/{id}", "delete"));
-        Assert.Equal(["201", "400", "413", "415", "422"], Statuses("/api/models", "post"));
-        Assert.Equal(["201", "400", "413", "415", "422"], Statuses("/api/datasets", "post"));
+        Assert.Equal(["202", "400", "422", "503"], Statuses("/api/jobs", "post"));
+        Assert.Equal(["202", "404", "409", "503"], Statuses("/api/jobs/{id}/cancel", "post"));
+        Assert.Equal(["200", "400", "404", "409", "422", "503"], Statuses("/api/jobs/{id}/result", "get"));
+        Assert.Equal(["200", "404", "409", "503"], Statuses("/api/jobs/{id}/report", "get"));
+        Assert.Equal(["204", "404", "409", "503"], Statuses("/api/models/{id}", "delete"));
+        Assert.Equal(["204", "404", "409", "503"], Statuses("/api/datasets/{id}", "delete"));
+        Assert.Equal(["201", "400", "413", "415", "422", "503"], Statuses("/api/models", "post"));
+        Assert.Equal(["201", "400", "413", "415", "422", "503"], Statuses("/api/datasets", "post"));
 
         // The one list contract: every field of the page and the paging parameters are described, defaults included.
         var schemas = document.GetProperty("components").GetProperty("schemas");
         foreach (var (path, item) in new[] { ("/api/models", "ModelResponse"), ("/api/datasets", "DatasetResponse"), ("/api/jobs", "JobResponse") })
         {
-            Assert.Equal(["200", "400"], Statuses(path, "get"));
+            Assert.Equal(["200", "400", "503"], Statuses(path, "get"));
             var list = document.GetProperty("paths").GetProperty(path).GetProperty("get");
             var page = schemas.GetProperty(item + "ListPage").GetProperty("properties");
             Assert.Equal(["items", "page", "pageSize", "totalCount"], page.EnumerateObject().Select(p => p.Name).Order());
