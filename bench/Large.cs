@@ -61,13 +61,13 @@ internal static class Large
             // Where the peak is: loading and training (with the final evaluation), then the export on its own.
             trainingPeak = ProcessMemory.PeakResidentBytes()!.Value;
             File.WriteAllText("/proc/self/clear_refs", "5");
+            // Into temporary files as they are written, as the Worker does.
             var paths = new List<string>();
-            foreach (var (_, content) in ModelFormats.WriteResults(loaded, settings, outcome))
+            ModelFormats.WriteResults(loaded, settings, outcome, _ =>
             {
-                var path = Path.GetTempFileName();
-                File.WriteAllBytes(path, content);
-                paths.Add(path);
-            }
+                paths.Add(Path.GetTempFileName());
+                return File.Create(paths[^1]);
+            });
             afterLast = Stopwatch.GetElapsedTime(clock.Last);
             paths.ForEach(File.Delete);
         }

@@ -181,12 +181,31 @@ public static class ModelFormats
     public static IReadOnlyList<(ResultFormat Format, byte[] Content)> WriteResults(
         LoadedModel model, SurgerySettings settings, SurgeryOutcome outcome)
     {
+        var results = new List<(ResultFormat, MemoryStream)>();
+        WriteResults(model, settings, outcome, format =>
+        {
+            var memory = new MemoryStream();
+            results.Add((format, memory));
+            return memory;
+        });
+        return results.Select(r => (r.Item1, r.Item2.ToArray())).ToList();
+    }
+
+    /// <summary>
+    /// <see cref="WriteResults(LoadedModel, SurgerySettings, SurgeryOutcome)"/> into streams that <paramref name="create"/>
+    /// opens, one per format, in order; each is disposed once written.
+    /// </summary>
+    public static void WriteResults(LoadedModel model, SurgerySettings settings, SurgeryOutcome outcome, Func<ResultFormat, Stream> create)
+    {
         if (model.Module is OnnxModule onnx)
         {
-            var export = OnnxWriter.Export(onnx, settings, outcome);
-            return [(ResultFormat.Onnx, export.Dense), (ResultFormat.OnnxSparse, export.Sparse)];
+            using var dense = create(ResultFormat.Onnx);
+            using var sparse = create(ResultFormat.OnnxSparse);
+            OnnxWriter.ExportTo(onnx, settings, outcome, dense, sparse);
+            return;
         }
-        return [(ResultFormat.TorchSharp, TorchSharpWeights.Save(model.Module))];
+        using var weights = create(ResultFormat.TorchSharp);
+        weights.Write(TorchSharpWeights.Save(model.Module));
     }
 
     private static OnnxModel ReadOnnx(byte[] content) => ReadOnnx(() => OnnxModel.Load(content), content);

@@ -41,15 +41,31 @@ public static class OnnxWriter
 
     private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
+    /// <summary>Both forms in memory (tests, benches, small models); the service streams them with <see cref="ExportTo"/>.</summary>
     public static OnnxExport Export(OnnxModule module, SurgerySettings settings, SurgeryOutcome outcome)
     {
-        var dense = DenseModel(module, settings, outcome);
-        var prunable = module.Model.Layers.Where(l => l.Prunable)
-            .SelectMany(l => settings.PruneBiases && l.BiasInitializer is not null ? new[] { l.WeightInitializer, l.BiasInitializer } : [l.WeightInitializer]);
-        var (sparse, moved) = SparseModel(dense, prunable);
         var original = module.Model.OriginalBytes
             ?? throw new InvalidOperationException("a model read for inspection (OnnxModel.Inspect) cannot be exported");
-        return new OnnxExport(dense.ToByteArray(), sparse.ToByteArray(), original, moved);
+        using var dense = new MemoryStream();
+        using var sparse = new MemoryStream();
+        var moved = ExportTo(module, settings, outcome, dense, sparse);
+        return new OnnxExport(dense.ToArray(), sparse.ToArray(), original, moved);
+    }
+
+    /// <summary>
+    /// Writes the dense form to <paramref name="dense"/>, then turns the same copy of the graph into the sparse form and
+    /// writes it to <paramref name="sparse"/>: one copy of the weights besides the module's, and no file held as one
+    /// array. Returns the initializers that moved to sparse form.
+    /// </summary>
+    public static IReadOnlyList<string> ExportTo(OnnxModule module, SurgerySettings settings, SurgeryOutcome outcome, Stream dense, Stream sparse)
+    {
+        var proto = DenseModel(module, settings, outcome);
+        proto.WriteTo(dense);
+        var prunable = module.Model.Layers.Where(l => l.Prunable)
+            .SelectMany(l => settings.PruneBiases && l.BiasInitializer is not null ? new[] { l.WeightInitializer, l.BiasInitializer } : [l.WeightInitializer]);
+        var moved = MoveToSparse(proto, prunable);
+        proto.WriteTo(sparse);
+        return moved;
     }
 
     /// <summary>
@@ -82,6 +98,12 @@ public static class OnnxWriter
     public static (ModelProto Model, IReadOnlyList<string> Moved) SparseModel(ModelProto dense, IEnumerable<string> initializers)
     {
         var proto = dense.Clone();
+        return (proto, MoveToSparse(proto, initializers));
+    }
+
+    /// <summary><see cref="SparseModel"/> in place: <paramref name="proto"/> becomes the sparse form.</summary>
+    private static IReadOnlyList<string> MoveToSparse(ModelProto proto, IEnumerable<string> initializers)
+    {
         var moved = new List<string>();
         foreach (var name in initializers.Distinct())
         {
@@ -110,7 +132,7 @@ public static class OnnxWriter
             moved.Add(name);
         }
         if (moved.Count > 0 && proto.IrVersion < 6) proto.IrVersion = 6;
-        return (proto, moved);
+        return moved;
     }
 
     private static void SetMetadata(ModelProto proto, string key, string value)

@@ -194,28 +194,39 @@ public sealed class SurgeryJobRunner(SurgeryDbContext db, ArtifactStore artifact
                 }
                 delivering = TimeProvider.System.GetTimestamp();
                 writer.OnPhase(new PhaseUpdate(RunPhase.Exporting));
-                var results = ModelFormats.WriteResults(loaded, job.Settings, run.Outcome).ToList();
-                JobDeployment? deployment = null;
-                if (job.Output.Quantize == Quantization.Int8)
-                {
-                    var fp32 = results.ToDictionary(r => r.Format, r => r.Content);
-                    var int8 = Int8Delivery.Run(modelBytes, fp32[ResultFormat.Onnx], fp32[ResultFormat.OnnxSparse], calibration,
-                        options.Value.Int8CalibrationSamples, int8Budget(run.Outcome), samples.Test,
-                        new LatencySettings(options.Value.DeploymentThreads, options.Value.DeploymentWarmupRuns, options.Value.DeploymentRuns),
-                        line =>
-                        {
-                            logger.LogInformation("Job {JobId} {Deployment}", job.Id, line);
-                            writer.OnEvent(new SurgeryEvent(run.Outcome.Iterations, SurgeryEventKind.Deployment, line));
-                        });
-                    if (int8.Int8 is { } delivered) results.Add((ResultFormat.OnnxInt8, delivered));
-                    deployment = int8.Deployment;
-                }
-                var files = new List<(ResultFormat, string)>();
-                foreach (var (format, content) in results)
+                // Each result streams into a temporary file as it is written: a large model's files are never whole
+                // arrays in memory (the int8 step, asked for small models, reads the two it needs back).
+                var files = new List<(ResultFormat Format, string Path)>();
+                string TemporaryFile(ResultFormat format)
                 {
                     var path = Path.GetTempFileName();
-                    File.WriteAllBytes(path, content);
                     files.Add((format, path));
+                    return path;
+                }
+                JobDeployment? deployment = null;
+                try
+                {
+                    ModelFormats.WriteResults(loaded, job.Settings, run.Outcome,
+                        format => new FileStream(TemporaryFile(format), FileMode.Create, FileAccess.Write, FileShare.None, 1 << 20));
+                    if (job.Output.Quantize == Quantization.Int8)
+                    {
+                        var fp32 = files.ToDictionary(f => f.Format, f => File.ReadAllBytes(f.Path));
+                        var int8 = Int8Delivery.Run(modelBytes, fp32[ResultFormat.Onnx], fp32[ResultFormat.OnnxSparse], calibration,
+                            options.Value.Int8CalibrationSamples, int8Budget(run.Outcome), samples.Test,
+                            new LatencySettings(options.Value.DeploymentThreads, options.Value.DeploymentWarmupRuns, options.Value.DeploymentRuns),
+                            line =>
+                            {
+                                logger.LogInformation("Job {JobId} {Deployment}", job.Id, line);
+                                writer.OnEvent(new SurgeryEvent(run.Outcome.Iterations, SurgeryEventKind.Deployment, line));
+                            });
+                        if (int8.Int8 is { } delivered) File.WriteAllBytes(TemporaryFile(ResultFormat.OnnxInt8), delivered);
+                        deployment = int8.Deployment;
+                    }
+                }
+                catch
+                {
+                    foreach (var (_, path) in files) File.Delete(path);
+                    throw;
                 }
                 exported = TimeProvider.System.GetTimestamp();
                 return new Attempt.Trained(run.Outcome, files, deployment);
