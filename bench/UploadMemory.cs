@@ -82,10 +82,6 @@ public static class UploadMemory
     }
 
     /// <summary>
-    /// Issue 27: the Api's peak while it refuses the prober's 25 MB settings body (700,000 layer entries), then its peak
-    /// and CPU time while 8 Server-Sent Events streams follow one queued job for 20 s.
-    /// </summary>
-    /// <summary>
     /// The Api's resident set once it stops changing after an answer (two readings 0.5 s apart within 1 MB, at most 10 s):
     /// what it keeps of an upload, whether the release happened before or just after the answer.
     /// </summary>
@@ -103,6 +99,10 @@ public static class UploadMemory
         return (previous, watch.Elapsed);
     }
 
+    /// <summary>
+    /// Issue 27: the Api's peak while it refuses the prober's 25 MB settings body (700,000 layer entries), then its peak
+    /// and CPU time while 8 Server-Sent Events streams follow one queued job for 20 s.
+    /// </summary>
     private static void Settings(HttpClient client, int pid, string work)
     {
         var modelPath = Path.Combine(work, "model.onnx");

@@ -91,17 +91,10 @@ public static class OnnxWriter
     }
 
     /// <summary>
-    /// A copy of <paramref name="dense"/> in which each named float initializer moves to graph.sparse_initializer where
-    /// its sparse form (values [NNZ] and int64 linear indices [NNZ]) serialises smaller. Sparse initializers need IR 6,
-    /// so an older model's ir_version is raised to 6 in this form.
+    /// Turns <paramref name="proto"/> into the sparse form, in place: each named float initializer moves to
+    /// graph.sparse_initializer where its sparse form (values [NNZ] and int64 linear indices [NNZ]) serialises smaller.
+    /// Sparse initializers need IR 6, so an older model's ir_version is raised to 6 in this form. Returns those moved.
     /// </summary>
-    public static (ModelProto Model, IReadOnlyList<string> Moved) SparseModel(ModelProto dense, IEnumerable<string> initializers)
-    {
-        var proto = dense.Clone();
-        return (proto, MoveToSparse(proto, initializers));
-    }
-
-    /// <summary><see cref="SparseModel"/> in place: <paramref name="proto"/> becomes the sparse form.</summary>
     private static IReadOnlyList<string> MoveToSparse(ModelProto proto, IEnumerable<string> initializers)
     {
         var moved = new List<string>();
