@@ -206,4 +206,19 @@ public class DynamicNetworkSurgeryRuleTests
         // The magnitude method updates once per round: 5 rounds in 100 iterations.
         Assert.Equal(0.05, MaskSchedules.ExpectedUpdateShare(settings with { Method = SurgeryMethod.Magnitude }, [Fc]), 12);
     }
+
+    [Fact]
+    public void MasksLargerThanAFloatCountsExactlyAreCountedExactly()
+    {
+        // 2^24 + 3 ones: a float sum cannot hold 2^24 + 1 or 2^24 + 3 (it rounds to an even neighbour).
+        const long N = (1L << 24) + 3;
+        using var all = ones(N);
+        using var other = ones(N);
+        other[N - 1] = tensor(0f);
+        other[0] = tensor(0f);
+
+        Assert.Equal(N, MaskedLayer.Count(all));
+        Assert.Equal(N - 2, MaskedLayer.Count(other));
+        Assert.Equal(N - 2, MaskedLayer.Overlap(all, other));
+    }
 }
