@@ -1,9 +1,13 @@
 using SurgeryService.Bench;
 
+// Before anything touches TorchSharp, as the Worker does (the child process it starts answers and exits here).
+var convolutions = SurgeryService.Domain.Torch.ConvolutionCheck.ChooseInstructionSet();
+
 // Benchmarks that print figures; never run by the test suite. The engine runs with the Worker's allocator settings
 // unless --glibc-default asks for glibc's own (to measure what the settings change).
 if (args.Contains("--glibc-default")) Console.WriteLine("allocator: glibc's defaults");
 else Console.WriteLine($"allocator: freed tensor memory kept for reuse: {SurgeryService.Domain.Torch.ProcessMemory.KeepFreedTensorMemory()}");
+Console.WriteLine($"oneDNN's instruction set: {convolutions}");
 return args switch
 {
     ["reproduce", var architecture, .. var rest] => Reproduce.Run(architecture, rest),

@@ -3,7 +3,10 @@ using SurgeryService.Infrastructure.Hosting;
 using SurgeryService.Domain.Surgery;
 using SurgeryService.Worker;
 
-// Before anything touches TorchSharp: OpenMP reads its wait policy once, when LibTorch loads.
+// Before anything touches TorchSharp: oneDNN reads its instruction-set cap once, at its first kernel (in the child
+// process this starts, the check answers and exits here).
+var convolutions = SurgeryService.Domain.Torch.ConvolutionCheck.ChooseInstructionSet();
+// OpenMP reads its wait policy once, when LibTorch loads.
 var waitPolicy = OpenMpWaitPolicy.PassiveUnlessSet();
 // Before the first tensor: freed tensor memory is reused rather than returned and faulted back in (evaluations 3-10x faster).
 var keepsTensorMemory = SurgeryService.Domain.Torch.ProcessMemory.KeepFreedTensorMemory();
@@ -36,7 +39,8 @@ var host = builder.Build();
 // Loads LibTorch now, so its OpenMP runtime starts with the policy above and a broken native install shows at start.
 host.Services.GetRequiredService<ILogger<WorkerOptions>>().LogInformation(
     "OpenMP wait policy {WaitPolicy}; LibTorch threads per job: {Threads} (LibTorch's default here: {Default}); " +
-    "freed tensor memory kept for reuse until a job ends: {KeepsTensorMemory}", waitPolicy,
+    "freed tensor memory kept for reuse until a job ends: {KeepsTensorMemory}; convolutions: {Convolutions}", waitPolicy,
     options.TorchThreads > 0 ? options.TorchThreads.ToString(System.Globalization.CultureInfo.InvariantCulture) : "measured per job",
-    TorchSharp.torch.get_num_threads(), keepsTensorMemory);
+    TorchSharp.torch.get_num_threads(), keepsTensorMemory,
+    $"{convolutions}; {SurgeryService.Domain.Torch.ConvolutionCheck.Describe(SurgeryService.Domain.Torch.ConvolutionCheck.Ensure())}");
 host.Run();

@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
 using System.Runtime.InteropServices;
 using static TorchSharp.torch;
 
@@ -10,16 +13,91 @@ namespace SurgeryService.Domain.Torch;
 /// float64 agreed to 1e-7. Training on such a convolution silently learns a different function than the one a user
 /// deploys. Before the first convolution of the process this check compares a float32 convolution with its float64
 /// counterpart (which never goes through oneDNN) and, when they disagree, switches LibTorch to its own convolution
-/// kernels for the rest of the process.
+/// kernels for the rest of the process. A process that calls <see cref="ChooseInstructionSet"/> first (the Worker, bench)
+/// avoids that where it can: its oneDNN is capped at SSE4.1, which computes right on that processor and faster than
+/// LibTorch's own kernels.
 /// </summary>
 public static class ConvolutionCheck
 {
     private static readonly Lazy<ConvolutionCheckResult> Outcome = new(Run, LazyThreadSafetyMode.ExecutionAndPublication);
 
+    /// <summary>oneDNN's cap on the instruction sets its kernels use, read once, at its first kernel.</summary>
+    private const string IsaVariable = "DNNL_MAX_CPU_ISA";
+
+    /// <summary>Set in the child process that <see cref="ChooseInstructionSet"/> asks.</summary>
+    private const string ChildVariable = "SURGERY_CONVOLUTION_CHECK_CHILD";
+
+    private const string ChildAnswer = "convolution-check-error";
+
+    /// <summary>The cap this process set, or null.</summary>
+    private static string? _cap;
+
     /// <summary>The check's outcome in words: which kernels convolutions run on in this process.</summary>
     public static string Describe(ConvolutionCheckResult result) => result.OneDnnDisabled
         ? $"oneDNN turned off (float32 error {result.Error:g2} of the output's scale; {result.ErrorAfter:g2} with LibTorch's own kernels)"
-        : $"oneDNN (float32 error {result.Error:g2} of the output's scale)";
+        : $"oneDNN{(_cap is null ? "" : $" capped at {IsaVariable}={_cap}")} (float32 error {result.Error:g2} of the output's scale)";
+
+    /// <summary>
+    /// The first call of a process's Main, before anything touches TorchSharp. oneDNN chooses its instruction set once,
+    /// from <c>DNNL_MAX_CPU_ISA</c>, so whether the one it would choose computes right cannot be asked in this process
+    /// without fixing the choice. A child process (this program again, which answers here and exits) runs the check;
+    /// when it finds oneDNN wrong, this process caps oneDNN at SSE4.1 in its native environment (which oneDNN's getenv
+    /// reads; .NET keeps its own copy, and child processes get that copy). Where the wide kernels were wrong (docs/operations.md#convolutions-and-onednn),
+    /// SSE4.1's were right and ran VGG's convolutions in 1.45 s where LibTorch's own kernels took 2.25 s. <see cref="Ensure"/>
+    /// still checks this process and turns oneDNN off should the capped kernels be wrong too. An operator's
+    /// <c>DNNL_MAX_CPU_ISA</c> is left as it is. Returns what it did, for the log.
+    /// </summary>
+    public static string ChooseInstructionSet()
+    {
+        if (Environment.GetEnvironmentVariable(ChildVariable) == "1")
+        {
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{ChildAnswer} {RelativeError():R}"));
+            Environment.Exit(0);
+        }
+        if (Environment.GetEnvironmentVariable(IsaVariable) is { Length: > 0 } set) return $"{IsaVariable}={set}, set by the operator";
+        if (OperatingSystem.IsWindows()) return "oneDNN's own choice (not asked on Windows)";
+        var error = ErrorInChildProcess();
+        if (error is null) return "oneDNN's own choice (the child process that checks it did not answer)";
+        if (error <= Tolerance) return $"oneDNN's own choice (float32 error {error:g2} in a child process)";
+        if (SetEnv(IsaVariable, "SSE41", 1) != 0) return $"oneDNN's own choice, wrong by {error:g2} (setenv failed)";
+        _cap = "SSE41";
+        return $"{IsaVariable}=SSE41: oneDNN's own choice was wrong by {error:g2} of the output's scale in a child process";
+    }
+
+    /// <summary>The check's error in a child process of this program, or null when it does not answer in a minute.</summary>
+    private static double? ErrorInChildProcess()
+    {
+        if (Environment.ProcessPath is not { } path) return null;
+        var info = new ProcessStartInfo(path) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // Started as 'dotnet program.dll': the child needs the program's path too.
+        if (Path.GetFileNameWithoutExtension(path) == "dotnet" && Assembly.GetEntryAssembly()?.Location is { Length: > 0 } entry)
+        {
+            info.ArgumentList.Add(entry);
+        }
+        info.Environment[ChildVariable] = "1";
+        try
+        {
+            using var child = Process.Start(info)!;
+            _ = child.StandardError.ReadToEndAsync(); // drained, so a chatty child never blocks on a full pipe
+            var output = child.StandardOutput.ReadToEndAsync();
+            if (!child.WaitForExit(60_000))
+            {
+                child.Kill(entireProcessTree: true);
+                return null;
+            }
+            var answer = output.Result.Split('\n').FirstOrDefault(l => l.StartsWith(ChildAnswer + " ", StringComparison.Ordinal));
+            return answer is not null && double.TryParse(answer[(ChildAnswer.Length + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var value)
+                ? value
+                : null;
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+    }
+
+    [DllImport("libc", EntryPoint = "setenv", CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+    private static extern int SetEnv(string name, string value, int overwrite);
 
     /// <summary>Runs the check once per process; later calls return the first result.</summary>
     public static ConvolutionCheckResult Ensure() => Outcome.Value;

@@ -51,6 +51,48 @@ public sealed class WorkerHostTests : IAsyncLifetime
         Assert.Contains("OMP_WAIT_POLICY = 'ACTIVE'", worker.Output);
     }
 
+    [Fact]
+    public async Task WorkerAsksAChildProcessWhetherOneDnnIsRightAndCapsItsInstructionSetWhenNot()
+    {
+        // DNNL_VERBOSE makes oneDNN name the instruction set it runs on when it creates its first kernel.
+        using var worker = WorkerProcess.Start(_db.ConnectionString, new Dictionary<string, string> { ["DNNL_VERBOSE"] = "1" });
+
+        var line = await StartupLine(worker);
+
+        Assert.DoesNotContain("did not answer", line);
+        if (line.Contains("DNNL_MAX_CPU_ISA=SSE41", StringComparison.Ordinal))
+        {
+            // This processor's own choice was wrong: the Worker runs oneDNN capped, and the in-process check found it right.
+            Assert.Contains("isa:Intel SSE4.1", worker.Output);
+            Assert.DoesNotContain("turned off", line);
+        }
+        else
+        {
+            Assert.Contains("oneDNN's own choice (float32 error", line);
+        }
+    }
+
+    [Fact]
+    public async Task OperatorsOneDnnInstructionSetWins()
+    {
+        using var worker = WorkerProcess.Start(_db.ConnectionString,
+            new Dictionary<string, string> { ["DNNL_MAX_CPU_ISA"] = "SSE41", ["DNNL_VERBOSE"] = "1" });
+
+        var line = await StartupLine(worker);
+
+        Assert.Contains("DNNL_MAX_CPU_ISA=SSE41, set by the operator", line);
+        Assert.Contains("isa:Intel SSE4.1", worker.Output);
+    }
+
+    /// <summary>The Worker's startup log line (it names the OpenMP policy, the threads and the convolutions).</summary>
+    private static async Task<string> StartupLine(WorkerProcess worker)
+    {
+        var logged = await Eventually.TrueAsync(() => Task.FromResult(worker.HasExited || worker.Output.Contains("convolutions: ", StringComparison.Ordinal)),
+            TimeSpan.FromSeconds(90));
+        Assert.True(logged, "the worker logged no startup line; its output:\n" + worker.Output);
+        return worker.Output.Split('\n').First(l => l.Contains("convolutions: ", StringComparison.Ordinal));
+    }
+
     private async Task<long> ServerCount(int pid)
     {
         var schemaExists = await _db.ScalarAsync<bool>(
