@@ -23,6 +23,10 @@ using SurgeryService.Infrastructure.Models;
 using SurgeryService.Infrastructure.Persistence;
 using SurgeryService.Infrastructure.Tenants;
 
+// Before anything touches TorchSharp: OpenMP reads its wait policy once, when LibTorch loads. The Api computes only to
+// measure uploaded models; its OpenMP threads must not spin on cores the Worker and PostgreSQL need.
+SurgeryService.Domain.Surgery.OpenMpWaitPolicy.PassiveUnlessSet();
+
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.ConfigureKestrel(kestrel => kestrel.AddServerHeader = false); // no "Server: Kestrel" to fingerprint
 
@@ -54,6 +58,7 @@ if (builder.Configuration.GetValue<bool>($"{ApiOptions.Section}:{nameof(ApiOptio
     builder.Services.AddSurgeryJobServer();
 }
 builder.Services.AddHostedService<BuiltInDatasets>();
+builder.Services.AddHostedService<LibTorchPreload>();
 builder.Services.AddScoped<MultipartUpload>();
 
 builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)

@@ -104,9 +104,11 @@ public static class ConvolutionCheck
 
     private static ConvolutionCheckResult Run()
     {
+        // Capped, oneDNN is right (checked below), and NNPACK is as unable to start as it was without the cap.
+        if (_cap is not null) TrySwitchOff(oneDnn: false);
         var error = RelativeError();
         if (error <= Tolerance) return new ConvolutionCheckResult(error, OneDnnDisabled: false, ErrorAfter: error);
-        if (!TryDisableOneDnn())
+        if (!TrySwitchOff(oneDnn: true))
         {
             throw new InvalidOperationException(
                 $"LibTorch's float32 convolution is wrong on this CPU (relative error {error:g3}) and oneDNN cannot be " +
@@ -155,7 +157,12 @@ public static class ConvolutionCheck
     [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
     private delegate void SetUserEnabled(IntPtr context, [MarshalAs(UnmanagedType.U1)] bool enabled);
 
-    private static bool TryDisableOneDnn()
+    /// <summary>
+    /// Switches NNPACK off, and oneDNN too when <paramref name="oneDnn"/>. Without oneDNN, or for a convolution oneDNN
+    /// does not take, LibTorch next tries NNPACK, which cannot initialise on the processors where oneDNN was wrong and
+    /// says so in a warning per attempt; its own kernels (im2col and GEMM) are what remains.
+    /// </summary>
+    private static bool TrySwitchOff(bool oneDnn)
     {
         if (OperatingSystem.IsWindows()) return false;
         foreach (var name in new[] { "libtorch_cpu.so", "libtorch_cpu.dylib" })
@@ -167,9 +174,7 @@ public static class ConvolutionCheck
                 return false;
             }
             var context = Marshal.GetDelegateForFunctionPointer<GlobalContext>(globalContext)();
-            Marshal.GetDelegateForFunctionPointer<SetUserEnabled>(setMkldnn)(context, false);
-            // Without oneDNN, LibTorch next tries NNPACK, which cannot initialise on such a CPU and says so on every
-            // convolution; its own kernels (im2col and GEMM) are what remains.
+            if (oneDnn) Marshal.GetDelegateForFunctionPointer<SetUserEnabled>(setMkldnn)(context, false);
             if (NativeLibrary.TryGetExport(library, "_ZN2at7Context20setUserEnabledNNPACKEb", out var setNnpack))
             {
                 Marshal.GetDelegateForFunctionPointer<SetUserEnabled>(setNnpack)(context, false);

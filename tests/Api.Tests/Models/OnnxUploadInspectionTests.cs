@@ -28,4 +28,16 @@ public sealed class OnnxUploadInspectionTests(OnnxUploadInspectionHost host) : I
         var activation = await host.Db.ScalarAsync<long>($"SELECT \"ActivationBytesPerSample\" FROM models WHERE \"Id\" = '{id}'");
         Assert.Equal(4L * (784 + hidden + hidden + 10), activation);
     }
+
+    [Fact]
+    public async Task TheApiLoadsLibTorchAtStartSoThatNoUploadPaysForItsLoad()
+    {
+        // A separate Api process: this test process may have loaded LibTorch already for other tests.
+        await using var db = await TestDatabase.CreateAsync("preload");
+        using var api = await ApiProcess.StartAsync(db.ConnectionString);
+
+        var maps = await File.ReadAllTextAsync($"/proc/{api.Id}/maps");
+        Assert.Contains("libtorch_cpu.so", maps);
+        Assert.Contains("LibTorch loaded in", api.Output);
+    }
 }
