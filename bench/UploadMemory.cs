@@ -39,11 +39,13 @@ public static class UploadMemory
                     path => NpzWithXTrain(path, Zeros(1L << 30, NpyHeader("(10, 28, 28)")))),
                 ("bomb: gzipped IDX header announcing 100 GB", "/api/datasets",
                     path => IdxZip(path, Deflated(Gzip(Zeros(0, IdxHeader(100_000, 1000, 1000)))), ".gz")),
-                // The Api's first model upload loads LibTorch (the activation measurement): measured apart from the large one.
+                // The first model upload warms the inspection (LibTorch itself is loaded when the Api starts): measured apart from the large one.
                 ("accepted: ONNX MLP of 1 MB, the Api's first model", "/api/models", path => OnnxModel(path, 1)),
                 ($"accepted: ONNX MLP of {modelMegabytes} MB", "/api/models", path => OnnxModel(path, modelMegabytes)),
             };
-            Console.WriteLine($"Api pid {pid}, VmRSS at start {Status(pid, "VmRSS")} kB");
+            // Once settled: the Api loads LibTorch in the background after it is ready.
+            var (start, settledAfter) = SettledRss(pid);
+            Console.WriteLine($"Api pid {pid}, VmRSS at start {start} kB (settled {settledAfter.TotalSeconds:F1} s after ready), VmHWM {Status(pid, "VmHWM")} kB");
             using (var probe = client.GetAsync("/api/models").GetAwaiter().GetResult())
             {
                 // Kestrel itself (TestServer in the tests sends no Server header, so only this run shows it).
