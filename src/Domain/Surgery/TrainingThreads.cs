@@ -12,7 +12,11 @@ namespace SurgeryService.Domain.Surgery;
 /// The measurement takes at most <see cref="MaxMeasureSeconds"/> or <see cref="MaxMeasureShare"/> of the run's expected
 /// duration, whichever is less: the warm-up times the one-thread iteration, and the rounds are sized from it (up to 4
 /// rounds of 25 iterations on each count; fewer and shorter for slow iterations or a short run). A run too short for
-/// one iteration on each count inside that budget stays on one thread.
+/// one iteration on each count inside that budget stays on one thread, unless one iteration takes
+/// <see cref="HeavyIterationSeconds"/> or more on one thread: then it takes <see cref="MaxThreads"/>. Such an iteration is
+/// made of large kernels, which more threads do speed up, and on a 10 s budget every iteration over about 2.5 s is
+/// unmeasurable: VGG11-BN had trained a whole job on one thread and spent 159 s in its final evaluation, against 76 s on
+/// two (docs/benchmarks.md#mask-counts-in-double-and-onednn-at-sse41-2026-12-08).
 /// Until the first iteration, a run that measures uses every core it may: what comes before it is evaluation in batches
 /// of 1,000 samples (the starting model, and a budget job's sensitivity analysis, nine evaluations per layer): with
 /// passive waiting, 1.3-1.8x faster alone on every model size, and 0.86-1.04x beside a second process
@@ -33,6 +37,9 @@ public sealed class TrainingThreads
 
     /// <summary>The largest share of the run's expected duration (iterations times the one-thread pace) it may take.</summary>
     public const double MaxMeasureShare = 0.05;
+
+    /// <summary>A one-thread iteration at least this long (seconds) is large kernels: unmeasured, it gets every thread it may.</summary>
+    public const double HeavyIterationSeconds = 1;
 
     private const int MinWarmUp = 2, WarmUp = 20, RoundLength = 25, Rounds = 4;
 
@@ -116,7 +123,7 @@ public sealed class TrainingThreads
                 var pace = Median(_warm);
                 var budget = Budget(iterations, pace);
                 if (_warm.Count < MinWarmUp || (_warm.Count < WarmUp && spent < budget * WarmUpShare)) return;
-                PlanRounds(n + 1, budget, pace > 0 ? (budget - spent) / pace : 0);
+                PlanRounds(n + 1, budget, pace, pace > 0 ? (budget - spent) / pace : 0);
                 return;
             }
             (ThreadsOf(n) == 1 ? _one : _many).Add(seconds);
@@ -143,7 +150,7 @@ public sealed class TrainingThreads
         public void OnEvent(SurgeryEvent surgeryEvent) => inner.OnEvent(surgeryEvent);
 
         /// <summary>Rounds that fit the <paramref name="available"/> iterations left of the budget: up to 4 of 25 on each count.</summary>
-        private void PlanRounds(int first, double budget, double available)
+        private void PlanRounds(int first, double budget, double pace, double available)
         {
             _budget = budget;
             _firstRound = first;
@@ -156,7 +163,10 @@ public sealed class TrainingThreads
             }
             if (_rounds == 0)
             {
-                Settle(1, Format($"the run is too short to measure: its budget of {budget:F2} s fits no iteration on each count"));
+                var why = $"the run is too short to measure: its budget of {budget:F2} s fits no iteration on each count";
+                Settle(pace >= HeavyIterationSeconds ? maxThreads : 1, pace >= HeavyIterationSeconds
+                    ? Format($"{why}, and one iteration on one thread takes {pace:F1} s, large kernels that more threads speed up")
+                    : Format($"{why}"));
                 return;
             }
             set_num_threads(ThreadsOf(first));

@@ -105,6 +105,28 @@ public sealed class TrainingThreadsTests : IDisposable
     }
 
     [Fact]
+    public void AnIterationTooSlowToMeasureInTheBudgetTakesEveryCore()
+    {
+        // 3 s per iteration on one thread: the 10 s budget holds the warm-up and not one iteration on each count.
+        var clock = new PacedClock(3_000, 1_600);
+        var reports = new List<(int Threads, string Why)>();
+        var observer = TrainingThreads.Measured(2).Observe(new Recorder(), 20_000, (count, why) => reports.Add((count, why)), clock);
+
+        for (var i = 0; i < 10; i++)
+        {
+            clock.Iterate();
+            observer.OnIteration(new IterationMetrics(i, 1, 0.01, []));
+        }
+
+        var (chosen, why) = Assert.Single(reports);
+        Assert.Equal(2, chosen);
+        Assert.Equal(2, get_num_threads());
+        Assert.Contains("too short to measure", why);
+        Assert.Contains("3.0 s", why);
+        Assert.Equal(2, clock.Iterations[1]); // the warm-up only: nothing spent measuring what cannot be measured
+    }
+
+    [Fact]
     public void EvaluationsAreKeptOutOfTheIterationTimes()
     {
         var clock = new PacedClock(100, 90);
