@@ -85,32 +85,14 @@ public sealed class TrainingThreadsTests : IDisposable
         Assert.True(clock.Iterations[2] > 0 && clock.Iterations[1] > 0, "both counts were timed");
     }
 
-    [Fact]
-    public void ARunTooShortToMeasureStaysOnOneThread()
+    [Theory]
+    [InlineData(10, 1, 50, 1)] // a small model in a short run: its 0.025 s budget times nothing, and it stays on one thread
+    [InlineData(3_000, 1_600, 20_000, 2)] // 3 s per iteration: the 10 s budget holds the warm-up only; large kernels take both cores
+    public void ARunTooShortToMeasureStaysOnOneThreadUnlessItsIterationsAreLargeKernels(double oneMs, double manyMs, int iterations, int expected)
     {
-        var clock = new PacedClock(10, 1);
+        var clock = new PacedClock(oneMs, manyMs);
         var reports = new List<(int Threads, string Why)>();
-        var observer = TrainingThreads.Measured(2).Observe(new Recorder(), 50, (count, why) => reports.Add((count, why)), clock);
-
-        for (var i = 0; i < 50; i++)
-        {
-            clock.Iterate();
-            observer.OnIteration(new IterationMetrics(i, 1, 0.01, []));
-        }
-
-        var (chosen, why) = Assert.Single(reports);
-        Assert.Equal(1, chosen);
-        Assert.Contains("too short to measure", why);
-        Assert.Equal(0, clock.Iterations[2] - 1); // only the first iteration, before the warm-up, ran on both cores
-    }
-
-    [Fact]
-    public void AnIterationTooSlowToMeasureInTheBudgetTakesEveryCore()
-    {
-        // 3 s per iteration on one thread: the 10 s budget holds the warm-up and not one iteration on each count.
-        var clock = new PacedClock(3_000, 1_600);
-        var reports = new List<(int Threads, string Why)>();
-        var observer = TrainingThreads.Measured(2).Observe(new Recorder(), 20_000, (count, why) => reports.Add((count, why)), clock);
+        var observer = TrainingThreads.Measured(2).Observe(new Recorder(), iterations, (count, why) => reports.Add((count, why)), clock);
 
         for (var i = 0; i < 10; i++)
         {
@@ -119,11 +101,13 @@ public sealed class TrainingThreadsTests : IDisposable
         }
 
         var (chosen, why) = Assert.Single(reports);
-        Assert.Equal(2, chosen);
-        Assert.Equal(2, get_num_threads());
+        Assert.Equal(expected, chosen);
+        Assert.Equal(expected, get_num_threads());
         Assert.Contains("too short to measure", why);
-        Assert.Contains("3.0 s", why);
-        Assert.Equal(2, clock.Iterations[1]); // the warm-up only: nothing spent measuring what cannot be measured
+        // Nothing was spent measuring: the other count ran only what came before the choice (the first iteration on
+        // both cores, the two warm-up iterations on one).
+        Assert.Equal(expected == 1 ? 1 : 2, expected == 1 ? clock.Iterations[2] : clock.Iterations[1]);
+        if (expected == 2) Assert.Contains("takes 3.0 s", why);
     }
 
     [Fact]
