@@ -8,7 +8,7 @@ namespace SurgeryService.Api.Models;
 /// runs the graph once to measure its activations per sample (<c>ModelFormats.Inspect</c>). Loading it takes about
 /// 135 MB of resident memory that stays for the life of the process (its code and thread pools); loaded at start, that
 /// memory is part of the Api's steady state from its first minute, an upload adds only what the inspection itself
-/// takes, and the first upload does not wait for the load (docs/operations.md#memory).
+/// takes, and the first upload does not wait for the load (docs/operations.md#job-memory).
 /// </summary>
 public sealed class LibTorchPreload(ILogger<LibTorchPreload> logger) : BackgroundService
 {

@@ -163,10 +163,10 @@ public sealed class TrainingThreads
             }
             if (_rounds == 0)
             {
-                var why = $"the run is too short to measure: its budget of {budget:F2} s fits no iteration on each count";
-                Settle(pace >= HeavyIterationSeconds ? maxThreads : 1, pace >= HeavyIterationSeconds
-                    ? Format($"{why}, and one iteration on one thread takes {pace:F1} s, large kernels that more threads speed up")
-                    : Format($"{why}"));
+                var heavy = pace >= HeavyIterationSeconds;
+                var why = Format($"the run is too short to measure: its budget of {budget:F2} s fits no iteration on each count");
+                Settle(heavy ? maxThreads : 1,
+                    heavy ? why + Format($", and one iteration on one thread takes {pace:F1} s, large kernels that more threads speed up") : why);
                 return;
             }
             set_num_threads(ThreadsOf(first));
