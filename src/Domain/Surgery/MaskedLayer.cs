@@ -248,7 +248,7 @@ public sealed class MaskedLayer : IDisposable
     /// The ones in a 0/1 mask. A float sum of 0/1 values is exact while every partial sum is an integer the mantissa
     /// holds (up to 2^24), whatever the order of the additions; larger masks are summed in slices of 2^24 entries. Summing
     /// them in double instead converts the whole tensor first: 1.3-1.7 s for VGG11-BN's first fully connected layer
-    /// (103M entries) on every mask update, against 0.01 s in slices (docs/benchmarks.md#large-models).
+    /// (103M entries) on every mask update, against 0.01 s in slices (docs/benchmarks.md#mask-counts-in-double-and-onednn-at-sse41-2026-12-08).
     /// </summary>
     internal static long Count(Tensor mask) => Sliced(mask, null);
 
